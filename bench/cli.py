@@ -1,0 +1,256 @@
+"""The `bench` command line.
+
+Every input is validated before anything runs; a bad value ends the command with one line on stderr
+naming the field, the value and what is allowed (exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bench.errors import BenchError
+
+app = typer.Typer(
+    name="bench",
+    help="aigc-edge-bench: benchmark schedulers of diffusion (AIGC) requests on cooperating edge servers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except BenchError as exc:
+        _fail(str(exc))
+
+
+def _seeds(seed: Optional[List[int]], seeds: Optional[int]) -> list[int]:
+    if seed and seeds is not None:
+        _fail("--seed and --seeds are not allowed together; expected one of them")
+    if seeds is not None:
+        if seeds < 1:
+            _fail(f"--seeds = {seeds} is not allowed; expected an integer >= 1")
+        return list(range(seeds))
+    chosen = list(seed) if seed else [0]
+    for s in chosen:
+        if s < 0:
+            _fail(f"--seed = {s} is not allowed; expected a non-negative integer")
+    if len(set(chosen)) != len(chosen):
+        _fail(f"--seed = {chosen} is not allowed; expected distinct seeds")
+    return chosen
+
+
+@app.command()
+def run(
+    scheduler: str = typer.Option(..., "--scheduler", "-s", help="scheduler name (bench list), plugin name, or module:Class"),
+    scenario: str = typer.Option("paper", "--scenario", help="preset name (bench list) or path to a scenario .toml file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set servers.count=4 (repeatable)"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="scheduler hyper-parameter KEY=VALUE (repeatable)"),
+    seed: Optional[List[int]] = typer.Option(None, "--seed", help="seed to run (repeatable); default 0"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="run seeds 0..N-1"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
+    train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed for learning schedulers (default: the scenario's)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="write the result bundle to this new directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
+    task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
+) -> None:
+    """Train (learning schedulers) and evaluate a scheduler; print a summary and optionally write a bundle."""
+    from bench.results import check_out_dir, write_bundle
+    from bench.runner import run as run_scheduler
+    from bench.scenario import load_scenario
+    from schedulers.registry import parse_params, resolve
+
+    def prepare():
+        sc = load_scenario(scenario, set_ or [])
+        cls = resolve(scheduler)
+        parse_params(cls, scheduler, param or [])
+        if out_dir is not None:
+            check_out_dir(out_dir, overwrite)
+        return sc, cls
+
+    sc, cls = _guarded(prepare)
+    seed_list = _seeds(seed, seeds)
+    if episodes is not None and episodes < 1:
+        _fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
+    if train_episodes is not None and train_episodes < 0:
+        _fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
+    n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
+    n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns else 0
+
+    show_progress = err.is_terminal if progress is None else progress
+    total = len(seed_list) * (n_eval + n_train)
+
+    def execute():
+        if not show_progress:
+            return run_scheduler(sc, scheduler, params=param or [], seeds=seed_list, episodes=n_eval, train_episodes=n_train, keep_traces=task_records)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[label]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"{scheduler} on {sc.name}", total=total, label="")
+            return run_scheduler(
+                sc,
+                scheduler,
+                params=param or [],
+                seeds=seed_list,
+                episodes=n_eval,
+                train_episodes=n_train,
+                keep_traces=task_records,
+                progress=lambda label: bar.update(task, advance=1, label=label),
+            )
+
+    result = _guarded(execute)
+    summary = result.summary()
+    if out_dir is not None:
+        _guarded(lambda: write_bundle(result, out_dir, overwrite=overwrite, task_records=task_records, command=["bench", *sys.argv[1:]]))
+    if as_json:
+        print(json.dumps(summary, allow_nan=False))
+    else:
+        _print_summary(summary, out_dir)
+
+
+def _fmt(x: Optional[float], digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
+    ci = s["ci95_delay_s"]
+    title = f"{s['scheduler']} on {s['scenario']} · seeds {s['seeds']} · {s['episodes']} evaluation episodes per seed"
+    if s["train_episodes"]:
+        title += f" · trained {s['train_episodes']} episodes"
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    ci_text = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-"
+    table.add_row("mean delay (s)", _fmt(s["mean_delay_s"]), "mean over episodes of the mean task delay (paper metric)")
+    table.add_row("95% CI (s)", ci_text, f"t-interval over {s['ci95_over']}")
+    table.add_row("p50 / p95 / p99 (s)", f"{_fmt(s['p50_delay_s'], 2)} / {_fmt(s['p95_delay_s'], 2)} / {_fmt(s['p99_delay_s'], 2)}", "task delay percentiles, mean over episodes")
+    table.add_row("upload / wait / compute / download (s)", " / ".join(_fmt(s[k], 3) for k in ("mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")), "delay parts")
+    table.add_row("offloaded", f"{100 * s['offload_fraction']:.1f}%", "tasks processed away from their base station")
+    table.add_row("tasks", f"{s['tasks']:,}", "evaluation tasks in all")
+    t = s["timing"]
+    table.add_row("decision time (µs/task)", _fmt(t["decision_us_per_task"], 2), "wall clock inside the scheduler")
+    table.add_row("wall time (s)", _fmt(t["wall_s"], 2), f"training {_fmt(t['train_s'], 2)} s, evaluation {_fmt(t['eval_s'], 2)} s")
+    out.print(table)
+    if len(s["per_seed"]) > 1:
+        out.print("per seed: " + ", ".join(f"{p['seed']}: {p['mean_delay_s']:.3f}" for p in s["per_seed"]), highlight=False)
+    if out_dir is not None:
+        out.print(f"bundle written to {out_dir}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    what: str = typer.Argument("all", help="schedulers, scenarios, or all"),
+) -> None:
+    """List the schedulers (built-in and plugins) and the scenario presets."""
+    from bench.scenario import load_scenario, preset_names
+    from schedulers.registry import available
+
+    if what not in ("all", "schedulers", "scenarios"):
+        _fail(f"list {what!r} is not allowed; expected schedulers, scenarios or all")
+    if what in ("all", "schedulers"):
+        t = Table(title="schedulers", title_justify="left", header_style="bold")
+        for col in ("name", "source", "summary"):
+            t.add_column(col)
+        for row in _guarded(available):
+            t.add_row(*row)
+        out.print(t)
+    if what in ("all", "scenarios"):
+        t = Table(title="scenarios", title_justify="left", header_style="bold")
+        for col in ("name", "servers", "slots", "arrivals/BS/slot", "eval eps", "train eps", "hash"):
+            t.add_column(col)
+        for name in preset_names():
+            sc = load_scenario(name)
+            lo, hi = sc.tasks.arrivals_per_bs
+            t.add_row(name, str(sc.n_servers), str(sc.episode.slots), f"{lo}-{hi}", str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), sc.hash[:12])
+        out.print(t)
+
+
+@app.command()
+def scenario(
+    name: str = typer.Argument("paper", help="preset name or path to a .toml file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field (repeatable)"),
+    fields: bool = typer.Option(False, "--fields", help="list every field with its type and help instead"),
+) -> None:
+    """Show a scenario, fully resolved, with its hash (or every field a scenario file may set)."""
+    from bench.scenario import load_scenario, scenario_fields
+
+    if fields:
+        t = Table(header_style="bold")
+        t.add_column("key", no_wrap=True)
+        t.add_column("allowed")
+        t.add_column("meaning")
+        for row in scenario_fields():
+            t.add_row(*row)
+        out.print(t)
+        return
+    sc = _guarded(lambda: load_scenario(name, set_ or []))
+    print(json.dumps({"hash": sc.hash, **sc.to_dict()}, indent=2))
+
+
+@app.command("check-scheduler")
+def check_scheduler(
+    scheduler: str = typer.Argument(..., help="scheduler name, plugin name, or module:Class"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="hyper-parameter KEY=VALUE (repeatable)"),
+) -> None:
+    """Run the conformance checks for a scheduler on the `tiny` scenario (exit 1 if any fails)."""
+    from schedulers.conformance import check
+
+    report = _guarded(lambda: check(scheduler, param or []))
+    t = Table(title=f"conformance of {scheduler}", title_justify="left", header_style="bold")
+    for col in ("check", "result", "detail"):
+        t.add_column(col)
+    for c in report:
+        t.add_row(c.name, "[green]pass[/]" if c.passed else ("[yellow]skip[/]" if c.skipped else "[red]FAIL[/]"), escape(c.detail))
+    out.print(t)
+    if any(not c.passed and not c.skipped for c in report):
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(bundle: Path = typer.Argument(..., help="a result bundle directory")) -> None:
+    """Recompute a bundle's metrics from its actions on regenerated task streams (exit 1 on any mismatch)."""
+    from bench.replay import replay as replay_bundle
+
+    report = _guarded(lambda: replay_bundle(bundle))
+    if report.ok:
+        out.print(f"[green]ok[/]: {report.episodes} episodes replayed; every metric equals the bundle's", highlight=False)
+        return
+    for line in report.mismatches[:20]:
+        err.print(f"[red]mismatch[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if len(report.mismatches) > 20:
+        err.print(f"... and {len(report.mismatches) - 20} more", highlight=False)
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,136 @@
+"""The cost model: what a task costs on each server. The one place where costs are defined.
+
+A cost model is a per-task x per-server compute-time table plus the servers' link rates:
+
+    upload_s[i, a]   = d_i / v_a   if a != origin_i, else 0   (input sent to the destination server)
+    compute_s[i, a]  = the compute-time table                  (paper: w_i / f_a, Gcycles over Gcycles/s)
+    download_s[i, a] = o_i / v_a                                (result returned at the destination's rate)
+    service_s[i, a]  = upload_s + compute_s + download_s        (the delay without waiting)
+
+and, optionally, a mask of the servers allowed for each task (all allowed in the paper). Waiting is
+not a cost of the task but of the queue; the environment adds it (see `bench.environment`).
+
+`CostModel` holds what every model shares (link rates, transfers, masks); a subclass supplies the
+compute-time table. `CycleCosts` is the paper's. Measured-cost models (profiles of real diffusion
+models) are further subclasses; the environment and the schedulers do not change.
+
+Divisions by rates and capacities are done as multiplications by their reciprocals, in the tables and
+in the charged costs alike, so a scheduler's table entry equals exactly what the environment charges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tasks.workload import Workload
+
+
+class CostModel:
+    """Shared part of every cost model: capacities, link rates, transfer times, masks."""
+
+    has_mask = False
+
+    def __init__(self, capacity_gcps: np.ndarray, rate_mbps: np.ndarray):
+        capacity = np.array(capacity_gcps, dtype=np.float64)
+        rate = np.array(rate_mbps, dtype=np.float64)
+        if capacity.shape != rate.shape or capacity.ndim != 1:
+            raise ValueError("capacity_gcps and rate_mbps must be 1-D arrays of the same length")
+        if not (np.all(capacity > 0) and np.all(rate > 0)):
+            raise ValueError("capacities and link rates must be positive")
+        self.capacity_gcps = _ro(capacity)
+        self.rate_mbps = _ro(rate)
+        self.inv_rate = _ro(1.0 / rate)
+
+    @property
+    def n_servers(self) -> int:
+        return int(self.capacity_gcps.shape[0])
+
+    # ---- tables over all servers, for the tasks lo:hi (what schedulers see) ----------------------
+    def compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def upload_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        table = wl.size_mbit[lo:hi, None] * self.inv_rate[None, :]
+        table[np.arange(hi - lo), wl.origin[lo:hi]] = 0.0
+        return table
+
+    def download_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        return wl.result_mbit[lo:hi, None] * self.inv_rate[None, :]
+
+    def compute_and_service_s(self, wl: Workload, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(compute_s, service_s) tables; subclasses may fuse them for speed."""
+        compute = self.compute_s(wl, lo, hi)
+        return compute, self.upload_s(wl, lo, hi) + compute + self.download_s(wl, lo, hi)
+
+    def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray | None:
+        """Allowed servers per task, or None when every server may run every task."""
+        return None
+
+    # ---- the same costs for one chosen server per task (what the environment charges) ----------
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(upload_s, compute_s, download_s) of each task on its chosen server."""
+        inv = self.inv_rate[actions]
+        upload = np.where(actions == wl.origin[lo:hi], 0.0, wl.size_mbit[lo:hi] * inv)
+        return upload, self.compute_s_chosen(wl, lo, hi, actions), wl.result_mbit[lo:hi] * inv
+
+
+class CycleCosts(CostModel):
+    """The paper's compute time: work (Gcycles) / capacity (Gcycles/s), the same work on every server."""
+
+    def __init__(self, capacity_gcps: np.ndarray, rate_mbps: np.ndarray):
+        super().__init__(capacity_gcps, rate_mbps)
+        self.inv_capacity = _ro(1.0 / self.capacity_gcps)
+
+    def compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        return wl.work_gcycles[lo:hi, None] * self.inv_capacity[None, :]
+
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray:
+        return wl.work_gcycles[lo:hi] * self.inv_capacity[actions]
+
+    def compute_and_service_s(self, wl: Workload, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        n = hi - lo
+        compute = np.empty((n, self.n_servers))
+        service = np.empty((n, self.n_servers))
+        _cycle_tables(
+            wl.size_mbit[lo:hi], wl.work_gcycles[lo:hi], wl.result_mbit[lo:hi], wl.origin[lo:hi],
+            self.inv_capacity, self.inv_rate, compute, service,
+        )
+        return compute, service
+
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = hi - lo
+        upload, compute, download = np.empty(n), np.empty(n), np.empty(n)
+        _cycle_chosen(
+            wl.size_mbit[lo:hi], wl.work_gcycles[lo:hi], wl.result_mbit[lo:hi], wl.origin[lo:hi],
+            self.inv_capacity, self.inv_rate, actions, upload, compute, download,
+        )
+        return upload, compute, download
+
+
+@njit(cache=True, nogil=True)
+def _cycle_tables(size, work, result, origin, inv_capacity, inv_rate, compute, service):  # pragma: no cover - compiled
+    n, n_servers = compute.shape
+    for i in range(n):
+        for a in range(n_servers):
+            c = work[i] * inv_capacity[a]
+            up = 0.0 if a == origin[i] else size[i] * inv_rate[a]
+            compute[i, a] = c
+            service[i, a] = up + c + result[i] * inv_rate[a]
+
+
+@njit(cache=True, nogil=True)
+def _cycle_chosen(size, work, result, origin, inv_capacity, inv_rate, actions, upload, compute, download):  # pragma: no cover - compiled
+    for i in range(actions.shape[0]):
+        a = actions[i]
+        upload[i] = 0.0 if a == origin[i] else size[i] * inv_rate[a]
+        compute[i] = work[i] * inv_capacity[a]
+        download[i] = result[i] * inv_rate[a]
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a

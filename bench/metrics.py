@@ -1,0 +1,107 @@
+"""Metric definitions: the one place that says what every reported number means (docs/metrics.md).
+
+Per episode (one row of `episodes.parquet`), over the episode's tasks:
+    tasks                  number of tasks
+    mean_delay_s           mean service delay of the tasks: the paper's metric
+    p50/p95/p99_delay_s    percentiles of the task delays (linear interpolation, numpy's default)
+    max_delay_s            largest task delay
+    mean_upload_s, mean_wait_s, mean_compute_s, mean_download_s
+                           mean of each delay part (they sum to mean_delay_s)
+    offload_fraction       share of tasks processed away from the base station that received them
+    drain_s                largest backlog left after the last slot: time until every queue is empty
+    decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
+
+Over a run (`summary.json`, `bench run --json`):
+    mean_delay_s           mean over evaluation episodes (and seeds) of each episode's mean_delay_s
+    ci95_delay_s           95% t-interval [low, high] of mean_delay_s: over episodes for schedulers that do
+                           not learn (their results vary only with the task stream), over per-seed means for
+                           learning schedulers (they also vary with the training seed); null if n < 2
+    other metrics          mean over episodes of the per-episode value
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bench.environment import EpisodeTrace
+
+EPISODE_METRICS: tuple[str, ...] = (
+    "tasks",
+    "mean_delay_s",
+    "p50_delay_s",
+    "p95_delay_s",
+    "p99_delay_s",
+    "max_delay_s",
+    "mean_upload_s",
+    "mean_wait_s",
+    "mean_compute_s",
+    "mean_download_s",
+    "offload_fraction",
+    "drain_s",
+)
+TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
+
+
+def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
+    """The reproducible per-episode metrics of a finished episode (everything but timing)."""
+    d = trace.delay_s
+    p50, p95, p99 = np.percentile(d, [50.0, 95.0, 99.0])
+    return {
+        "tasks": int(d.shape[0]),
+        "mean_delay_s": float(d.mean()),
+        "p50_delay_s": float(p50),
+        "p95_delay_s": float(p95),
+        "p99_delay_s": float(p99),
+        "max_delay_s": float(d.max()),
+        "mean_upload_s": float(trace.upload_s.mean()),
+        "mean_wait_s": float(trace.wait_s.mean()),
+        "mean_compute_s": float(trace.compute_s.mean()),
+        "mean_download_s": float(trace.download_s.mean()),
+        "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
+        "drain_s": float(trace.backlog_s[-1].max()),
+    }
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """Two-sided t confidence interval of the mean, or None with fewer than two values."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    if n < 2:
+        return None
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return (mean - half, mean + half)
+
+
+def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
+    """Run-level metrics from per-episode rows (each with `seed` and the EPISODE_METRICS)."""
+    seeds = sorted({r["seed"] for r in rows})
+    delays = np.array([r["mean_delay_s"] for r in rows])
+    per_seed = [
+        {"seed": s, "mean_delay_s": float(np.mean([r["mean_delay_s"] for r in rows if r["seed"] == s]))}
+        for s in seeds
+    ]
+    if learns:
+        ci = t_interval(np.array([p["mean_delay_s"] for p in per_seed]))
+        ci_over = "seeds"
+    else:
+        ci = t_interval(delays)
+        ci_over = "episodes"
+    out: dict[str, Any] = {
+        "mean_delay_s": float(delays.mean()),
+        "ci95_delay_s": list(ci) if ci is not None else None,
+        "ci95_over": ci_over,
+    }
+    for key in EPISODE_METRICS:
+        if key in ("mean_delay_s",):
+            continue
+        if key == "tasks":
+            out["tasks"] = int(sum(r["tasks"] for r in rows))
+        else:
+            out[key] = float(np.mean([r[key] for r in rows]))
+    out["per_seed"] = per_seed
+    return out

@@ -1,0 +1,75 @@
+"""Replay a bundle: regenerate its evaluation task streams, re-apply its actions, recompute its metrics.
+
+The recomputed per-episode metrics must equal the stored ones exactly (same code, same arithmetic),
+so a bundle whose numbers were edited, or whose actions do not belong to its scenario and seeds, fails.
+Timing columns are wall-clock measurements and are not compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError, BundleError
+from bench.metrics import EPISODE_METRICS, episode_metrics, summarize
+from bench.results import Bundle, read_bundle
+from bench.scenario import scenario_from_dict
+from bench.system import System
+
+
+@dataclass
+class ReplayReport:
+    episodes: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def replay(bundle: Bundle | Path) -> ReplayReport:
+    if not isinstance(bundle, Bundle):
+        bundle = read_bundle(Path(bundle))
+    m = bundle.manifest
+    try:
+        scenario = scenario_from_dict(m["scenario"]["config"], source=f"{bundle.path}/manifest.json scenario")
+    except BenchError as exc:
+        raise BundleError(f"{bundle.path}: the manifest's scenario is invalid ({exc})") from None
+    if scenario.hash != m["scenario"]["hash"]:
+        raise BundleError(f"{bundle.path}: the scenario config does not match its recorded hash (it was edited)")
+
+    report = ReplayReport()
+    stored = {(int(r["seed"]), int(r["episode"])): r for r in bundle.episodes.iter_rows(named=True)}
+    n_actions = 0
+    for seed in m["seeds"]:
+        system = System.build(scenario, int(seed))
+        env = system.env()
+        for e in range(m["protocol"]["eval_episodes"]):
+            row = stored.get((int(seed), e))
+            if row is None:
+                report.mismatches.append(f"seed {seed} episode {e}: no row in episodes.parquet")
+                continue
+            actions = bundle.episode_actions(int(seed), e)
+            n_actions += actions.shape[0]
+            try:
+                trace = env.evaluate(system.workload(e), actions, who=f"bundle actions (seed {seed}, episode {e})")
+            except BenchError as exc:
+                report.mismatches.append(str(exc))
+                continue
+            again = episode_metrics(trace)
+            for key in EPISODE_METRICS:
+                if again[key] != row[key]:
+                    report.mismatches.append(f"seed {seed} episode {e}: {key} is {row[key]!r} in the bundle, {again[key]!r} on replay")
+            report.episodes += 1
+    if n_actions != bundle.actions.height:
+        report.mismatches.append(f"actions.parquet has {bundle.actions.height} rows; the episodes account for {n_actions}")
+    expected = {(int(s), e) for s in m["seeds"] for e in range(m["protocol"]["eval_episodes"])}
+    extra = sorted(set(stored) - expected)
+    if extra:
+        report.mismatches.append(f"episodes.parquet has rows outside the protocol's seeds and episodes: {extra[:5]}")
+    if not report.mismatches:
+        again = summarize(list(stored.values()), learns=bool(m["scheduler"]["learns"]))
+        for key, value in again.items():
+            if bundle.summary.get(key) != value:
+                report.mismatches.append(f"summary.json: {key} is {bundle.summary.get(key)!r}; the episodes give {value!r}")
+    return report

@@ -1,0 +1,208 @@
+"""Scenarios: the typed description of one benchmark setting, loaded from TOML.
+
+A scenario fixes the servers, the episode length, the task distribution and the evaluation protocol
+defaults. The presets ship inside the package (`bench/scenarios/*.toml`); a user file works the same
+way. `Scenario.hash` is a SHA-256 over everything that determines task streams and costs (not the
+name, description or protocol defaults), so two files that describe the same system share a hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+
+from bench.config import apply_overrides, canonical_hash, from_dict, option, to_dict, tomllib
+from bench.errors import ConfigError
+
+__all__ = [
+    "ServersConfig",
+    "EpisodeConfig",
+    "TasksConfig",
+    "LegacySeeds",
+    "ProtocolConfig",
+    "Scenario",
+    "load_scenario",
+    "preset_names",
+    "scenario_from_dict",
+]
+
+
+@dataclass(frozen=True)
+class ServersConfig:
+    count: int = option(help="number of edge servers B, one per base station", ge=1, le=65535)
+    capacity_gcps: tuple[float, ...] | None = option(
+        None, help="computing capacity f_b of each server in Gcycles/s, one value per server", gt=0
+    )
+    capacity_gcps_range: tuple[int, int] | None = option(
+        None, help="draw each capacity integer-uniform in [low, high] once per seed (instead of capacity_gcps)", gt=0, interval="closed"
+    )
+    rate_mbps: tuple[float, ...] | None = option(
+        None, help="link rate v_b of each server in Mbit/s, one value per server", gt=0
+    )
+    rate_mbps_range: tuple[int, int] | None = option(
+        None, help="draw each link rate integer-uniform in [low, high] once per seed (instead of rate_mbps)", gt=0, interval="closed"
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("capacity_gcps", "rate_mbps"):
+            explicit, drawn = getattr(self, name), getattr(self, name + "_range")
+            if (explicit is None) == (drawn is None):
+                shown = list(explicit) if explicit is not None else None
+                raise ConfigError(name, shown, f"exactly one of {name} (one value per server) and {name}_range (drawn per seed)")
+            if explicit is not None and len(explicit) != self.count:
+                raise ConfigError(name, list(explicit), f"{self.count} values, one per server (servers.count = {self.count})")
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    slots: int = option(
+        help="time slots that receive tasks and are simulated (the reference's T = 60 simulates T - 1 = 59)", ge=1
+    )
+    slot_s: float = option(1.0, help="slot length Δ in seconds: each server drains capacity × Δ of work per slot", gt=0)
+
+
+@dataclass(frozen=True)
+class LegacySeeds:
+    density: int = option(help="numpy RandomState seed for the per-index compute densities", ge=0, le=2**32 - 1)
+    steps: int = option(help="numpy RandomState seed for the per-index denoising steps", ge=0, le=2**32 - 1)
+    result: int = option(help="numpy RandomState seed for the per-index result sizes", ge=0, le=2**32 - 1)
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    arrivals_per_bs: tuple[int, int] = option(
+        help="tasks arriving at each base station in each slot, integer-uniform in [low, high]", ge=0, interval="closed"
+    )
+    size_mbit: tuple[float, float] = option(help="input size d in Mbit, uniform in [low, high)", ge=0, interval="half-open")
+    density_gcycles_per_step: tuple[float, float] = option(
+        help="compute density c in Gcycles per denoising step, uniform in [low, high)", gt=0, interval="half-open"
+    )
+    steps: tuple[int, int] = option(help="denoising steps k, integer-uniform in [low, high]", ge=1, interval="closed")
+    result_mbit: tuple[float, float] = option(help="result size o in Mbit, uniform in [low, high)", ge=0, interval="half-open")
+    attributes: Literal["per-task", "per-index"] = option(
+        "per-task",
+        help="per-task: density, steps and result size drawn for every task; per-index: drawn once per arrival "
+        "index n and reused for the n-th task of every BS, slot and episode (the reference code's quirk)",
+    )
+    per_index_legacy_seeds: LegacySeeds | None = option(
+        None, help="per-index only: draw the per-index tables with numpy's legacy RandomState(seed), as the reference did"
+    )
+
+    def __post_init__(self) -> None:
+        if self.arrivals_per_bs[1] < 1:
+            raise ConfigError("arrivals_per_bs", list(self.arrivals_per_bs), "a range whose high is >= 1 (no task would ever arrive)")
+        if self.per_index_legacy_seeds is not None and self.attributes != "per-index":
+            raise ConfigError("per_index_legacy_seeds", to_dict(self.per_index_legacy_seeds), 'to be absent unless attributes = "per-index"')
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    eval_episodes: int = option(help="evaluation episodes per seed (bench run --episodes overrides)", ge=1)
+    train_episodes: int = option(help="training episodes per seed for learning schedulers", ge=0)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = option(help="short identifier")
+    servers: ServersConfig = option(help="the edge servers")
+    episode: EpisodeConfig = option(help="episode length")
+    tasks: TasksConfig = option(help="the arrival process and task attributes")
+    protocol: ProtocolConfig = option(help="evaluation protocol defaults")
+    description: str = option("", help="one paragraph for humans")
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the parts that determine task streams and costs (see module docstring)."""
+        return canonical_hash(self.model_dict())
+
+    def model_dict(self) -> dict[str, Any]:
+        data = to_dict(self)
+        for key in ("name", "description", "protocol"):
+            data.pop(key, None)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @property
+    def n_servers(self) -> int:
+        return self.servers.count
+
+    def server_parameters(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Capacities (Gcycles/s) and link rates (Mbit/s): explicit values, or drawn from the environment stream."""
+        s = self.servers
+        if s.capacity_gcps is not None:
+            capacity = np.array(s.capacity_gcps, dtype=np.float64)
+        else:
+            capacity = rng.integers(s.capacity_gcps_range[0], s.capacity_gcps_range[1] + 1, size=s.count).astype(np.float64)
+        if s.rate_mbps is not None:
+            rate = np.array(s.rate_mbps, dtype=np.float64)
+        else:
+            rate = rng.integers(s.rate_mbps_range[0], s.rate_mbps_range[1] + 1, size=s.count).astype(np.float64)
+        return capacity, rate
+
+
+def scenario_from_dict(data: dict[str, Any], *, source: str | None = None) -> Scenario:
+    return from_dict(Scenario, data, source=source)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in resources.files("bench.scenarios").iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("scenario file", source, f"valid TOML ({exc})") from None
+
+
+def load_scenario(ref: str | Path = "paper", overrides: Iterable[str] = ()) -> Scenario:
+    """Load a preset by name or a TOML file by path, apply `key=value` overrides, validate.
+
+    Every problem is a `ConfigError` raised before anything runs.
+    """
+    ref_text = str(ref)
+    is_path = isinstance(ref, Path) or ref_text.endswith(".toml") or "/" in ref_text or "\\" in ref_text
+    if is_path:
+        path = Path(ref_text)
+        if not path.is_file():
+            raise ConfigError("--scenario", ref_text, f"an existing .toml file or a preset ({', '.join(preset_names())})")
+        source = str(path)
+        data = _read_toml(path.read_text(encoding="utf-8"), source)
+    else:
+        if ref_text not in preset_names():
+            raise ConfigError("--scenario", ref_text, f"a preset ({', '.join(preset_names())}) or a path to a .toml file")
+        source = f"preset {ref_text}"
+        data = _read_toml(resources.files("bench.scenarios").joinpath(ref_text + ".toml").read_text(encoding="utf-8"), source)
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return scenario_from_dict(data, source=source)
+
+
+def scenario_fields() -> list[tuple[str, str, str]]:
+    """(dotted key, type description, help) for every scenario field, for `bench scenario --fields` and the docs."""
+    from bench.config import _describe  # the same words the validator uses
+
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            if dataclasses.is_dataclass(tp) or inner:
+                walk(tp if dataclasses.is_dataclass(tp) else inner[0], f"{prefix}{f.name}.")
+            else:
+                rows.append((prefix + f.name, _describe(tp, f.metadata), f.metadata.get("help", "")))
+
+    walk(Scenario, "")
+    return rows

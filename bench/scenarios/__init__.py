@@ -1,0 +1,1 @@
+"""Built-in scenario presets (TOML files); see `bench.scenario` for their schema."""

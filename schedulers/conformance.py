@@ -1,0 +1,192 @@
+"""`bench check-scheduler NAME`: conformance checks on the `tiny` scenario, like Gymnasium's env checker.
+
+Each check runs real episodes through the environment and reports pass, fail (with the reason) or skip:
+- builds:             the registry finds the class and builds it with the given parameters;
+- valid decisions:    every output has the right shape, integer servers in range, allowed by the mask;
+- respects masks:     the same on a variant of `tiny` where a random subset of servers is forbidden per task;
+- reproducible:       the same seed gives the same decisions, even after Python's and numpy's global random
+                      state change (all randomness must come from `self.rng`);
+- batch unit:         a scheduler that takes whole slots decides as it does per base station (deterministic
+                      schedulers only);
+- learning hooks:     learning schedulers train for two episodes, and a `state_dict` round trip into a fresh
+                      instance reproduces the decisions;
+- decision time:      microseconds per task (information).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from bench.costs import CostModel, CycleCosts
+from bench.environment import EdgeEnv
+from bench.errors import BenchError
+from bench.scenario import load_scenario
+from bench.system import System
+from schedulers.interface import Scheduler
+from schedulers.registry import make, resolve
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+    skipped: bool = False
+
+
+class _MaskedCosts(CycleCosts):
+    """The paper's costs with a random, reproducible subset of servers forbidden for each task."""
+
+    has_mask = True
+
+    def __init__(self, base: CostModel, seed: int = 12345):
+        super().__init__(base.capacity_gcps, base.rate_mbps)
+        self._seed = seed
+
+    def mask(self, wl, lo, hi):
+        rng = np.random.default_rng([self._seed, lo, hi])
+        m = rng.random((hi - lo, self.n_servers)) < 0.5
+        m[np.arange(hi - lo), rng.integers(0, self.n_servers, hi - lo)] = True  # at least one allowed
+        return m
+
+
+def _episodes(sched: Scheduler, system: System, env: EdgeEnv, n: int, *, unit: str | None = None, training: bool = False):
+    """Decisions of n episodes (optionally forcing the batch unit); returns (actions per episode, seconds, tasks)."""
+    from bench.runner import run_episode
+
+    who = f"scheduler '{sched.name or type(sched).__name__}'"
+    out, seconds, tasks = [], 0.0, 0
+    original = type(sched).batch_unit
+    try:
+        if unit is not None:
+            sched.batch_unit = unit  # instance attribute shadows the class's
+        for e in range(n):
+            trace, ns = run_episode(env, sched, system.workload(e, training=training), episode=e, training=training, who=who)
+            out.append(trace.actions.copy())
+            seconds += ns / 1e9
+            tasks += trace.actions.shape[0]
+    finally:
+        if unit is not None:
+            del sched.batch_unit
+        assert type(sched).batch_unit == original
+    return out, seconds, tasks
+
+
+def _fresh(name: str, params: list[str], system: System, seed_offset: int = 0) -> Scheduler:
+    sched = make(name, params)
+    rng = system.streams.scheduler() if seed_offset == 0 else np.random.default_rng(seed_offset)
+    sched.reset(system.info(), rng)
+    return sched
+
+
+def _attempt(name: str, fn) -> Check:
+    try:
+        detail = fn()
+        return Check(name, True, detail or "")
+    except _Skip as s:
+        return Check(name, False, str(s), skipped=True)
+    except BenchError as exc:
+        return Check(name, False, str(exc))
+    except Exception as exc:  # a check must report, never crash
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+
+
+class _Skip(Exception):
+    pass
+
+
+def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Check]:
+    params = list(params)
+    scenario = load_scenario("tiny")
+    system = System.build(scenario, 0)
+    env = system.env()
+    results: list[Check] = []
+
+    def builds():
+        cls = resolve(name)
+        make(name, params)
+        return f"{cls.__module__}:{cls.__qualname__}, batch unit '{cls.batch_unit}'" + (", learns" if cls.learns else "")
+
+    results.append(_attempt("builds", builds))
+    if not results[-1].passed:
+        return results
+    cls = resolve(name)
+    timing: dict[str, float] = {}
+
+    def valid():
+        sched = _fresh(name, params, system)
+        if cls.learns:
+            _episodes(sched, system, env, 2, training=True)
+        actions, seconds, tasks = _episodes(sched, system, env, episodes)
+        timing["us"] = seconds / tasks * 1e6
+        return f"{tasks} decisions in {episodes} episodes"
+
+    results.append(_attempt("valid decisions", valid))
+
+    def masks():
+        masked = EdgeEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
+        sched = make(name, params)
+        info = system.info()
+        sched.reset(type(info)(**{**info.__dict__, "has_mask": True}), system.streams.scheduler())
+        _, _, tasks = _episodes(sched, system, masked, episodes)
+        return f"{tasks} decisions, about half the servers forbidden per task"
+
+    results.append(_attempt("respects masks", masks))
+
+    def reproducible():
+        first, _, _ = _episodes(_fresh(name, params, system), system, env, episodes)
+        random.seed(987654)
+        np.random.seed(987654)
+        np.random.random(17)
+        second, _, _ = _episodes(_fresh(name, params, system), system, env, episodes)
+        for e, (a, b) in enumerate(zip(first, second)):
+            if not np.array_equal(a, b):
+                raise BenchError(f"episode {e}: the same seed gave different decisions; draw all randomness from self.rng")
+        return "identical decisions from the same seed"
+
+    results.append(_attempt("reproducible", reproducible))
+
+    def batch_unit():
+        if cls.batch_unit != "slot":
+            raise _Skip("takes one base station at a time (nothing to compare)")
+        a, _, _ = _episodes(_fresh(name, params, system), system, env, episodes, unit="bs")
+        b, _, _ = _episodes(_fresh(name, params, system, seed_offset=99), system, env, episodes, unit="bs")
+        if any(not np.array_equal(x, y) for x, y in zip(a, b)):
+            raise _Skip("randomised (its decisions depend on its random stream); whole-slot and per-BS decisions not compared")
+        c, _, _ = _episodes(_fresh(name, params, system), system, env, episodes, unit="slot")
+        for e, (x, y) in enumerate(zip(a, c)):
+            if not np.array_equal(x, y):
+                i = int(np.argmax(x != y))
+                raise BenchError(f"episode {e}, task {i}: whole-slot batches give server {y[i]}, per-base-station batches {x[i]}")
+        return "whole-slot decisions equal per-base-station decisions"
+
+    results.append(_attempt("batch unit", batch_unit))
+
+    def learning():
+        if not cls.learns:
+            raise _Skip("does not learn")
+        sched = _fresh(name, params, system)
+        _episodes(sched, system, env, 2, training=True)
+        state = sched.state_dict()
+        rng_state = sched.rng.bit_generator.state
+        a, _, _ = _episodes(sched, system, env, 1)
+        other = make(name, params)
+        other.reset(system.info(), np.random.default_rng())
+        other.load_state_dict(state)
+        other.rng.bit_generator.state = rng_state
+        b, _, _ = _episodes(other, system, env, 1)
+        if not np.array_equal(a[0], b[0]):
+            raise BenchError("a fresh instance loaded with state_dict() decides differently")
+        return "trained 2 episodes; state_dict round trip reproduces decisions"
+
+    results.append(_attempt("learning hooks", learning))
+    if "us" in timing:
+        results.append(Check("decision time", True, f"{timing['us']:.2f} µs per task on tiny"))
+    return results
+
+
+__all__ = ["check", "Check"]

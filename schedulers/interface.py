@@ -1,0 +1,197 @@
+"""The scheduler interface: what a scheduler sees, what it returns, and its optional learning hooks.
+
+A scheduler places tasks on servers. The environment hands it a `Batch`: consecutive tasks of one
+slot in decision order (by default the tasks of one base station in one slot, in arrival order), the
+servers' state, and a mask of allowed servers. It returns one server index per task.
+
+Within a slot, decisions are sequential: a task placed on server a raises the wait of every later task
+on a. `Batch.assigned_s` is the work already placed in this slot *before* the batch; a rule that
+depends on it (opt-ts, least-loaded) must add its own placements as it goes, inside `decide`.
+
+Units: seconds for times and backlog, Mbit for sizes, Gcycles for work, Gcycles/s for capacity.
+The exact definitions are in docs/environment.md.
+
+Writing a scheduler: subclass `Scheduler`, set `name`, implement `decide`. Optional:
+- `batch_unit = "slot"`: the scheduler accepts a whole slot (all base stations, in order) in one call;
+  faster, and must give the same decisions as per-base-station batches for the same random draws.
+- `Config`: a dataclass of hyper-parameters (fields made with `bench.config.option`), settable with
+  `bench run --param key=value`.
+- `reset`, `begin_episode`, `observe`, `end_episode`: hooks for state and learning.
+- `learns = True` with `state_dict` / `load_state_dict`: the runner trains it first (see bench.runner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.costs import CostModel
+    from tasks.workload import Workload
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What a scheduler may know about the system before the first decision of a run."""
+
+    scenario: str
+    n_servers: int
+    n_slots: int
+    slot_s: float
+    max_arrivals_per_bs: int
+    capacity_gcps: np.ndarray  # (B,)
+    rate_mbps: np.ndarray  # (B,)
+    has_mask: bool
+
+
+class Batch:
+    """Tasks to place: consecutive tasks of one slot, in decision order. All arrays are read-only.
+
+    Per task (length n): `origin` (base station that received it), `index` (arrival index n within its
+    base station's batch of the slot), `size_mbit` (d), `work_gcycles` (w), `steps`, `result_mbit` (o).
+    Per task and server (n x B), computed on first use: `compute_s`, `upload_s`, `download_s`,
+    `service_s` (their sum: the delay without waiting), `mask` (allowed servers).
+    Per server (B): `capacity_gcps`, `rate_mbps`, `backlog_s` (queued work at the start of the slot, in
+    seconds of that server's time), `assigned_s` (work placed in this slot before this batch, seconds).
+    The expected wait of a task placed on server a now is `backlog_s[a] + assigned_s[a]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        slot: int,
+        workload: "Workload",
+        lo: int,
+        hi: int,
+        costs: "CostModel",
+        backlog_s: np.ndarray,
+        assigned_s: np.ndarray,
+    ):
+        self.slot = slot
+        self._wl = workload
+        self._lo = lo
+        self._hi = hi
+        self._costs = costs
+        self.origin = workload.origin[lo:hi]
+        self.index = workload.index[lo:hi]
+        self.size_mbit = workload.size_mbit[lo:hi]
+        self.work_gcycles = workload.work_gcycles[lo:hi]
+        self.steps = workload.steps[lo:hi]
+        self.result_mbit = workload.result_mbit[lo:hi]
+        self.capacity_gcps = costs.capacity_gcps
+        self.rate_mbps = costs.rate_mbps
+        self.backlog_s = backlog_s
+        self.assigned_s = assigned_s
+        self.has_mask = costs.has_mask
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @property
+    def n_servers(self) -> int:
+        return int(self.capacity_gcps.shape[0])
+
+    @property
+    def task_range(self) -> tuple[int, int]:
+        """Positions of these tasks in the episode (decision order)."""
+        return self._lo, self._hi
+
+    @cached_property
+    def _compute_and_service(self) -> tuple[np.ndarray, np.ndarray]:
+        compute, service = self._costs.compute_and_service_s(self._wl, self._lo, self._hi)
+        return _ro(compute), _ro(service)
+
+    @property
+    def compute_s(self) -> np.ndarray:
+        return self._compute_and_service[0]
+
+    @property
+    def service_s(self) -> np.ndarray:
+        """upload + compute + download for every (task, server): the delay if there were no queue."""
+        return self._compute_and_service[1]
+
+    @cached_property
+    def upload_s(self) -> np.ndarray:
+        return _ro(self._costs.upload_s(self._wl, self._lo, self._hi))
+
+    @cached_property
+    def download_s(self) -> np.ndarray:
+        return _ro(self._costs.download_s(self._wl, self._lo, self._hi))
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        m = self._costs.mask(self._wl, self._lo, self._hi)
+        if m is None:
+            m = np.ones((len(self), self.n_servers), dtype=bool)
+        return _ro(m)
+
+
+@dataclass(frozen=True)
+class SlotFeedback:
+    """What happened in one completed slot: given to `Scheduler.observe` (learners build transitions from it).
+
+    Task arrays are in decision order and cover every task of the slot; `backlog_next_s` is the backlog
+    at the start of the next slot, known only now (the reference code read it before computing it).
+    """
+
+    slot: int
+    task_range: tuple[int, int]
+    origin: np.ndarray
+    index: np.ndarray
+    size_mbit: np.ndarray
+    work_gcycles: np.ndarray
+    actions: np.ndarray
+    delay_s: np.ndarray  # reward = -delay
+    backlog_s: np.ndarray  # (B,) at the start of the slot
+    backlog_next_s: np.ndarray  # (B,) at the start of the next slot
+    last_slot: bool  # no later slot in this episode has tasks
+
+
+class Scheduler:
+    """Base class of every scheduler; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    batch_unit: ClassVar[Literal["bs", "slot"]] = "bs"
+    learns: ClassVar[bool] = False
+    Config: ClassVar[type | None] = None
+
+    def __init__(self, config: Any = None):
+        if config is None and self.Config is not None:
+            config = self.Config()
+        self.config = config
+        self.rng: np.random.Generator = np.random.default_rng(0)
+        self.info: EnvInfo | None = None
+
+    def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
+        """Start of a run (one seed): the system and the scheduler's own random stream."""
+        self.info = info
+        self.rng = rng
+
+    def begin_episode(self, episode: int, training: bool) -> None:
+        """Start of an episode; `training` is False during evaluation (learning must stop then)."""
+
+    def decide(self, batch: Batch) -> np.ndarray:
+        """One server index per task of the batch, as an integer array of shape (len(batch),)."""
+        raise NotImplementedError
+
+    def observe(self, feedback: SlotFeedback) -> None:
+        """After each slot with tasks: its decisions and delays (rewards are -delay)."""
+
+    def end_episode(self) -> None:
+        """End of an episode."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to reproduce the scheduler's decisions (for checkpoints of learners)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of `state_dict`."""
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a

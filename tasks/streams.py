@@ -1,0 +1,48 @@
+"""Independent random streams derived from a run's seed.
+
+Every random draw of a run comes from one of these streams, each a PCG64 generator seeded by
+`SeedSequence(seed, spawn_key=(purpose, ...))`:
+
+- evaluation(e): the tasks of evaluation episode e;
+- training(e):   the tasks of training episode e (a different purpose key, so never the same tasks);
+- scheduler():   the scheduler's own randomness (never drawn from a workload stream);
+- environment(): server parameters that a scenario draws per seed.
+
+The streams depend on the seed only, not on the scenario: two variants of a scenario (say, with a
+different capacity) see the same underlying random numbers, which makes parameter sweeps smoother
+(common random numbers). Every scheduler evaluated with the same (scenario, seed) therefore sees the
+identical evaluation tasks, and comparisons between schedulers are paired.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EVALUATION = 0
+TRAINING = 1
+SCHEDULER = 2
+ENVIRONMENT = 3
+
+
+class Streams:
+    """The random streams of one seed; see the module docstring."""
+
+    def __init__(self, seed: int):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed = {seed!r} is not allowed; expected a non-negative integer")
+        self.seed = int(seed)
+
+    def _generator(self, *key: int) -> np.random.Generator:
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key)))
+
+    def evaluation(self, episode: int) -> np.random.Generator:
+        return self._generator(EVALUATION, episode)
+
+    def training(self, episode: int) -> np.random.Generator:
+        return self._generator(TRAINING, episode)
+
+    def scheduler(self) -> np.random.Generator:
+        return self._generator(SCHEDULER)
+
+    def environment(self) -> np.random.Generator:
+        return self._generator(ENVIRONMENT)

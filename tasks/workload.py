@@ -1,0 +1,155 @@
+"""The paper's arrival process and task attributes, generated one whole episode at a time.
+
+In slot t, base station b receives K[t, b] tasks, integer-uniform in `arrivals_per_bs`. Task n of a
+batch has an input size d (Mbit), a compute density c (Gcycles per denoising step), denoising steps k,
+and a result size o (Mbit); its work is w = c * k Gcycles. With `attributes = "per-index"` (the
+reference code's quirk) c, k and o come from a table indexed by n, drawn once, and are reused for the
+n-th task of every base station, slot and episode; only K and d vary.
+
+Tasks are stored flat, in decision order: slot, then base station, then arrival index. Generation is
+vectorised: one episode of `paper` (about 30,000 tasks) takes a fraction of a millisecond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.scenario import TasksConfig
+
+
+@dataclass(frozen=True, eq=False)
+class IndexTable:
+    """Per-arrival-index task attributes (the `per-index` quirk): entry n serves every n-th task."""
+
+    density: np.ndarray  # Gcycles per denoising step
+    steps: np.ndarray  # denoising steps
+    result_mbit: np.ndarray
+
+
+def index_table(cfg: "TasksConfig", rng: np.random.Generator) -> IndexTable | None:
+    """The per-index table of a `per-index` scenario, else None.
+
+    With `per_index_legacy_seeds`, each column is drawn as the reference did it, with numpy's legacy
+    global seeding (`seed(s); uniform(low, high, n)` equals `RandomState(s).uniform(low, high, n)`);
+    otherwise from `rng` (the run's environment stream).
+    """
+    if cfg.attributes != "per-index":
+        return None
+    n = cfg.arrivals_per_bs[1]
+    (c_lo, c_hi), (k_lo, k_hi), (o_lo, o_hi) = cfg.density_gcycles_per_step, cfg.steps, cfg.result_mbit
+    seeds = cfg.per_index_legacy_seeds
+    if seeds is not None:
+        density = np.random.RandomState(seeds.density).uniform(c_lo, c_hi, size=n)
+        steps = np.random.RandomState(seeds.steps).randint(k_lo, k_hi + 1, size=n).astype(np.int64)
+        result = np.random.RandomState(seeds.result).uniform(o_lo, o_hi, size=n)
+    else:
+        density = rng.uniform(c_lo, c_hi, size=n)
+        steps = rng.integers(k_lo, k_hi + 1, size=n, dtype=np.int64)
+        result = rng.uniform(o_lo, o_hi, size=n)
+    return IndexTable(_frozen(density), _frozen(steps), _frozen(result))
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """The tasks of one episode, flat in decision order (slot, base station, arrival index)."""
+
+    counts: np.ndarray  # (slots, servers): tasks arriving at each base station in each slot
+    size_mbit: np.ndarray  # (N,) input size d
+    density: np.ndarray  # (N,) Gcycles per step c
+    steps: np.ndarray  # (N,) denoising steps k
+    work_gcycles: np.ndarray  # (N,) w = c * k
+    result_mbit: np.ndarray  # (N,) result size o
+    slot: np.ndarray  # (N,) slot of each task
+    origin: np.ndarray  # (N,) base station that received it (whose agent decides it)
+    index: np.ndarray  # (N,) arrival index n within its (slot, base station) batch
+    batch_offsets: np.ndarray  # (slots * servers + 1,) start of each (slot, base station) batch
+    slot_offsets: np.ndarray  # (slots + 1,) start of each slot
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.size_mbit.shape[0])
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_servers(self) -> int:
+        return int(self.counts.shape[1])
+
+
+def generate_workload(
+    cfg: "TasksConfig", n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None
+) -> Workload:
+    """Draw one episode. Draw order (part of the stream's definition): counts, sizes, then per-task attributes."""
+    k_lo, k_hi = cfg.arrivals_per_bs
+    counts = rng.integers(k_lo, k_hi + 1, size=(n_slots, n_servers), dtype=np.int64)
+    n = int(counts.sum())
+    size = rng.uniform(cfg.size_mbit[0], cfg.size_mbit[1], size=n)
+    if cfg.attributes == "per-index":
+        if table is None:
+            raise ValueError("a per-index scenario needs its IndexTable (see tasks.workload.index_table)")
+        index = _arrival_index(counts)
+        density, steps, result = table.density[index], table.steps[index], table.result_mbit[index]
+    else:
+        index = None
+        density = rng.uniform(cfg.density_gcycles_per_step[0], cfg.density_gcycles_per_step[1], size=n)
+        steps = rng.integers(cfg.steps[0], cfg.steps[1] + 1, size=n, dtype=np.int64)
+        result = rng.uniform(cfg.result_mbit[0], cfg.result_mbit[1], size=n)
+    return _assemble(counts, size, density, steps, result, index)
+
+
+def _arrival_index(counts: np.ndarray) -> np.ndarray:
+    flat = counts.ravel()
+    starts = np.zeros(flat.size, dtype=np.int64)
+    np.cumsum(flat[:-1], out=starts[1:])
+    return np.arange(int(flat.sum()), dtype=np.int64) - np.repeat(starts, flat)
+
+
+def workload_from_arrays(
+    counts: np.ndarray, size_mbit: np.ndarray, density: np.ndarray, steps: np.ndarray, result_mbit: np.ndarray
+) -> Workload:
+    """A workload from explicit tasks (e.g. a replayed trace): counts[t, b] tasks per slot and base station,
+    and per-task arrays in decision order (slot, base station, arrival index). Work is density * steps.
+    The arrays are copied."""
+    counts = np.array(counts, dtype=np.int64)
+    if counts.ndim != 2 or (counts < 0).any():
+        raise ValueError("counts must be a (slots, base stations) array of non-negative integers")
+    n = int(counts.sum())
+    arrays = [np.array(x, dtype=dt) for x, dt in zip((size_mbit, density, steps, result_mbit), (np.float64, np.float64, np.int64, np.float64))]
+    if any(x.shape != (n,) for x in arrays):
+        raise ValueError(f"every per-task array must have shape ({n},), the number of tasks in counts")
+    return _assemble(counts, *arrays, None)
+
+
+def _assemble(counts, size, density, steps, result, index) -> Workload:
+    """Freeze fresh arrays into a Workload and derive the positional arrays (no copies)."""
+    n_slots, n_servers = counts.shape
+    flat_counts = counts.ravel()
+    n = size.shape[0]
+    batch_offsets = np.zeros(flat_counts.size + 1, dtype=np.int64)
+    np.cumsum(flat_counts, out=batch_offsets[1:])
+    if index is None:
+        index = np.arange(n, dtype=np.int64) - np.repeat(batch_offsets[:-1], flat_counts)
+    return Workload(
+        counts=_frozen(counts),
+        size_mbit=_frozen(size),
+        density=_frozen(density),
+        steps=_frozen(steps),
+        work_gcycles=_frozen(density * steps),
+        result_mbit=_frozen(result),
+        slot=_frozen(np.repeat(np.arange(n_slots, dtype=np.int64), counts.sum(axis=1))),
+        origin=_frozen(np.repeat(np.tile(np.arange(n_servers, dtype=np.int64), n_slots), flat_counts)),
+        index=_frozen(index),
+        batch_offsets=_frozen(batch_offsets),
+        slot_offsets=_frozen(batch_offsets[::n_servers].copy()),
+    )
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a

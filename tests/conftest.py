@@ -1,0 +1,28 @@
+import pytest
+
+from bench.scenario import load_scenario
+from bench.system import System
+
+
+@pytest.fixture(scope="session")
+def paper():
+    return load_scenario("paper")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_scenario("tiny")
+
+
+@pytest.fixture(scope="session")
+def paper_system(paper):
+    return System.build(paper, 0)
+
+
+def play(system, scheduler, episode=0, training=False):
+    """Run one evaluation episode of `scheduler` (an instance, already reset) on `system`; return its trace."""
+    from bench.runner import run_episode
+
+    env = system.env()
+    trace, _ = run_episode(env, scheduler, system.workload(episode, training=training), episode=episode, training=training, who="test")
+    return trace

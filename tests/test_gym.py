@@ -1,0 +1,34 @@
+"""The Gymnasium wrapper: registered id, env checker, and the same delays as the runner."""
+
+import gymnasium
+import numpy as np
+from gymnasium.utils.env_checker import check_env
+
+from bench.runner import run
+
+ENV = "bench.gym_env:aigc-edge-bench/MultiEdge-v0"
+
+
+def test_registered_and_passes_env_checker():
+    env = gymnasium.make(ENV, scenario="tiny")
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.action_space.n == 4
+    assert env.observation_space.shape == (15,)
+
+
+def test_gym_episode_equals_runner_episode():
+    env = gymnasium.make(ENV, scenario="tiny").unwrapped
+    obs, info = env.reset(seed=2)
+    delays, done = [], False
+    while not done:
+        origin = int(np.argmax(obs[3:7]))
+        assert info["action_mask"].all()
+        obs, reward, done, truncated, info = env.step(origin)
+        assert reward == -info["delay_s"] and not truncated
+        delays.append(info["delay_s"])
+    summary = run(env.scenario, "local", seeds=[2], episodes=1).summary()
+    assert np.mean(delays) == summary["mean_delay_s"]
+    # a reset without a seed moves on to the next evaluation episode
+    env.reset()
+    second = run(env.scenario, "local", seeds=[2], episodes=2).rows[1]
+    assert env._env.workload.n_tasks == second["tasks"]

@@ -1,0 +1,182 @@
+"""The runner, result bundles, replay, pairing and reproducibility."""
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bench.errors import BundleError
+from bench.replay import replay
+from bench.results import read_bundle, sha256_file, write_bundle
+from bench.runner import run
+
+LEARNER = "tests.toy_learner:BanditLearner"
+
+
+def test_two_schedulers_see_identical_evaluation_tasks(tiny, tmp_path):
+    a = run(tiny, "random", seeds=[5], episodes=3, keep_traces=True)
+    b = run(tiny, "opt-ts", seeds=[5], episodes=3, keep_traces=True)
+    write_bundle(a, tmp_path / "a", task_records=True)
+    write_bundle(b, tmp_path / "b", task_records=True)
+    ta = pl.read_parquet(tmp_path / "a" / "tasks.parquet")
+    tb = pl.read_parquet(tmp_path / "b" / "tasks.parquet")
+    task_cols = ["seed", "episode", "slot", "origin", "index", "size_mbit", "work_gcycles", "steps", "result_mbit"]
+    assert ta.select(task_cols).equals(tb.select(task_cols))
+    assert not ta["action"].equals(tb["action"])
+    # per-task records agree with the per-episode metrics
+    ep = pl.read_parquet(tmp_path / "a" / "episodes.parquet")
+    means = ta.group_by("seed", "episode", maintain_order=True).agg(pl.col("delay_s").mean())
+    np.testing.assert_allclose(means["delay_s"].to_numpy(), ep["mean_delay_s"].to_numpy(), rtol=1e-12)
+
+
+def test_a_run_is_a_pure_function_of_its_inputs(tiny):
+    first = run(tiny, "p2c", seeds=[0, 1], episodes=4).summary()
+    second = run(tiny, "p2c", seeds=[0, 1], episodes=4).summary()
+    first.pop("timing"), second.pop("timing")
+    assert json.dumps(first) == json.dumps(second)
+    third = run(tiny, "p2c", seeds=[0, 2], episodes=4).summary()
+    assert third["mean_delay_s"] != first["mean_delay_s"]
+
+
+def test_summary_fields_and_ci(tiny):
+    s = run(tiny, "least-loaded", seeds=[0, 1], episodes=5).summary()
+    for key in ("scheduler", "scenario", "seeds", "episodes", "mean_delay_s", "ci95_delay_s", "p95_delay_s", "timing"):
+        assert key in s
+    assert s["seeds"] == [0, 1] and s["episodes"] == 5 and s["ci95_over"] == "episodes"
+    lo, hi = s["ci95_delay_s"]
+    assert lo < s["mean_delay_s"] < hi
+    parts = s["mean_upload_s"] + s["mean_wait_s"] + s["mean_compute_s"] + s["mean_download_s"]
+    assert parts == pytest.approx(s["mean_delay_s"], rel=1e-12)
+    assert s["timing"]["decision_us_per_task"] > 0
+    assert len(s["per_seed"]) == 2
+
+
+def test_bundle_round_trip_and_replay(tiny, tmp_path):
+    result = run(tiny, "opt-ts", seeds=[0, 3], episodes=4)
+    out = write_bundle(result, tmp_path / "bundle")
+    bundle = read_bundle(out)
+    m = bundle.manifest
+    assert m["scenario"]["hash"] == tiny.hash and m["seeds"] == [0, 3]
+    assert m["protocol"] == {"eval_episodes": 4, "train_episodes": 0}
+    assert set(m["files"]) == {"summary.json", "episodes.parquet", "actions.parquet"}
+    assert m["provenance"]["packages"]["numpy"] == np.__version__
+    assert bundle.episodes.height == 8
+    assert bundle.actions.height == sum(r["tasks"] for r in result.rows)
+    assert bundle.actions["action"].dtype == pl.UInt8
+    report = replay(out)
+    assert report.ok, report.mismatches
+    assert report.episodes == 8
+    assert not list(tmp_path.glob(".bundle.tmp-*"))
+
+
+def test_existing_output_is_refused_then_replaced_atomically(tiny, tmp_path):
+    result = run(tiny, "random", episodes=2)
+    out = tmp_path / "b"
+    write_bundle(result, out)
+    with pytest.raises(BundleError, match="--overwrite"):
+        write_bundle(result, out)
+    before = sha256_file(out / "manifest.json")
+    other = run(tiny, "local", episodes=2)
+    write_bundle(other, out, overwrite=True)
+    assert sha256_file(out / "manifest.json") != before
+    assert read_bundle(out).manifest["scheduler"]["name"] == "local"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    (tmp_path / "empty").mkdir()
+    write_bundle(result, tmp_path / "empty")  # an empty directory is fine
+
+
+def test_failed_write_leaves_old_bundle_intact(tiny, tmp_path, monkeypatch):
+    result = run(tiny, "random", episodes=2)
+    out = write_bundle(result, tmp_path / "b")
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+    import bench.results as results
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results, "_actions_frame", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(result, out, overwrite=True)
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def _rehash(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = sha256_file(path / name)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_tampered_bundles_are_caught(tiny, tmp_path):
+    good = write_bundle(run(tiny, "opt-ts", seeds=[0], episodes=3), tmp_path / "good")
+
+    edited = tmp_path / "edited"
+    shutil.copytree(good, edited)
+    ep = pl.read_parquet(edited / "episodes.parquet")
+    ep.with_columns(pl.col("mean_delay_s") * 0.9).write_parquet(edited / "episodes.parquet")
+    with pytest.raises(BundleError, match="episodes.parquet does not match its SHA-256"):
+        read_bundle(edited)
+    _rehash(edited)  # a forger who also fixes the hashes is caught by the replay
+    report = replay(edited)
+    assert not report.ok and any("mean_delay_s" in m for m in report.mismatches)
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(good, swapped)
+    acts = pl.read_parquet(swapped / "actions.parquet")
+    acts.with_columns(((pl.col("action") + 1) % 4).cast(pl.UInt8)).write_parquet(swapped / "actions.parquet")
+    _rehash(swapped)
+    assert not replay(swapped).ok
+
+    summary = tmp_path / "summary"
+    shutil.copytree(good, summary)
+    s = json.loads((summary / "summary.json").read_text())
+    s["mean_delay_s"] = 1.0
+    (summary / "summary.json").write_text(json.dumps(s))
+    _rehash(summary)
+    report = replay(summary)
+    assert not report.ok and "summary.json: mean_delay_s" in report.mismatches[0]
+
+    missing = tmp_path / "missing"
+    shutil.copytree(good, missing)
+    (missing / "actions.parquet").unlink()
+    with pytest.raises(BundleError, match="actions.parquet is missing"):
+        read_bundle(missing)
+
+
+def test_learning_scheduler_trains_on_the_training_stream_then_evaluates(tiny, tmp_path):
+    result = run(tiny, LEARNER, seeds=[0], episodes=3, train_episodes=6)
+    assert result.learns and result.train_episodes == 6
+    seed = result.per_seed[0]
+    assert [r["episode"] for r in seed.training] == list(range(6))
+    assert seed.state is not None and seed.state["count"].sum() > 0
+    out = write_bundle(result, tmp_path / "b")
+    curve = pl.read_parquet(out / "training.parquet")
+    assert curve.height == 6 and set(curve.columns) >= {"seed", "episode", "mean_delay_s", "wall_s"}
+    assert replay(out).ok
+    s = result.summary()
+    assert s["train_episodes"] == 6 and s["ci95_over"] == "seeds"
+
+
+def test_learning_hooks_order_and_stream_separation(tiny):
+    from bench.runner import run_episode
+    from bench.system import System
+    from schedulers import make
+
+    system = System.build(tiny, 0)
+    env = system.env()
+    sched = make(LEARNER)
+    sched.reset(system.info(), system.streams.scheduler())
+    run_episode(env, sched, system.workload(0, training=True), episode=0, training=True, who="t")
+    learned = sched.count.sum()
+    run_episode(env, sched, system.workload(0), episode=0, training=False, who="t")
+    assert sched.events == [("begin", 0, True), ("begin", 0, False)]
+    assert sched.count.sum() == learned  # no learning during evaluation
+    assert sched.observed_tasks == system.workload(0, training=True).n_tasks + system.workload(0).n_tasks
+
+
+def test_heuristics_ignore_training_episodes(tiny):
+    result = run(tiny, "random", episodes=2, train_episodes=50)
+    assert result.train_episodes == 0 and result.per_seed[0].training == []
