@@ -71,11 +71,12 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="write the result bundle to this new directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
     task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate a trained policy (a bundle directory or checkpoint.pt) without training"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
 ) -> None:
     """Train (learning schedulers) and evaluate a scheduler; print a summary and optionally write a bundle."""
-    from bench.results import check_out_dir, write_bundle
+    from bench.results import check_out_dir, load_checkpoint, write_bundle
     from bench.runner import run as run_scheduler
     from bench.scenario import load_scenario
     from schedulers.registry import parse_params, resolve
@@ -86,23 +87,29 @@ def run(
         parse_params(cls, scheduler, param or [])
         if out_dir is not None:
             check_out_dir(out_dir, overwrite)
-        return sc, cls
+        ckpt = None
+        if checkpoint is not None:
+            if not cls.learns:
+                _fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
+            ckpt = load_checkpoint(checkpoint)
+            ckpt.check(scheduler, sc, _seeds(seed, seeds))
+        return sc, cls, ckpt
 
-    sc, cls = _guarded(prepare)
+    sc, cls, ckpt = _guarded(prepare)
     seed_list = _seeds(seed, seeds)
     if episodes is not None and episodes < 1:
         _fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
     if train_episodes is not None and train_episodes < 0:
         _fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
     n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
-    n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns else 0
+    n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
 
     show_progress = err.is_terminal if progress is None else progress
     total = len(seed_list) * (n_eval + n_train)
 
     def execute():
         if not show_progress:
-            return run_scheduler(sc, scheduler, params=param or [], seeds=seed_list, episodes=n_eval, train_episodes=n_train, keep_traces=task_records)
+            return run_scheduler(sc, scheduler, params=param or [], seeds=seed_list, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(
@@ -124,6 +131,7 @@ def run(
                 episodes=n_eval,
                 train_episodes=n_train,
                 keep_traces=task_records,
+                checkpoint=ckpt,
                 progress=lambda label: bar.update(task, advance=1, label=label),
             )
 
@@ -157,6 +165,14 @@ def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
     table.add_row("upload / wait / compute / download (s)", " / ".join(_fmt(s[k], 3) for k in ("mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")), "delay parts")
     table.add_row("offloaded", f"{100 * s['offload_fraction']:.1f}%", "tasks processed away from their base station")
     table.add_row("tasks", f"{s['tasks']:,}", "evaluation tasks in all")
+    if "training" in s:
+        per = s["training"]["per_seed"]
+        conv = ", ".join("-" if p["converged_episode"] is None else str(p["converged_episode"]) for p in per)
+        if s["training"]["checkpoint"]:
+            table.add_row("policy", "checkpoint", escape(s["training"]["checkpoint"]))
+        else:
+            table.add_row("converged after (episodes)", conv, "per seed: 10-episode average stays within 5% of the last 50")
+        table.add_row("updates", ", ".join(f"{p.get('updates', 0):,}" for p in per), "agent-updates per seed")
     t = s["timing"]
     table.add_row("decision time (µs/task)", _fmt(t["decision_us_per_task"], 2), "wall clock inside the scheduler")
     table.add_row("wall time (s)", _fmt(t["wall_s"], 2), f"training {_fmt(t['train_s'], 2)} s, evaluation {_fmt(t['eval_s'], 2)} s")
@@ -234,6 +250,40 @@ def check_scheduler(
     out.print(t)
     if any(not c.passed and not c.skipped for c in report):
         raise typer.Exit(1)
+
+
+@app.command("reproduce-paper")
+def reproduce_paper(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="directory for the cells' bundles and the reports"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds 0..N-1 for every scheduler"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
+    train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed (default: the scenario's, 500 on paper)"),
+    scheduler: Optional[List[str]] = typer.Option(None, "--scheduler", "-s", help="restrict to these schedulers (repeatable)"),
+    scenario: str = typer.Option("paper", "--scenario", help="preset to run on"),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="worker processes (cells run in parallel)"),
+) -> None:
+    """Train and evaluate every learner and the classical baselines over several seeds; write the comparison
+    table and the learning-curve figure (finished cells are kept when run again)."""
+    from bench.reproduce import BASELINES, LEARNERS, Cell, run_all, write_reports
+    from bench.scenario import load_scenario
+
+    sc = _guarded(lambda: load_scenario(scenario))
+    names = list(scheduler) if scheduler else [*LEARNERS, *BASELINES]
+    from schedulers.registry import resolve
+
+    for name in names:
+        _guarded(lambda: resolve(name))
+    if seeds < 1 or jobs < 1:
+        _fail("--seeds and --jobs must be >= 1")
+    n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
+    cells = [Cell(name, s, scenario, n_eval, train_episodes) for name in names for s in range(seeds)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _guarded(lambda: run_all(cells, out_dir, jobs, lambda line: err.print(escape(line), highlight=False)))
+    table = _guarded(lambda: write_reports(out_dir, names))
+    from bench.reproduce import markdown_table
+
+    out.print(markdown_table(table), highlight=False, soft_wrap=True)
+    out.print(f"reports written to {out_dir}/comparison.md, comparison.csv, learning_curves.html", highlight=False)
 
 
 @app.command()

@@ -17,6 +17,12 @@ Over a run (`summary.json`, `bench run --json`):
                            not learn (their results vary only with the task stream), over per-seed means for
                            learning schedulers (they also vary with the training seed); null if n < 2
     other metrics          mean over episodes of the per-episode value
+
+Training (learning schedulers, `summary["training"]`):
+    converged_episode      per seed, see `converged_episode`: the first training episode after which the
+                           10-episode moving average of the mean delay stays within 5% of the mean of the
+                           last 50 training episodes
+    updates                agent-updates performed (one agent, one gradient step on each of its networks)
 """
 
 from __future__ import annotations
@@ -64,6 +70,27 @@ def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
         "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
         "drain_s": float(trace.backlog_s[-1].max()),
     }
+
+
+def converged_episode(curve: list[float] | np.ndarray, window: int = 10, tail: int = 50, tolerance: float = 0.05) -> int | None:
+    """Training episodes a learner needed to converge, from its learning curve (mean delay per episode).
+
+    The first episode e (counted from 1) such that the `window`-episode moving average ending at e,
+    and every later one, lies within `tolerance` (relative) of the mean of the last `tail` episodes
+    (all episodes if there are fewer). None if the curve is shorter than `window`.
+    """
+    c = np.asarray(curve, dtype=np.float64)
+    if c.shape[0] < window:
+        return None
+    reference = c[-tail:].mean()
+    moving = np.convolve(c, np.ones(window) / window, mode="valid")  # moving[j] ends at episode j + window
+    outside = np.abs(moving - reference) > tolerance * abs(reference)
+    if not outside.any():
+        return window
+    last_outside = int(np.flatnonzero(outside)[-1])
+    if last_outside == moving.shape[0] - 1:
+        return None
+    return last_outside + 1 + window
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:

@@ -8,6 +8,8 @@
     actions.parquet   the server chosen for every evaluation task (seed, episode, action; decision order);
                       replaying them on the regenerated task streams reproduces episodes.parquet exactly
     training.parquet  learning schedulers: one row per (seed, training episode), the learning curve
+    checkpoint.pt     learning schedulers: each seed's trained policy (torch.save of plain tensors), as
+                      evaluation started; `bench run --checkpoint DIR` evaluates it without training
     tasks.parquet     optional (--task-records): every task's attributes, decision and delay parts
 
 A bundle is written into a hidden sibling directory and renamed into place, so a crash never leaves a
@@ -33,7 +35,7 @@ import polars as pl
 from bench.errors import BundleError
 from bench.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.provenance import provenance
-from bench.runner import RunResult
+from bench.runner import Checkpoint, RunResult
 
 SCHEMA_VERSION = 1
 BUNDLE_KIND = "aigc-edge-bench/run"
@@ -129,6 +131,9 @@ def write_bundle(result: RunResult, out: Path, *, overwrite: bool = False, task_
     check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle gets ordinary directory permissions
     try:
         files: dict[str, Path] = {}
         files["episodes.parquet"] = tmp / "episodes.parquet"
@@ -139,6 +144,10 @@ def write_bundle(result: RunResult, out: Path, *, overwrite: bool = False, task_
         if training is not None:
             files["training.parquet"] = tmp / "training.parquet"
             training.write_parquet(files["training.parquet"], compression="zstd")
+        states = {s.seed: s.state for s in result.per_seed if s.state}
+        if states:
+            files["checkpoint.pt"] = tmp / "checkpoint.pt"
+            save_checkpoint(result, states, files["checkpoint.pt"])
         if task_records:
             files["tasks.parquet"] = tmp / "tasks.parquet"
             _tasks_frame(result).write_parquet(files["tasks.parquet"], compression="zstd")
@@ -175,6 +184,30 @@ def write_bundle(result: RunResult, out: Path, *, overwrite: bool = False, task_
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def save_checkpoint(result: RunResult, states: dict[int, dict[str, Any]], path: Path) -> None:
+    import torch
+
+    torch.save(
+        {"scheduler": result.scheduler, "scenario_hash": result.scenario.hash, "params": result.scheduler_params, "states": states},
+        path,
+    )
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint from a bundle directory (its checkpoint.pt) or a checkpoint file."""
+    import torch
+
+    path = Path(path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; expected a bundle directory with a checkpoint.pt, or a checkpoint file")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+        return Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path))
+    except Exception as exc:  # corrupt or foreign file
+        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def _install(tmp: Path, out: Path) -> None:

@@ -18,13 +18,35 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from bench.environment import EdgeEnv, EpisodeTrace
-from bench.metrics import episode_metrics, summarize
+from bench.metrics import converged_episode, episode_metrics, summarize
 from bench.scenario import Scenario
 from bench.system import System
 from schedulers.interface import Scheduler
 from schedulers.registry import config_dict, make, resolve
 
 Progress = Callable[[str], None]  # called once per finished episode with a short label
+
+
+@dataclass
+class Checkpoint:
+    """Trained states of a learning scheduler, one per seed, as a bundle stores them (checkpoint.pt)."""
+
+    scheduler: str
+    scenario_hash: str
+    params: dict[str, Any]
+    states: dict[int, dict[str, Any]]
+    source: str | None = None
+
+    def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int]) -> None:
+        from bench.errors import BundleError
+
+        if scheduler != self.scheduler:
+            raise BundleError(f"--checkpoint holds a '{self.scheduler}' policy; expected one of '{scheduler}'")
+        if scenario.hash != self.scenario_hash:
+            raise BundleError(f"--checkpoint was trained on scenario hash {self.scenario_hash[:12]}; this run's scenario has {scenario.hash[:12]}")
+        missing = [s for s in seeds if s not in self.states]
+        if missing:
+            raise BundleError(f"--checkpoint has no state for seed(s) {missing}; it holds seeds {sorted(self.states)}")
 
 
 def run_episode(env: EdgeEnv, scheduler: Scheduler, workload, *, episode: int, training: bool, who: str) -> tuple[EpisodeTrace, int]:
@@ -55,6 +77,11 @@ class SeedResult:
     train_s: float
     eval_s: float
     state: dict[str, Any] | None  # the trained scheduler's state_dict (learning schedulers)
+    stats: dict[str, float] = field(default_factory=dict)  # the scheduler's counters after training
+
+    @property
+    def converged_episode(self) -> int | None:
+        return converged_episode([r["mean_delay_s"] for r in self.training]) if self.training else None
 
 
 @dataclass
@@ -70,6 +97,7 @@ class RunResult:
     train_episodes: int
     per_seed: list[SeedResult] = field(default_factory=list)
     wall_s: float = 0.0
+    checkpoint: str | None = None  # evaluated from this checkpoint instead of training
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -81,7 +109,7 @@ class RunResult:
         metrics = summarize(rows, learns=self.learns)
         tasks = sum(r["tasks"] for r in rows)
         decision_ns = sum(r["decision_us_per_task"] * r["tasks"] * 1e3 for r in rows)
-        return {
+        out = {
             "scheduler": self.scheduler,
             "scheduler_params": self.scheduler_params,
             "scenario": self.scenario.name,
@@ -90,6 +118,17 @@ class RunResult:
             "episodes": self.episodes,
             "train_episodes": self.train_episodes,
             **metrics,
+        }
+        if self.learns:
+            out["training"] = {
+                "checkpoint": self.checkpoint,
+                "per_seed": [
+                    {"seed": s.seed, "converged_episode": s.converged_episode, "final_train_delay_s": s.training[-1]["mean_delay_s"] if s.training else None, **s.stats}
+                    for s in self.per_seed
+                ],
+            }
+        return {
+            **out,
             "timing": {
                 "decision_us_per_task": decision_ns / tasks / 1e3 if tasks else None,
                 "train_s": sum(s.train_s for s in self.per_seed),
@@ -109,13 +148,20 @@ def run(
     train_episodes: int | None = None,
     keep_traces: bool = False,
     progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> RunResult:
-    """Train (learning schedulers only) and evaluate `scheduler` on `scenario` for each seed."""
+    """Train (learning schedulers only) and evaluate `scheduler` on `scenario` for each seed.
+
+    With `checkpoint`, a learning scheduler is not trained: each seed's state is loaded from it.
+    """
     cls = resolve(scheduler)
     episodes = scenario.protocol.eval_episodes if episodes is None else episodes
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
     if not cls.learns:
+        train_episodes = 0
+    elif checkpoint is not None:
+        checkpoint.check(scheduler, scenario, seeds)
         train_episodes = 0
     elif train_episodes is None:
         train_episodes = scenario.protocol.train_episodes
@@ -141,6 +187,8 @@ def run(
         env = system.env()
         sched = make(scheduler, params)
         sched.reset(system.info(), system.streams.scheduler())
+        if checkpoint is not None and cls.learns:
+            sched.load_state_dict(checkpoint.states[seed])
 
         training_rows: list[dict[str, Any]] = []
         t_train = time.perf_counter()
@@ -153,6 +201,9 @@ def run(
             if progress:
                 progress(f"seed {seed} train {e + 1}/{train_episodes}")
         train_s = time.perf_counter() - t_train
+        # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
+        state = sched.state_dict() if cls.learns else None
+        stats = sched.stats()
 
         rows: list[dict[str, Any]] = []
         actions: list[np.ndarray] = []
@@ -169,7 +220,8 @@ def run(
             if progress:
                 progress(f"seed {seed} eval {e + 1}/{episodes}")
         eval_s = time.perf_counter() - t_eval
-        state = sched.state_dict() if cls.learns else None
-        result.per_seed.append(SeedResult(seed, rows, actions, traces, training_rows, train_s, eval_s, state))
+        result.per_seed.append(SeedResult(seed, rows, actions, traces, training_rows, train_s, eval_s, state, stats))
     result.wall_s = time.perf_counter() - start
+    if checkpoint is not None and cls.learns:
+        result.checkpoint = checkpoint.source
     return result

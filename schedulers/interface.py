@@ -184,6 +184,10 @@ class Scheduler:
     def end_episode(self) -> None:
         """End of an episode."""
 
+    def stats(self) -> dict[str, float]:
+        """Counters a learning scheduler reports after training (e.g. number of updates)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to reproduce the scheduler's decisions (for checkpoints of learners)."""
         return {}

@@ -28,6 +28,10 @@ BUILTINS: dict[str, str] = {
     "least-loaded": "schedulers.classical:LeastLoadedScheduler",
     "p2c": "schedulers.classical:PowerOfTwoScheduler",
     "opt-ts": "schedulers.opt_ts:OptTS",
+    "lad-ts": "schedulers.rl.sac:LADTS",
+    "d2sac-ts": "schedulers.rl.sac:D2SACTS",
+    "sac-ts": "schedulers.rl.sac:SACTS",
+    "dqn-ts": "schedulers.rl.dqn:DQNTS",
 }
 
 

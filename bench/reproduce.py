@@ -1,0 +1,180 @@
+"""Reproduce the paper's comparison: every learner and the classical baselines on `paper`, several seeds.
+
+`bench reproduce-paper --seeds 3 --out runs/paper` runs one cell per (scheduler, seed), each written as
+its own bundle `OUT/<scheduler>/seed-<s>/` (a finished cell is skipped when the command is run again),
+in `--jobs` worker processes, then writes
+
+    OUT/comparison.md / .csv     mean delay (95% CI), p95, episodes to converge, decision and training time
+    OUT/learning_curves.csv      mean delay per training episode, per learner and seed
+    OUT/learning_curves.html     the learning curves (Plotly, self-contained), with the baselines as lines
+
+Confidence intervals follow docs/metrics.md: over per-seed means for learners, over episodes otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from bench.metrics import t_interval
+
+LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
+BASELINES = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", "random", "local")
+# the paper's reported values after convergence (DESIGN.md section 2): delay range and episodes to converge
+PAPER = {"lad-ts": ("7.6-7.9", "~60"), "d2sac-ts": ("8.3-8.8", "~150"), "sac-ts": ("8.7-9.0", "~200"), "dqn-ts": ("9.4-9.6", "~300"), "opt-ts": ("7.4-7.5", "-")}
+
+
+@dataclass(frozen=True)
+class Cell:
+    scheduler: str
+    seed: int
+    scenario: str
+    episodes: int
+    train_episodes: int | None
+
+    def path(self, out: Path) -> Path:
+        return out / self.scheduler / f"seed-{self.seed}"
+
+
+def run_cell(cell: Cell, out: Path) -> str:
+    """Run one cell and write its bundle (in a worker process)."""
+    from bench.results import write_bundle
+    from bench.runner import run
+    from bench.scenario import load_scenario
+
+    result = run(load_scenario(cell.scenario), cell.scheduler, seeds=[cell.seed], episodes=cell.episodes, train_episodes=cell.train_episodes)
+    command = ["bench", "run", "--scheduler", cell.scheduler, "--scenario", cell.scenario, "--seed", str(cell.seed), "--episodes", str(cell.episodes)]
+    if cell.train_episodes is not None:
+        command += ["--train-episodes", str(cell.train_episodes)]
+    write_bundle(result, cell.path(out), overwrite=True, command=command)
+    return f"{cell.scheduler} seed {cell.seed}: {result.summary()['mean_delay_s']:.3f} s"
+
+
+def _done(cell: Cell, out: Path) -> bool:
+    path = cell.path(out)
+    if not (path / "manifest.json").is_file():
+        return False
+    manifest = json.loads((path / "manifest.json").read_text())
+    want_train = cell.train_episodes if cell.train_episodes is not None else None
+    return manifest["protocol"]["eval_episodes"] == cell.episodes and (
+        want_train is None or not manifest["scheduler"]["learns"] or manifest["protocol"]["train_episodes"] == want_train
+    )
+
+
+def run_all(cells: list[Cell], out: Path, jobs: int, progress: Callable[[str], None]) -> None:
+    todo = [c for c in cells if not _done(c, out)]
+    for c in cells:
+        if c not in todo:
+            progress(f"{c.scheduler} seed {c.seed}: already done")
+    if jobs <= 1:
+        for c in todo:
+            progress(run_cell(c, out))
+        return
+    # learners first: they take longest, so the pool stays busy to the end
+    todo.sort(key=lambda c: (c.scheduler not in LEARNERS, c.scheduler, c.seed))
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_cell, c, out): c for c in todo}
+        for f in as_completed(futures):
+            progress(f.result())
+
+
+def collect(out: Path, schedulers: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(comparison table, learning curves) from the cells' bundles."""
+    from bench.results import read_bundle
+
+    rows, curves = [], []
+    for name in schedulers:
+        bundles = [read_bundle(p) for p in sorted((out / name).glob("seed-*")) if (p / "manifest.json").is_file()]
+        if not bundles:
+            continue
+        episodes = pl.concat([b.episodes for b in bundles])
+        learns = bundles[0].manifest["scheduler"]["learns"]
+        per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")["mean_delay_s"].to_numpy()
+        ci = t_interval(per_seed if learns else episodes["mean_delay_s"].to_numpy())
+        converged = [s.get("converged_episode") for b in bundles for s in b.summary.get("training", {}).get("per_seed", [])]
+        conv_known = [c for c in converged if c is not None]
+        rows.append(
+            {
+                "scheduler": name,
+                "seeds": len(bundles),
+                "mean_delay_s": float(episodes["mean_delay_s"].mean()),
+                "ci95_low": ci[0] if ci else None,
+                "ci95_high": ci[1] if ci else None,
+                "per_seed": ", ".join(f"{x:.2f}" for x in per_seed),
+                "p95_delay_s": float(episodes["p95_delay_s"].mean()),
+                "converged_episode": float(np.mean(conv_known)) if conv_known else None,
+                "converged_per_seed": ", ".join("-" if c is None else str(c) for c in converged) if learns else "",
+                "decision_us_per_task": float(np.mean([b.summary["timing"]["decision_us_per_task"] for b in bundles])),
+                "train_min_per_seed": float(np.mean([b.summary["timing"]["train_s"] for b in bundles]) / 60) if learns else None,
+                "paper_delay_s": PAPER.get(name, ("-", "-"))[0],
+                "paper_converged": PAPER.get(name, ("-", "-"))[1],
+            }
+        )
+        for b in bundles:
+            f = b.path / "training.parquet"
+            if f.is_file():
+                curves.append(pl.read_parquet(f).select("seed", "episode", "mean_delay_s").with_columns(pl.lit(name).alias("scheduler")))
+    table = pl.DataFrame(rows)
+    curve = pl.concat(curves) if curves else pl.DataFrame()
+    return table, curve
+
+
+def markdown_table(table: pl.DataFrame) -> str:
+    head = "| scheduler | mean delay (s) | 95% CI | per seed | p95 (s) | converged (episodes) | decision (µs/task) | training (min/seed) | paper |\n"
+    head += "|---|---|---|---|---|---|---|---|---|\n"
+    lines = []
+    for r in table.iter_rows(named=True):
+        ci = f"[{r['ci95_low']:.2f}, {r['ci95_high']:.2f}]" if r["ci95_low"] is not None else "-"
+        conv = f"{r['converged_episode']:.0f} ({r['converged_per_seed']})" if r["converged_episode"] is not None else (r["converged_per_seed"] or "-")
+        train = f"{r['train_min_per_seed']:.1f}" if r["train_min_per_seed"] is not None else "-"
+        paper = r["paper_delay_s"] + (f" (~{r['paper_converged'].lstrip('~')} ep.)" if r["paper_converged"] not in ("-", "") else "")
+        lines.append(
+            f"| `{r['scheduler']}` | {r['mean_delay_s']:.3f} | {ci} | {r['per_seed']} | {r['p95_delay_s']:.2f} | {conv} | {r['decision_us_per_task']:.2f} | {train} | {paper} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    palette = {"lad-ts": "#d62728", "d2sac-ts": "#1f77b4", "sac-ts": "#2ca02c", "dqn-ts": "#9467bd"}
+    for name in LEARNERS:
+        c = curve.filter(pl.col("scheduler") == name)
+        if c.height == 0:
+            continue
+        agg = c.group_by("episode").agg(pl.col("mean_delay_s").mean().alias("mean"), pl.col("mean_delay_s").min().alias("lo"), pl.col("mean_delay_s").max().alias("hi")).sort("episode")
+        x = (agg["episode"] + 1).to_list()
+        color = palette[name]
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=agg["hi"].to_list() + agg["lo"].to_list()[::-1], fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=agg["mean"].to_list(), name=f"{name} (mean of {c['seed'].n_unique()} seeds; band: min-max)", line={"color": color, "width": 2}))
+    for r in table.iter_rows(named=True):
+        if r["scheduler"] in ("opt-ts", "weighted-random", "random"):
+            fig.add_hline(y=r["mean_delay_s"], line={"dash": "dot", "color": "#555"}, annotation_text=f"{r['scheduler']} {r['mean_delay_s']:.2f} s", annotation_position="top right")
+    fig.update_layout(
+        title="Learning curves on the paper scenario: mean delay per training episode",
+        xaxis_title="training episode",
+        yaxis_title="mean task delay (s)",
+        yaxis={"rangemode": "tozero"},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+        width=1000,
+        height=600,
+    )
+    return fig
+
+
+def write_reports(out: Path, schedulers: list[str]) -> pl.DataFrame:
+    table, curve = collect(out, schedulers)
+    table.write_csv(out / "comparison.csv")
+    (out / "comparison.md").write_text(markdown_table(table), encoding="utf-8")
+    if curve.height:
+        curve.write_csv(out / "learning_curves.csv")
+        learning_curve_figure(curve, table).write_html(out / "learning_curves.html", include_plotlyjs=True)
+    return table
