@@ -171,7 +171,7 @@ def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
         if s["training"]["checkpoint"]:
             table.add_row("policy", "checkpoint", escape(s["training"]["checkpoint"]))
         else:
-            table.add_row("converged after (episodes)", conv, "per seed: 10-episode average stays within 5% of the last 50")
+            table.add_row("converged after (episodes)", conv, "per seed: first episode whose 10-episode average is within 5% of the final level")
         table.add_row("updates", ", ".join(f"{p.get('updates', 0):,}" for p in per), "agent-updates per seed")
     t = s["timing"]
     table.add_row("decision time (µs/task)", _fmt(t["decision_us_per_task"], 2), "wall clock inside the scheduler")

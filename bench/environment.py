@@ -84,7 +84,7 @@ class EdgeEnv:
         self._download = np.zeros(n)
         self._wait = np.zeros(n)
         self._delay = np.zeros(n)
-        self._feedback: SlotFeedback | None = None
+        self._completed: tuple[int, int, int] | None = None  # (slot, first task, end) of the last completed slot
         self._last = (0, 0)
         self._advance_empty_slots()
 
@@ -173,21 +173,8 @@ class EdgeEnv:
         if hi < slot_end:
             return False
         self._end_slot()
-        s0 = int(wl.slot_offsets[t])
+        self._completed = (t, int(wl.slot_offsets[t]), hi)
         self._advance_empty_slots()
-        self._feedback = SlotFeedback(
-            slot=t,
-            task_range=(s0, hi),
-            origin=wl.origin[s0:hi],
-            index=wl.index[s0:hi],
-            size_mbit=wl.size_mbit[s0:hi],
-            work_gcycles=wl.work_gcycles[s0:hi],
-            actions=_ro(self._actions[s0:hi].copy()),
-            delay_s=_ro(self._delay[s0:hi].copy()),
-            backlog_s=_ro(self._backlog[t].copy()),
-            backlog_next_s=_ro(self._backlog[t + 1].copy()),
-            last_slot=self.done,
-        )
         return True
 
     def last_step(self) -> dict[str, np.ndarray]:
@@ -203,10 +190,24 @@ class EdgeEnv:
         }
 
     def last_feedback(self) -> SlotFeedback:
-        """The most recently completed slot with tasks."""
-        if self._feedback is None:
+        """The most recently completed slot with tasks (built on demand: copies of its records)."""
+        if self._completed is None:
             raise RuntimeError("no slot has completed yet")
-        return self._feedback
+        t, s0, hi = self._completed
+        wl = self.workload
+        return SlotFeedback(
+            slot=t,
+            task_range=(s0, hi),
+            origin=wl.origin[s0:hi],
+            index=wl.index[s0:hi],
+            size_mbit=wl.size_mbit[s0:hi],
+            work_gcycles=wl.work_gcycles[s0:hi],
+            actions=_ro(self._actions[s0:hi].copy()),
+            delay_s=_ro(self._delay[s0:hi].copy()),
+            backlog_s=_ro(self._backlog[t].copy()),
+            backlog_next_s=_ro(self._backlog[t + 1].copy()),
+            last_slot=bool(wl.slot_offsets[t + 1] == wl.n_tasks),
+        )
 
     def _end_slot(self) -> None:
         t = self._slot

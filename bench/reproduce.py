@@ -4,7 +4,9 @@
 its own bundle `OUT/<scheduler>/seed-<s>/` (a finished cell is skipped when the command is run again),
 in `--jobs` worker processes, then writes
 
-    OUT/comparison.md / .csv     mean delay (95% CI), p95, episodes to converge, decision and training time
+    OUT/comparison.md / .csv     mean delay (95% CI) with learning off, p95, the online delay (mean of the last
+                                 50 training episodes, learning on: what the paper's curves show), episodes
+                                 to converge, decision and training time
     OUT/learning_curves.csv      mean delay per training episode, per learner and seed
     OUT/learning_curves.html     the learning curves (Plotly, self-contained), with the baselines as lines
 
@@ -22,7 +24,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from bench.metrics import t_interval
+from bench.metrics import converged_episode, t_interval
 
 LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
 BASELINES = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", "random", "local")
@@ -97,7 +99,9 @@ def collect(out: Path, schedulers: list[str]) -> tuple[pl.DataFrame, pl.DataFram
         learns = bundles[0].manifest["scheduler"]["learns"]
         per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")["mean_delay_s"].to_numpy()
         ci = t_interval(per_seed if learns else episodes["mean_delay_s"].to_numpy())
-        converged = [s.get("converged_episode") for b in bundles for s in b.summary.get("training", {}).get("per_seed", [])]
+        trained = [pl.read_parquet(b.path / "training.parquet")["mean_delay_s"] for b in bundles if (b.path / "training.parquet").is_file()]
+        converged = [converged_episode(c.to_numpy()) for c in trained]
+        tails = [c.tail(50).mean() for c in trained]
         conv_known = [c for c in converged if c is not None]
         rows.append(
             {
@@ -108,6 +112,7 @@ def collect(out: Path, schedulers: list[str]) -> tuple[pl.DataFrame, pl.DataFram
                 "ci95_high": ci[1] if ci else None,
                 "per_seed": ", ".join(f"{x:.2f}" for x in per_seed),
                 "p95_delay_s": float(episodes["p95_delay_s"].mean()),
+                "online_last50_delay_s": float(np.mean(tails)) if tails else None,
                 "converged_episode": float(np.mean(conv_known)) if conv_known else None,
                 "converged_per_seed": ", ".join("-" if c is None else str(c) for c in converged) if learns else "",
                 "decision_us_per_task": float(np.mean([b.summary["timing"]["decision_us_per_task"] for b in bundles])),
@@ -126,46 +131,58 @@ def collect(out: Path, schedulers: list[str]) -> tuple[pl.DataFrame, pl.DataFram
 
 
 def markdown_table(table: pl.DataFrame) -> str:
-    head = "| scheduler | mean delay (s) | 95% CI | per seed | p95 (s) | converged (episodes) | decision (µs/task) | training (min/seed) | paper |\n"
-    head += "|---|---|---|---|---|---|---|---|---|\n"
+    head = "| scheduler | mean delay (s) | 95% CI | per seed | p95 (s) | online, last 50 training episodes (s) | converged (episodes) | decision (µs/task) | training (min/seed) | paper |\n"
+    head += "|---|---|---|---|---|---|---|---|---|---|\n"
     lines = []
     for r in table.iter_rows(named=True):
         ci = f"[{r['ci95_low']:.2f}, {r['ci95_high']:.2f}]" if r["ci95_low"] is not None else "-"
         conv = f"{r['converged_episode']:.0f} ({r['converged_per_seed']})" if r["converged_episode"] is not None else (r["converged_per_seed"] or "-")
         train = f"{r['train_min_per_seed']:.1f}" if r["train_min_per_seed"] is not None else "-"
         paper = r["paper_delay_s"] + (f" (~{r['paper_converged'].lstrip('~')} ep.)" if r["paper_converged"] not in ("-", "") else "")
+        online = f"{r['online_last50_delay_s']:.2f}" if r["online_last50_delay_s"] is not None else "-"
         lines.append(
-            f"| `{r['scheduler']}` | {r['mean_delay_s']:.3f} | {ci} | {r['per_seed']} | {r['p95_delay_s']:.2f} | {conv} | {r['decision_us_per_task']:.2f} | {train} | {paper} |"
+            f"| `{r['scheduler']}` | {r['mean_delay_s']:.3f} | {ci} | {r['per_seed']} | {r['p95_delay_s']:.2f} | {online} | {conv} | {r['decision_us_per_task']:.2f} | {train} | {paper} |"
         )
     return head + "\n".join(lines) + "\n"
 
 
-def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame):
+def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame, window: int = 10):
+    """Mean delay per training episode, as a `window`-episode moving average: the mean over seeds (line)
+    and the range over seeds (band), with the greedy reference and two baselines as dotted lines."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     palette = {"lad-ts": "#d62728", "d2sac-ts": "#1f77b4", "sac-ts": "#2ca02c", "dqn-ts": "#9467bd"}
+    kernel = np.ones(window) / window
+    highest = 0.0
     for name in LEARNERS:
         c = curve.filter(pl.col("scheduler") == name)
         if c.height == 0:
             continue
-        agg = c.group_by("episode").agg(pl.col("mean_delay_s").mean().alias("mean"), pl.col("mean_delay_s").min().alias("lo"), pl.col("mean_delay_s").max().alias("hi")).sort("episode")
-        x = (agg["episode"] + 1).to_list()
+        seeds = sorted(c["seed"].unique().to_list())
+        ys = np.array([np.convolve(c.filter(pl.col("seed") == s).sort("episode")["mean_delay_s"].to_numpy(), kernel, mode="valid") for s in seeds])
+        x = list(range(window, window + ys.shape[1]))
         color = palette[name]
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=agg["hi"].to_list() + agg["lo"].to_list()[::-1], fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=x, y=agg["mean"].to_list(), name=f"{name} (mean of {c['seed'].n_unique()} seeds; band: min-max)", line={"color": color, "width": 2}))
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=list(ys.max(0)) + list(ys.min(0))[::-1], fill="toself", fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=ys.mean(0), name=f"{name} ({len(seeds)} seeds)", line={"color": color, "width": 2}))
+        highest = max(highest, float(ys.mean(0)[0]))
+    positions = {"opt-ts": "bottom right", "weighted-random": "top left", "random": "top right"}
+    levels = {}
     for r in table.iter_rows(named=True):
-        if r["scheduler"] in ("opt-ts", "weighted-random", "random"):
-            fig.add_hline(y=r["mean_delay_s"], line={"dash": "dot", "color": "#555"}, annotation_text=f"{r['scheduler']} {r['mean_delay_s']:.2f} s", annotation_position="top right")
+        if r["scheduler"] in positions:
+            levels[r["scheduler"]] = r["mean_delay_s"]
+            fig.add_hline(y=r["mean_delay_s"], line={"dash": "dot", "color": "#555", "width": 1}, annotation_text=f"{r['scheduler']} {r['mean_delay_s']:.2f} s", annotation_position=positions[r["scheduler"]])
+    top = max([highest, *levels.values()]) * 1.08 if levels or highest else None
     fig.update_layout(
-        title="Learning curves on the paper scenario: mean delay per training episode",
+        title=f"Learning curves on paper: mean delay per training episode ({window}-episode moving average)",
         xaxis_title="training episode",
         yaxis_title="mean task delay (s)",
-        yaxis={"rangemode": "tozero"},
+        yaxis={"range": [min(levels.values(), default=0) * 0.8, top]} if top else {},
         template="plotly_white",
-        legend={"orientation": "h", "y": -0.2},
+        legend={"orientation": "h", "y": -0.18},
         width=1000,
         height=600,
+        margin={"t": 60},
     )
     return fig
 
@@ -176,5 +193,5 @@ def write_reports(out: Path, schedulers: list[str]) -> pl.DataFrame:
     (out / "comparison.md").write_text(markdown_table(table), encoding="utf-8")
     if curve.height:
         curve.write_csv(out / "learning_curves.csv")
-        learning_curve_figure(curve, table).write_html(out / "learning_curves.html", include_plotlyjs=True)
+        learning_curve_figure(curve, table).write_html(out / "learning_curves.html", include_plotlyjs=True, config={"displaylogo": False})
     return table

@@ -54,6 +54,7 @@ def run_episode(env: EdgeEnv, scheduler: Scheduler, workload, *, episode: int, t
     env.reset(workload)
     scheduler.begin_episode(episode, training)
     unit = scheduler.batch_unit
+    observes = type(scheduler).observe is not Scheduler.observe  # feedback is built only for those who read it
     decision_ns = 0
     clock = time.perf_counter_ns
     while not env.done:
@@ -61,7 +62,7 @@ def run_episode(env: EdgeEnv, scheduler: Scheduler, workload, *, episode: int, t
         t0 = clock()
         actions = scheduler.decide(batch)
         decision_ns += clock() - t0
-        if env.step(actions, who=who):
+        if env.step(actions, who=who) and observes:
             scheduler.observe(env.last_feedback())
     scheduler.end_episode()
     return env.trace(), decision_ns

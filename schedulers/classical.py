@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from schedulers.interface import Batch, Scheduler
+from schedulers.opt_ts import greedy_place
 
 
 def _uniform_allowed(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -97,24 +98,6 @@ class LocalScheduler(Scheduler):
         return out
 
 
-@njit(cache=True)
-def _least_loaded(origin, compute, mask, backlog, assigned, out):  # pragma: no cover - compiled
-    n_servers = compute.shape[1]
-    placed = assigned.copy()
-    for i in range(origin.shape[0]):
-        best = -1
-        best_wait = np.inf
-        for j in range(n_servers):  # from the origin on, cyclically: ties go to the origin, then onwards
-            a = (origin[i] + j) % n_servers
-            if mask[i, a]:
-                w = backlog[a] + placed[a]
-                if w < best_wait:
-                    best_wait = w
-                    best = a
-        out[i] = best
-        placed[best] += compute[i, best]
-
-
 class LeastLoadedScheduler(Scheduler):
     name = "least-loaded"
     summary = "allowed server with the smallest expected wait (backlog + work placed this slot), updated per task"
@@ -122,7 +105,9 @@ class LeastLoadedScheduler(Scheduler):
 
     def decide(self, batch: Batch) -> np.ndarray:
         out = np.empty(len(batch), dtype=np.int64)
-        _least_loaded(batch.origin, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, out)
+        # only the wait counts (no service term); the scan starts at the origin, so ties go to it
+        no_service = np.zeros((len(batch), batch.n_servers))
+        greedy_place(no_service, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, batch.origin, out)
         return out
 
 

@@ -121,9 +121,10 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
         sched = _fresh(name, params, system)
         if cls.learns:
             _episodes(sched, system, env, 2, training=True)
+        _, _, warm = _episodes(sched, system, env, 1)  # compiles kernels; not timed
         actions, seconds, tasks = _episodes(sched, system, env, episodes)
         timing["us"] = seconds / tasks * 1e6
-        return f"{tasks} decisions in {episodes} episodes"
+        return f"{tasks + warm} decisions in {episodes + 1} episodes"
 
     results.append(_attempt("valid decisions", valid))
 

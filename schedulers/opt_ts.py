@@ -16,18 +16,27 @@ from schedulers.interface import Batch, Scheduler
 
 
 @njit(cache=True)
-def _greedy(service, compute, mask, backlog, assigned, out):  # pragma: no cover - compiled
-    n_servers = service.shape[1]
+def greedy_place(extra, compute, mask, backlog, assigned, first, out):  # pragma: no cover - compiled
+    """Place tasks in order, each on the allowed server with the smallest extra[i, a] + expected wait.
+
+    Servers are scanned from `first[i]` cyclically with a strict `<`: ties go to the first scanned.
+    The wait of later tasks includes the compute time of the tasks placed before them.
+    """
+    n_servers = compute.shape[1]
     placed = assigned.copy()
-    for i in range(service.shape[0]):
+    for i in range(compute.shape[0]):
         best = -1
-        best_delay = np.inf
-        for a in range(n_servers):
+        best_value = np.inf
+        a = first[i]
+        for _ in range(n_servers):
             if mask[i, a]:
-                d = service[i, a] + (backlog[a] + placed[a])
-                if d < best_delay:
-                    best_delay = d
+                value = extra[i, a] + (backlog[a] + placed[a])
+                if value < best_value:
+                    best_value = value
                     best = a
+            a += 1
+            if a == n_servers:  # cyclic scan without a modulo in the inner loop
+                a = 0
         out[i] = best
         placed[best] += compute[i, best]
 
@@ -39,5 +48,6 @@ class OptTS(Scheduler):
 
     def decide(self, batch: Batch) -> np.ndarray:
         out = np.empty(len(batch), dtype=np.int64)
-        _greedy(batch.service_s, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, out)
+        first = np.zeros(len(batch), dtype=np.int64)  # scan from server 0: ties to the lowest index
+        greedy_place(batch.service_s, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, first, out)
         return out

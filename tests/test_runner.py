@@ -180,3 +180,15 @@ def test_learning_hooks_order_and_stream_separation(tiny):
 def test_heuristics_ignore_training_episodes(tiny):
     result = run(tiny, "random", episodes=2, train_episodes=50)
     assert result.train_episodes == 0 and result.per_seed[0].training == []
+
+
+def test_converged_episode_rule():
+    from bench.metrics import converged_episode
+
+    assert converged_episode([10.0] * 5) is None  # shorter than the window
+    assert converged_episode([10.0] * 30) == 10  # flat from the start: the first full window
+    curve = list(np.linspace(20, 10, 100)) + [10.0] * 100
+    # the 10-episode average first comes within 5% (<= 10.5) of the final level 10 at episode 100
+    e = converged_episode(curve)
+    window = np.convolve(curve, np.ones(10) / 10, mode="valid")
+    assert window[e - 10] <= 10.5 < window[e - 11]
