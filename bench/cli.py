@@ -6,6 +6,7 @@ naming the field, the value and what is allowed (exit code 2), never a traceback
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
     task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate a trained policy (a bundle directory or checkpoint.pt) without training"),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device of a learning scheduler: cpu (default), cuda or cuda:N"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
 ) -> None:
@@ -81,10 +83,16 @@ def run(
     from bench.scenario import load_scenario
     from schedulers.registry import parse_params, resolve
 
+    param_list = list(param or [])
+    if device is not None:
+        param_list.append(f"device={json.dumps(device)}")  # --device is the learners' `device` parameter
+
     def prepare():
         sc = load_scenario(scenario, set_ or [])
         cls = resolve(scheduler)
-        parse_params(cls, scheduler, param or [])
+        if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
+            _fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
+        parse_params(cls, scheduler, param_list)
         if out_dir is not None:
             check_out_dir(out_dir, overwrite)
         ckpt = None
@@ -109,7 +117,7 @@ def run(
 
     def execute():
         if not show_progress:
-            return run_scheduler(sc, scheduler, params=param or [], seeds=seed_list, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
+            return run_scheduler(sc, scheduler, params=param_list, seeds=seed_list, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(
@@ -126,7 +134,7 @@ def run(
             return run_scheduler(
                 sc,
                 scheduler,
-                params=param or [],
+                params=param_list,
                 seeds=seed_list,
                 episodes=n_eval,
                 train_episodes=n_train,
@@ -231,6 +239,32 @@ def scenario(
         return
     sc = _guarded(lambda: load_scenario(name, set_ or []))
     print(json.dumps({"hash": sc.hash, **sc.to_dict()}, indent=2))
+
+
+@app.command("scheduler")
+def scheduler_info(name: str = typer.Argument(..., help="scheduler name, plugin name, or module:Class")) -> None:
+    """Show a scheduler: what it does and every hyper-parameter (--param KEY=VALUE) with its default."""
+    import dataclasses
+    import typing
+
+    from bench.config import describe
+    from schedulers.registry import resolve
+
+    cls = _guarded(lambda: resolve(name))
+    out.print(f"[bold]{escape(name)}[/]  {escape(cls.__module__)}:{escape(cls.__qualname__)}", highlight=False)
+    out.print(f"{escape(cls.summary or '(no summary)')}; batch unit '{cls.batch_unit}'" + ("; learns (trains before evaluation)" if cls.learns else ""), highlight=False)
+    if cls.Config is None:
+        out.print("no hyper-parameters")
+        return
+    t = Table(header_style="bold")
+    t.add_column("parameter", no_wrap=True)
+    t.add_column("default", no_wrap=True)
+    t.add_column("allowed")
+    t.add_column("meaning")
+    hints = typing.get_type_hints(cls.Config)
+    for f in dataclasses.fields(cls.Config):
+        t.add_row(f.name, repr(f.default), escape(describe(hints[f.name], f.metadata)), escape(f.metadata.get("help", "")))
+    out.print(t)
 
 
 @app.command("check-scheduler")

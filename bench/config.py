@@ -81,7 +81,7 @@ def _field_list(cls: type) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls) if f.init)
 
 
-def _describe(tp: Any, meta: typing.Mapping[str, Any]) -> str:
+def describe(tp: Any, meta: typing.Mapping[str, Any]) -> str:
     origin = get_origin(tp)
     if tp is bool:
         return "true or false"
@@ -94,7 +94,7 @@ def _describe(tp: Any, meta: typing.Mapping[str, Any]) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a, meta) for a in get_args(tp) if a is not type(None))
+        return " or ".join(describe(a, meta) for a in get_args(tp) if a is not type(None))
     if origin is tuple:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -128,7 +128,7 @@ def _bounds(meta: typing.Mapping[str, Any]) -> str:
 def _check_bounds(value: float, where: str, meta: typing.Mapping[str, Any], tp: Any, source: str | None) -> None:
     gt, ge, le = meta.get("gt"), meta.get("ge"), meta.get("le")
     if (gt is not None and not value > gt) or (ge is not None and not value >= ge) or (le is not None and not value <= le):
-        raise ConfigError(where, value, _describe(tp, meta), source=source)
+        raise ConfigError(where, value, describe(tp, meta), source=source)
 
 
 def _convert(tp: Any, value: Any, where: str, meta: typing.Mapping[str, Any], source: str | None) -> Any:
@@ -143,48 +143,48 @@ def _convert(tp: Any, value: Any, where: str, meta: typing.Mapping[str, Any], so
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
-        raise ConfigError(where, value, _describe(tp, meta), source=source)
+        raise ConfigError(where, value, describe(tp, meta), source=source)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(where, value, _describe(tp, meta), source=source)
+        raise ConfigError(where, value, describe(tp, meta), source=source)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(where, value, _describe(tp, meta), source=source)
+            raise ConfigError(where, value, describe(tp, meta), source=source)
         _check_bounds(value, where, meta, tp, source)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(where, value, "a finite " + _describe(tp, meta)[2:], source=source)
+            raise ConfigError(where, value, "a finite " + describe(tp, meta)[2:], source=source)
         _check_bounds(value, where, meta, tp, source)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(where, value, _describe(tp, meta), source=source)
+            raise ConfigError(where, value, describe(tp, meta), source=source)
         return value
     if origin is Literal:
         if value not in get_args(tp) or isinstance(value, bool):
-            raise ConfigError(where, value, _describe(tp, meta), source=source)
+            raise ConfigError(where, value, describe(tp, meta), source=source)
         return value
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(where, value, _describe(tp, meta), source=source)
+            raise ConfigError(where, value, describe(tp, meta), source=source)
         if len(args) == 2 and args[1] is Ellipsis:
             if len(value) == 0:
-                raise ConfigError(where, value, "a non-empty " + _describe(tp, meta)[2:], source=source)
+                raise ConfigError(where, value, "a non-empty " + describe(tp, meta)[2:], source=source)
             elem_meta = {k: v for k, v in meta.items() if k != "interval"}
             return tuple(_convert(args[0], v, f"{where}[{i}]", elem_meta, source) for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ConfigError(where, list(value), _describe(tp, meta), source=source)
+            raise ConfigError(where, list(value), describe(tp, meta), source=source)
         elem_meta = {k: v for k, v in meta.items() if k != "interval"}
         try:
             out = tuple(_convert(a, v, f"{where}[{i}]", elem_meta, source) for i, (a, v) in enumerate(zip(args, value)))
         except ConfigError as exc:
-            raise ConfigError(where, list(value), _describe(tp, meta), source=source) from exc
+            raise ConfigError(where, list(value), describe(tp, meta), source=source) from exc
         interval = meta.get("interval")
         if (interval == "half-open" and not out[0] < out[1]) or (interval == "closed" and not out[0] <= out[1]):
-            raise ConfigError(where, list(value), _describe(tp, meta) + " (this range is empty)", source=source)
+            raise ConfigError(where, list(value), describe(tp, meta) + " (this range is empty)", source=source)
         return out
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, where, source)

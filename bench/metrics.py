@@ -15,7 +15,8 @@ Over a run (`summary.json`, `bench run --json`):
     mean_delay_s           mean over evaluation episodes (and seeds) of each episode's mean_delay_s
     ci95_delay_s           95% t-interval [low, high] of mean_delay_s: over episodes for schedulers that do
                            not learn (their results vary only with the task stream), over per-seed means for
-                           learning schedulers (they also vary with the training seed); null if n < 2
+                           learning schedulers (they also vary with the training seed; with one seed, over
+                           its episodes, saying so in ci95_over); null if n < 2
     other metrics          mean over episodes of the per-episode value
 
 Training (learning schedulers, `summary["training"]`):
@@ -111,9 +112,12 @@ def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
         {"seed": s, "mean_delay_s": float(np.mean([r["mean_delay_s"] for r in rows if r["seed"] == s]))}
         for s in seeds
     ]
-    if learns:
+    if learns and len(per_seed) > 1:
         ci = t_interval(np.array([p["mean_delay_s"] for p in per_seed]))
         ci_over = "seeds"
+    elif learns:
+        ci = t_interval(delays)
+        ci_over = "episodes of one training seed (training-seed variance not included)"
     else:
         ci = t_interval(delays)
         ci_over = "episodes"

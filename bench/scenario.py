@@ -188,7 +188,7 @@ def load_scenario(ref: str | Path = "paper", overrides: Iterable[str] = ()) -> S
 
 def scenario_fields() -> list[tuple[str, str, str]]:
     """(dotted key, type description, help) for every scenario field, for `bench scenario --fields` and the docs."""
-    from bench.config import _describe  # the same words the validator uses
+    from bench.config import describe  # the same words the validator uses
 
     rows: list[tuple[str, str, str]] = []
 
@@ -202,7 +202,7 @@ def scenario_fields() -> list[tuple[str, str, str]]:
             if dataclasses.is_dataclass(tp) or inner:
                 walk(tp if dataclasses.is_dataclass(tp) else inner[0], f"{prefix}{f.name}.")
             else:
-                rows.append((prefix + f.name, _describe(tp, f.metadata), f.metadata.get("help", "")))
+                rows.append((prefix + f.name, describe(tp, f.metadata), f.metadata.get("help", "")))
 
     walk(Scenario, "")
     return rows

@@ -58,6 +58,8 @@ def test_run_writes_bundle_and_table(tmp_path):
         (["run", "-s", "random", "--scenario", "tiny", "--seed", "-3"], "--seed = -3"),
         (["run", "-s", "random", "--scenario", "tiny", "--param", "x=1"], "takes no parameters"),
         (["run", "-s", "random", "--scenario", "tiny", "--seed", "1", "--seeds", "2"], "not allowed together"),
+        (["run", "-s", "random", "--scenario", "tiny", "--device", "cuda"], "--device is not allowed with 'random'"),
+        (["run", "-s", "lad-ts", "--scenario", "tiny", "--device", "tpu"], "lad-ts.device = 'tpu'"),
     ],
 )
 def test_bad_input_fails_with_one_line(args, fragment):
@@ -77,6 +79,10 @@ def test_list_scenario_and_check_scheduler():
     assert data["hash"].startswith("8154fc6b") and data["servers"]["count"] == 20
     r = invoke("scenario", "--fields")
     assert "tasks.per_index_legacy_seeds.density" in r.stdout
+    r = invoke("scheduler", "lad-ts")
+    assert r.exit_code == 0 and "denoising_steps" in r.stdout and "actor_lr" in r.stdout
+    r = invoke("scheduler", "opt-ts")
+    assert r.exit_code == 0 and "no hyper-parameters" in r.stdout
     r = invoke("check-scheduler", "least-loaded")
     assert r.exit_code == 0 and "FAIL" not in r.stdout
     r = invoke("check-scheduler", "tests.test_schedulers:Broken")

@@ -157,7 +157,12 @@ def test_learning_scheduler_trains_on_the_training_stream_then_evaluates(tiny, t
     assert curve.height == 6 and set(curve.columns) >= {"seed", "episode", "mean_delay_s", "wall_s"}
     assert replay(out).ok
     s = result.summary()
-    assert s["train_episodes"] == 6 and s["ci95_over"] == "seeds"
+    assert s["train_episodes"] == 6 and s["ci95_over"].startswith("episodes of one training seed")
+    two = run(tiny, LEARNER, seeds=[0, 1], episodes=2, train_episodes=3).summary()
+    assert two["ci95_over"] == "seeds"
+    per_seed = [p["mean_delay_s"] for p in two["per_seed"]]
+    lo, hi = two["ci95_delay_s"]
+    assert lo < np.mean(per_seed) < hi
 
 
 def test_learning_hooks_order_and_stream_separation(tiny):
