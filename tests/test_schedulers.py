@@ -156,15 +156,16 @@ def test_unknown_and_invalid_names():
         resolve("tests.test_schedulers:NotAScheduler")
 
 
-def test_entry_point_plugins(monkeypatch):
-    from importlib.metadata import EntryPoint
-
-    import schedulers.registry as registry
-
-    ep = EntryPoint(name="my-fixed", value="tests.test_schedulers:Fixed", group=registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
+def test_installed_plugin_is_found_by_entry_point(monkeypatch, tmp_path):
+    """A distribution on sys.path that declares the entry point, as `pip install` would leave it."""
+    dist = tmp_path / "demo_scheduler_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-scheduler-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[aigc_edge_bench.schedulers]\nmy-fixed = tests.test_schedulers:Fixed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     assert resolve("my-fixed") is Fixed
     assert ("my-fixed", "plugin (tests.test_schedulers:Fixed)", "") in available()
+    assert make("my-fixed", ["server=1"]).config.server == 1
 
 
 def test_invalid_output_names_the_scheduler(tiny):
