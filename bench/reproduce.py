@@ -1,8 +1,8 @@
 """Reproduce the paper's comparison: every learner and the classical baselines on `paper`, several seeds.
 
-`bench reproduce-paper --seeds 3 --out runs/paper` runs one cell per (scheduler, seed), each written as
-its own bundle `OUT/<scheduler>/seed-<s>/` (a finished cell is skipped when the command is run again),
-in `--jobs` worker processes, then writes
+`bench reproduce-paper --seeds 3 --out runs/paper` is a sweep (bench.sweep) of one cell per (scheduler,
+seed), each written as its own bundle `OUT/paper/base/<scheduler>/seed-<s>/` (a finished cell is kept
+when the command is run again), in `--jobs` worker processes, then writes
 
     OUT/comparison.md / .csv     mean delay (95% CI) with learning off, p95, the online delay (mean of the last
                                  50 training episodes, learning on: what the paper's curves show), episodes
@@ -15,9 +15,6 @@ Confidence intervals follow docs/metrics.md: over per-seed means for learners, o
 
 from __future__ import annotations
 
-import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from bench.metrics import converged_episode, t_interval
+from bench.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
 
 LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
 BASELINES = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", "random", "local")
@@ -32,67 +30,28 @@ BASELINES = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", 
 PAPER = {"lad-ts": ("7.6-7.9", "~60"), "d2sac-ts": ("8.3-8.8", "~150"), "sac-ts": ("8.7-9.0", "~200"), "dqn-ts": ("9.4-9.6", "~300"), "opt-ts": ("7.4-7.5", "-")}
 
 
-@dataclass(frozen=True)
-class Cell:
-    scheduler: str
-    seed: int
-    scenario: str
-    episodes: int
-    train_episodes: int | None
-
-    def path(self, out: Path) -> Path:
-        return out / self.scheduler / f"seed-{self.seed}"
+def paper_spec(scenario: str, seeds: int, episodes: int | None, train_episodes: int | None, schedulers: list[str]) -> SweepSpec:
+    """The comparison as a sweep: one cell per (scheduler, seed), no grid."""
+    return SweepSpec(scenarios=[scenario], schedulers=[(name, ()) for name in schedulers], seeds=list(range(seeds)), episodes=episodes, train_episodes=train_episodes)
 
 
-def run_cell(cell: Cell, out: Path) -> str:
-    """Run one cell and write its bundle (in a worker process)."""
-    from bench.results import write_bundle
-    from bench.runner import run
-    from bench.scenario import load_scenario
+def run_all(spec: SweepSpec, out: Path, jobs: int, progress: Callable[[str], None]) -> dict:
+    """Run the cells (finished ones are kept) and report each as it completes."""
 
-    result = run(load_scenario(cell.scenario), cell.scheduler, seeds=[cell.seed], episodes=cell.episodes, train_episodes=cell.train_episodes)
-    command = ["bench", "run", "--scheduler", cell.scheduler, "--scenario", cell.scenario, "--seed", str(cell.seed), "--episodes", str(cell.episodes)]
-    if cell.train_episodes is not None:
-        command += ["--train-episodes", str(cell.train_episodes)]
-    write_bundle(result, cell.path(out), overwrite=True, command=command)
-    return f"{cell.scheduler} seed {cell.seed}: {result.summary()['mean_delay_s']:.3f} s"
+    def report(status: dict) -> None:
+        progress(f"{status['done']} of {status['total']} cells done ({status['skipped']} from before), {status['failed']} failed")
+
+    return run_sweep(spec, out, LocalExecutor(jobs), report)
 
 
-def _done(cell: Cell, out: Path) -> bool:
-    path = cell.path(out)
-    if not (path / "manifest.json").is_file():
-        return False
-    manifest = json.loads((path / "manifest.json").read_text())
-    want_train = cell.train_episodes if cell.train_episodes is not None else None
-    return manifest["protocol"]["eval_episodes"] == cell.episodes and (
-        want_train is None or not manifest["scheduler"]["learns"] or manifest["protocol"]["train_episodes"] == want_train
-    )
-
-
-def run_all(cells: list[Cell], out: Path, jobs: int, progress: Callable[[str], None]) -> None:
-    todo = [c for c in cells if not _done(c, out)]
-    for c in cells:
-        if c not in todo:
-            progress(f"{c.scheduler} seed {c.seed}: already done")
-    if jobs <= 1:
-        for c in todo:
-            progress(run_cell(c, out))
-        return
-    # learners first: they take longest, so the pool stays busy to the end
-    todo.sort(key=lambda c: (c.scheduler not in LEARNERS, c.scheduler, c.seed))
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_cell, c, out): c for c in todo}
-        for f in as_completed(futures):
-            progress(f.result())
-
-
-def collect(out: Path, schedulers: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(comparison table, learning curves) from the cells' bundles."""
     from bench.results import read_bundle
 
     rows, curves = [], []
-    for name in schedulers:
-        bundles = [read_bundle(p) for p in sorted((out / name).glob("seed-*")) if (p / "manifest.json").is_file()]
+    for name, _ in spec.schedulers:
+        paths = [out / c.relpath() for c in spec.cells() if c.scheduler == name]
+        bundles = [read_bundle(p) for p in paths if is_complete(p)]
         if not bundles:
             continue
         episodes = pl.concat([b.episodes for b in bundles])
@@ -187,8 +146,8 @@ def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame, window: int 
     return fig
 
 
-def write_reports(out: Path, schedulers: list[str]) -> pl.DataFrame:
-    table, curve = collect(out, schedulers)
+def write_reports(spec: SweepSpec, out: Path) -> pl.DataFrame:
+    table, curve = collect(spec, out)
     table.write_csv(out / "comparison.csv")
     (out / "comparison.md").write_text(markdown_table(table), encoding="utf-8")
     if curve.height:

@@ -34,7 +34,7 @@ import polars as pl
 
 from bench.errors import BundleError
 from bench.metrics import EPISODE_METRICS, TIMING_METRICS
-from bench.provenance import provenance
+from bench.provenance import provenance as current_provenance
 from bench.runner import Checkpoint, RunResult
 
 SCHEMA_VERSION = 1
@@ -125,8 +125,20 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def write_bundle(result: RunResult, out: Path, *, overwrite: bool = False, task_records: bool = False, command: list[str] | None = None) -> Path:
-    """Write the bundle of `result` to `out` atomically; return `out`."""
+def write_bundle(
+    result: RunResult,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    task_records: bool = False,
+    command: list[str] | None = None,
+    provenance: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the bundle of `result` to `out` atomically; return `out`.
+
+    `provenance` describes where the run happened (default: this process); `extra` adds keys to the manifest.
+    """
     out = Path(out)
     check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +186,8 @@ def write_bundle(result: RunResult, out: Path, *, overwrite: bool = False, task_
                 "generator": "numpy PCG64",
                 "seeding": "SeedSequence(seed, spawn_key=(purpose, episode)); purposes: 0 evaluation, 1 training, 2 scheduler, 3 environment",
             },
-            "provenance": provenance(),
+            "provenance": provenance if provenance is not None else current_provenance(),
+            **(extra or {}),
             "timing": summary["timing"],
             "files": {name: sha256_file(path) for name, path in files.items()},
         }

@@ -41,6 +41,7 @@ class ServersConfig:
     capacity_gcps_range: tuple[int, int] | None = option(
         None, help="draw each capacity integer-uniform in [low, high] once per seed (instead of capacity_gcps)", gt=0, interval="closed"
     )
+    capacity_scale: float = option(1.0, help="multiply every capacity by this factor (a load knob for sweeps)", gt=0)
     rate_mbps: tuple[float, ...] | None = option(
         None, help="link rate v_b of each server in Mbit/s, one value per server", gt=0
     )
@@ -140,6 +141,7 @@ class Scenario:
             capacity = np.array(s.capacity_gcps, dtype=np.float64)
         else:
             capacity = rng.integers(s.capacity_gcps_range[0], s.capacity_gcps_range[1] + 1, size=s.count).astype(np.float64)
+        capacity = capacity * s.capacity_scale
         if s.rate_mbps is not None:
             rate = np.array(s.rate_mbps, dtype=np.float64)
         else:

@@ -76,7 +76,7 @@ def test_list_scenario_and_check_scheduler():
     assert r.exit_code == 0 and "opt-ts" in r.stdout and "paper-iid" in r.stdout
     r = invoke("scenario", "paper")
     data = json.loads(r.stdout)
-    assert data["hash"].startswith("8154fc6b") and data["servers"]["count"] == 20
+    assert data["hash"].startswith("ec8d458e") and data["servers"]["count"] == 20
     r = invoke("scenario", "--fields")
     assert "tasks.per_index_legacy_seeds.density" in r.stdout
     r = invoke("scheduler", "lad-ts")

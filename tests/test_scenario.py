@@ -52,7 +52,7 @@ def test_paper_load_is_about_1_24_times_capacity(paper_system):
 
 
 def test_hash_is_stable_and_ignores_names_and_protocol(paper, tmp_path):
-    assert paper.hash == "8154fc6b7f99b6a6e1aa981d224c58406fd83c018275ce0fd46266dc1eda15d4"
+    assert paper.hash == "ec8d458e5c685d88fcb804ce3ee09f25f12ef3224c0e248c43fce81fd0c3f5bf"
     renamed = load_scenario("paper", ["name=mine", "description=x", "protocol.eval_episodes=3"])
     assert renamed.hash == paper.hash
     assert load_scenario("paper", ["servers.capacity_gcps=[" + ",".join(["30"] * 20) + "]"]).hash != paper.hash
