@@ -74,6 +74,7 @@ def run(
     task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate a trained policy (a bundle directory or checkpoint.pt) without training"),
     device: Optional[str] = typer.Option(None, "--device", help="torch device of a learning scheduler: cpu (default), cuda or cuda:N"),
+    no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
 ) -> None:
@@ -146,7 +147,7 @@ def run(
     result = _guarded(execute)
     summary = result.summary()
     if out_dir is not None:
-        _guarded(lambda: write_bundle(result, out_dir, overwrite=overwrite, task_records=task_records, command=["bench", *sys.argv[1:]]))
+        _guarded(lambda: write_bundle(result, out_dir, overwrite=overwrite, task_records=task_records, command=["bench", *sys.argv[1:]], checkpoint=not no_checkpoint))
     if as_json:
         print(json.dumps(summary, allow_nan=False))
     else:
@@ -406,6 +407,97 @@ def _print_gate(report) -> None:
     out.print(f"{ok} metric checks unchanged, {sum(f.verdict == 'improved' for f in report.findings)} improved, {sum(f.verdict == 'regressed' for f in report.findings)} regressed", highlight=False)
     for key in report.missing:
         err.print(f"[red]missing[/] {escape(key)}: not in the baseline (or with other seeds); run `bench check --update` deliberately", highlight=False)
+
+
+leaderboard_app = typer.Typer(help="Validate submissions and build the static leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("validate")
+def leaderboard_validate(
+    paths: List[Path] = typer.Argument(..., help="submission directories or bundles (bundles of one directory are pooled)"),
+    no_replay: bool = typer.Option(False, "--no-replay", help="skip the replay check (faster, weaker)"),
+) -> None:
+    """Check submissions against the leaderboard's rules; one line per failure; exit 1 if any is invalid."""
+    from leaderboard.submission import discover
+    from leaderboard.validate import validate
+
+    submissions = _guarded(lambda: discover(list(paths)))
+    if not submissions:
+        _fail(f"no result bundles under {', '.join(map(str, paths))}")
+    invalid = 0
+    for sub in submissions:
+        v = _guarded(lambda: validate(sub, check_replay=not no_replay))
+        seeds = v.result.seeds if v.result else []
+        if v.valid:
+            out.print(f"[green]VALID[/]   {escape(sub.label)} ({len(sub.bundle_dirs)} bundle(s), seeds {seeds}) at {escape(str(sub.root))}", highlight=False)
+        else:
+            invalid += 1
+            out.print(f"[red]INVALID[/] {escape(sub.label)} at {escape(str(sub.root))}", highlight=False)
+            for line in v.failures:
+                out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    if invalid:
+        raise typer.Exit(1)
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    results: Optional[List[Path]] = typer.Option(None, "--results", help="directories of submissions (repeatable; default: the committed results)"),
+    out_dir: Path = typer.Option(Path("site"), "--out", "-o", help="directory of the site (replaced)"),
+) -> None:
+    """Build the static, offline leaderboard site from validated submissions."""
+    from leaderboard.site import DEFAULT_RESULTS, build_site
+
+    roots = list(results) if results else [DEFAULT_RESULTS]
+    report = _guarded(lambda: build_site(roots, out_dir, progress=lambda line: err.print(escape(line), highlight=False)))
+    out.print(f"site written to {out_dir}/index.html: {len(report.entries)} entries, {len(report.invalid)} invalid submission(s) left out", highlight=False)
+
+
+@leaderboard_app.command("populate")
+def leaderboard_populate(
+    scenario: str = typer.Option("paper", "--scenario", help="leaderboard scenario"),
+    trained: Optional[Path] = typer.Option(None, "--trained", help="output of bench reproduce-paper holding the learners' trained policies"),
+    out_dir: Path = typer.Option(Path("leaderboard/results"), "--out", "-o", help="results directory"),
+    scheduler: Optional[List[str]] = typer.Option(None, "--scheduler", "-s", help="only these built-ins (repeatable)"),
+) -> None:
+    """Write the committed results: every built-in scheduler on a leaderboard scenario."""
+    from leaderboard.populate import populate
+
+    written = _guarded(lambda: populate(scenario, out_dir, trained, progress=lambda line: err.print(escape(line), highlight=False), schedulers=list(scheduler) if scheduler else None))
+    out.print(f"{len(written)} bundles written under {out_dir}/{scenario}", highlight=False)
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="bundle, or directory of bundles of one scheduler configuration (A)"),
+    b: Path = typer.Argument(..., help="the same for B"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metrics to compare (default: all delay metrics)"),
+) -> None:
+    """Paired difference A - B of each metric, per seed and overall, with its 95% confidence interval."""
+    from bench.compare import paired, pool
+    from bench.results import read_bundle
+    from leaderboard.submission import find_bundle_dirs
+
+    def load(p: Path):
+        dirs = find_bundle_dirs(p)
+        if not dirs:
+            _fail(f"{p}: no result bundle (no manifest.json) found")
+        return pool([read_bundle(d) for d in dirs], label=str(p))
+
+    ra, rb = _guarded(lambda: load(a)), _guarded(lambda: load(b))
+    metrics = list(metric) if metric else ["mean_delay_s", "p50_delay_s", "p95_delay_s", "p99_delay_s", "mean_wait_s", "offload_fraction"]
+    diffs = _guarded(lambda: paired(ra, rb, metrics))
+    seeds = sorted(diffs[0].per_seed)
+    t = Table(title=f"A - B: A = {ra.scheduler} ({escape(str(a))}), B = {rb.scheduler} ({escape(str(b))}), scenario {ra.scenario}", title_justify="left", header_style="bold")
+    t.add_column("metric")
+    for s in seeds:
+        t.add_column(f"seed {s}", justify="right")
+    for col in ("overall", "95% CI", "over", "significant"):
+        t.add_column(col, justify="right")
+    for d in diffs:
+        ci = f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]" if d.ci else "-"
+        t.add_row(d.metric, *[f"{d.per_seed[s]:+.4f}" for s in seeds], f"{d.mean:+.4f}", ci, d.over, "yes" if d.significant else "no")
+    out.print(t)
 
 
 @app.command("reproduce-paper")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from bench.environment import EpisodeTrace
 from bench.errors import BenchError, BundleError
 from bench.metrics import EPISODE_METRICS, episode_metrics, summarize
 from bench.results import Bundle, read_bundle
@@ -27,7 +29,8 @@ class ReplayReport:
         return not self.mismatches
 
 
-def replay(bundle: Bundle | Path) -> ReplayReport:
+def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], None] | None = None) -> ReplayReport:
+    """Recompute every episode of `bundle`; `on_trace(seed, episode, trace)` sees each replayed episode."""
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(Path(bundle))
     m = bundle.manifest
@@ -56,6 +59,8 @@ def replay(bundle: Bundle | Path) -> ReplayReport:
             except BenchError as exc:
                 report.mismatches.append(str(exc))
                 continue
+            if on_trace is not None:
+                on_trace(int(seed), e, trace)
             again = episode_metrics(trace)
             for key in EPISODE_METRICS:
                 if again[key] != row[key]:

@@ -76,8 +76,8 @@ def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
                 "converged_per_seed": ", ".join("-" if c is None else str(c) for c in converged) if learns else "",
                 "decision_us_per_task": float(np.mean([b.summary["timing"]["decision_us_per_task"] for b in bundles])),
                 "train_min_per_seed": float(np.mean([b.summary["timing"]["train_s"] for b in bundles]) / 60) if learns else None,
-                "paper_delay_s": PAPER.get(name, ("-", "-"))[0],
-                "paper_converged": PAPER.get(name, ("-", "-"))[1],
+                "paper_delay_s": PAPER.get(name, ("-", "-"))[0] if spec.scenarios == ["paper"] else "-",
+                "paper_converged": PAPER.get(name, ("-", "-"))[1] if spec.scenarios == ["paper"] else "-",
             }
         )
         for b in bundles:

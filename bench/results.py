@@ -134,10 +134,12 @@ def write_bundle(
     command: list[str] | None = None,
     provenance: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    checkpoint: bool = True,
 ) -> Path:
     """Write the bundle of `result` to `out` atomically; return `out`.
 
-    `provenance` describes where the run happened (default: this process); `extra` adds keys to the manifest.
+    `provenance` describes where the run happened (default: this process); `extra` adds keys to the manifest;
+    `checkpoint=False` leaves the trained policy out (a smaller bundle; it cannot be evaluated again).
     """
     out = Path(out)
     check_out_dir(out, overwrite)
@@ -157,7 +159,7 @@ def write_bundle(
             files["training.parquet"] = tmp / "training.parquet"
             training.write_parquet(files["training.parquet"], compression="zstd")
         states = {s.seed: s.state for s in result.per_seed if s.state}
-        if states:
+        if states and checkpoint:
             files["checkpoint.pt"] = tmp / "checkpoint.pt"
             save_checkpoint(result, states, files["checkpoint.pt"])
         if task_records:
@@ -182,6 +184,7 @@ def write_bundle(
             "scenario": {"name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict()},
             "seeds": result.seeds,
             "protocol": {"eval_episodes": result.episodes, "train_episodes": result.train_episodes},
+            **({"trained_from_checkpoint": result.checkpoint_info} if result.checkpoint_info else {}),
             "streams": {
                 "generator": "numpy PCG64",
                 "seeding": "SeedSequence(seed, spawn_key=(purpose, episode)); purposes: 0 evaluation, 1 training, 2 scheduler, 3 environment",
@@ -218,9 +221,19 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; expected a bundle directory with a checkpoint.pt, or a checkpoint file")
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
-        return Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path))
+        ckpt = Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path), sha256=sha256_file(file))
     except Exception as exc:  # corrupt or foreign file
         raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {exc})") from None
+    if path.is_dir() and (path / "manifest.json").is_file():
+        # a bundle also tells how the policy was trained: its budget, learning curves and counters
+        bundle = read_bundle(path)
+        ckpt.train_episodes = int(bundle.manifest["protocol"]["train_episodes"])
+        curve = pl.read_parquet(path / "training.parquet") if (path / "training.parquet").is_file() else None
+        stats = {int(s["seed"]): {k: v for k, v in s.items() if k not in ("seed", "converged_episode", "final_train_delay_s")} for s in bundle.summary.get("training", {}).get("per_seed", [])}
+        for seed in ckpt.states:
+            rows = curve.filter(pl.col("seed") == seed).drop("seed").to_dicts() if curve is not None else []
+            ckpt.training[seed] = {"rows": [{"seed": seed, **r} for r in rows], "stats": stats.get(seed, {})}
+    return ckpt
 
 
 def _install(tmp: Path, out: Path) -> None:

@@ -36,6 +36,11 @@ class Checkpoint:
     params: dict[str, Any]
     states: dict[int, dict[str, Any]]
     source: str | None = None
+    sha256: str | None = None
+    # how the policy was trained, when the checkpoint comes from a bundle: its training episodes, and per
+    # seed the learning-curve rows and the learner's counters; a run from the checkpoint reports them
+    train_episodes: int | None = None
+    training: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int]) -> None:
         from bench.errors import BundleError
@@ -99,6 +104,7 @@ class RunResult:
     per_seed: list[SeedResult] = field(default_factory=list)
     wall_s: float = 0.0
     checkpoint: str | None = None  # evaluated from this checkpoint instead of training
+    checkpoint_info: dict[str, Any] | None = None  # its source and SHA-256, for the manifest
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -163,7 +169,7 @@ def run(
         train_episodes = 0
     elif checkpoint is not None:
         checkpoint.check(scheduler, scenario, seeds)
-        train_episodes = 0
+        train_episodes = checkpoint.train_episodes or 0
     elif train_episodes is None:
         train_episodes = scenario.protocol.train_episodes
     if len(set(seeds)) != len(seeds) or not seeds:
@@ -193,7 +199,7 @@ def run(
 
         training_rows: list[dict[str, Any]] = []
         t_train = time.perf_counter()
-        for e in range(train_episodes):
+        for e in range(train_episodes if checkpoint is None else 0):
             t0 = time.perf_counter()
             trace, _ = run_episode(env, sched, system.workload(e, training=True), episode=e, training=True, who=who)
             training_rows.append(
@@ -205,6 +211,11 @@ def run(
         # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
         state = sched.state_dict() if cls.learns else None
         stats = sched.stats()
+        if checkpoint is not None and cls.learns and seed in checkpoint.training:
+            trained = checkpoint.training[seed]
+            training_rows = [dict(r) for r in trained.get("rows", [])]
+            stats = dict(trained.get("stats", stats))
+            train_s = float(sum(r.get("wall_s", 0.0) for r in training_rows))
 
         rows: list[dict[str, Any]] = []
         actions: list[np.ndarray] = []
@@ -225,4 +236,5 @@ def run(
     result.wall_s = time.perf_counter() - start
     if checkpoint is not None and cls.learns:
         result.checkpoint = checkpoint.source
+        result.checkpoint_info = {"source": checkpoint.source, "sha256": checkpoint.sha256, "train_episodes": checkpoint.train_episodes}
     return result

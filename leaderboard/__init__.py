@@ -1,5 +1,8 @@
-"""The leaderboard: validation of result bundles and a static, offline Plotly site.
+"""The leaderboard: submissions (result bundles) validated by replay, paired rankings, a static offline site.
 
-Not built yet: result bundles (`bench.results`) already carry what it needs (manifest with file hashes,
-per-episode metrics, replayable actions; `bench.replay` recomputes metrics from them).
+    rules.py       what makes a submission valid, and the ranking rule
+    submission.py  finding bundles, pooling them into entries, submission.toml
+    validate.py    the checks, one line per failure
+    site.py        the static Plotly site
+    results/       the committed bundles of the built-in schedulers
 """

@@ -2,6 +2,7 @@
 transitions, learning on `tiny`, checkpoints."""
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -311,7 +312,7 @@ def test_checkpoint_round_trip_gives_identical_decisions(name, tmp_path):
     ckpt = load_checkpoint(out)
     assert sorted(ckpt.states) == [0, 1]
     again = run(scenario, name, params=params, seeds=[0, 1], episodes=3, checkpoint=ckpt)
-    assert again.train_episodes == 0 and again.per_seed[0].training == []
+    assert again.train_episodes == 4 and len(again.per_seed[0].training) == 4  # trained elsewhere, reported
     for a, b in zip(first.per_seed, again.per_seed):
         for x, y in zip(a.actions, b.actions):
             assert np.array_equal(x, y)
@@ -383,3 +384,19 @@ def test_learners_find_an_obvious_policy(name):
     random_delay = run(scenario, "random", seeds=[0], episodes=10).summary()["mean_delay_s"]
     assert (actions == 0).mean() > 0.75
     assert result.summary()["mean_delay_s"] < 0.5 * random_delay
+
+
+def test_evaluation_from_a_bundle_checkpoint_carries_its_training(tmp_path):
+    scenario = load_scenario("tiny")
+    first = run(scenario, "sac-ts", params=["min_buffer=40"], seeds=[0], episodes=3, train_episodes=5)
+    source = write_bundle(first, tmp_path / "trained")
+    again = run(scenario, "sac-ts", params=["min_buffer=40"], seeds=[0], episodes=2, checkpoint=load_checkpoint(source))
+    assert again.train_episodes == 5
+    assert [r["mean_delay_s"] for r in again.per_seed[0].training] == [r["mean_delay_s"] for r in first.per_seed[0].training]
+    assert again.per_seed[0].stats["updates"] == first.per_seed[0].stats["updates"]
+    # the first two evaluation episodes are the same decisions as the original run's
+    assert all(np.array_equal(a, b) for a, b in zip(again.per_seed[0].actions, first.per_seed[0].actions[:2]))
+    out = write_bundle(again, tmp_path / "evaluated", checkpoint=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["protocol"]["train_episodes"] == 5 and manifest["trained_from_checkpoint"]["sha256"]
+    assert not (out / "checkpoint.pt").exists() and (out / "training.parquet").is_file()

@@ -1,0 +1,56 @@
+"""Make the committed results: bundles of the built-in schedulers on a leaderboard scenario.
+
+    bench leaderboard populate --scenario paper --trained runs/paper --out leaderboard/results
+
+Heuristics are run directly (seeds 0..N-1, the scenario's leaderboard minimum of evaluation episodes).
+Learning schedulers are not retrained: each seed's policy is evaluated from the checkpoint of a bundle
+that trained it (`bench reproduce-paper` writes them, at OUT/<scenario>/base/<scheduler>/seed-<s>/), and
+the new bundle reports that training (budget, learning curve, updates) and the checkpoint's SHA-256,
+without storing the checkpoint itself, to keep the committed results small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from bench.errors import BenchError
+from bench.results import load_checkpoint, write_bundle
+from bench.runner import run
+from bench.scenario import load_scenario
+from leaderboard.rules import RULES
+from schedulers.registry import BUILTINS, resolve
+
+SUBMISSION = '''name = "{name}"
+description = "The built-in `{name}` scheduler of aigc-edge-bench ({summary}), with its default parameters."
+url = "https://arxiv.org/abs/2412.18212"
+{tuning}'''
+
+
+def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None = None, progress: Callable[[str], None] | None = None, schedulers: list[str] | None = None) -> list[Path]:
+    if scenario not in RULES:
+        raise BenchError(f"--scenario = {scenario!r} is not allowed; expected a leaderboard scenario ({', '.join(RULES)})")
+    rule = RULES[scenario]
+    sc = load_scenario(scenario)
+    n_seeds = seeds or rule.min_seeds
+    written = []
+    for name in schedulers or list(BUILTINS):
+        cls = resolve(name)
+        entry = out / scenario / name
+        for seed in range(n_seeds):
+            checkpoint = None
+            if cls.learns:
+                source = (trained / scenario / "base" / name / f"seed-{seed}") if trained else None
+                if source is None or not (source / "checkpoint.pt").is_file():
+                    raise BenchError(f"{name} seed {seed}: no trained policy at {source} (train it first, e.g. bench reproduce-paper --scenario {scenario} --out DIR, then --trained DIR)")
+                checkpoint = load_checkpoint(source)
+            result = run(sc, name, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint)
+            command = ["bench", "run", "--scheduler", name, "--scenario", scenario, "--seed", str(seed), "--episodes", str(rule.min_eval_episodes)]
+            if checkpoint is not None:
+                command += ["--checkpoint", str(checkpoint.source), "--no-checkpoint"]
+            written.append(write_bundle(result, entry / f"seed-{seed}", overwrite=True, command=command, checkpoint=False))
+            if progress:
+                progress(f"{scenario} {name} seed {seed}: {result.summary()['mean_delay_s']:.3f} s")
+        tuning = 'hyperparameter_tuning = "none: the paper\'s defaults"\n' if cls.learns else ""
+        (entry / "submission.toml").write_text(SUBMISSION.format(name=name, summary=cls.summary.replace('"', "'"), tuning=tuning), encoding="utf-8")
+    return written

@@ -1,0 +1,187 @@
+"""The leaderboard: validation (each rejection with its own message), paired comparison, the static site,
+and a headless-Chromium check that the site works from file:// (skipped where no Chromium is installed;
+.ci/run installs Debian's)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.results import sha256_file, write_bundle
+from bench.runner import run
+from bench.scenario import load_scenario
+from leaderboard.site import build_site
+from leaderboard.submission import discover
+from leaderboard.validate import validate
+
+runner = CliRunner()
+TUNING = 'hyperparameter_tuning = "none: defaults"\n'
+
+
+def _submission(root: Path, scheduler: str, seeds=(0, 1, 2), episodes=10, train_episodes=None, overrides=(), meta: str | None = "", params=()):
+    scenario = load_scenario("tiny", list(overrides))
+    for seed in seeds:
+        result = run(scenario, scheduler, params=list(params), seeds=[seed], episodes=episodes, train_episodes=train_episodes)
+        write_bundle(result, root / f"seed-{seed}", checkpoint=False)
+    if meta is not None:
+        (root / "submission.toml").write_text(meta)
+    return root
+
+
+def _rehash(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = sha256_file(bundle / name)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    _submission(root / "opt-ts", "opt-ts")
+    _submission(root / "random", "random", meta='name = "Random <script>alert(1)</script>"\n')
+    _submission(root / "sac-ts", "sac-ts", train_episodes=6, params=["min_buffer=40"], meta=TUNING)
+    return root
+
+
+def _validate(path: Path):
+    subs = discover([path])
+    assert len(subs) == 1
+    return validate(subs[0])
+
+
+def test_valid_submissions_pass(results):
+    for name in ("opt-ts", "random", "sac-ts"):
+        v = _validate(results / name)
+        assert v.valid, v.failures
+        assert v.result.seeds == [0, 1, 2]
+    r = runner.invoke(app, ["leaderboard", "validate", str(results / "opt-ts"), str(results / "sac-ts")])
+    assert r.exit_code == 0 and r.stdout.count("VALID") == 2
+
+
+@pytest.mark.parametrize(
+    "damage, check, fragment",
+    [
+        ("edit-file", "integrity", "does not match its SHA-256"),
+        ("missing-file", "integrity", "actions.parquet is missing"),
+        ("edit-metric-and-hash", "replay", "mean_delay_s is"),
+        ("swap-actions-and-hash", "replay", "on replay"),
+    ],
+)
+def test_damaged_bundles_are_rejected(results, tmp_path, damage, check, fragment):
+    sub = tmp_path / "sub"
+    shutil.copytree(results / "opt-ts", sub)
+    bundle = sub / "seed-1"
+    if damage == "edit-file":
+        pl.read_parquet(bundle / "episodes.parquet").with_columns(pl.col("mean_delay_s") * 0.9).write_parquet(bundle / "episodes.parquet")
+    elif damage == "missing-file":
+        (bundle / "actions.parquet").unlink()
+    elif damage == "edit-metric-and-hash":
+        pl.read_parquet(bundle / "episodes.parquet").with_columns(pl.col("mean_delay_s") * 0.9).write_parquet(bundle / "episodes.parquet")
+        _rehash(bundle)
+    else:
+        acts = pl.read_parquet(bundle / "actions.parquet")
+        acts.with_columns(((pl.col("action") + 1) % 4).cast(pl.UInt8)).write_parquet(bundle / "actions.parquet")
+        _rehash(bundle)
+    v = _validate(sub)
+    assert not v.valid
+    assert any(f.startswith(f"{check}:") and fragment in f for f in v.failures), v.failures
+    r = runner.invoke(app, ["leaderboard", "validate", str(sub)])
+    assert r.exit_code == 1 and "INVALID" in r.stdout
+
+
+def test_protocol_and_scenario_rules(tmp_path):
+    few = _validate(_submission(tmp_path / "few", "local", seeds=(0, 1)))
+    assert any(f.startswith("seeds:") and "at least 3" in f for f in few.failures)
+    short = _validate(_submission(tmp_path / "short", "local", episodes=4))
+    assert any(f.startswith("episodes:") and "at least 10" in f for f in short.failures)
+    modified = _validate(_submission(tmp_path / "modified", "local", overrides=["servers.capacity_scale=1.5"]))
+    assert any(f.startswith("scenario:") and "was modified" in f for f in modified.failures)
+    over = _validate(_submission(tmp_path / "over", "dqn-ts", seeds=(0, 1, 2), episodes=10, train_episodes=41, params=["min_buffer=40"], meta=TUNING))
+    assert any(f.startswith("training:") and "at most 40" in f for f in over.failures)
+    undisclosed = _validate(_submission(tmp_path / "undisclosed", "dqn-ts", train_episodes=2, params=["min_buffer=40"], meta=None))
+    assert any(f.startswith("disclosure:") for f in undisclosed.failures)
+
+
+def test_pooling_needs_one_configuration(results, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(results / "opt-ts" / "seed-0", mixed / "seed-0")
+    shutil.copytree(results / "random" / "seed-1", mixed / "seed-1")
+    (mixed / "submission.toml").write_text("")
+    v = _validate(mixed)
+    assert any(f.startswith("pooling:") for f in v.failures)
+
+
+def test_compare_prints_paired_differences(results, monkeypatch):
+    import bench.cli
+    from rich.console import Console
+
+    monkeypatch.setattr(bench.cli, "out", Console(width=200))
+    r = runner.invoke(app, ["compare", str(results / "random"), str(results / "opt-ts"), "-m", "mean_delay_s"])
+    assert r.exit_code == 0, r.output
+    assert "seed 0" in r.stdout and "mean_delay_s" in r.stdout and "yes" in r.stdout  # random is significantly worse
+
+
+def test_site_build_escapes_and_ships_data(results, tmp_path):
+    report = build_site([results], tmp_path / "site")
+    assert len(report.entries) == 3 and not report.invalid
+    site = tmp_path / "site"
+    index = (site / "index.html").read_text()
+    assert "<script>alert(1)</script>" not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    assert index.count('<tr><td class="rank">') == 3
+    assert (site / "plotly.min.js").stat().st_size > 1_000_000 and "cdn.plot.ly/plotly" not in index
+    table = pl.read_csv(site / "data" / "leaderboard.csv")
+    assert table.height == 3 and table.filter(pl.col("scheduler") == "opt-ts")["rank"][0] == 1
+    scenario_page = (site / "scenario-tiny.html").read_text()
+    assert "alert(1)</script>" not in scenario_page  # chart JSON escapes "</"
+    for e in report.entries:
+        assert (site / f"entry-{e.id}.html").is_file() and (site / "data" / f"entry-{e.id}.parquet").is_file()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_site_in_headless_chromium(results, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    build_site([results], tmp_path / "site")
+    errors = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 1600})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for name in ["index.html", "scenario-tiny.html", "invalid.html"]:
+            page.goto((tmp_path / "site" / name).as_uri())
+            page.wait_for_load_state("load")
+            if name == "index.html":
+                assert page.locator("table.ranking tbody tr").count() == 3
+            if name.startswith("scenario"):
+                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)
+                assert page.locator(".js-plotly-plot").count() >= 4
+                page.screenshot(path=str(tmp_path / "scenario.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+
+
+COMMITTED = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
+
+
+@pytest.mark.skipif(not any(COMMITTED.rglob("manifest.json")), reason="no committed results in this checkout")
+def test_committed_results_are_valid_and_build(tmp_path):
+    subs = discover([COMMITTED])
+    failures = {s.label: v.failures for s in subs if not (v := validate(s)).valid}
+    assert not failures
+    report = build_site([COMMITTED], tmp_path / "site")
+    assert not report.invalid and len(report.entries) == len(subs)
+    scenarios = {e.scenario for e in report.entries}
+    for scenario in scenarios:
+        names = {e.result.scheduler for e in report.entries if e.scenario == scenario}
+        assert {"opt-ts", "random", "lad-ts"} <= names
