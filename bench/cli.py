@@ -363,6 +363,11 @@ def sweep(
     out.print(t)
     if spec.grid:
         out.print(f"plot: {out_dir}/delay_vs_parameter.html; table: {out_dir}/summary.csv", highlight=False)
+    _exit_on_failed_cells(status)
+
+
+def _exit_on_failed_cells(status: dict) -> None:
+    """List a sweep's failed cells (their errors are kept beside the results) and exit with 1 if any."""
     for cell, message in status["errors"].items():
         err.print(f"[red]failed[/] {escape(cell)}: {escape(message)}", highlight=False, soft_wrap=True)
     if status["failed"]:
@@ -427,7 +432,7 @@ def leaderboard_validate(
         _fail(f"no result bundles under {', '.join(map(str, paths))}")
     invalid = 0
     for sub in submissions:
-        v = _guarded(lambda: validate(sub, check_replay=not no_replay))
+        v = _guarded(lambda sub=sub: validate(sub, check_replay=not no_replay))
         seeds = v.result.seeds if v.result else []
         if v.valid:
             out.print(f"[green]VALID[/]   {escape(sub.label)} ({len(sub.bundle_dirs)} bundle(s), seeds {seeds}) at {escape(str(sub.root))}", highlight=False)
@@ -522,10 +527,7 @@ def reproduce_paper(
     table = _guarded(lambda: write_reports(spec, out_dir))
     out.print(markdown_table(table), highlight=False, soft_wrap=True)
     out.print(f"reports written to {out_dir}/comparison.md, comparison.csv, learning_curves.html", highlight=False)
-    for cell, message in status["errors"].items():
-        err.print(f"[red]failed[/] {escape(cell)}: {escape(message)}", highlight=False, soft_wrap=True)
-    if status["failed"]:
-        raise typer.Exit(1)
+    _exit_on_failed_cells(status)
 
 
 @app.command()

@@ -186,7 +186,10 @@ def _scenario_charts(name: str, entries: list[Entry], delays: dict[str, np.ndarr
     for e in entries:
         if e.id in delays:
             cdf.add_trace(go.Scatter(x=delays[e.id], y=QUANTILES, mode="lines", name=e.label))
+    tail = max((float(q[-2]) for q in delays.values()), default=None)  # the 99.5th percentiles: the far tail is zoomable
     cdf.update_layout(title="Distribution of task delays (all evaluation tasks)", xaxis_title="task delay (s)", yaxis_title="fraction of tasks", **layout)
+    if tail:
+        cdf.update_xaxes(range=[0, tail])
     parts = go.Figure()
     for key, color in (("upload", "#8fb9e8"), ("compute", "#3b6fb6"), ("download", "#c8d6e5"), ("wait", "#e07b39")):
         parts.add_trace(go.Bar(y=labels, x=[e.parts[key] for e in entries], name=key, orientation="h", marker_color=color))

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from bench.check import GateCell, compare, measure, write_baseline

@@ -53,7 +53,7 @@ class EnsembleReplay:
         a = torch.as_tensor(agent_sorted, device=self.device)
         s = torch.as_tensor(slot, device=self.device)
         o = torch.as_tensor(order, device=self.device)
-        for name, (dt, lo, hi, shape) in self._columns.items():
+        for name, (dt, lo, hi, _) in self._columns.items():
             self.store[dt][a, s, lo:hi] = values[name][o].reshape(agent.size, hi - lo).to(dt)
         self.next = (self.next + counts) % self.capacity
         self.size = np.minimum(self.size + counts, self.capacity)
