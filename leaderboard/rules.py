@@ -14,10 +14,11 @@ LoadGen reports why a run is INVALID:
   replay      regenerating each seed's evaluation tasks and re-applying the stored actions reproduces every
               stored metric exactly, and summary.json equals the summary of the episodes
 
-Ranking, per scenario: entries are sorted by mean delay; an entry's rank is 1 + the number of entries that
+Ranking, per scenario: entries are listed by mean delay; an entry's rank is 1 + the number of entries that
 are significantly better than it, where B is significantly better than A when the 95% interval of the
 paired difference A - B of mean delay (bench.compare.paired) lies above zero. Entries that no other entry
-beats significantly share rank 1, and so on: ties are shared.
+beats significantly share rank 1, and so on: ties are shared. Where the data cannot place an entry
+precisely, its rank is shown as a range, down to N - the number of entries significantly worse.
 """
 
 from __future__ import annotations
@@ -43,5 +44,7 @@ RULES: dict[str, ScenarioRule] = {
 RANKING_RULE = (
     "Rank = 1 + the number of entries significantly better: B is significantly better than A when the 95% "
     "interval of the paired difference A - B in mean delay (same task streams, episode by episode; over "
-    "per-seed means when a learner is involved) lies above zero. Entries not separated share a rank."
+    "per-seed means when a learner is involved) lies above zero. Entries not separated share a rank. A range "
+    "such as 1–8 means the data cannot place the entry more precisely: it runs down to N - the number of "
+    "entries significantly worse. Rows are ordered by mean delay."
 )

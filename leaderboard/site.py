@@ -68,6 +68,7 @@ class Entry:
     parts: dict[str, float]
     curve: pl.DataFrame | None
     rank: int = 0
+    rank_worst: int = 0
     beaten_by: list[str] | None = None
 
     @property
@@ -105,9 +106,12 @@ def _entry(v: Validation) -> Entry:
 
 
 def rank_entries(entries: list[Entry]) -> None:
-    """rank = 1 + number of entries significantly better (leaderboard/rules.py)."""
+    """rank = 1 + number of entries significantly better; the rank could be as low as N - number of
+    entries significantly worse (leaderboard/rules.py). Rows are ordered by mean delay."""
+    n = len(entries)
+    better: dict[int, list[str]] = {id(e): [] for e in entries}
+    worse: dict[int, int] = {id(e): 0 for e in entries}
     for a in entries:
-        better = []
         for b in entries:
             if a is b:
                 continue
@@ -115,11 +119,14 @@ def rank_entries(entries: list[Entry]) -> None:
                 d = paired(a.result, b.result, ["mean_delay_s"])[0]
             except Exception:  # no common seeds: not separated
                 continue
-            if d.ci is not None and d.ci[0] > 0:
-                better.append(b.label)
-        a.beaten_by = better
-        a.rank = 1 + len(better)
-    entries.sort(key=lambda e: (e.rank, e.mean))
+            if d.ci is not None and d.ci[0] > 0:  # a - b > 0: b is significantly better than a
+                better[id(a)].append(b.label)
+                worse[id(b)] += 1
+    for e in entries:
+        e.beaten_by = better[id(e)]
+        e.rank = 1 + len(e.beaten_by)
+        e.rank_worst = n - worse[id(e)]
+    entries.sort(key=lambda e: e.mean)
 
 
 def _figure_div(fig, div_id: str) -> str:
@@ -157,7 +164,7 @@ def _ranking_table(entries: list[Entry], reference: Entry | None) -> str:
         rel = f"{100 * (e.mean / reference.mean - 1):+.1f}%" if reference else "–"
         conv = "–" if e.converged is None else f"{e.converged:.0f}"
         rows.append(
-            f'<tr><td class="rank">{e.rank}</td><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td>'
+            f'<tr><td class="rank">{e.rank if e.rank_worst == e.rank else f"{e.rank}–{e.rank_worst}"}</td><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td>'
             f"<td>{_fmt(e.mean)}</td><td>{ci}</td><td>{_fmt(e.p95, 2)}</td><td>{rel}</td><td>{_fmt(e.decision_us, 2)}</td>"
             f"<td>{conv}</td><td>{e.train_episodes or '–'}</td><td>{len(e.result.seeds)}</td></tr>"
         )
@@ -245,7 +252,7 @@ def _entry_page(e: Entry, scenarios: list[str]) -> str:
             training += f"<p class=\"note\">Evaluated from a checkpoint (SHA-256 <code>{esc(m0['trained_from_checkpoint']['sha256'])}</code>) whose training is reported here.</p>"
     body = (
         f"<h1>{esc(e.label)}</h1><p>Scheduler <code>{esc(r.scheduler)}</code> on <a href=\"scenario-{esc(e.scenario)}.html\">{esc(e.scenario)}</a> "
-        f"(scenario hash <code>{esc(r.scenario_hash[:16])}</code>): rank {e.rank}, mean delay {_fmt(e.mean)} s"
+        f"(scenario hash <code>{esc(r.scenario_hash[:16])}</code>): rank {e.rank if e.rank_worst == e.rank else f'{e.rank}–{e.rank_worst}'}, mean delay {_fmt(e.mean)} s"
         + (f" [{_fmt(e.ci[0])}, {_fmt(e.ci[1])}]" if e.ci else "")
         + f", {m0['protocol']['eval_episodes']} evaluation episodes per seed.</p>{about}"
         f"<h2>Per seed</h2><table><thead><tr><th>seed</th><th>episodes</th><th>mean delay (s)</th><th>p95 (s)</th></tr></thead><tbody>{seed_rows}</tbody></table>"
@@ -296,7 +303,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
             )
             episodes = []
             for e in group:
-                table_rows.append({"scenario": name, "rank": e.rank, "entry": e.label, "id": e.id, "scheduler": e.result.scheduler, "mean_delay_s": e.mean,
+                table_rows.append({"scenario": name, "rank": e.rank, "rank_worst": e.rank_worst, "entry": e.label, "id": e.id, "scheduler": e.result.scheduler, "mean_delay_s": e.mean,
                                    "ci95_low": e.ci[0] if e.ci else None, "ci95_high": e.ci[1] if e.ci else None, "p95_delay_s": e.p95,
                                    "decision_us_per_task": e.decision_us, "converged_episode": e.converged, "train_episodes": e.train_episodes,
                                    "seeds": len(e.result.seeds), "vs_opt_ts": (e.mean / reference.mean - 1) if reference else None})
