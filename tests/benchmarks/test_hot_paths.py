@@ -52,11 +52,9 @@ def test_decisions_one_slot(benchmark, paper, name):
     sched.begin_episode(0, training=False)
     env.reset(wl)
     batch = env.batch(env.pending("slot"))
+    assert resolve(name).batch_unit == "slot"  # every built-in decides a whole slot per call
     sched.decide(batch)  # compile kernels, warm caches
-    if resolve(name).batch_unit == "slot":
-        actions = benchmark(sched.decide, batch)
-    else:  # pragma: no cover - every built-in takes whole slots today
-        actions = benchmark(lambda: np.concatenate([sched.decide(b) for b in [batch]]))
+    actions = benchmark(sched.decide, batch)
     benchmark.extra_info["decisions"] = len(batch)
     assert actions.shape == (len(batch),)
 
