@@ -104,6 +104,21 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] |
     return (mean - half, mean + half)
 
 
+def delay_interval(episode_delays: np.ndarray, seeds: np.ndarray, *, learns: bool) -> tuple[tuple[float, float] | None, str]:
+    """The 95% interval of a mean delay and what it is over (the rule of the module docstring):
+    episodes for schedulers that do not learn; per-seed means for learners, or, with one training seed,
+    its episodes (saying so)."""
+    episode_delays = np.asarray(episode_delays, dtype=np.float64)
+    seeds = np.asarray(seeds)
+    unique = np.unique(seeds)
+    if learns and unique.size > 1:
+        per_seed = np.array([episode_delays[seeds == s].mean() for s in unique])
+        return t_interval(per_seed), "seeds"
+    if learns:
+        return t_interval(episode_delays), "episodes of one training seed (training-seed variance not included)"
+    return t_interval(episode_delays), "episodes"
+
+
 def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
     """Run-level metrics from per-episode rows (each with `seed` and the EPISODE_METRICS)."""
     seeds = sorted({r["seed"] for r in rows})
@@ -112,15 +127,7 @@ def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
         {"seed": s, "mean_delay_s": float(np.mean([r["mean_delay_s"] for r in rows if r["seed"] == s]))}
         for s in seeds
     ]
-    if learns and len(per_seed) > 1:
-        ci = t_interval(np.array([p["mean_delay_s"] for p in per_seed]))
-        ci_over = "seeds"
-    elif learns:
-        ci = t_interval(delays)
-        ci_over = "episodes of one training seed (training-seed variance not included)"
-    else:
-        ci = t_interval(delays)
-        ci_over = "episodes"
+    ci, ci_over = delay_interval(delays, np.array([r["seed"] for r in rows]), learns=learns)
     out: dict[str, Any] = {
         "mean_delay_s": float(delays.mean()),
         "ci95_delay_s": list(ci) if ci is not None else None,

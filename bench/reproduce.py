@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from bench.metrics import converged_episode, t_interval
+from bench.metrics import converged_episode, delay_interval
 from bench.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
 
 LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
@@ -57,7 +57,7 @@ def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         episodes = pl.concat([b.episodes for b in bundles])
         learns = bundles[0].manifest["scheduler"]["learns"]
         per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")["mean_delay_s"].to_numpy()
-        ci = t_interval(per_seed if learns else episodes["mean_delay_s"].to_numpy())
+        ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)
         trained = [pl.read_parquet(b.path / "training.parquet")["mean_delay_s"] for b in bundles if (b.path / "training.parquet").is_file()]
         converged = [converged_episode(c.to_numpy()) for c in trained]
         tails = [c.tail(50).mean() for c in trained]

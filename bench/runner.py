@@ -103,8 +103,11 @@ class RunResult:
     train_episodes: int
     per_seed: list[SeedResult] = field(default_factory=list)
     wall_s: float = 0.0
-    checkpoint: str | None = None  # evaluated from this checkpoint instead of training
-    checkpoint_info: dict[str, Any] | None = None  # its source and SHA-256, for the manifest
+    checkpoint_info: dict[str, Any] | None = None  # evaluated from this checkpoint: its source, SHA-256, training
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.checkpoint_info["source"] if self.checkpoint_info else None
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -235,6 +238,5 @@ def run(
         result.per_seed.append(SeedResult(seed, rows, actions, traces, training_rows, train_s, eval_s, state, stats))
     result.wall_s = time.perf_counter() - start
     if checkpoint is not None and cls.learns:
-        result.checkpoint = checkpoint.source
         result.checkpoint_info = {"source": checkpoint.source, "sha256": checkpoint.sha256, "train_episodes": checkpoint.train_episodes}
     return result

@@ -41,7 +41,7 @@ import polars as pl
 
 from bench.config import tomllib
 from bench.errors import BenchError, ConfigError
-from bench.metrics import t_interval
+from bench.metrics import delay_interval
 
 KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid"}
 
@@ -394,8 +394,7 @@ def collect(spec: SweepSpec, out: Path) -> pl.DataFrame:
         if bundles:
             episodes = pl.concat([b.episodes for b in bundles])
             learns = bundles[0].manifest["scheduler"]["learns"]
-            per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean())["mean_delay_s"].to_numpy()
-            ci = t_interval(per_seed) if learns and len(per_seed) > 1 else t_interval(episodes["mean_delay_s"].to_numpy())
+            ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)
             row.update(
                 mean_delay_s=float(episodes["mean_delay_s"].mean()),
                 ci95_low=ci[0] if ci else None,

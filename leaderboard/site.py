@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from bench.compare import paired
-from bench.metrics import converged_episode, t_interval
+from bench.metrics import converged_episode, delay_interval
 from leaderboard.rules import RANKING_RULE, RULES
 from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
@@ -80,8 +80,7 @@ def _entry(v: Validation) -> Entry:
     r = v.result
     sub = v.submission
     eps = r.episodes
-    per_seed = eps.group_by("seed").agg(pl.col("mean_delay_s").mean())["mean_delay_s"].to_numpy()
-    ci = t_interval(per_seed) if r.learns and len(per_seed) > 1 else t_interval(eps["mean_delay_s"].to_numpy())
+    ci, _ = delay_interval(eps["mean_delay_s"].to_numpy(), eps["seed"].to_numpy(), learns=r.learns)
     curves = [pl.read_parquet(b.path / "training.parquet") for b in r.bundles if (b.path / "training.parquet").is_file()]
     curve = pl.concat(curves) if curves else None
     converged = None
