@@ -173,6 +173,10 @@ def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
     table.add_row("p50 / p95 / p99 (s)", f"{_fmt(s['p50_delay_s'], 2)} / {_fmt(s['p95_delay_s'], 2)} / {_fmt(s['p99_delay_s'], 2)}", "task delay percentiles, mean over episodes")
     table.add_row("upload / wait / compute / download (s)", " / ".join(_fmt(s[k], 3) for k in ("mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")), "delay parts")
     table.add_row("offloaded", f"{100 * s['offload_fraction']:.1f}%", "tasks processed away from their base station")
+    if s.get("slo_attainment") is not None:
+        table.add_row("SLO attainment", f"{100 * s['slo_attainment']:.1f}%", "tasks with a deadline served within it")
+    if s.get("cold_starts"):
+        table.add_row("cold starts", _fmt(s["cold_starts"], 1), "model loads per episode (profile-driven scenarios)")
     table.add_row("tasks", f"{s['tasks']:,}", "evaluation tasks in all")
     if "training" in s:
         per = s["training"]["per_seed"]
@@ -194,14 +198,14 @@ def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
 
 @app.command("list")
 def list_(
-    what: str = typer.Argument("all", help="schedulers, scenarios, or all"),
+    what: str = typer.Argument("all", help="schedulers, scenarios, models, profiles, or all"),
 ) -> None:
-    """List the schedulers (built-in and plugins) and the scenario presets."""
+    """List the schedulers (built-in and plugins), the scenario presets, the model zoo and the shipped profiles."""
     from bench.scenario import load_scenario, preset_names
     from schedulers.registry import available
 
-    if what not in ("all", "schedulers", "scenarios"):
-        _fail(f"list {what!r} is not allowed; expected schedulers, scenarios or all")
+    if what not in ("all", "schedulers", "scenarios", "models", "profiles"):
+        _fail(f"list {what!r} is not allowed; expected schedulers, scenarios, models, profiles or all")
     if what in ("all", "schedulers"):
         t = Table(title="schedulers", title_justify="left", header_style="bold")
         for col in ("name", "source", "summary"):
@@ -214,10 +218,101 @@ def list_(
         for col in ("name", "servers", "slots", "arrivals/BS/slot", "eval eps", "train eps", "hash"):
             t.add_column(col)
         for name in preset_names():
-            sc = load_scenario(name)
+            sc = _guarded(lambda: load_scenario(name))
             lo, hi = sc.tasks.arrivals_per_bs
-            t.add_row(name, str(sc.n_servers), str(sc.episode.slots), f"{lo}-{hi}", str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), sc.hash[:12])
+            t.add_row(name, str(sc.n_servers), str(sc.episode.slots), f"{lo}-{hi}", str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), _guarded(lambda: sc.hash)[:12])
         out.print(t)
+    if what in ("all", "models"):
+        from profiles.zoo import MODELS
+
+        t = Table(title="models (bench profile --model NAME)", title_justify="left", header_style="bold")
+        for col in ("name", "components", "summary"):
+            t.add_column(col)
+        for name, spec in MODELS.items():
+            t.add_row(name, ", ".join(c.name for c in spec.components), spec.summary)
+        out.print(t)
+    if what in ("all", "profiles"):
+        from profiles import store
+
+        t = Table(title="profiles (shipped; servers.hardware in a scenario)", title_justify="left", header_style="bold")
+        for col in ("hardware", "model", "dtype", "resolutions", "batches", "step median (s)", "spread", "measured"):
+            t.add_column(col)
+        for ref in store.shipped():
+            p = _guarded(lambda: store.load(ref))
+            first = p.grid[0]
+            t.add_row(ref.hardware, ref.model, p.provenance.dtype, ",".join(map(str, p.resolutions)), ",".join(map(str, p.batches)),
+                      f"{first.step.median_s:.4g} ({first.resolution}px x{first.batch})",
+                      f"{max(g.step.spread for g in p.grid):.1%} max", p.provenance.date[:10])
+        out.print(t)
+
+
+@app.command()
+def profile(
+    model: str = typer.Option(..., "--model", help="zoo model (bench list models)"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),
+    resolutions: Optional[List[int]] = typer.Option(None, "--resolutions", help="image sides in px (repeatable; default: see docs/profiles.md)"),
+    batch_sizes: Optional[List[int]] = typer.Option(None, "--batch-sizes", help="images per request (repeatable)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="measured calls per timing (default 20; 30 for tiny models)"),
+    warmup: int = typer.Option(2, "--warmup", help="unmeasured calls before each timing"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads on CPU (default: torch's)"),
+    no_guidance: bool = typer.Option(False, "--no-guidance", help="measure without classifier-free guidance (batch, not 2 x batch, latents)"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="a local diffusers pipeline directory of real weights (default: random weights)"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="the profile file to write (JSON)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="instead of --out: write DIR/<hardware id>/<model>.json (the layout of shipped profiles and servers.profile_dirs)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing file"),
+) -> None:
+    """Measure what a request of MODEL costs on this machine and write a profile file."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from profiles.profiler import check_request, default_request, grid_size, profile_model
+    from profiles.schema import save_profile
+    from profiles.zoo import get_model
+
+    if (out_file is None) == (out_dir is None):
+        _fail("--out and --out-dir: expected exactly one of them")
+    if out_file is not None and out_file.exists() and not overwrite:
+        _fail(f"--out = {out_file} is not allowed: it exists; expected a new path, or --overwrite")
+    spec = _guarded(lambda: get_model(model))
+    req = default_request(
+        spec, device, dtype=dtype, repeats=repeats, warmup=warmup, threads=threads, weights=weights,
+        resolutions=tuple(resolutions) if resolutions else None, batches=tuple(batch_sizes) if batch_sizes else None,
+        guidance=False if no_guidance else None,
+    )
+    req = dataclasses.replace(req, command=_profile_command(req))
+    _guarded(lambda: check_request(req))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task(f"{model} on {device}", total=grid_size(req))
+
+        def advance(stage: str) -> None:
+            bar.update(task, advance=1, description=f"{model} on {device}: {stage}")
+
+        result = _guarded(lambda: profile_model(req, progress=advance))
+    if out_file is None:
+        out_file = out_dir / result.hardware.id / f"{model}.json"
+        if out_file.exists() and not overwrite:
+            _fail(f"--out-dir: {out_file} exists; expected --overwrite to replace it (nothing was written)")
+    save_profile(result, out_file)
+    worst = max(g.step.spread for g in result.grid)
+    out.print(f"wrote {out_file} ({result.hardware.id}, {len(result.grid)} grid points, per-step spread at most {worst:.1%})")
+    if worst > 0.05:
+        err.print(f"[yellow]note:[/] a per-step spread above 5% ({worst:.1%}): the machine was busy or its clocks vary; "
+                  "medians are kept, but consider more --repeats, --threads 1 on a shared CPU, or a quieter machine", highlight=False)
+
+
+def _profile_command(req: Any) -> str:
+    """The effective command of a profile run (every default resolved), recorded in its provenance."""
+    parts = ["bench profile", f"--model {req.spec.name}", f"--device {req.device}", f"--dtype {req.dtype}",
+             *(f"--resolutions {r}" for r in req.resolutions), *(f"--batch-sizes {b}" for b in req.batches),
+             f"--repeats {req.repeats}", f"--warmup {req.warmup}"]
+    if req.threads is not None:
+        parts.append(f"--threads {req.threads}")
+    if not req.guidance:
+        parts.append("--no-guidance")
+    if req.weights is not None:
+        parts.append(f"--weights {req.weights}")
+    return " ".join(parts)
 
 
 @app.command()
@@ -235,7 +330,7 @@ def scenario(
         t.add_column("allowed")
         t.add_column("meaning")
         for row in scenario_fields():
-            t.add_row(*row)
+            t.add_row(*(escape(cell) for cell in row))  # "[low, high]" is text, not rich markup
         out.print(t)
         return
     sc = _guarded(lambda: load_scenario(name, set_ or []))

@@ -1,5 +1,6 @@
-"""Measured costs of real diffusion architectures (profilers, profile files, model zoo).
+"""Measured costs of real diffusion architectures.
 
-Not built yet: the harness's cost model (`bench.costs.CostModel`, a per-task x per-server compute-time
-table plus link rates, with an action mask) is the place where profiles will plug in.
+`zoo` (architectures built from configuration, parameter counts), `profiler` (what `bench profile`
+measures), `schema` (the versioned profile file), `store` (shipped profiles in `data/` and user
+directories). The cost model that schedules on profiles is `bench.profiled_costs`. See docs/profiles.md.
 """

@@ -1,0 +1,428 @@
+"""The profiler: run a zoo model's components on a device and record what a request costs.
+
+For each measured quantity: `warmup` unmeasured calls, then `repeats` calls each timed on its own,
+with the device synchronised before the clock starts and after the call returns (CUDA work is
+asynchronous; without the synchronisation one would time the launch, not the work). Inputs have the
+shapes the real pipelines use: with classifier-free guidance the denoiser sees 2 x batch latents and
+2 x batch prompts are encoded; text sequences are padded to each encoder's length; the VAE decodes
+the batch. Inputs are random: the cost of a dense network does not depend on the values.
+
+Memory: on CUDA torch's peak allocation (`max_memory_allocated`, reset per grid point) and NVML's view of
+the device (largest `used` seen); on CPU the process's peak resident set (VmHWM, reset per grid point
+through /proc/self/clear_refs on Linux). Energy (NVIDIA only): NVML's total-energy counter before and
+after the measured steps. Nothing here changes a device setting (clocks, power limits, persistence).
+
+Cold start: each component is written once with `save_pretrained` (safetensors) to a temporary
+directory, then loaded back with `from_pretrained` and moved to the device, as a server would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import gc
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError
+from profiles.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    ColdStart,
+    ComponentInfo,
+    GridPoint,
+    Hardware,
+    ModelInfo,
+    Profile,
+    Provenance,
+    Settings,
+    TextPoint,
+    Timing,
+)
+from profiles.zoo import ModelSpec, _resolve, build, config_hash
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to measure. Defaults: see `default_request`."""
+
+    spec: ModelSpec
+    device: str
+    dtype: str
+    resolutions: tuple[int, ...]
+    batches: tuple[int, ...]
+    repeats: int
+    warmup: int
+    guidance: bool = True
+    weights: Path | None = None
+    threads: int | None = None
+    cold_repeats: int = 3
+    command: str = ""
+
+
+def default_request(spec: ModelSpec, device: str = "cpu", **overrides: Any) -> ProfileRequest:
+    """The issue's defaults: fp16 on CUDA, fp32 on CPU; 512 and 1024 px at batch 1, 2, 4 for real models on
+    CUDA, 256 px at batch 1, 2 for real models on CPU, 64 and 128 px at batch 1, 2 for tiny models."""
+    if spec.tiny:
+        res, batches = (64, 128), (1, 2)
+    elif device.startswith("cuda"):
+        res, batches = (512, 1024), (1, 2, 4)
+    else:
+        res, batches = (256,), (1, 2)
+    base = dict(spec=spec, device=device, dtype="float16" if device.startswith("cuda") else "float32",
+                resolutions=res, batches=batches, repeats=30 if spec.tiny else 20, warmup=2)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ProfileRequest(**base)
+
+
+def check_request(req: ProfileRequest) -> None:
+    if req.dtype not in DTYPES:
+        raise ConfigError("--dtype", req.dtype, ", ".join(DTYPES))
+    if not (req.device == "cpu" or req.device.startswith("cuda")):
+        raise ConfigError("--device", req.device, "cpu or cuda (cuda:N)")
+    if req.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device", req.device, "cpu on this machine (torch sees no CUDA device)")
+    if req.device == "cpu" and req.dtype == "float16":
+        raise ConfigError("--dtype", req.dtype, "float32 or bfloat16 on CPU (float16 convolutions are not implemented there)")
+    step = req.spec.vae_scale_factor * req.spec.patch_size
+    for r in req.resolutions:
+        if r <= 0 or r % step:
+            raise ConfigError("--resolutions", r, f"positive multiples of {step} for {req.spec.name} (VAE factor x patch size)")
+    for b in req.batches:
+        if b < 1:
+            raise ConfigError("--batch-sizes", b, "integers >= 1")
+    if req.repeats < 3:
+        raise ConfigError("--repeats", req.repeats, "an integer >= 3 (quartiles need several calls)")
+    if req.warmup < 0:
+        raise ConfigError("--warmup", req.warmup, "an integer >= 0")
+    if req.threads is not None and req.threads < 1:
+        raise ConfigError("--threads", req.threads, "an integer >= 1")
+    if req.cold_repeats < 1:
+        raise ConfigError("cold_repeats", req.cold_repeats, "an integer >= 1")
+
+
+# ---- the device --------------------------------------------------------------------------------------
+
+class Device:
+    """Synchronisation, memory and energy readings of one device; NVML only where it is present."""
+
+    def __init__(self, name: str):
+        self.torch_device = torch.device(name)
+        self.cuda = self.torch_device.type == "cuda"
+        self._nvml = None
+        if self.cuda:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                index = self.torch_device.index if self.torch_device.index is not None else torch.cuda.current_device()
+                self._nvml = (pynvml, pynvml.nvmlDeviceGetHandleByIndex(index))
+            except Exception:  # noqa: BLE001 - no NVML (e.g. not NVIDIA): no NVML readings, said in the profile
+                self._nvml = None
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.torch_device)
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+        else:
+            with contextlib.suppress(OSError):
+                Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_bytes(self) -> int:
+        if self.cuda:
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
+        return _vm_hwm()
+
+    def nvml_used(self) -> int | None:
+        if self._nvml is None:
+            return None
+        nv, h = self._nvml
+        return int(nv.nvmlDeviceGetMemoryInfo(h).used)
+
+    def energy_mj(self) -> int | None:
+        if self._nvml is None:
+            return None
+        nv, h = self._nvml
+        try:
+            return int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
+        except Exception:  # noqa: BLE001 - older GPUs have no energy counter
+            return None
+
+    def hardware(self, threads: int) -> Hardware:
+        if self.cuda:
+            props = torch.cuda.get_device_properties(self.torch_device)
+            driver = None
+            if self._nvml is not None:
+                nv, _ = self._nvml
+                driver = _text(nv.nvmlSystemGetDriverVersion())
+            return Hardware(id="cuda-" + _slug(props.name), kind="cuda", name=props.name, memory_bytes=int(props.total_memory),
+                            threads=threads, driver=driver, cuda=torch.version.cuda)
+        name = _cpu_name()
+        return Hardware(id=f"cpu-{_slug(name)}-{threads}t", kind="cpu", name=name, memory_bytes=_total_memory(), threads=threads)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _slug(name: str) -> str:
+    keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name.replace("(R)", "").replace("(TM)", ""))
+    return "-".join(p for p in keep.split("-") if p and p not in ("processor", "cpu"))
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _total_memory() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _vm_hwm() -> int:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource  # not Linux: the running maximum
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
+
+
+# ---- inputs of each model kind -------------------------------------------------------------------------
+
+def _text_inputs(spec: ModelSpec, comps: dict[str, torch.nn.Module], prompts: int, device: torch.device) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for c in spec.component("text"):
+        vocab = int(comps[c.name].config.vocab_size)
+        ids = torch.randint(3, vocab, (prompts, spec.text_tokens[c.name]), generator=g).to(device)
+        out.append((comps[c.name], ids))
+    return out
+
+
+def _denoiser_call(spec: ModelSpec, comps: dict[str, torch.nn.Module], latents: int, resolution: int,
+                   device: torch.device, dtype: torch.dtype) -> Callable[[], Any]:
+    """A closure running one denoising step of `latents` latents at `resolution`."""
+    g = torch.Generator().manual_seed(1)
+    side = resolution // spec.vae_scale_factor
+    den = comps[spec.denoiser.name]
+    cfg = den.config
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    x = rand(latents, spec.latent_channels, side, side)
+    t = torch.full((latents,), 500.0, device=device)
+    if spec.kind in ("unet", "unet-xl"):
+        ctx = rand(latents, 77, int(cfg.cross_attention_dim))
+        kwargs: dict[str, Any] = {}
+        if spec.kind == "unet-xl":
+            text_dim = int(cfg.projection_class_embeddings_input_dim) - 6 * int(cfg.addition_time_embed_dim)
+            kwargs["added_cond_kwargs"] = {"text_embeds": rand(latents, text_dim), "time_ids": rand(latents, 6)}
+        return lambda: den(x, t, encoder_hidden_states=ctx, return_dict=False, **kwargs)
+    if spec.kind == "sd3":
+        tokens = 77 + (spec.text_tokens.get("text_encoder_3", 0) or spec.t5_zeros_tokens)
+        ctx = rand(latents, tokens, int(cfg.joint_attention_dim))
+        pooled = rand(latents, int(cfg.pooled_projection_dim))
+        return lambda: den(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled, timestep=t, return_dict=False)
+    if spec.kind == "pixart":
+        ctx = rand(latents, spec.text_tokens["text_encoder"], int(cfg.caption_channels))
+        cond = {"resolution": None, "aspect_ratio": None}
+        return lambda: den(x, encoder_hidden_states=ctx, timestep=t, added_cond_kwargs=cond, return_dict=False)
+    raise ValueError(f"unknown model kind {spec.kind!r}")
+
+
+def _vae_call(spec: ModelSpec, comps: dict[str, torch.nn.Module], batch: int, resolution: int,
+              device: torch.device, dtype: torch.dtype) -> Callable[[], Any]:
+    g = torch.Generator().manual_seed(2)
+    side = resolution // spec.vae_scale_factor
+    z = torch.randn(batch, spec.latent_channels, side, side, generator=g).to(device=device, dtype=dtype)
+    vae = comps["vae"]
+    return lambda: vae.decode(z, return_dict=False)
+
+
+# ---- measurement ---------------------------------------------------------------------------------------
+
+def _time(fn: Callable[[], Any], dev: Device, warmup: int, repeats: int, after: Callable[[], None] | None = None,
+          before: Callable[[], None] | None = None) -> list[float]:
+    """Seconds of each of `repeats` calls after `warmup` calls; Python's garbage collector paused meanwhile.
+    `before` runs once after the warm-up, `after` after each measured call (outside the timed part)."""
+    for _ in range(warmup):
+        fn()
+    dev.sync()
+    out = []
+    gc.collect()
+    if before is not None:
+        before()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            dev.sync()
+            t0 = time.perf_counter()
+            fn()
+            dev.sync()
+            out.append(time.perf_counter() - t0)
+            if after is not None:
+                after()
+    finally:
+        gc.enable()
+    return out
+
+
+def _attention_backend() -> str:
+    parts = ["torch.sdpa"]
+    if torch.cuda.is_available():
+        flags = {"flash": torch.backends.cuda.flash_sdp_enabled(), "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+                 "math": torch.backends.cuda.math_sdp_enabled()}
+        parts.append("enabled: " + ",".join(k for k, v in flags.items() if v))
+    return " ".join(parts)
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("aigc-edge-bench", "diffusers", "transformers"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[int]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _component_bytes(m: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
+
+
+def _load_seconds(spec: ModelSpec, directory: Path, dev: Device, dtype: torch.dtype, repeats: int) -> ColdStart:
+    """Time `from_pretrained` of every component from `directory` plus the move to the device."""
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        dev.sync()
+        t0 = time.perf_counter()
+        loaded = [_resolve(c.cls).from_pretrained(directory / c.name, local_files_only=True, torch_dtype=dtype).to(dev.torch_device)
+                  for c in spec.components]
+        dev.sync()
+        times.append(time.perf_counter() - t0)
+        del loaded
+    return ColdStart(load=Timing.of(times), first_s=times[0])
+
+
+def _cold_start(spec: ModelSpec, comps: dict[str, torch.nn.Module], weights: Path | None, dev: Device, dtype: torch.dtype,
+                repeats: int) -> ColdStart:
+    if weights is not None:
+        return _load_seconds(spec, Path(weights), dev, dtype, repeats)
+    with tempfile.TemporaryDirectory(prefix="aigc-profile-") as tmp:
+        for name, m in comps.items():
+            m.save_pretrained(Path(tmp) / name, safe_serialization=True)
+        return _load_seconds(spec, Path(tmp), dev, dtype, repeats)
+
+
+def grid_size(req: ProfileRequest) -> int:
+    """Progress stages of a run: building, text encoding per batch size, each grid point, cold start."""
+    return 2 + len(req.batches) + len(req.resolutions) * len(req.batches)
+
+
+def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = None) -> Profile:
+    """Measure `req` and return the profile (not yet written; see `profiles.schema.save_profile`)."""
+    check_request(req)
+    spec, dtype = req.spec, DTYPES[req.dtype]
+    dev = Device(req.device)
+    say = progress or (lambda _msg: None)  # called as each stage starts
+    with _threads(req.threads) as threads, torch.inference_mode():
+        torch.manual_seed(0)
+        say("building")
+        comps = build(spec, "cpu", dtype, weights=req.weights)
+        comps = {k: v.to(dev.torch_device) for k, v in comps.items()}
+        model = ModelInfo(
+            name=spec.name, config_hash=config_hash(spec), weights="local" if req.weights else "random",
+            components=tuple(ComponentInfo(c.name, c.cls, sum(p.numel() for p in comps[c.name].parameters()), _component_bytes(comps[c.name]))
+                             for c in spec.components),
+        )
+        mult = 2 if req.guidance else 1
+        text = []
+        for b in req.batches:
+            say(f"text encoders, batch {b}")
+            calls = _text_inputs(spec, comps, mult * b, dev.torch_device)
+            times = _time(lambda: [enc(ids) for enc, ids in calls], dev, req.warmup, req.repeats)
+            text.append(TextPoint(batch=b, encode=Timing.of(times)))
+        grid = []
+        for r in sorted(req.resolutions):
+            for b in sorted(req.batches):
+                say(f"{r}px batch {b}")
+                step = _denoiser_call(spec, comps, mult * b, r, dev.torch_device, dtype)
+                vae = _vae_call(spec, comps, b, r, dev.torch_device, dtype)
+                gc.collect()
+                dev.reset_peak()
+                seen: list[int] = []
+                sample = (lambda: seen.append(dev.nvml_used())) if dev._nvml is not None else None
+                energy_mj: list[int | None] = []
+                step_times = _time(step, dev, req.warmup, req.repeats, after=sample, before=lambda: energy_mj.append(dev.energy_mj()))
+                e0, e1 = energy_mj[0], dev.energy_mj()  # the counter around the measured steps only (NVML sampling included)
+                vae_times = _time(vae, dev, req.warmup, req.repeats)
+                energy = (e1 - e0) / 1000.0 / req.repeats if e0 is not None and e1 is not None else None
+                grid.append(GridPoint(
+                    resolution=r, batch=b, step=Timing.of(step_times), vae_decode=Timing.of(vae_times),
+                    peak_memory_bytes=dev.peak_bytes(),
+                    nvml_peak_used_bytes=max(seen) if seen else None,
+                    energy_j_per_step=energy,
+                ))
+        say("cold start")
+        cold = _cold_start(spec, comps, req.weights, dev, dtype, req.cold_repeats)
+    versions = _versions()
+    provenance = Provenance(
+        date=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        suite_version=versions["aigc-edge-bench"], git_commit=_git_commit(),
+        python=platform.python_version(), platform=f"{platform.system()} {platform.release()} {platform.machine()}",
+        torch=torch.__version__, diffusers=versions["diffusers"], transformers=versions["transformers"],
+        dtype=req.dtype, attention=_attention_backend(), command=req.command or "profiles.profiler.profile_model",
+    )
+    settings = Settings(warmup=req.warmup, repeats=req.repeats, guidance=req.guidance,
+                        text_tokens=tuple(spec.text_tokens[c.name] for c in spec.component("text")),
+                        t5_zeros_tokens=spec.t5_zeros_tokens)
+    return Profile(schema=SCHEMA, schema_version=SCHEMA_VERSION, model=model, hardware=dev.hardware(threads),
+                   provenance=provenance, settings=settings, text=tuple(text), grid=tuple(grid), cold_start=cold)
