@@ -56,7 +56,7 @@ def pool(bundles: Iterable[Bundle], label: str | None = None) -> ResultSet:
         if overlap:
             raise BenchError(f"{b.path}: seed(s) {sorted(overlap)} appear in more than one bundle")
         seen |= set(m["seeds"])
-    episodes = pl.concat([b.episodes for b in bundles]).sort("seed", "episode")
+    episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed").sort("seed", "episode")
     name = first["scheduler"]["name"]
     return ResultSet(label or name, name, first["scheduler"]["params"], first["scenario"]["name"], first["scenario"]["hash"], bool(first["scheduler"]["learns"]), episodes, bundles)
 
@@ -85,10 +85,14 @@ def paired(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS)
     seeds = sorted(int(s) for s in joined["seed"].unique())
     out = []
     for metric in metrics:
-        if metric == "tasks":
-            continue
-        d = (joined[metric] - joined[f"{metric}_b"]).to_numpy().astype(float)
-        per_seed_df = joined.with_columns((pl.col(metric) - pl.col(f"{metric}_b")).alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
+        if metric == "tasks" or metric not in a.episodes.columns or metric not in b.episodes.columns:
+            continue  # bundles written before a metric existed lack its column
+        both = joined.drop_nulls([metric, f"{metric}_b"]).filter(pl.col(metric).is_not_nan() & pl.col(f"{metric}_b").is_not_nan())
+        if both.height == 0:
+            continue  # e.g. SLO attainment where no task has a deadline
+        joined_m = both
+        d = (joined_m[metric] - joined_m[f"{metric}_b"]).to_numpy().astype(float)
+        per_seed_df = joined_m.with_columns((pl.col(metric) - pl.col(f"{metric}_b")).alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
         per_seed = dict(zip(per_seed_df["seed"].to_list(), per_seed_df["_d"].to_list()))
         if learns and len(seeds) > 1:
             ci, over = t_interval(np.array(list(per_seed.values()))), f"{len(seeds)} per-seed means"

@@ -111,6 +111,8 @@ def describe(tp: Any, meta: typing.Mapping[str, Any]) -> str:
 
 
 def _plural(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return f"tables of {_field_list(tp)}"
     return {int: "integers", float: "numbers", str: "strings"}.get(tp, str(tp))
 
 
@@ -221,17 +223,45 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
-    """Return a deep copy of `data` with each `key=value` override applied (validation happens later)."""
+    """Return a deep copy of `data` with each `key=value` override applied (validation happens later).
+
+    A part `name[i]` selects element i of a list of tables: `tasks.mix[0].weight=2`."""
     out = json.loads(json.dumps(data))
     for text in overrides:
         parts, value = parse_override(text)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(".".join(parts[: i + 1]), child, "a table (it has no sub-keys to set)")
-            node = child
-        node[parts[-1]] = value
+        node: Any = out
+        for i, part in enumerate(parts):
+            name, index = _split_index(part, text)
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if index is None:
+                if last:
+                    node[name] = value
+                    break
+                child = node.get(name)
+                if child is None:
+                    child = node[name] = {}
+                elif not isinstance(child, dict):
+                    raise ConfigError(where, child, "a table (it has no sub-keys to set)")
+                node = child
+                continue
+            items = node.get(name)
+            if not isinstance(items, list) or not 0 <= index < len(items):
+                size = len(items) if isinstance(items, list) else 0
+                raise ConfigError(where, index, f"an index of the list {name} (0..{size - 1})" if size else f"an index of an existing list ({name} has none)")
+            if last:
+                items[index] = value
+                break
+            if not isinstance(items[index], dict):
+                raise ConfigError(where, items[index], "a table (it has no sub-keys to set)")
+            node = items[index]
     return out
+
+
+def _split_index(part: str, text: str) -> tuple[str, int | None]:
+    if not part.endswith("]"):
+        return part, None
+    name, _, index = part[:-1].partition("[")
+    if not name or not index.isdigit():
+        raise ConfigError("--set", text, "KEY=VALUE where a list element is written name[i] with i >= 0")
+    return name, int(index)

@@ -10,6 +10,12 @@ A cost model is a per-task x per-server compute-time table plus the servers' lin
 and, optionally, a mask of the servers allowed for each task (all allowed in the paper). Waiting is
 not a cost of the task but of the queue; the environment adds it (see `bench.environment`).
 
+A cost model may keep per-server state that placements change (`stateful`: the models resident in each
+server's memory in profile-driven scenarios, where a task pays a cold start when its model is not
+loaded). The environment owns that state (`new_state()` per episode) and passes it in; `chosen` then
+updates it in decision order, which is each server's execution order. Tables given to a scheduler are
+computed from the state at the start of its batch.
+
 `CostModel` holds what every model shares (link rates, transfers, masks); a subclass supplies the
 compute-time table. `CycleCosts` is the paper's. Measured-cost models (profiles of real diffusion
 models) are further subclasses; the environment and the schedulers do not change.
@@ -19,6 +25,8 @@ in the charged costs alike, so a scheduler's table entry equals exactly what the
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -30,6 +38,7 @@ class CostModel:
     """Shared part of every cost model: capacities, link rates, transfer times, masks."""
 
     has_mask = False
+    stateful = False
 
     def __init__(self, capacity_gcps: np.ndarray, rate_mbps: np.ndarray):
         capacity = np.array(capacity_gcps, dtype=np.float64)
@@ -46,8 +55,15 @@ class CostModel:
     def n_servers(self) -> int:
         return int(self.capacity_gcps.shape[0])
 
+    def new_state(self) -> Any:
+        """Per-episode state of a stateful model (None for stateless ones)."""
+        return None
+
+    def copy_state(self, state: Any) -> Any:
+        return None
+
     # ---- tables over all servers, for the tasks lo:hi (what schedulers see) ----------------------
-    def compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+    def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:
         raise NotImplementedError
 
     def upload_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
@@ -58,9 +74,9 @@ class CostModel:
     def download_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
         return wl.result_mbit[lo:hi, None] * self.inv_rate[None, :]
 
-    def compute_and_service_s(self, wl: Workload, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(compute_s, service_s) tables; subclasses may fuse them for speed."""
-        compute = self.compute_s(wl, lo, hi)
+        compute = self.compute_s(wl, lo, hi, state)
         return compute, self.upload_s(wl, lo, hi) + compute + self.download_s(wl, lo, hi)
 
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray | None:
@@ -68,14 +84,15 @@ class CostModel:
         return None
 
     # ---- the same costs for one chosen server per task (what the environment charges) ----------
-    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray:
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> np.ndarray:
+        """Compute time of each task on its chosen server; a stateful model updates `state` in task order."""
         raise NotImplementedError
 
-    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(upload_s, compute_s, download_s) of each task on its chosen server."""
         inv = self.inv_rate[actions]
         upload = np.where(actions == wl.origin[lo:hi], 0.0, wl.size_mbit[lo:hi] * inv)
-        return upload, self.compute_s_chosen(wl, lo, hi, actions), wl.result_mbit[lo:hi] * inv
+        return upload, self.compute_s_chosen(wl, lo, hi, actions, state), wl.result_mbit[lo:hi] * inv
 
 
 class CycleCosts(CostModel):
@@ -85,13 +102,13 @@ class CycleCosts(CostModel):
         super().__init__(capacity_gcps, rate_mbps)
         self.inv_capacity = _ro(1.0 / self.capacity_gcps)
 
-    def compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+    def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:
         return wl.work_gcycles[lo:hi, None] * self.inv_capacity[None, :]
 
-    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray:
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> np.ndarray:
         return wl.work_gcycles[lo:hi] * self.inv_capacity[actions]
 
-    def compute_and_service_s(self, wl: Workload, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         n = hi - lo
         compute = np.empty((n, self.n_servers))
         service = np.empty((n, self.n_servers))
@@ -101,7 +118,7 @@ class CycleCosts(CostModel):
         )
         return compute, service
 
-    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = hi - lo
         upload, compute, download = np.empty(n), np.empty(n), np.empty(n)
         _cycle_chosen(

@@ -55,6 +55,7 @@ class EpisodeTrace:
     wait_s: np.ndarray
     delay_s: np.ndarray
     backlog_s: np.ndarray  # (slots + 1, B): backlog at the start of each slot, and after the last
+    cold_starts: int = 0  # model loads during the episode (stateful cost models; 0 otherwise)
 
 
 class EdgeEnv:
@@ -86,6 +87,7 @@ class EdgeEnv:
         self._delay = np.zeros(n)
         self._completed: tuple[int, int, int] | None = None  # (slot, first task, end) of the last completed slot
         self._last = (0, 0)
+        self._state = self.costs.new_state()  # stateful cost models: e.g. the models resident on each server
         self._advance_empty_slots()
 
     @property
@@ -147,6 +149,7 @@ class EdgeEnv:
             costs=self.costs,
             backlog_s=_ro(self.backlog_s.copy()),
             assigned_s=_ro(self._assigned.copy()),
+            state=self.costs.copy_state(self._state),
         )
 
     def step(self, actions: np.ndarray, who: str = "actions") -> bool:
@@ -161,7 +164,7 @@ class EdgeEnv:
         slot_end = int(wl.slot_offsets[self._slot + 1])
         a = check_actions(actions, lo, slot_end, wl, self.costs, who)
         hi = lo + a.shape[0]
-        up, comp, down = self.costs.chosen(wl, lo, hi, a)
+        up, comp, down = self.costs.chosen(wl, lo, hi, a, self._state)
         t = self._slot
         _place(a, up, comp, down, self._backlog[t], self._assigned, self._wait[lo:hi], self._delay[lo:hi])
         self._actions[lo:hi] = a
@@ -233,6 +236,7 @@ class EdgeEnv:
             wait_s=_ro(self._wait),
             delay_s=_ro(self._delay),
             backlog_s=_ro(self._backlog),
+            cold_starts=int(self._state.cold_starts[0]) if self._state is not None else 0,
         )
 
     def evaluate(self, workload: Workload, actions: np.ndarray, who: str = "actions") -> EpisodeTrace:

@@ -11,7 +11,7 @@ given by the action; the reward is minus the task's delay, known at once because
 on earlier placements. The episode terminates after its last task. The observation, all float32 and
 non-negative, is
 
-    [d (Mbit), w (Gcycles), o (Mbit), one-hot origin base station (B), backlog_s (B), assigned_s (B)]
+    [d (Mbit), w (Gcycles; reference seconds in profile-driven scenarios), o (Mbit), one-hot origin base station (B), backlog_s (B), assigned_s (B)]
 
 `info["action_mask"]` marks the servers allowed for the next task. `reset(seed=s)` starts evaluation
 episode 0 of seed s; a reset without a seed moves on to the next episode of the same seed.

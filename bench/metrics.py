@@ -9,6 +9,9 @@ Per episode (one row of `episodes.parquet`), over the episode's tasks:
                            mean of each delay part (they sum to mean_delay_s)
     offload_fraction       share of tasks processed away from the base station that received them
     drain_s                largest backlog left after the last slot: time until every queue is empty
+    slo_attainment         share of the tasks with a deadline whose delay is at most their deadline
+                           (profile-driven scenarios whose mix sets deadline_s; null when no task has one)
+    cold_starts            model loads in the episode (profile-driven scenarios; 0 for the paper's costs)
     decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
 
 Over a run (`summary.json`, `bench run --json`):
@@ -17,7 +20,7 @@ Over a run (`summary.json`, `bench run --json`):
                            not learn (their results vary only with the task stream), over per-seed means for
                            learning schedulers (they also vary with the training seed; with one seed, over
                            its episodes, saying so in ci95_over); null if n < 2
-    other metrics          mean over episodes of the per-episode value
+    other metrics          mean over episodes of the per-episode value, skipping nulls (null if all are)
 
 Training (learning schedulers, `summary["training"]`):
     converged_episode      per seed, see `converged_episode`: the first training episode at which the
@@ -49,6 +52,8 @@ EPISODE_METRICS: tuple[str, ...] = (
     "mean_download_s",
     "offload_fraction",
     "drain_s",
+    "slo_attainment",
+    "cold_starts",
 )
 TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
 
@@ -70,7 +75,21 @@ def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
         "mean_download_s": float(trace.download_s.mean()),
         "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
         "drain_s": float(trace.backlog_s[-1].max()),
+        "slo_attainment": _slo_attainment(d, trace.workload.deadline_s),
+        "cold_starts": int(trace.cold_starts),
     }
+
+
+def _slo_attainment(delay: np.ndarray, deadline: np.ndarray) -> float | None:
+    has = np.isfinite(deadline)
+    return float(np.mean(delay[has] <= deadline[has])) if has.any() else None
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of stored and recomputed metrics, NaN equal to NaN (and a null column to None)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
 
 
 def converged_episode(curve: list[float] | np.ndarray, window: int = 10, tail: int = 50, tolerance: float = 0.05) -> int | None:
@@ -134,11 +153,12 @@ def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
         "ci95_over": ci_over,
     }
     for key in EPISODE_METRICS:
-        if key in ("mean_delay_s",):
+        if key in ("mean_delay_s",) or key not in rows[0]:  # bundles written before a metric existed lack it
             continue
         if key == "tasks":
             out["tasks"] = int(sum(r["tasks"] for r in rows))
         else:
-            out[key] = float(np.mean([r[key] for r in rows]))
+            values = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
+            out[key] = float(np.nanmean(values)) if not np.isnan(values).all() else None
     out["per_seed"] = per_seed
     return out

@@ -13,7 +13,7 @@ from typing import Callable
 
 from bench.environment import EpisodeTrace
 from bench.errors import BenchError, BundleError
-from bench.metrics import EPISODE_METRICS, episode_metrics, summarize
+from bench.metrics import EPISODE_METRICS, episode_metrics, same_value, summarize
 from bench.results import Bundle, read_bundle
 from bench.scenario import scenario_from_dict
 from bench.system import System
@@ -63,7 +63,7 @@ def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], N
                 on_trace(int(seed), e, trace)
             again = episode_metrics(trace)
             for key in EPISODE_METRICS:
-                if again[key] != row[key]:
+                if key in row and not same_value(again[key], row[key]):
                     report.mismatches.append(f"seed {seed} episode {e}: {key} is {row[key]!r} in the bundle, {again[key]!r} on replay")
             report.episodes += 1
     if n_actions != bundle.actions.height:

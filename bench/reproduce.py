@@ -54,7 +54,7 @@ def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         bundles = [read_bundle(p) for p in paths if is_complete(p)]
         if not bundles:
             continue
-        episodes = pl.concat([b.episodes for b in bundles])
+        episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed")
         learns = bundles[0].manifest["scheduler"]["learns"]
         per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")["mean_delay_s"].to_numpy()
         ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)

@@ -65,7 +65,8 @@ def _action_dtype(n_servers: int) -> pl.DataType:
 def _episodes_frame(result: RunResult) -> pl.DataFrame:
     columns = ["seed", "episode", *EPISODE_METRICS, *TIMING_METRICS]
     return pl.DataFrame([{k: r[k] for k in columns} for r in result.rows]).with_columns(
-        pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32), pl.col("tasks").cast(pl.UInt32)
+        pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32), pl.col("tasks").cast(pl.UInt32),
+        pl.col("slo_attainment").cast(pl.Float64), pl.col("cold_starts").cast(pl.UInt32),
     )
 
 
@@ -102,6 +103,8 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                         "work_gcycles": wl.work_gcycles,
                         "steps": wl.steps.astype(np.uint32),
                         "result_mbit": wl.result_mbit,
+                        "task_class": wl.task_class.astype(np.int32),
+                        "deadline_s": wl.deadline_s,
                         "action": tr.actions.astype(np.uint32),
                         "upload_s": tr.upload_s,
                         "compute_s": tr.compute_s,
@@ -181,7 +184,10 @@ def write_bundle(
                 "learns": result.learns,
                 "batch_unit": result.batch_unit,
             },
-            "scenario": {"name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict()},
+            "scenario": {
+                "name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict(),
+                **({"profiles_sha256": result.scenario.profile_hashes()} if result.scenario.servers.hardware else {}),
+            },
             "seeds": result.seeds,
             "protocol": {"eval_episodes": result.episodes, "train_episodes": result.train_episodes},
             **({"trained_from_checkpoint": result.checkpoint_info} if result.checkpoint_info else {}),

@@ -36,7 +36,7 @@ __all__ = [
 class ServersConfig:
     count: int = option(help="number of edge servers B, one per base station", ge=1, le=65535)
     capacity_gcps: tuple[float, ...] | None = option(
-        None, help="computing capacity f_b of each server in Gcycles/s, one value per server", gt=0
+        None, help="computing capacity f_b of each server in Gcycles/s, one value per server (cycle-cost scenarios)", gt=0
     )
     capacity_gcps_range: tuple[int, int] | None = option(
         None, help="draw each capacity integer-uniform in [low, high] once per seed (instead of capacity_gcps)", gt=0, interval="closed"
@@ -49,9 +49,44 @@ class ServersConfig:
         None, help="draw each link rate integer-uniform in [low, high] once per seed (instead of rate_mbps)", gt=0, interval="closed"
     )
 
+    hardware: tuple[str, ...] | None = option(
+        None, help="profile-driven scenarios: the profiled hardware id of each server (bench list profiles); "
+        "compute times then come from profiles, not from capacity_gcps"
+    )
+    memory_gib: tuple[float, ...] | None = option(
+        None, help="with hardware: memory of each server in GiB; a model runs only where its peak memory fits, "
+        "and the resident models' weights share it", gt=0
+    )
+    eviction: Literal["lru", "fifo"] | None = option(
+        None, help="with hardware: which resident model leaves when a new one needs the memory: least recently used "
+        "(lru, the default) or first loaded (fifo)"
+    )
+    profile_dirs: tuple[str, ...] | None = option(
+        None, help="with hardware: directories of <hardware>/<model>.json profiles searched before the shipped ones"
+    )
+
     def __post_init__(self) -> None:
+        profiled = self.hardware is not None
+        for name in ("hardware", "memory_gib"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.count:
+                raise ConfigError(name, list(value), f"{self.count} values, one per server (servers.count = {self.count})")
+        if profiled and self.capacity_scale != 1.0:
+            raise ConfigError("capacity_scale", self.capacity_scale, "1.0 with hardware (measured costs are not scaled; vary tasks.arrivals_per_bs for load)")
+        if profiled and self.memory_gib is None:
+            raise ConfigError("memory_gib", None, "one value per server (required with hardware)")
+        if not profiled:
+            for name in ("memory_gib", "profile_dirs", "eviction"):
+                value = getattr(self, name)
+                if value is not None:
+                    shown = list(value) if isinstance(value, tuple) else value
+                    raise ConfigError(name, shown, "to be absent unless hardware is set (profile-driven scenarios)")
         for name in ("capacity_gcps", "rate_mbps"):
             explicit, drawn = getattr(self, name), getattr(self, name + "_range")
+            if name == "capacity_gcps" and profiled:
+                if explicit is not None or drawn is not None:
+                    raise ConfigError(name, list(explicit or drawn), "to be absent with hardware (compute times come from profiles)")
+                continue
             if (explicit is None) == (drawn is None):
                 shown = list(explicit) if explicit is not None else None
                 raise ConfigError(name, shown, f"exactly one of {name} (one value per server) and {name}_range (drawn per seed)")
@@ -74,16 +109,28 @@ class LegacySeeds:
     result: int = option(help="numpy RandomState seed for the per-index result sizes", ge=0, le=2**32 - 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class TaskClass:
+    model: str = option(help="zoo model name (bench list models); every server's hardware needs a profile of it")
+    weight: float = option(1.0, help="relative frequency of this class in the mix", gt=0)
+    steps: tuple[int, int] = option(help="denoising steps, integer-uniform in [low, high]", ge=1, interval="closed")
+    resolution: int = option(512, help="image side in px (a resolution measured in the profiles)", ge=8)
+    batch: int = option(1, help="images per request (a batch size measured in the profiles)", ge=1)
+    deadline_s: float | None = option(None, help="service-level objective: the delay a request should not exceed (SLO attainment)", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TasksConfig:
     arrivals_per_bs: tuple[int, int] = option(
         help="tasks arriving at each base station in each slot, integer-uniform in [low, high]", ge=0, interval="closed"
     )
     size_mbit: tuple[float, float] = option(help="input size d in Mbit, uniform in [low, high)", ge=0, interval="half-open")
-    density_gcycles_per_step: tuple[float, float] = option(
-        help="compute density c in Gcycles per denoising step, uniform in [low, high)", gt=0, interval="half-open"
+    density_gcycles_per_step: tuple[float, float] | None = option(
+        None, help="cycle-cost scenarios: compute density c in Gcycles per denoising step, uniform in [low, high)", gt=0, interval="half-open"
     )
-    steps: tuple[int, int] = option(help="denoising steps k, integer-uniform in [low, high]", ge=1, interval="closed")
+    steps: tuple[int, int] | None = option(
+        None, help="cycle-cost scenarios: denoising steps k, integer-uniform in [low, high]", ge=1, interval="closed"
+    )
     result_mbit: tuple[float, float] = option(help="result size o in Mbit, uniform in [low, high)", ge=0, interval="half-open")
     attributes: Literal["per-task", "per-index"] = option(
         "per-task",
@@ -93,8 +140,22 @@ class TasksConfig:
     per_index_legacy_seeds: LegacySeeds | None = option(
         None, help="per-index only: draw the per-index tables with numpy's legacy RandomState(seed), as the reference did"
     )
+    mix: tuple[TaskClass, ...] | None = option(
+        None, help="profile-driven scenarios: the request classes (model, steps, resolution, batch, deadline), "
+        "each task drawn from them by weight"
+    )
 
     def __post_init__(self) -> None:
+        if self.mix is None:
+            for name in ("density_gcycles_per_step", "steps"):
+                if getattr(self, name) is None:
+                    raise ConfigError(name, None, "[low, high] (required unless the tasks come from a profile-driven mix)")
+        else:
+            for name in ("density_gcycles_per_step", "steps"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, list(getattr(self, name)), "to be absent with mix (each class sets its steps; profiles give the costs)")
+            if self.attributes != "per-task":
+                raise ConfigError("attributes", self.attributes, '"per-task" with mix')
         if self.arrivals_per_bs[1] < 1:
             raise ConfigError("arrivals_per_bs", list(self.arrivals_per_bs), "a range whose high is >= 1 (no task would ever arrive)")
         if self.per_index_legacy_seeds is not None and self.attributes != "per-index":
@@ -116,16 +177,37 @@ class Scenario:
     protocol: ProtocolConfig = option(help="evaluation protocol defaults")
     description: str = option("", help="one paragraph for humans")
 
+    def __post_init__(self) -> None:
+        if (self.servers.hardware is None) != (self.tasks.mix is None):
+            if self.servers.hardware is None:
+                raise ConfigError("servers.hardware", None, "one profiled hardware id per server (required with tasks.mix)")
+            raise ConfigError("tasks.mix", None, "[[tasks.mix]] request classes (required with servers.hardware)")
+
     @property
     def hash(self) -> str:
         """SHA-256 of the parts that determine task streams and costs (see module docstring)."""
         return canonical_hash(self.model_dict())
 
     def model_dict(self) -> dict[str, Any]:
+        """The hashed part; a profile-driven scenario adds the SHA-256 of every profile file it uses."""
         data = to_dict(self)
         for key in ("name", "description", "protocol"):
             data.pop(key, None)
+        if self.servers.hardware is not None:
+            data["profiles_sha256"] = self.profile_hashes()
         return data
+
+    def profile_hashes(self) -> dict[str, str]:
+        """{"hardware/model": SHA-256} of the profiles a profile-driven scenario reads ({} otherwise)."""
+        if self.servers.hardware is None or self.tasks.mix is None:
+            return {}
+        from profiles import store
+
+        return {
+            f"{hw}/{m}": store.find(hw, m, self.servers.profile_dirs or (), field=f"servers.hardware[{a}]").sha256
+            for m in sorted({c.model for c in self.tasks.mix})
+            for a, hw in enumerate(self.servers.hardware)
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -139,8 +221,10 @@ class Scenario:
         s = self.servers
         if s.capacity_gcps is not None:
             capacity = np.array(s.capacity_gcps, dtype=np.float64)
-        else:
+        elif s.capacity_gcps_range is not None:
             capacity = rng.integers(s.capacity_gcps_range[0], s.capacity_gcps_range[1] + 1, size=s.count).astype(np.float64)
+        else:  # profile-driven: capacities come from the profiles (bench.profiled_costs)
+            capacity = np.ones(s.count)
         capacity = capacity * s.capacity_scale
         if s.rate_mbps is not None:
             rate = np.array(s.rate_mbps, dtype=np.float64)
@@ -201,10 +285,14 @@ def scenario_fields() -> list[tuple[str, str, str]]:
         for f in dataclasses.fields(cls):
             tp = hints[f.name]
             inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            listed = [e for a in typing.get_args(tp) if typing.get_origin(a) is tuple
+                      for e in typing.get_args(a) if dataclasses.is_dataclass(e)]  # e.g. tasks.mix: a list of tables
             if dataclasses.is_dataclass(tp) or inner:
                 walk(tp if dataclasses.is_dataclass(tp) else inner[0], f"{prefix}{f.name}.")
             else:
                 rows.append((prefix + f.name, describe(tp, f.metadata), f.metadata.get("help", "")))
+                if listed:
+                    walk(listed[0], f"{prefix}{f.name}[].")
 
     walk(Scenario, "")
     return rows

@@ -392,7 +392,7 @@ def collect(spec: SweepSpec, out: Path) -> pl.DataFrame:
             "p95_delay_s": None,
         }
         if bundles:
-            episodes = pl.concat([b.episodes for b in bundles])
+            episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed")
             learns = bundles[0].manifest["scheduler"]["learns"]
             ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)
             row.update(

@@ -29,8 +29,14 @@ class System:
         streams = Streams(seed)
         env_rng = streams.environment()
         capacity, rate = scenario.server_parameters(env_rng)
+        if scenario.servers.hardware is not None:
+            from bench.profiled_costs import ProfiledCosts
+
+            costs: CostModel = ProfiledCosts.from_scenario(scenario.servers, scenario.tasks, rate)
+        else:
+            costs = CycleCosts(capacity, rate)
         table = index_table(scenario.tasks, env_rng)
-        return cls(scenario=scenario, seed=seed, streams=streams, costs=CycleCosts(capacity, rate), table=table)
+        return cls(scenario=scenario, seed=seed, streams=streams, costs=costs, table=table)
 
     def env(self) -> EdgeEnv:
         return EdgeEnv(self.costs, self.scenario.episode.slot_s)
@@ -38,7 +44,8 @@ class System:
     def workload(self, episode: int, *, training: bool = False) -> Workload:
         """The tasks of evaluation (or training) episode `episode`: identical for every scheduler."""
         rng = self.streams.training(episode) if training else self.streams.evaluation(episode)
-        return generate_workload(self.scenario.tasks, self.scenario.episode.slots, self.scenario.n_servers, rng, self.table)
+        return generate_workload(self.scenario.tasks, self.scenario.episode.slots, self.scenario.n_servers, rng, self.table,
+                                 getattr(self.costs, "class_work", None))
 
     def info(self) -> EnvInfo:
         return EnvInfo(

@@ -311,8 +311,9 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
                 eps.write_parquet(tmp / "data" / f"entry-{e.id}.parquet")
                 episodes.append(eps)
                 (tmp / f"entry-{e.id}.html").write_text(_entry_page(e, scenarios), encoding="utf-8")
-            pl.concat(episodes).write_parquet(tmp / "data" / f"episodes-{name}.parquet")
-            pl.concat(episodes).write_csv(tmp / "data" / f"episodes-{name}.csv")
+            merged = pl.concat(episodes, how="diagonal_relaxed")  # bundles from before a metric existed lack its column
+            merged.write_parquet(tmp / "data" / f"episodes-{name}.parquet")
+            merged.write_csv(tmp / "data" / f"episodes-{name}.csv")
         table = pl.DataFrame(table_rows) if table_rows else pl.DataFrame()
         table.write_csv(tmp / "data" / "leaderboard.csv")
         table.write_parquet(tmp / "data" / "leaderboard.parquet")

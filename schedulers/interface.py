@@ -53,7 +53,9 @@ class Batch:
     Per task (length n): `origin` (base station that received it), `index` (arrival index n within its
     base station's batch of the slot), `size_mbit` (d), `work_gcycles` (w), `steps`, `result_mbit` (o).
     Per task and server (n x B), computed on first use: `compute_s`, `upload_s`, `download_s`,
-    `service_s` (their sum: the delay without waiting), `mask` (allowed servers).
+    `service_s` (their sum: the delay without waiting), `mask` (allowed servers). In profile-driven
+    scenarios `compute_s` includes the cold start of a model not resident at the start of the batch;
+    a placement inside the batch that loads it is not reflected for the batch's later tasks.
     Per server (B): `capacity_gcps`, `rate_mbps`, `backlog_s` (queued work at the start of the slot, in
     seconds of that server's time), `assigned_s` (work placed in this slot before this batch, seconds).
     The expected wait of a task placed on server a now is `backlog_s[a] + assigned_s[a]`.
@@ -69,6 +71,7 @@ class Batch:
         costs: "CostModel",
         backlog_s: np.ndarray,
         assigned_s: np.ndarray,
+        state: Any = None,
     ):
         self.slot = slot
         self._wl = workload
@@ -86,6 +89,7 @@ class Batch:
         self.backlog_s = backlog_s
         self.assigned_s = assigned_s
         self.has_mask = costs.has_mask
+        self._state = state  # a stateful cost model's state at the start of the batch (e.g. resident models)
 
     def __len__(self) -> int:
         return self._hi - self._lo
@@ -101,7 +105,7 @@ class Batch:
 
     @cached_property
     def _compute_and_service(self) -> tuple[np.ndarray, np.ndarray]:
-        compute, service = self._costs.compute_and_service_s(self._wl, self._lo, self._hi)
+        compute, service = self._costs.compute_and_service_s(self._wl, self._lo, self._hi, self._state)
         return _ro(compute), _ro(service)
 
     @property

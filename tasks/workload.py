@@ -8,6 +8,11 @@ n-th task of every base station, slot and episode; only K and d vary.
 
 Tasks are stored flat, in decision order: slot, then base station, then arrival index. Generation is
 vectorised: one episode of `paper` (about 30,000 tasks) takes a fraction of a millisecond.
+
+Profile-driven scenarios (`tasks.mix`) draw each task's request class by weight, then its steps in the
+class's range. Their "work" is the request's warm compute time on the reference server (see
+`bench.profiled_costs`): density is then that time per step, so learners and weight-by-capacity rules
+see the same kind of numbers as in the paper's scenarios.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class Workload:
     index: np.ndarray  # (N,) arrival index n within its (slot, base station) batch
     batch_offsets: np.ndarray  # (slots * servers + 1,) start of each (slot, base station) batch
     slot_offsets: np.ndarray  # (slots + 1,) start of each slot
+    task_class: np.ndarray  # (N,) request class (index into tasks.mix), -1 in cycle-cost scenarios
+    deadline_s: np.ndarray  # (N,) delay objective of each task; inf where there is none
 
     @property
     def n_tasks(self) -> int:
@@ -82,14 +89,36 @@ class Workload:
         return int(self.counts.shape[1])
 
 
+@dataclass(frozen=True, eq=False)
+class ClassWork:
+    """Per request class c: the reference work of a request is fixed_s[c] + steps * per_step_s[c] seconds."""
+
+    fixed_s: np.ndarray
+    per_step_s: np.ndarray
+
+
 def generate_workload(
-    cfg: "TasksConfig", n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None
+    cfg: "TasksConfig", n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None,
+    class_work: ClassWork | None = None,
 ) -> Workload:
-    """Draw one episode. Draw order (part of the stream's definition): counts, sizes, then per-task attributes."""
+    """Draw one episode. Draw order (part of the stream's definition): counts, sizes, then per-task attributes
+    (mix: class, steps, result size)."""
     k_lo, k_hi = cfg.arrivals_per_bs
     counts = rng.integers(k_lo, k_hi + 1, size=(n_slots, n_servers), dtype=np.int64)
     n = int(counts.sum())
     size = rng.uniform(cfg.size_mbit[0], cfg.size_mbit[1], size=n)
+    if cfg.mix is not None:
+        if class_work is None:
+            raise ValueError("a profile-driven mix needs the classes' reference work (see bench.profiled_costs)")
+        weights = np.array([c.weight for c in cfg.mix])
+        klass = rng.choice(len(cfg.mix), size=n, p=weights / weights.sum()).astype(np.int64)
+        lo = np.array([c.steps[0] for c in cfg.mix], dtype=np.int64)[klass]
+        hi = np.array([c.steps[1] for c in cfg.mix], dtype=np.int64)[klass]
+        steps = rng.integers(lo, hi + 1, dtype=np.int64)
+        result = rng.uniform(cfg.result_mbit[0], cfg.result_mbit[1], size=n)
+        work = class_work.fixed_s[klass] + steps * class_work.per_step_s[klass]
+        deadlines = np.array([np.inf if c.deadline_s is None else c.deadline_s for c in cfg.mix])
+        return _assemble(counts, size, work / steps, steps, result, None, klass, deadlines[klass])
     if cfg.attributes == "per-index":
         if table is None:
             raise ValueError("a per-index scenario needs its IndexTable (see tasks.workload.index_table)")
@@ -126,7 +155,7 @@ def workload_from_arrays(
     return _assemble(counts, *arrays, None)
 
 
-def _assemble(counts, size, density, steps, result, index) -> Workload:
+def _assemble(counts, size, density, steps, result, index, task_class=None, deadline_s=None) -> Workload:
     """Freeze fresh arrays into a Workload and derive the positional arrays (no copies)."""
     n_slots, n_servers = counts.shape
     flat_counts = counts.ravel()
@@ -147,6 +176,8 @@ def _assemble(counts, size, density, steps, result, index) -> Workload:
         index=_frozen(index),
         batch_offsets=_frozen(batch_offsets),
         slot_offsets=_frozen(batch_offsets[::n_servers].copy()),
+        task_class=_frozen(np.full(n, -1, dtype=np.int64) if task_class is None else task_class),
+        deadline_s=_frozen(np.full(n, np.inf) if deadline_s is None else deadline_s),
     )
 
 

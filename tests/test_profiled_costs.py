@@ -1,0 +1,162 @@
+"""Profile-driven scenarios: costs from profiles, memory masks, resident models and cold starts, SLOs."""
+
+import numpy as np
+import pytest
+
+from bench.environment import EdgeEnv
+from bench.errors import ConfigError, SchedulerError
+from bench.metrics import episode_metrics
+from bench.profiled_costs import GIB, ProfiledCosts
+from bench.runner import run
+from bench.scenario import load_scenario
+from bench.system import System
+from profiles import store
+from schedulers import make
+from tasks.workload import workload_from_arrays
+
+PRESET = "edge-cpu"
+
+
+def _costs(eviction="lru", memory=10.0):
+    """One or two servers; three models of 4 units of weights each and a peak of 6 (units of GiB)."""
+    n_servers = 2
+    return ProfiledCosts(
+        rate_mbps=np.full(n_servers, 100.0), memory_bytes=np.array([memory, 5.0]) * GIB, models=["m0", "m1", "m2"],
+        class_model=np.array([0, 1, 2]), fixed_s=np.array([[1.0, 2.0]] * 3), per_step_s=np.array([[0.1, 0.2]] * 3),
+        peak_bytes=np.array([[6.0, 6.0]] * 3) * GIB, load_s=np.array([[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]]),
+        weights_bytes=np.full((3, 2), 4.0) * GIB, class_weight=np.ones(3), class_steps=np.full(3, 10.0), eviction=eviction,
+        profile_hashes={},
+    )
+
+
+def _workload(classes, steps=10):
+    n = len(classes)
+    wl = workload_from_arrays(np.array([[n, 0]]), np.ones(n), np.ones(n), np.full(n, steps), np.ones(n))
+    object.__setattr__(wl, "task_class", np.array(classes, dtype=np.int64))
+    return wl
+
+
+@pytest.mark.parametrize("eviction, expected_cold", [
+    ("lru", [True, True, False, True, True]),   # m2 evicts m1 (least recently used), so m1 is loaded again
+    ("fifo", [True, True, False, True, False]),  # m2 evicts m0 (first loaded), so m1 is still resident
+])
+def test_resident_set_and_cold_starts_by_hand(eviction, expected_cold):
+    costs = _costs(eviction)
+    wl = _workload([0, 1, 0, 2, 1])  # models m0 m1 m0 m2 m1, all on server 0 (memory 10: two models of 4 + a peak of 6)
+    trace = EdgeEnv(costs, slot_s=1.0).evaluate(wl, np.zeros(5, dtype=np.int64))
+    warm = 1.0 + 10 * 0.1
+    loads = np.array([10.0, 20.0, 10.0, 30.0, 20.0])
+    np.testing.assert_allclose(trace.compute_s, warm + np.where(expected_cold, loads, 0.0), rtol=1e-12)
+    assert trace.cold_starts == sum(expected_cold)
+
+
+def test_memory_mask_forbids_servers_a_model_does_not_fit():
+    costs = _costs(memory=10.0)  # server 1 has 5 GiB: a peak of 6 never fits
+    wl = _workload([0, 1])
+    assert costs.mask(wl, 0, 2).tolist() == [[True, False], [True, False]]
+    assert np.isinf(costs.compute_s(wl, 0, 2, costs.new_state())[:, 1]).all()
+    with pytest.raises(SchedulerError, match="mask forbids"):
+        EdgeEnv(costs, slot_s=1.0).evaluate(wl, np.array([0, 1]))
+
+
+def test_scheduler_tables_show_cold_starts_from_the_state_at_the_batch():
+    costs = _costs()
+    wl = _workload([0, 0])
+    env = EdgeEnv(costs, slot_s=1.0)
+    env.reset(wl)
+    assert env.batch(2).compute_s[0, 0] == pytest.approx(2.0 + 10.0)  # nothing loaded yet
+    env.step(np.array([0]))
+    assert env.batch(1).compute_s[0, 0] == pytest.approx(2.0)  # m0 now resident on server 0
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return load_scenario(PRESET)
+
+
+@pytest.fixture(scope="module")
+def preset_system(preset):
+    return System.build(preset, 0)
+
+
+def test_preset_is_heterogeneous_and_uses_shipped_profiles(preset, preset_system):
+    assert len(set(preset.servers.hardware)) >= 2 and len(set(preset.servers.memory_gib)) >= 2
+    assert len({c.model for c in preset.tasks.mix}) >= 3 and any(c.deadline_s for c in preset.tasks.mix)
+    costs = preset_system.costs
+    assert not costs.fits.all() and costs.fits.any(axis=1).all()  # some model does not fit somewhere, each fits somewhere
+    assert set(preset.profile_hashes()) == {f"{hw}/{c.model}" for hw in preset.servers.hardware for c in preset.tasks.mix}
+    assert "profiles_sha256" in preset.model_dict()
+
+
+def test_one_task_compute_time_recomputed_from_the_profile(preset, preset_system):
+    """A task's charged compute time equals encoders + steps x per-step + VAE from its profile, plus the
+    profile's cold-start time exactly when its model was not resident."""
+    sys_ = preset_system
+    sched = make("least-loaded")
+    sched.reset(sys_.info(), np.random.default_rng(0))
+    from bench.runner import run_episode
+
+    env = sys_.env()
+    trace, _ = run_episode(env, sched, sys_.workload(0), episode=0, training=False, who="test")
+    wl = trace.workload
+    seen_cold = seen_warm = False
+    resident: dict[int, set[str]] = {}
+    for i in range(wl.n_tasks):
+        klass = preset.tasks.mix[wl.task_class[i]]
+        a = int(trace.actions[i])
+        p = store.load(store.find(preset.servers.hardware[a], klass.model))
+        point = p.point(klass.resolution, klass.batch)
+        warm = p.text_s(klass.batch) + wl.steps[i] * point.step.median_s + point.vae_decode.median_s
+        extra = trace.compute_s[i] - warm
+        if np.isclose(extra, 0.0, atol=1e-12):
+            seen_warm = True
+        else:
+            assert extra == pytest.approx(p.cold_start.load.median_s, rel=1e-12), i
+            seen_cold = True
+        if seen_cold and seen_warm:
+            break
+    assert seen_cold and seen_warm
+    assert trace.cold_starts > 0
+
+
+@pytest.mark.parametrize("name", ["opt-ts", "least-loaded"])
+def test_schedulers_run_end_to_end_on_the_profile_driven_preset(preset, name):
+    result = run(preset, name, seeds=[0], episodes=2)
+    s = result.summary()
+    assert s["tasks"] > 0 and np.isfinite(s["mean_delay_s"])
+    assert 0.0 <= s["slo_attainment"] <= 1.0 and s["cold_starts"] > 0
+
+
+def test_every_builtin_scheduler_respects_the_memory_mask(preset, preset_system):
+    from bench.runner import run_episode
+    from schedulers.registry import BUILTINS
+
+    for name in BUILTINS:
+        sched = make(name)
+        sched.reset(preset_system.info(), np.random.default_rng(1))
+        trace, _ = run_episode(preset_system.env(), sched, preset_system.workload(0), episode=0, training=False, who=name)
+        mask = preset_system.costs.fits[trace.workload.task_class]
+        assert mask[np.arange(trace.actions.shape[0]), trace.actions].all(), name
+
+
+def test_slo_attainment_counts_tasks_within_their_deadline(preset_system):
+    env = EdgeEnv(preset_system.costs, 1.0)
+    wl = preset_system.workload(0)
+    t = env.evaluate(wl, np.argmax(preset_system.costs.fits[wl.task_class], axis=1))
+    m = episode_metrics(t)
+    has = np.isfinite(wl.deadline_s)
+    assert m["slo_attainment"] == pytest.approx(np.mean(t.delay_s[has] <= wl.deadline_s[has]))
+    tiny = System.build(load_scenario("tiny"), 0)
+    wl0 = tiny.workload(0)
+    assert episode_metrics(tiny.env().evaluate(wl0, np.zeros(wl0.n_tasks, dtype=np.int64)))["slo_attainment"] is None
+
+
+def test_profile_driven_scenario_errors_name_the_field():
+    with pytest.raises(ConfigError, match="servers.capacity_gcps"):
+        load_scenario(PRESET, ["servers.capacity_gcps=[1,1,1,1,1,1]"])
+    with pytest.raises(ConfigError, match=r"servers.hardware\[0\]"):
+        load_scenario(PRESET, ['servers.hardware=["gpu-x","gpu-x","gpu-x","gpu-x","gpu-x","gpu-x"]']).hash
+    with pytest.raises(ConfigError, match=r"tasks.mix\[0\].resolution"):
+        System.build(load_scenario(PRESET, ["tasks.mix=[{model='sd15', steps=[10,20], resolution=1024}]"]), 0)
+    with pytest.raises(ConfigError, match="tasks.density_gcycles_per_step"):
+        load_scenario(PRESET, ["tasks.density_gcycles_per_step=[0.1,0.2]"])
