@@ -376,8 +376,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
     with _threads(req.threads) as threads, torch.inference_mode():
         torch.manual_seed(0)
         say("building")
-        comps = build(spec, "cpu", dtype, weights=req.weights)
-        comps = {k: v.to(dev.torch_device) for k, v in comps.items()}
+        comps = build(spec, dev.torch_device, dtype, weights=req.weights)  # initialised on the device: fast on a GPU
         model = ModelInfo(
             name=spec.name, config_hash=config_hash(spec), weights="local" if req.weights else "random",
             components=tuple(ComponentInfo(c.name, c.cls, sum(p.numel() for p in comps[c.name].parameters()), _component_bytes(comps[c.name]))

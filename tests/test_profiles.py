@@ -80,6 +80,16 @@ def test_bench_profile_writes_a_valid_profile(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
+def test_out_dir_writes_the_shipped_layout_that_scenarios_read(tmp_path):
+    r = runner.invoke(app, ["profile", "--model", "pixart-sigma-tiny", "--resolutions", "64", "--batch-sizes", "1",
+                            "--repeats", "3", "--warmup", "0", "--threads", "1", "--out-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    written = list(tmp_path.glob("*/pixart-sigma-tiny.json"))
+    assert len(written) == 1 and written[0].parent.name.endswith("-1t")
+    ref = store.find(written[0].parent.name, "pixart-sigma-tiny", [tmp_path])  # a profile dir is searched first
+    assert ref.path == written[0] and store.load(ref).hardware.threads == 1
+
+
 def test_bad_profile_requests_are_rejected_before_measuring(tmp_path):
     r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--resolutions", "60", "--out", str(tmp_path / "x.json")])
     assert r.exit_code == 2 and "--resolutions" in r.output and "multiples of 8" in r.output

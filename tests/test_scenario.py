@@ -135,3 +135,15 @@ def test_override_syntax_errors():
         load_scenario("tiny", ["servers.count"])
     with pytest.raises(ConfigError, match="a table"):
         load_scenario("tiny", ["name.x=1"])
+
+
+def test_overrides_reach_elements_of_a_list_of_tables():
+    sc = load_scenario("edge-cpu", ["tasks.mix[0].weight=7", "tasks.mix[1].deadline_s=9.5"])
+    assert sc.tasks.mix[0].weight == 7 and sc.tasks.mix[1].deadline_s == 9.5
+    assert sc.tasks.mix[2] == load_scenario("edge-cpu").tasks.mix[2]
+    with pytest.raises(ConfigError, match=r"tasks.mix\[9\] = 9 .*0\.\.4"):
+        load_scenario("edge-cpu", ["tasks.mix[9].weight=1"])
+    with pytest.raises(ConfigError, match=r"name\[i\] with i >= 0"):
+        load_scenario("edge-cpu", ["tasks.mix[x].weight=1"])
+    with pytest.raises(ConfigError, match=r"tasks.mix\[0\].weight = 0 is not allowed; expected a number > 0"):
+        load_scenario("edge-cpu", ["tasks.mix[0].weight=0"])

@@ -64,3 +64,16 @@ def test_generate_paper_workload(benchmark, system):
 
     wl = benchmark(generate)
     assert wl.n_tasks > 20_000
+
+
+@pytest.fixture(scope="module")
+def edge_system():
+    return System.build(load_scenario("edge-cpu"), 0)
+
+
+@pytest.mark.benchmark(group="edge-cpu-episode")
+@pytest.mark.parametrize("name", ["opt-ts", "least-loaded"])
+def test_profile_driven_episode(benchmark, edge_system, name):
+    """A profile-driven episode: per-batch resident-state copies and the compiled cold-start bookkeeping."""
+    trace = benchmark(_episode_runner(edge_system, name))
+    assert trace.cold_starts > 0
