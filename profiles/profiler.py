@@ -126,7 +126,13 @@ class Device:
 
                 pynvml.nvmlInit()
                 index = self.torch_device.index if self.torch_device.index is not None else torch.cuda.current_device()
-                self._nvml = (pynvml, pynvml.nvmlDeviceGetHandleByIndex(index))
+                props = torch.cuda.get_device_properties(index)
+                if hasattr(props, "pci_bus_id"):  # the same GPU as torch's even under CUDA_VISIBLE_DEVICES
+                    bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+                    handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus)
+                else:
+                    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                self._nvml = (pynvml, handle)
             except Exception:  # noqa: BLE001 - no NVML (e.g. not NVIDIA): no NVML readings, said in the profile
                 self._nvml = None
 
