@@ -319,8 +319,10 @@ def _git_commit() -> str | None:
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for dist in ("aigc-edge-bench", "diffusers", "transformers"):
+    import bench
+
+    out = {"aigc-edge-bench": bench.__version__}  # also when run from a checkout that is not installed
+    for dist in ("diffusers", "transformers"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -360,12 +362,17 @@ def _load_seconds(spec: ModelSpec, directory: Path, dev: Device, dtype: torch.dt
 
 def _cold_start(spec: ModelSpec, comps: dict[str, torch.nn.Module], weights: Path | None, dev: Device, dtype: torch.dtype,
                 repeats: int) -> ColdStart:
-    if weights is not None:
-        return _load_seconds(spec, Path(weights), dev, dtype, repeats)
+    """Load time with nothing else resident: the measured components are written out (random weights) and
+    released first, so a large model is never in memory twice. Empties `comps`."""
     with tempfile.TemporaryDirectory(prefix="aigc-profile-") as tmp:
-        for name, m in comps.items():
-            m.save_pretrained(Path(tmp) / name, safe_serialization=True)
-        return _load_seconds(spec, Path(tmp), dev, dtype, repeats)
+        if weights is None:
+            for name, m in comps.items():
+                m.save_pretrained(Path(tmp) / name, safe_serialization=True)
+        comps.clear()
+        gc.collect()
+        if dev.cuda:
+            torch.cuda.empty_cache()
+        return _load_seconds(spec, Path(weights) if weights is not None else Path(tmp), dev, dtype, repeats)
 
 
 def grid_size(req: ProfileRequest) -> int:

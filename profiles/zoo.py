@@ -262,11 +262,16 @@ def build_component(c: Component, device: str | torch.device = "cpu", dtype: tor
     On the meta device no memory is allocated: use it to count parameters.
     """
     model_cls = _resolve(c.cls)
-    with torch.device(device):
-        if c.is_transformers:
-            module = model_cls(_config_class(model_cls)(**c.config))
-        else:
-            module = model_cls(**c.config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # created in the target dtype: no full-precision copy (T5-XXL is 19 GB in fp32)
+    try:
+        with torch.device(device):
+            if c.is_transformers:
+                module = model_cls(_config_class(model_cls)(**c.config))
+            else:
+                module = model_cls(**c.config)
+    finally:
+        torch.set_default_dtype(previous)
     return module.to(dtype=dtype).eval()
 
 

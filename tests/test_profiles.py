@@ -157,3 +157,12 @@ def test_bench_list_shows_models_and_profiles():
     assert r.exit_code == 0 and "sd15" in r.output and "cpu-" in r.output
     r = runner.invoke(app, ["list", "models"])
     assert r.exit_code == 0 and "sd3-medium-no-t5" in r.output and "pixart-sigma-tiny" in r.output
+
+
+def test_report_has_one_row_per_grid_point_of_each_profile():
+    from profiles.report import table
+
+    profiles = [store.load(r) for r in store.shipped()]
+    rows = table(profiles).splitlines()
+    assert len(rows) == 2 + sum(len(p.grid) for p in profiles)
+    assert any("`sd15`" in r and "256 px x 1" in r for r in rows)
