@@ -424,6 +424,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
                     energy_j_per_step=energy,
                 ))
         say("cold start")
+        del calls, step, vae  # the closures hold components: release them before loading a second copy
         cold = _cold_start(spec, comps, req.weights, dev, dtype, req.cold_repeats)
     versions = _versions()
     provenance = Provenance(
