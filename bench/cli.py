@@ -263,6 +263,7 @@ def profile(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing file"),
 ) -> None:
     """Measure what a request of MODEL costs on this machine and write a profile file."""
+    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from profiles.profiler import check_request, default_request, grid_size, profile_model
@@ -281,6 +282,13 @@ def profile(
     )
     req = dataclasses.replace(req, command=_profile_command(req))
     _guarded(lambda: check_request(req))
+    if out_dir is not None:  # the path depends on the hardware id: known before measuring, so check it now
+        from profiles.profiler import Device
+
+        hw = Device(req.device).hardware(req.threads or torch.get_num_threads())
+        out_file = out_dir / hw.id / f"{model}.json"
+        if out_file.exists() and not overwrite:
+            _fail(f"--out-dir: {out_file} exists; expected --overwrite to replace it")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, transient=False) as bar:
         task = bar.add_task(f"{model} on {device}", total=grid_size(req))
@@ -289,11 +297,10 @@ def profile(
             bar.update(task, advance=1, description=f"{model} on {device}: {stage}")
 
         result = _guarded(lambda: profile_model(req, progress=advance))
-    if out_file is None:
-        out_file = out_dir / result.hardware.id / f"{model}.json"
-        if out_file.exists() and not overwrite:
-            _fail(f"--out-dir: {out_file} exists; expected --overwrite to replace it (nothing was written)")
-    save_profile(result, out_file)
+    try:
+        save_profile(result, out_file)
+    except OSError as exc:
+        _fail(f"--out = {out_file} is not allowed: it cannot be written ({exc.strerror}); expected a writable path")
     worst = max(g.step.spread for g in result.grid)
     out.print(f"wrote {out_file} ({result.hardware.id}, {len(result.grid)} grid points, per-step spread at most {worst:.1%})")
     if worst > 0.05:
@@ -334,7 +341,7 @@ def scenario(
         out.print(t)
         return
     sc = _guarded(lambda: load_scenario(name, set_ or []))
-    print(json.dumps({"hash": sc.hash, **sc.to_dict()}, indent=2))
+    print(json.dumps({"hash": _guarded(lambda: sc.hash), **sc.to_dict()}, indent=2))
 
 
 @app.command("scheduler")

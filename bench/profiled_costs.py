@@ -95,7 +95,8 @@ class ProfiledCosts(CostModel):
         hashes: dict[str, str] = {}
         for mi, model in enumerate(models):
             for a, hw in enumerate(hardware):
-                ref = store.find(hw, model, dirs, field=f"servers.hardware[{a}]")
+                first = next(i for i, c in enumerate(mix) if c.model == model)
+                ref = store.find(hw, model, dirs, field=f"servers.hardware[{a}]", model_field=f"tasks.mix[{first}].model")
                 profile = store.load(ref)
                 hashes[f"{hw}/{model}"] = ref.sha256
                 load[mi, a] = profile.cold_start.load.median_s
@@ -192,10 +193,11 @@ def _point(profile: Any, klass: Any, where: str) -> Any:
     try:
         return profile.point(klass.resolution, klass.batch)
     except ConfigError as exc:
-        raise ConfigError(f"{where}.resolution", f"{klass.resolution}px batch {klass.batch}", exc.allowed) from None
+        bad = "batch" if klass.resolution in profile.resolutions else "resolution"
+        raise ConfigError(f"{where}.{bad}", f"{klass.resolution}px batch {klass.batch}", exc.allowed) from None
 
 
-def _text_s(profile: Any, klass: Any, where: str) -> float:
+def _text_s(profile: Any, klass: Any, where: str) -> float:  # the grid point exists, so its batch has a text entry
     try:
         return profile.text_s(klass.batch)
     except ConfigError as exc:

@@ -203,9 +203,10 @@ class Scenario:
             return {}
         from profiles import store
 
+        first = {c.model: f"tasks.mix[{i}].model" for i, c in reversed(list(enumerate(self.tasks.mix)))}
         return {
-            f"{hw}/{m}": store.find(hw, m, self.servers.profile_dirs or (), field=f"servers.hardware[{a}]").sha256
-            for m in sorted({c.model for c in self.tasks.mix})
+            f"{hw}/{m}": store.find(hw, m, self.servers.profile_dirs or (), field=f"servers.hardware[{a}]", model_field=first[m]).sha256
+            for m in sorted(first)
             for a, hw in enumerate(self.servers.hardware)
         }
 

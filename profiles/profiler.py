@@ -22,6 +22,7 @@ import contextlib
 import datetime as _dt
 import gc
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -88,16 +89,26 @@ def default_request(spec: ModelSpec, device: str = "cpu", **overrides: Any) -> P
 def check_request(req: ProfileRequest) -> None:
     if req.dtype not in DTYPES:
         raise ConfigError("--dtype", req.dtype, ", ".join(DTYPES))
-    if not (req.device == "cpu" or req.device.startswith("cuda")):
-        raise ConfigError("--device", req.device, "cpu or cuda (cuda:N)")
-    if req.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device", req.device, "cpu on this machine (torch sees no CUDA device)")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", req.device):
+        raise ConfigError("--device", req.device, "cpu, cuda or cuda:N")
+    if req.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device", req.device, "cpu on this machine (torch sees no CUDA device)")
+        index = int(req.device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError("--device", req.device, f"cuda:0..cuda:{torch.cuda.device_count() - 1} (the devices torch sees)")
+    for name, values in (("--resolutions", req.resolutions), ("--batch-sizes", req.batches)):
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(name, list(values), "one or more distinct values")
     if req.device == "cpu" and req.dtype == "float16":
         raise ConfigError("--dtype", req.dtype, "float32 or bfloat16 on CPU (float16 convolutions are not implemented there)")
     step = req.spec.vae_scale_factor * req.spec.patch_size
+    largest = req.spec.denoiser.config.get("pos_embed_max_size")  # SD3: a fixed grid of position embeddings
     for r in req.resolutions:
         if r <= 0 or r % step:
             raise ConfigError("--resolutions", r, f"positive multiples of {step} for {req.spec.name} (VAE factor x patch size)")
+        if largest is not None and r // step > largest:
+            raise ConfigError("--resolutions", r, f"at most {largest * step} px for {req.spec.name} (its position-embedding grid)")
     for b in req.batches:
         if b < 1:
             raise ConfigError("--batch-sizes", b, "integers >= 1")
@@ -135,6 +146,10 @@ class Device:
                 self._nvml = (pynvml, handle)
             except Exception:  # noqa: BLE001 - no NVML (e.g. not NVIDIA): no NVML readings, said in the profile
                 self._nvml = None
+
+    @property
+    def has_nvml(self) -> bool:
+        return self._nvml is not None
 
     def sync(self) -> None:
         if self.cuda:
@@ -270,17 +285,14 @@ def _vae_call(spec: ModelSpec, comps: dict[str, torch.nn.Module], batch: int, re
 
 # ---- measurement ---------------------------------------------------------------------------------------
 
-def _time(fn: Callable[[], Any], dev: Device, warmup: int, repeats: int, after: Callable[[], None] | None = None,
-          before: Callable[[], None] | None = None) -> list[float]:
+def _time(fn: Callable[[], Any], dev: Device, warmup: int, repeats: int, after: Callable[[], None] | None = None) -> list[float]:
     """Seconds of each of `repeats` calls after `warmup` calls; Python's garbage collector paused meanwhile.
-    `before` runs once after the warm-up, `after` after each measured call (outside the timed part)."""
+    `after` runs after each measured call, outside the timed part."""
     for _ in range(warmup):
         fn()
     dev.sync()
     out = []
     gc.collect()
-    if before is not None:
-        before()
     gc.disable()
     try:
         for _ in range(repeats):
@@ -306,14 +318,16 @@ def _attention_backend() -> str:
 
 
 def _git_commit() -> str | None:
+    """The suite's commit, with "-dirty" when the checkout has uncommitted changes (None outside git)."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _versions() -> dict[str, str]:
@@ -375,6 +389,41 @@ def _cold_start(spec: ModelSpec, comps: dict[str, torch.nn.Module], weights: Pat
         return _load_seconds(spec, Path(weights) if weights is not None else Path(tmp), dev, dtype, repeats)
 
 
+ENERGY_WINDOW_S = 1.0  # NVML's energy counter updates every few tens of ms: integrate over at least this long
+
+
+def _grid_point(spec: ModelSpec, comps: dict[str, torch.nn.Module], dev: Device, dtype: torch.dtype, r: int, b: int,
+                mult: int, req: ProfileRequest) -> GridPoint:
+    step = _denoiser_call(spec, comps, mult * b, r, dev.torch_device, dtype)
+    vae = _vae_call(spec, comps, b, r, dev.torch_device, dtype)
+    gc.collect()
+    dev.reset_peak()
+    seen: list[int] = []
+    sample = (lambda: seen.append(dev.nvml_used())) if dev.has_nvml else None
+    step_times = _time(step, dev, req.warmup, req.repeats, after=sample)
+    vae_times = _time(vae, dev, req.warmup, req.repeats, after=sample)
+    peak = dev.peak_bytes()
+    return GridPoint(
+        resolution=r, batch=b, step=Timing.of(step_times), vae_decode=Timing.of(vae_times), peak_memory_bytes=peak,
+        nvml_peak_used_bytes=max(seen) if seen else None, energy_j_per_step=_energy_per_step(step, dev),
+    )
+
+
+def _energy_per_step(step: Callable[[], Any], dev: Device) -> float | None:
+    """NVML energy per step over back-to-back steps lasting at least ENERGY_WINDOW_S (None without NVML)."""
+    e0 = dev.energy_mj()
+    if e0 is None:
+        return None
+    dev.sync()
+    n, t0 = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - t0 < ENERGY_WINDOW_S:
+        step()
+        n += 1
+    dev.sync()
+    e1 = dev.energy_mj()
+    return (e1 - e0) / 1000.0 / n if e1 is not None else None
+
+
 def grid_size(req: ProfileRequest) -> int:
     """Progress stages of a run: building, text encoding per batch size, each grid point, cold start."""
     return 2 + len(req.batches) + len(req.resolutions) * len(req.batches)
@@ -402,29 +451,22 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
             calls = _text_inputs(spec, comps, mult * b, dev.torch_device)
             times = _time(lambda: [enc(ids) for enc, ids in calls], dev, req.warmup, req.repeats)
             text.append(TextPoint(batch=b, encode=Timing.of(times)))
-        grid = []
+        grid: list[GridPoint] = []
+        out_of_memory: list[str] = []
         for r in sorted(req.resolutions):
             for b in sorted(req.batches):
                 say(f"{r}px batch {b}")
-                step = _denoiser_call(spec, comps, mult * b, r, dev.torch_device, dtype)
-                vae = _vae_call(spec, comps, b, r, dev.torch_device, dtype)
-                gc.collect()
-                dev.reset_peak()
-                seen: list[int] = []
-                sample = (lambda: seen.append(dev.nvml_used())) if dev._nvml is not None else None
-                energy_mj: list[int | None] = []
-                step_times = _time(step, dev, req.warmup, req.repeats, after=sample, before=lambda: energy_mj.append(dev.energy_mj()))
-                e0, e1 = energy_mj[0], dev.energy_mj()  # the counter around the measured steps only (NVML sampling included)
-                vae_times = _time(vae, dev, req.warmup, req.repeats)
-                energy = (e1 - e0) / 1000.0 / req.repeats if e0 is not None and e1 is not None else None
-                grid.append(GridPoint(
-                    resolution=r, batch=b, step=Timing.of(step_times), vae_decode=Timing.of(vae_times),
-                    peak_memory_bytes=dev.peak_bytes(),
-                    nvml_peak_used_bytes=max(seen) if seen else None,
-                    energy_j_per_step=energy,
-                ))
+                try:
+                    grid.append(_grid_point(spec, comps, dev, dtype, r, b, mult, req))
+                except torch.cuda.OutOfMemoryError:  # a larger point will not fit either: keep what fits, say what did not
+                    out_of_memory.append(f"{r}px x{b}")
+                    gc.collect()
+                    if dev.cuda:
+                        torch.cuda.empty_cache()
+        if not grid:
+            raise ConfigError("--resolutions", list(req.resolutions), f"at least one point that fits in memory ({', '.join(out_of_memory)} did not)")
         say("cold start")
-        del calls, step, vae  # the closures hold components: release them before loading a second copy
+        del calls  # the closures hold components: release them before loading a second copy
         cold = _cold_start(spec, comps, req.weights, dev, dtype, req.cold_repeats)
     versions = _versions()
     provenance = Provenance(
@@ -434,7 +476,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
         torch=torch.__version__, diffusers=versions["diffusers"], transformers=versions["transformers"],
         dtype=req.dtype, attention=_attention_backend(), command=req.command or "profiles.profiler.profile_model",
     )
-    settings = Settings(warmup=req.warmup, repeats=req.repeats, guidance=req.guidance,
+    settings = Settings(warmup=req.warmup, repeats=req.repeats, guidance=req.guidance, out_of_memory=tuple(out_of_memory) or None,
                         text_tokens=tuple(spec.text_tokens[c.name] for c in spec.component("text")),
                         t5_zeros_tokens=spec.t5_zeros_tokens)
     return Profile(schema=SCHEMA, schema_version=SCHEMA_VERSION, model=model, hardware=dev.hardware(threads),

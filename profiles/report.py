@@ -15,11 +15,11 @@ GIB = 2**30
 
 def table(profiles: list[Profile]) -> str:
     head = ("| hardware | model | dtype | point | step (median) | spread | text encoding | VAE decode | load | "
-            "peak memory | NVML peak | energy / step | weights |")
+            "peak memory | NVML used (peak) | energy / step | weights |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for p in profiles:
         for g in p.grid:
-            nvml = f"{g.nvml_peak_used_bytes / GIB:.2f} GiB" if g.nvml_peak_used_bytes is not None else "-"
+            nvml = f"{g.nvml_peak_used_bytes / GIB:.2f} GiB" if g.nvml_peak_used_bytes is not None else "-"  # NVML: context included
             energy = f"{g.energy_j_per_step:.1f} J" if g.energy_j_per_step is not None else "-"
             lines.append(
                 f"| `{p.hardware.id}` | `{p.model.name}` | {p.provenance.dtype} | {g.resolution} px x {g.batch} | "
@@ -36,7 +36,13 @@ def main(argv: list[str]) -> int:
     if not files:
         print(f"no profiles under {root}", file=sys.stderr)
         return 1
-    print(table([load_profile(f) for f in files]))
+    from bench.errors import BenchError
+
+    try:
+        print(table([load_profile(f) for f in files]))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -59,8 +59,12 @@ class GridPoint:
         help="peak memory while running a request of this size with every component resident: torch's allocator "
         "(max_memory_allocated) on CUDA, the process's peak resident set (VmHWM) on CPU", ge=0
     )
-    nvml_peak_used_bytes: int | None = option(None, help="NVIDIA only: largest device memory in use (NVML) seen during the steps", ge=0)
-    energy_j_per_step: float | None = option(None, help="NVIDIA only: NVML energy counter difference over the steps, per step (whole GPU)", ge=0)
+    nvml_peak_used_bytes: int | None = option(
+        None, help="NVIDIA only: largest device memory in use (NVML: context and allocator cache included) after each step and decode", ge=0
+    )
+    energy_j_per_step: float | None = option(
+        None, help="NVIDIA only: NVML energy counter difference over back-to-back steps lasting at least 1 s, per step (whole GPU)", ge=0
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Settings:
     guidance: bool = option(help="classifier-free guidance: the denoiser runs on 2 x batch latents, 2 x batch prompts are encoded")
     text_tokens: tuple[int, ...] = option(help="sequence length of each text encoder, in component order", ge=1)
     t5_zeros_tokens: int = option(help="SD3 without T5: zero T5 tokens fed to the denoiser in place of T5's output", ge=0)
+    out_of_memory: tuple[str, ...] | None = option(None, help="grid points that ran out of device memory and are not in the grid")
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,9 @@ def profile_from_dict(data: Any, source: str) -> Profile:
     keys = [(p.resolution, p.batch) for p in profile.grid]
     if len(set(keys)) != len(keys):
         raise ConfigError("grid", keys, "each (resolution, batch) at most once", source=source)
+    text_batches = [t.batch for t in profile.text]
+    if len(set(text_batches)) != len(text_batches) or not {b for _, b in keys} <= set(text_batches):
+        raise ConfigError("text", text_batches, f"one entry per batch size of the grid ({sorted({b for _, b in keys})})", source=source)
     return profile
 
 
@@ -202,6 +210,9 @@ def save_profile(profile: Profile, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(profile.to_dict(), indent=1) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: profiles are shared (servers.profile_dirs)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -47,15 +47,23 @@ def shipped() -> list[ProfileRef]:
     return _scan(_shipped_root())
 
 
-def find(hardware: str, model: str, dirs: Iterable[str | Path] = (), field: str = "servers.hardware") -> ProfileRef:
-    """The profile of `model` on `hardware`: from `dirs` (in order), then the shipped ones."""
+def find(hardware: str, model: str, dirs: Iterable[str | Path] = (), field: str = "servers.hardware",
+         model_field: str | None = None) -> ProfileRef:
+    """The profile of `model` on `hardware`: from `dirs` (in order), then the shipped ones.
+
+    Errors name `field` for an unknown hardware id and `model_field` (default: `field`) for a model that
+    was not profiled on a known one."""
+    dirs = list(dirs)
+    for i, d in enumerate(dirs):
+        if not Path(d).is_dir():
+            raise ConfigError(f"servers.profile_dirs[{i}]", str(d), "an existing directory of <hardware>/<model>.json profiles")
     refs = [r for d in dirs for r in _scan(Path(d))] + shipped()
     for r in refs:
         if r.hardware == hardware and r.model == model:
             return r
     on_hw = sorted({r.model for r in refs if r.hardware == hardware})
     if on_hw:
-        raise ConfigError(field, f"{hardware} running {model}", f"a model profiled on {hardware}: {', '.join(on_hw)}")
+        raise ConfigError(model_field or field, model, f"a model profiled on {hardware} ({field}): {', '.join(on_hw)}")
     raise ConfigError(field, hardware, "a profiled hardware id: " + ", ".join(sorted({r.hardware for r in refs})))
 
 

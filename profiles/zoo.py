@@ -272,7 +272,22 @@ def build_component(c: Component, device: str | torch.device = "cpu", dtype: tor
                 module = model_cls(**c.config)
     finally:
         torch.set_default_dtype(previous)
-    return module.to(dtype=dtype).eval()
+    module = module.to(dtype=dtype)
+    _keep_in_fp32(module, dtype)
+    return module.eval()
+
+
+def _keep_in_fp32(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Upcast the parameters a model class keeps in fp32 (T5's `wo` in fp16), as `from_pretrained` does,
+    so a random-weight model is the model a real pipeline runs."""
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or []) if dtype == torch.float16 else set()
+    if dtype in (torch.float16, torch.bfloat16):
+        keep |= set(getattr(module, "_keep_in_fp32_modules_strict", None) or [])
+    if not keep:
+        return
+    for name, param in module.named_parameters():
+        if keep & set(name.split(".")):
+            param.data = param.data.float()
 
 
 def build(spec: ModelSpec, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -158,5 +158,11 @@ def test_profile_driven_scenario_errors_name_the_field():
         load_scenario(PRESET, ['servers.hardware=["gpu-x","gpu-x","gpu-x","gpu-x","gpu-x","gpu-x"]']).hash
     with pytest.raises(ConfigError, match=r"tasks.mix\[0\].resolution"):
         System.build(load_scenario(PRESET, ["tasks.mix=[{model='sd15', steps=[10,20], resolution=1024}]"]), 0)
+    with pytest.raises(ConfigError, match=r"tasks.mix\[0\].model = 'sd21' .*cpu-intel-xeon-2t"):
+        System.build(load_scenario(PRESET, ["tasks.mix[0].model='sd21'"]), 0)
+    with pytest.raises(ConfigError, match=r"servers.profile_dirs\[0\]"):
+        load_scenario(PRESET, ["servers.profile_dirs=['no/such/dir']"]).hash
+    with pytest.raises(ConfigError, match="tasks.mix"):
+        load_scenario(PRESET, ["tasks.mix=[]"])
     with pytest.raises(ConfigError, match="tasks.density_gcycles_per_step"):
         load_scenario(PRESET, ["tasks.density_gcycles_per_step=[0.1,0.2]"])

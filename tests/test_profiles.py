@@ -90,11 +90,24 @@ def test_out_dir_writes_the_shipped_layout_that_scenarios_read(tmp_path):
     assert ref.path == written[0] and store.load(ref).hardware.threads == 1
 
 
+def test_fp16_models_keep_the_modules_their_class_keeps_in_fp32():
+    t5 = build(MODELS["pixart-sigma-tiny"], dtype=torch.float16)["text_encoder"]
+    dtypes = {n: p.dtype for n, p in t5.named_parameters()}
+    assert {d for n, d in dtypes.items() if ".wo." in n} == {torch.float32}  # as from_pretrained does
+    assert {d for n, d in dtypes.items() if ".wo." not in n} == {torch.float16}
+
+
 def test_bad_profile_requests_are_rejected_before_measuring(tmp_path):
     r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--resolutions", "60", "--out", str(tmp_path / "x.json")])
     assert r.exit_code == 2 and "--resolutions" in r.output and "multiples of 8" in r.output
     r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--dtype", "float16", "--out", str(tmp_path / "x.json")])
     assert r.exit_code == 2 and "float32 or bfloat16 on CPU" in r.output
+    r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--resolutions", "64", "--resolutions", "64", "--out", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "distinct" in r.output
+    r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--device", "gpu", "--out", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "cpu, cuda or cuda:N" in r.output
+    r = runner.invoke(app, ["profile", "--model", "sd3-medium-tiny", "--resolutions", "1040", "--out", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "position-embedding grid" in r.output
     if not torch.cuda.is_available():
         r = runner.invoke(app, ["profile", "--model", "sd15-tiny", "--device", "cuda", "--out", str(tmp_path / "x.json")])
         assert r.exit_code == 2 and "no CUDA device" in r.output
@@ -125,6 +138,10 @@ def test_malformed_or_incompatible_profiles_are_rejected_with_the_field(tiny_pro
     bad = json.loads(json.dumps(good))
     bad["grid"].append(bad["grid"][0])
     with pytest.raises(ConfigError, match="each \\(resolution, batch\\) at most once"):
+        profile_from_dict(bad, "x")
+    bad = json.loads(json.dumps(good))
+    bad["text"][0]["batch"] = 7  # the grid's batch 1 has no text-encoding entry
+    with pytest.raises(ConfigError, match="one entry per batch size of the grid"):
         profile_from_dict(bad, "x")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ConfigError, match="valid JSON"):

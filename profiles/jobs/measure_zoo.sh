@@ -9,12 +9,15 @@
 #
 # Settings (environment): DEVICE (cuda), MODELS (the six real models), OUT (profiles/data), WHEELS (a
 # directory of wheels installed with --no-index before measuring), PYTHON (python3), EXTRA (more
-# `bench profile` options, e.g. "--repeats 30"). The profiler never changes the GPU's settings.
+# `bench profile` options, e.g. "--repeats 30"). Relative paths are taken from the repository root (the
+# script changes to it). Use a virtual environment where the system Python is externally managed
+# (PEP 668); download wheels on Linux x86_64 for a Linux x86_64 GPU machine. The profiler never changes
+# the GPU's settings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 # What the profiler needs beyond torch and transformers; pip installs only what is missing or too old.
-NEEDED="diffusers typer nvidia-ml-py"
+NEEDED="diffusers typer nvidia-ml-py tomli"  # tomli: bench's TOML reader on Python 3.10
 
 if [ "${1:-}" = "--download-wheels" ]; then
   # With their dependencies, as binary wheels; TARGET_PYTHON (e.g. 3.12) when the GPU machine's differs.
