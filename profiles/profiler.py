@@ -432,6 +432,7 @@ def grid_size(req: ProfileRequest) -> int:
 def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = None) -> Profile:
     """Measure `req` and return the profile (not yet written; see `profiles.schema.save_profile`)."""
     check_request(req)
+    commit = _git_commit()  # of the code that runs, read before measuring
     spec, dtype = req.spec, DTYPES[req.dtype]
     dev = Device(req.device)
     say = progress or (lambda _msg: None)  # called as each stage starts
@@ -471,7 +472,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
     versions = _versions()
     provenance = Provenance(
         date=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        suite_version=versions["aigc-edge-bench"], git_commit=_git_commit(),
+        suite_version=versions["aigc-edge-bench"], git_commit=commit,
         python=platform.python_version(), platform=f"{platform.system()} {platform.release()} {platform.machine()}",
         torch=torch.__version__, diffusers=versions["diffusers"], transformers=versions["transformers"],
         dtype=req.dtype, attention=_attention_backend(), command=req.command or "profiles.profiler.profile_model",
