@@ -57,8 +57,7 @@ class ProfiledCosts(CostModel):
 
     def __init__(self, *, rate_mbps: np.ndarray, memory_bytes: np.ndarray, models: list[str], class_model: np.ndarray,
                  fixed_s: np.ndarray, per_step_s: np.ndarray, peak_bytes: np.ndarray, load_s: np.ndarray,
-                 weights_bytes: np.ndarray, class_weight: np.ndarray, class_steps: np.ndarray, eviction: str,
-                 profile_hashes: dict[str, str]):
+                 weights_bytes: np.ndarray, class_weight: np.ndarray, class_steps: np.ndarray, eviction: str):
         self.models = list(models)
         self.class_model = _ro(np.asarray(class_model, dtype=np.int64))  # (C,)
         self.memory_bytes = _ro(np.asarray(memory_bytes, dtype=np.float64))  # (B,)
@@ -69,7 +68,6 @@ class ProfiledCosts(CostModel):
         self.load_s = _ro(np.asarray(load_s, dtype=np.float64))  # (M, B)
         self.weights_bytes = _ro(np.asarray(weights_bytes, dtype=np.float64))  # (M, B)
         self.lru = eviction == "lru"
-        self.profile_hashes = dict(profile_hashes)
         # Reference work and relative capacity (module docstring), at each class's mean step count.
         warm = self.fixed_s + np.asarray(class_steps, dtype=np.float64)[:, None] * self.per_step_s  # (C, B)
         rows, ref = np.arange(warm.shape[0]), warm.argmin(axis=1)  # the reference server of each class
@@ -88,25 +86,20 @@ class ProfiledCosts(CostModel):
         mix = tasks.mix
         models = sorted({c.model for c in mix})
         hardware = list(servers.hardware)
-        dirs = servers.profile_dirs or ()
+        refs = store.for_servers(hardware, mix, servers.profile_dirs or ())
         n_c, n_b, n_m = len(mix), len(hardware), len(models)
         fixed, per_step, peak = np.full((n_c, n_b), np.inf), np.full((n_c, n_b), np.inf), np.full((n_c, n_b), np.inf)
         load, weights = np.zeros((n_m, n_b)), np.zeros((n_m, n_b))
-        hashes: dict[str, str] = {}
         for mi, model in enumerate(models):
             for a, hw in enumerate(hardware):
-                first = next(i for i, c in enumerate(mix) if c.model == model)
-                ref = store.find(hw, model, dirs, field=f"servers.hardware[{a}]", model_field=f"tasks.mix[{first}].model")
-                profile = store.load(ref)
-                hashes[f"{hw}/{model}"] = ref.sha256
+                profile = store.load(refs[hw, model])
                 load[mi, a] = profile.cold_start.load.median_s
                 weights[mi, a] = profile.model.weights_bytes
                 for ci, klass in enumerate(mix):
                     if klass.model != model:
                         continue
-                    where = f"tasks.mix[{ci}]"
-                    point = _point(profile, klass, where)
-                    fixed[ci, a] = _text_s(profile, klass, where) + point.vae_decode.median_s
+                    point = _point(profile, klass, f"tasks.mix[{ci}]")
+                    fixed[ci, a] = profile.text_s(klass.batch) + point.vae_decode.median_s  # a grid batch has a text entry (schema)
                     per_step[ci, a] = point.step.median_s
                     peak[ci, a] = point.peak_memory_bytes
         memory = np.array(servers.memory_gib, dtype=np.float64) * GIB
@@ -120,7 +113,7 @@ class ProfiledCosts(CostModel):
             rate_mbps=rate_mbps, memory_bytes=memory, models=models,
             class_model=np.array([models.index(c.model) for c in mix]), fixed_s=fixed, per_step_s=per_step, peak_bytes=peak,
             load_s=load, weights_bytes=weights, class_weight=np.array([c.weight for c in mix]),
-            class_steps=np.array([(c.steps[0] + c.steps[1]) / 2 for c in mix]), eviction=servers.eviction or "lru", profile_hashes=hashes,
+            class_steps=np.array([(c.steps[0] + c.steps[1]) / 2 for c in mix]), eviction=servers.eviction or "lru",
         )
 
     # ---- state ------------------------------------------------------------------------------------
@@ -195,13 +188,6 @@ def _point(profile: Any, klass: Any, where: str) -> Any:
     except ConfigError as exc:
         bad = "batch" if klass.resolution in profile.resolutions else "resolution"
         raise ConfigError(f"{where}.{bad}", f"{klass.resolution}px batch {klass.batch}", exc.allowed) from None
-
-
-def _text_s(profile: Any, klass: Any, where: str) -> float:  # the grid point exists, so its batch has a text entry
-    try:
-        return profile.text_s(klass.batch)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}.batch", klass.batch, exc.allowed) from None
 
 
 def _ro(a: np.ndarray) -> np.ndarray:

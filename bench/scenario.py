@@ -203,12 +203,8 @@ class Scenario:
             return {}
         from profiles import store
 
-        first = {c.model: f"tasks.mix[{i}].model" for i, c in reversed(list(enumerate(self.tasks.mix)))}
-        return {
-            f"{hw}/{m}": store.find(hw, m, self.servers.profile_dirs or (), field=f"servers.hardware[{a}]", model_field=first[m]).sha256
-            for m in sorted(first)
-            for a, hw in enumerate(self.servers.hardware)
-        }
+        refs = store.for_servers(self.servers.hardware, self.tasks.mix, self.servers.profile_dirs or ())
+        return {f"{hw}/{m}": ref.sha256 for (hw, m), ref in refs.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 
 from bench.errors import ConfigError
@@ -392,6 +391,13 @@ def _cold_start(spec: ModelSpec, comps: dict[str, torch.nn.Module], weights: Pat
 ENERGY_WINDOW_S = 1.0  # NVML's energy counter updates every few tens of ms: integrate over at least this long
 
 
+def _text_point(spec: ModelSpec, comps: dict[str, torch.nn.Module], dev: Device, b: int, mult: int,
+                req: ProfileRequest) -> TextPoint:
+    calls = _text_inputs(spec, comps, mult * b, dev.torch_device)
+    times = _time(lambda: [enc(ids) for enc, ids in calls], dev, req.warmup, req.repeats)
+    return TextPoint(batch=b, encode=Timing.of(times))
+
+
 def _grid_point(spec: ModelSpec, comps: dict[str, torch.nn.Module], dev: Device, dtype: torch.dtype, r: int, b: int,
                 mult: int, req: ProfileRequest) -> GridPoint:
     step = _denoiser_call(spec, comps, mult * b, r, dev.torch_device, dtype)
@@ -449,9 +455,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
         text = []
         for b in req.batches:
             say(f"text encoders, batch {b}")
-            calls = _text_inputs(spec, comps, mult * b, dev.torch_device)
-            times = _time(lambda: [enc(ids) for enc, ids in calls], dev, req.warmup, req.repeats)
-            text.append(TextPoint(batch=b, encode=Timing.of(times)))
+            text.append(_text_point(spec, comps, dev, b, mult, req))
         grid: list[GridPoint] = []
         out_of_memory: list[str] = []
         for r in sorted(req.resolutions):
@@ -466,8 +470,7 @@ def profile_model(req: ProfileRequest, progress: Callable[[str], None] | None = 
                         torch.cuda.empty_cache()
         if not grid:
             raise ConfigError("--resolutions", list(req.resolutions), f"at least one point that fits in memory ({', '.join(out_of_memory)} did not)")
-        say("cold start")
-        del calls  # the closures hold components: release them before loading a second copy
+        say("cold start")  # the timing closures (holding components) ended with their helpers
         cold = _cold_start(spec, comps, req.weights, dev, dtype, req.cold_repeats)
     versions = _versions()
     provenance = Provenance(

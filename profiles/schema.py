@@ -150,12 +150,12 @@ class Profile:
     def batches(self) -> list[int]:
         return sorted({p.batch for p in self.grid})
 
-    def point(self, resolution: int, batch: int, field: str = "resolution") -> GridPoint:
+    def point(self, resolution: int, batch: int) -> GridPoint:
         for p in self.grid:
             if p.resolution == resolution and p.batch == batch:
                 return p
         have = ", ".join(f"{p.resolution}px x{p.batch}" for p in self.grid)
-        raise ConfigError(field, f"{resolution}px batch {batch}", f"a point measured in the {self.model.name} profile on {self.hardware.id} ({have})")
+        raise ConfigError("resolution", f"{resolution}px batch {batch}", f"a point measured in the {self.model.name} profile on {self.hardware.id} ({have})")
 
     def text_s(self, batch: int) -> float:
         for t in self.text:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from bench.errors import ConfigError
 from profiles.schema import Profile, load_profile
@@ -47,24 +47,44 @@ def shipped() -> list[ProfileRef]:
     return _scan(_shipped_root())
 
 
-def find(hardware: str, model: str, dirs: Iterable[str | Path] = (), field: str = "servers.hardware",
-         model_field: str | None = None) -> ProfileRef:
-    """The profile of `model` on `hardware`: from `dirs` (in order), then the shipped ones.
-
-    Errors name `field` for an unknown hardware id and `model_field` (default: `field`) for a model that
-    was not profiled on a known one."""
+def _refs(dirs: Iterable[str | Path]) -> list[ProfileRef]:
+    """Every profile in `dirs` (in order), then the shipped ones; a directory that does not exist is an error."""
     dirs = list(dirs)
     for i, d in enumerate(dirs):
         if not Path(d).is_dir():
             raise ConfigError(f"servers.profile_dirs[{i}]", str(d), "an existing directory of <hardware>/<model>.json profiles")
-    refs = [r for d in dirs for r in _scan(Path(d))] + shipped()
+    return [r for d in dirs for r in _scan(Path(d))] + shipped()
+
+
+def _lookup(refs: list[ProfileRef], hardware: str, model: str, field: str, model_field: str) -> ProfileRef:
+    """The first of `refs` for (hardware, model). Errors name `field` for an unknown hardware id and
+    `model_field` for a model that was not profiled on a known one."""
     for r in refs:
         if r.hardware == hardware and r.model == model:
             return r
     on_hw = sorted({r.model for r in refs if r.hardware == hardware})
     if on_hw:
-        raise ConfigError(model_field or field, model, f"a model profiled on {hardware} ({field}): {', '.join(on_hw)}")
+        raise ConfigError(model_field, model, f"a model profiled on {hardware} ({field}): {', '.join(on_hw)}")
     raise ConfigError(field, hardware, "a profiled hardware id: " + ", ".join(sorted({r.hardware for r in refs})))
+
+
+def find(hardware: str, model: str, dirs: Iterable[str | Path] = (), field: str = "servers.hardware") -> ProfileRef:
+    """The profile of `model` on `hardware`: from `dirs` (in order), then the shipped ones."""
+    return _lookup(_refs(dirs), hardware, model, field, field)
+
+
+def for_servers(hardware: Sequence[str], mix: Sequence[Any], dirs: Iterable[str | Path] = ()) -> dict[tuple[str, str], ProfileRef]:
+    """The profile of every (server hardware, model of the mix) pair, keyed (hardware, model), from one scan.
+    Errors name `servers.hardware[a]`, or `tasks.mix[i].model` for the first class of a model not profiled."""
+    refs = _refs(dirs)
+    first: dict[str, str] = {}
+    for i, klass in enumerate(mix):
+        first.setdefault(klass.model, f"tasks.mix[{i}].model")
+    return {
+        (hw, m): _lookup(refs, hw, m, f"servers.hardware[{a}]", first[m])
+        for m in sorted(first)
+        for a, hw in enumerate(hardware)
+    }
 
 
 @lru_cache(maxsize=256)

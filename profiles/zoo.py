@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -252,10 +252,6 @@ def _resolve(cls: str) -> type:
     return getattr(diffusers, attr)
 
 
-def _config_class(model_cls: type) -> Callable[..., Any]:
-    return model_cls.config_class  # transformers: CLIPTextConfig, T5Config
-
-
 def build_component(c: Component, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """One component with freshly initialised (random) weights, in eval mode, on `device`.
 
@@ -267,7 +263,7 @@ def build_component(c: Component, device: str | torch.device = "cpu", dtype: tor
     try:
         with torch.device(device):
             if c.is_transformers:
-                module = model_cls(_config_class(model_cls)(**c.config))
+                module = model_cls(model_cls.config_class(**c.config))  # CLIPTextConfig, T5Config
             else:
                 module = model_cls(**c.config)
     finally:

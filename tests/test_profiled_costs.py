@@ -25,7 +25,6 @@ def _costs(eviction="lru", memory=10.0):
         class_model=np.array([0, 1, 2]), fixed_s=np.array([[1.0, 2.0]] * 3), per_step_s=np.array([[0.1, 0.2]] * 3),
         peak_bytes=np.array([[6.0, 6.0]] * 3) * GIB, load_s=np.array([[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]]),
         weights_bytes=np.full((3, 2), 4.0) * GIB, class_weight=np.ones(3), class_steps=np.full(3, 10.0), eviction=eviction,
-        profile_hashes={},
     )
 
 
@@ -100,7 +99,6 @@ def test_one_task_compute_time_recomputed_from_the_profile(preset, preset_system
     trace, _ = run_episode(env, sched, sys_.workload(0), episode=0, training=False, who="test")
     wl = trace.workload
     seen_cold = seen_warm = False
-    resident: dict[int, set[str]] = {}
     for i in range(wl.n_tasks):
         klass = preset.tasks.mix[wl.task_class[i]]
         a = int(trace.actions[i])
