@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from bench.errors import BenchError
-from bench.results import load_checkpoint, write_bundle
-from bench.runner import run
-from bench.scenario import load_scenario
+from bench.core.errors import BenchError
+from bench.experiments.bundles import load_checkpoint, write_bundle
+from bench.experiments.runner import run
+from bench.scenarios import load_scenario
 from leaderboard.rules import RULES
 from schedulers.registry import BUILTINS, resolve
 

@@ -16,7 +16,7 @@ LoadGen reports why a run is INVALID:
 
 Ranking, per scenario: entries are listed by mean delay; an entry's rank is 1 + the number of entries that
 are significantly better than it, where B is significantly better than A when the 95% interval of the
-paired difference A - B of mean delay (bench.compare.paired) lies above zero. Entries that no other entry
+paired difference A - B of mean delay (bench.experiments.compare.paired) lies above zero. Entries that no other entry
 beats significantly share rank 1, and so on: ties are shared. Where the data cannot place an entry
 precisely, its rank is shown as a range, down to N - the number of entries significantly worse.
 """

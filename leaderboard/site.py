@@ -24,8 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from bench.compare import paired
-from bench.metrics import converged_episode, delay_interval
+from bench.experiments.compare import paired
+from bench.experiments.summary import summarize_bundles
 from leaderboard.rules import RANKING_RULE, RULES
 from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
@@ -77,30 +77,20 @@ class Entry:
 
 
 def _entry(v: Validation) -> Entry:
-    r = v.result
-    sub = v.submission
-    eps = r.episodes
-    ci, _ = delay_interval(eps["mean_delay_s"].to_numpy(), eps["seed"].to_numpy(), learns=r.learns)
-    curves = [pl.read_parquet(b.path / "training.parquet") for b in r.bundles if (b.path / "training.parquet").is_file()]
-    curve = pl.concat(curves) if curves else None
-    converged = None
-    if curve is not None:
-        per = [converged_episode(curve.filter(pl.col("seed") == s).sort("episode")["mean_delay_s"].to_numpy()) for s in curve["seed"].unique().to_list()]
-        known = [c for c in per if c is not None]
-        converged = float(np.mean(known)) if known else None
+    s = summarize_bundles(v.result.bundles)
     return Entry(
-        id=sub.entry_id,
-        label=sub.label,
+        id=v.submission.entry_id,
+        label=v.submission.label,
         validation=v,
-        scenario=r.scenario,
-        mean=float(eps["mean_delay_s"].mean()),
-        ci=ci,
-        p95=float(eps["p95_delay_s"].mean()),
-        decision_us=float(np.mean([b.summary["timing"]["decision_us_per_task"] for b in r.bundles])),
-        converged=converged,
-        train_episodes=int(r.bundles[0].manifest["protocol"]["train_episodes"]),
-        parts={k: float(eps[f"mean_{k}_s"].mean()) for k in ("upload", "wait", "compute", "download")},
-        curve=curve,
+        scenario=v.result.scenario,
+        mean=s.mean_delay_s,
+        ci=s.ci95_delay_s,
+        p95=s.p95_delay_s,
+        decision_us=s.decision_us_per_task,
+        converged=s.converged_episode,
+        train_episodes=s.train_episodes,
+        parts=s.parts_s,
+        curve=s.curve,
     )
 
 

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import from_dict, option, tomllib
-from bench.errors import BenchError, ConfigError
-from bench.results import Bundle, read_bundle
+from bench.core.config import from_dict, option, tomllib
+from bench.core.errors import BenchError, ConfigError
+from bench.experiments.bundles import Bundle, read_bundle
 
 
 @dataclass(frozen=True)

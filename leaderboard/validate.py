@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.compare import ResultSet, pool
-from bench.errors import BenchError
-from bench.replay import replay
-from bench.scenario import load_scenario, scenario_from_dict
+from bench.experiments.compare import ResultSet, pool
+from bench.core.errors import BenchError
+from bench.experiments.replay import replay
+from bench.scenarios import load_scenario, scenario_from_dict
 from leaderboard.rules import RULES
 from leaderboard.submission import Submission
 

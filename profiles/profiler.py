@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from profiles.schema import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -47,7 +47,7 @@ from profiles.schema import (
     TextPoint,
     Timing,
 )
-from profiles.zoo import ModelSpec, _resolve, build, config_hash
+from profiles.zoo import ModelSpec, build, component_class, config_hash
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -365,7 +365,7 @@ def _load_seconds(spec: ModelSpec, directory: Path, dev: Device, dtype: torch.dt
         gc.collect()
         dev.sync()
         t0 = time.perf_counter()
-        loaded = [_resolve(c.cls).from_pretrained(directory / c.name, local_files_only=True, torch_dtype=dtype).to(dev.torch_device)
+        loaded = [component_class(c.cls).from_pretrained(directory / c.name, local_files_only=True, torch_dtype=dtype).to(dev.torch_device)
                   for c in spec.components]
         dev.sync()
         times.append(time.perf_counter() - t0)

@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     if not files:
         print(f"no profiles under {root}", file=sys.stderr)
         return 1
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     try:
         print(table([load_profile(f) for f in files]))

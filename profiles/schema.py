@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.config import from_dict, option, to_dict
-from bench.errors import ConfigError
+from bench.core.config import from_dict, option, to_dict
+from bench.core.errors import ConfigError
 
 SCHEMA = "aigc-edge-bench/profile"
 SCHEMA_VERSION = 1

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from profiles.schema import Profile, load_profile
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 # ---- component configurations (restated from the published checkpoints' config.json files) ----------
 
@@ -237,7 +237,7 @@ def get_model(name: str) -> ModelSpec:
         raise ConfigError("--model", name, "a model of the zoo: " + ", ".join(MODELS)) from None
 
 
-def _resolve(cls: str) -> type:
+def component_class(cls: str) -> type:
     module, _, attr = cls.partition(":")
     if module == "transformers":
         import transformers
@@ -257,7 +257,7 @@ def build_component(c: Component, device: str | torch.device = "cpu", dtype: tor
 
     On the meta device no memory is allocated: use it to count parameters.
     """
-    model_cls = _resolve(c.cls)
+    model_cls = component_class(c.cls)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # created in the target dtype: no full-precision copy (T5-XXL is 19 GB in fp32)
     try:
@@ -297,7 +297,7 @@ def build(spec: ModelSpec, device: str | torch.device = "cpu", dtype: torch.dtyp
         sub = Path(weights) / c.name
         if not (sub / "config.json").is_file():
             raise ConfigError("--weights", str(weights), f"a diffusers pipeline directory with {c.name}/config.json (model {spec.name})")
-        out[c.name] = _resolve(c.cls).from_pretrained(sub, local_files_only=True, torch_dtype=dtype).to(device).eval()
+        out[c.name] = component_class(c.cls).from_pretrained(sub, local_files_only=True, torch_dtype=dtype).to(device).eval()
     return out
 
 

@@ -14,10 +14,10 @@ The exact definitions are in docs/environment.md.
 Writing a scheduler: subclass `Scheduler`, set `name`, implement `decide`. Optional:
 - `batch_unit = "slot"`: the scheduler accepts a whole slot (all base stations, in order) in one call;
   faster, and must give the same decisions as per-base-station batches for the same random draws.
-- `Config`: a dataclass of hyper-parameters (fields made with `bench.config.option`), settable with
+- `Config`: a dataclass of hyper-parameters (fields made with `bench.core.config.option`), settable with
   `bench run --param key=value`.
 - `reset`, `begin_episode`, `observe`, `end_episode`: hooks for state and learning.
-- `learns = True` with `state_dict` / `load_state_dict`: the runner trains it first (see bench.runner).
+- `learns = True` with `state_dict` / `load_state_dict`: the runner trains it first (see bench.experiments.runner).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.costs import CostModel
+    from bench.engine.costs import CostModel
     from tasks.workload import Workload
 
 

@@ -14,8 +14,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any, Iterable, Mapping
 
-from bench.config import from_dict, parse_override, to_dict
-from bench.errors import ConfigError, SchedulerError
+from bench.core.config import from_dict, parse_override, to_dict
+from bench.core.errors import ConfigError, SchedulerError
 from schedulers.interface import Scheduler
 
 ENTRY_POINT_GROUP = "aigc_edge_bench.schedulers"
@@ -33,6 +33,11 @@ BUILTINS: dict[str, str] = {
     "sac-ts": "schedulers.rl.sac:SACTS",
     "dqn-ts": "schedulers.rl.dqn:DQNTS",
 }
+
+
+def builtin_names(*, learns: bool | None = None) -> list[str]:
+    """Built-in names in registry order; `learns=True` keeps the learners, `False` the rules (their classes are imported)."""
+    return [name for name in BUILTINS if learns is None or resolve(name).learns == learns]
 
 
 def _plugins() -> dict[str, Any]:

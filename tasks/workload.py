@@ -11,7 +11,7 @@ vectorised: one episode of `paper` (about 30,000 tasks) takes a fraction of a mi
 
 Profile-driven scenarios (`tasks.mix`) draw each task's request class by weight, then its steps in the
 class's range. Their "work" is the request's warm compute time on the reference server (see
-`bench.profiled_costs`): density is then that time per step, so learners and weight-by-capacity rules
+`bench.engine.profiled_costs`): density is then that time per step, so learners and weight-by-capacity rules
 see the same kind of numbers as in the paper's scenarios.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.scenario import TasksConfig
+    from bench.scenarios import TasksConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +109,7 @@ def generate_workload(
     size = rng.uniform(cfg.size_mbit[0], cfg.size_mbit[1], size=n)
     if cfg.mix is not None:
         if class_work is None:
-            raise ValueError("a profile-driven mix needs the classes' reference work (see bench.profiled_costs)")
+            raise ValueError("a profile-driven mix needs the classes' reference work (see bench.engine.profiled_costs)")
         weights = np.array([c.weight for c in cfg.mix])
         klass = rng.choice(len(cfg.mix), size=n, p=weights / weights.sum()).astype(np.int64)
         lo = np.array([c.steps[0] for c in cfg.mix], dtype=np.int64)[klass]

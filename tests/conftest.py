@@ -1,7 +1,7 @@
 import pytest
 
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def paper_system(paper):
 
 def play(system, scheduler, episode=0, training=False):
     """Run one evaluation episode of `scheduler` (an instance, already reset) on `system`; return its trace."""
-    from bench.runner import run_episode
+    from bench.experiments.runner import run_episode
 
     env = system.env()
     trace, _ = run_episode(env, scheduler, system.workload(episode, training=training), episode=episode, training=training, who="test")

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.check import GateCell, compare, measure, write_baseline
-from bench.cli import _print_gate, app
+from bench.experiments.gate import GateCell, compare, measure, write_baseline
+from bench.cli import app
+from bench.cli.experiments import _print_gate
 from schedulers.opt_ts import OptTS
 from schedulers.rl.sac import LADTS
 
@@ -70,11 +71,7 @@ def test_equivalent_learner_with_other_draws_passes(baseline):
 
 
 @pytest.mark.slow
-def test_worsened_schedulers_fail_with_a_readable_table(baseline, capsys, monkeypatch):
-    import bench.cli
-    from rich.console import Console
-
-    monkeypatch.setattr(bench.cli, "out", Console(width=200))
+def test_worsened_schedulers_fail_with_a_readable_table(baseline, capsys):
     now = measure(CELLS, jobs=2, substitute={"opt-ts": "tests.test_check:WorseOptTS", "lad-ts": "tests.test_check:BrokenUpdateLAD"})
     report = compare(baseline, now)
     assert report.failed

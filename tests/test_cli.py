@@ -91,7 +91,7 @@ def test_list_scenario_and_check_scheduler():
 
 def test_console_script_runs():
     r = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "--scheduler", "local", "--scenario", "tiny", "--episodes", "1", "--json"],
+        [sys.executable, "-m", "bench", "run", "--scheduler", "local", "--scenario", "tiny", "--episodes", "1", "--json"],
         capture_output=True,
         text=True,
         timeout=120,

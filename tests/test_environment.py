@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.costs import CycleCosts
-from bench.environment import EdgeEnv
-from bench.errors import SchedulerError
+from bench.engine.costs import CycleCosts
+from bench.engine.slotted import SlottedEnv
+from bench.core.errors import SchedulerError
 from schedulers import make
 from tasks.workload import workload_from_arrays
 from tests.conftest import play
@@ -20,7 +20,7 @@ def _hand_example():
     work = [4.0, 6.0, 2.0, 5.0]  # density 1 Gcycle/step x steps
     result = [1.0, 0.5, 1.0, 0.5]
     wl = workload_from_arrays(counts, size, [1.0] * 4, work, result)
-    env = EdgeEnv(CycleCosts([10.0, 5.0], [100.0, 50.0]), slot_s=1.0)
+    env = SlottedEnv(CycleCosts([10.0, 5.0], [100.0, 50.0]), slot_s=1.0)
     return env, wl
 
 
@@ -101,9 +101,9 @@ def test_batches_expose_the_cost_tables_the_environment_charges(paper_system):
 
 
 def test_empty_slots_and_batches(tiny):
-    from bench.system import System
+    from bench.engine.system import System
 
-    from bench.scenario import load_scenario
+    from bench.scenarios import load_scenario
 
     sc = load_scenario("tiny", ["tasks.arrivals_per_bs=[0, 1]", "episode.slots=30"])
     s = System.build(sc, 0)
@@ -129,7 +129,7 @@ def test_empty_slots_and_batches(tiny):
     ],
 )
 def test_invalid_actions_are_clear_errors(tiny, bad, fragment):
-    from bench.system import System
+    from bench.engine.system import System
 
     s = System.build(tiny, 0)
     env = s.env()
@@ -141,7 +141,7 @@ def test_invalid_actions_are_clear_errors(tiny, bad, fragment):
 
 
 def test_integral_floats_are_accepted(tiny):
-    from bench.system import System
+    from bench.engine.system import System
 
     s = System.build(tiny, 0)
     env = s.env()

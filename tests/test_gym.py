@@ -4,9 +4,9 @@ import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from bench.runner import run
+from bench.experiments.runner import run
 
-ENV = "bench.gym_env:aigc-edge-bench/MultiEdge-v0"
+ENV = "bench.engine.gym_env:aigc-edge-bench/MultiEdge-v0"
 
 
 def test_registered_and_passes_env_checker():

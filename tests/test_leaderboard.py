@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.results import sha256_file, write_bundle
-from bench.runner import run
-from bench.scenario import load_scenario
+from bench.experiments.bundles import sha256_file, write_bundle
+from bench.experiments.runner import run
+from bench.scenarios import load_scenario
 from leaderboard.site import build_site
 from leaderboard.submission import discover
 from leaderboard.validate import validate
@@ -116,11 +116,7 @@ def test_pooling_needs_one_configuration(results, tmp_path):
     assert any(f.startswith("pooling:") for f in v.failures)
 
 
-def test_compare_prints_paired_differences(results, monkeypatch):
-    import bench.cli
-    from rich.console import Console
-
-    monkeypatch.setattr(bench.cli, "out", Console(width=200))
+def test_compare_prints_paired_differences(results):
     r = runner.invoke(app, ["compare", str(results / "random"), str(results / "opt-ts"), "-m", "mean_delay_s"])
     assert r.exit_code == 0, r.output
     assert "seed 0" in r.stdout and "mean_delay_s" in r.stdout and "yes" in r.stdout  # random is significantly worse

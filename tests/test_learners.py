@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.results import load_checkpoint, write_bundle
-from bench.runner import run, run_episode
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.experiments.bundles import load_checkpoint, write_bundle
+from bench.experiments.runner import run, run_episode
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from schedulers import make
 from schedulers.rl.ensemble import EnsembleAdam
 
@@ -321,7 +321,7 @@ def test_checkpoint_round_trip_gives_identical_decisions(name, tmp_path):
 
 
 def test_checkpoint_mismatches_are_refused(tmp_path):
-    from bench.errors import BundleError
+    from bench.core.errors import BundleError
 
     scenario = load_scenario("tiny")
     out = write_bundle(run(scenario, "sac-ts", seeds=[0], episodes=1, train_episodes=1), tmp_path / "b")
@@ -335,7 +335,7 @@ def test_checkpoint_mismatches_are_refused(tmp_path):
 
 
 def test_learners_pass_conformance():
-    from schedulers.conformance import check
+    from bench.experiments.conformance import check
 
     for name in ("lad-ts", "dqn-ts"):
         report = check(name, ["min_buffer=20"])
@@ -354,7 +354,7 @@ def test_training_summary_records_curve_convergence_and_updates():
 
 
 def test_config_is_validated():
-    from bench.errors import ConfigError
+    from bench.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lad-ts.device = 'tpu'"):
         make("lad-ts", ["device=tpu"])

@@ -9,7 +9,7 @@ stream (checked when this test was written; the reference code is not part of th
 
 import pytest
 
-from bench.runner import run
+from bench.experiments.runner import run
 
 REFERENCE = {"opt-ts": 7.52, "random": 16.44, "local": 17.07}
 
@@ -22,7 +22,7 @@ def test_paper_reference_figures(paper, name, seed):
 
 
 def test_ordering_on_paper_iid():
-    from bench.scenario import load_scenario
+    from bench.scenarios import load_scenario
 
     iid = load_scenario("paper-iid")
     opt = run(iid, "opt-ts", seeds=[0], episodes=20).summary()["mean_delay_s"]

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from bench.environment import EdgeEnv
-from bench.errors import ConfigError, SchedulerError
-from bench.metrics import episode_metrics
-from bench.profiled_costs import GIB, ProfiledCosts
-from bench.runner import run
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.engine.slotted import SlottedEnv
+from bench.core.errors import ConfigError, SchedulerError
+from bench.engine.metrics import episode_metrics
+from bench.engine.profiled_costs import GIB, ProfiledCosts
+from bench.experiments.runner import run
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from profiles import store
 from schedulers import make
 from tasks.workload import workload_from_arrays
@@ -42,7 +42,7 @@ def _workload(classes, steps=10):
 def test_resident_set_and_cold_starts_by_hand(eviction, expected_cold):
     costs = _costs(eviction)
     wl = _workload([0, 1, 0, 2, 1])  # models m0 m1 m0 m2 m1, all on server 0 (memory 10: two models of 4 + a peak of 6)
-    trace = EdgeEnv(costs, slot_s=1.0).evaluate(wl, np.zeros(5, dtype=np.int64))
+    trace = SlottedEnv(costs, slot_s=1.0).evaluate(wl, np.zeros(5, dtype=np.int64))
     warm = 1.0 + 10 * 0.1
     loads = np.array([10.0, 20.0, 10.0, 30.0, 20.0])
     np.testing.assert_allclose(trace.compute_s, warm + np.where(expected_cold, loads, 0.0), rtol=1e-12)
@@ -55,13 +55,13 @@ def test_memory_mask_forbids_servers_a_model_does_not_fit():
     assert costs.mask(wl, 0, 2).tolist() == [[True, False], [True, False]]
     assert np.isinf(costs.compute_s(wl, 0, 2, costs.new_state())[:, 1]).all()
     with pytest.raises(SchedulerError, match="mask forbids"):
-        EdgeEnv(costs, slot_s=1.0).evaluate(wl, np.array([0, 1]))
+        SlottedEnv(costs, slot_s=1.0).evaluate(wl, np.array([0, 1]))
 
 
 def test_scheduler_tables_show_cold_starts_from_the_state_at_the_batch():
     costs = _costs()
     wl = _workload([0, 0])
-    env = EdgeEnv(costs, slot_s=1.0)
+    env = SlottedEnv(costs, slot_s=1.0)
     env.reset(wl)
     assert env.batch(2).compute_s[0, 0] == pytest.approx(2.0 + 10.0)  # nothing loaded yet
     env.step(np.array([0]))
@@ -93,7 +93,7 @@ def test_one_task_compute_time_recomputed_from_the_profile(preset, preset_system
     sys_ = preset_system
     sched = make("least-loaded")
     sched.reset(sys_.info(), np.random.default_rng(0))
-    from bench.runner import run_episode
+    from bench.experiments.runner import run_episode
 
     env = sys_.env()
     trace, _ = run_episode(env, sched, sys_.workload(0), episode=0, training=False, who="test")
@@ -126,7 +126,7 @@ def test_schedulers_run_end_to_end_on_the_profile_driven_preset(preset, name):
 
 
 def test_every_builtin_scheduler_respects_the_memory_mask(preset, preset_system):
-    from bench.runner import run_episode
+    from bench.experiments.runner import run_episode
     from schedulers.registry import BUILTINS
 
     for name in BUILTINS:
@@ -138,7 +138,7 @@ def test_every_builtin_scheduler_respects_the_memory_mask(preset, preset_system)
 
 
 def test_slo_attainment_counts_tasks_within_their_deadline(preset_system):
-    env = EdgeEnv(preset_system.costs, 1.0)
+    env = SlottedEnv(preset_system.costs, 1.0)
     wl = preset_system.workload(0)
     t = env.evaluate(wl, np.argmax(preset_system.costs.fits[wl.task_class], axis=1))
     m = episode_metrics(t)

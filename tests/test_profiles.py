@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from profiles import store
 from profiles.profiler import default_request, profile_model
 from profiles.schema import SCHEMA_VERSION, load_profile, profile_from_dict

@@ -7,10 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bench.errors import BundleError
-from bench.replay import replay
-from bench.results import read_bundle, sha256_file, write_bundle
-from bench.runner import run
+from bench.core.errors import BundleError
+from bench.experiments.replay import replay
+from bench.experiments.bundles import read_bundle, sha256_file, write_bundle
+from bench.experiments.runner import run
 
 LEARNER = "tests.toy_learner:BanditLearner"
 
@@ -91,7 +91,7 @@ def test_failed_write_leaves_old_bundle_intact(tiny, tmp_path, monkeypatch):
     result = run(tiny, "random", episodes=2)
     out = write_bundle(result, tmp_path / "b")
     before = {p.name: sha256_file(p) for p in out.iterdir()}
-    import bench.results as results
+    import bench.experiments.bundles as results
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
@@ -166,8 +166,8 @@ def test_learning_scheduler_trains_on_the_training_stream_then_evaluates(tiny, t
 
 
 def test_learning_hooks_order_and_stream_separation(tiny):
-    from bench.runner import run_episode
-    from bench.system import System
+    from bench.experiments.runner import run_episode
+    from bench.engine.system import System
     from schedulers import make
 
     system = System.build(tiny, 0)
@@ -188,7 +188,7 @@ def test_heuristics_ignore_training_episodes(tiny):
 
 
 def test_converged_episode_rule():
-    from bench.metrics import converged_episode
+    from bench.experiments.summary import converged_episode
 
     assert converged_episode([10.0] * 5) is None  # shorter than the window
     assert converged_episode([10.0] * 30) == 10  # flat from the start: the first full window

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError
-from bench.scenario import load_scenario, preset_names
-from bench.system import System
+from bench.core.errors import ConfigError
+from bench.scenarios import load_scenario, preset_names
+from bench.engine.system import System
 
 PAPER_CAPACITY = [50, 25, 18, 32, 28, 21, 50, 17, 44, 41, 21, 31, 41, 36, 30, 47, 49, 13, 48, 14]
 PAPER_RATE = [499, 478, 461, 416, 473, 408, 500, 462, 427, 430, 480, 407, 476, 415, 453, 480, 427, 444, 477, 475]
@@ -59,7 +59,7 @@ def test_hash_is_stable_and_ignores_names_and_protocol(paper, tmp_path):
 
 
 def test_user_file_and_overrides(tmp_path):
-    text = (load_scenario.__globals__["resources"].files("bench.scenarios") / "tiny.toml").read_text()
+    text = (load_scenario.__globals__["resources"].files("bench.scenarios") / "presets" / "tiny.toml").read_text()
     path = tmp_path / "mine.toml"
     path.write_text(text.replace('name = "tiny"', 'name = "mine"'))
     sc = load_scenario(str(path), ["episode.slots=3", "tasks.arrivals_per_bs=[0, 2]"])
@@ -68,7 +68,7 @@ def test_user_file_and_overrides(tmp_path):
 
 
 def test_drawn_servers_come_from_the_environment_stream():
-    from bench.scenario import scenario_from_dict
+    from bench.scenarios import scenario_from_dict
 
     # a drawn range replaces the explicit list, so edit the table rather than override a key
 

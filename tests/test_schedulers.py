@@ -5,12 +5,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bench.config import option
-from bench.errors import ConfigError, SchedulerError
-from bench.runner import run
-from bench.system import System
+from bench.core.config import option
+from bench.core.errors import ConfigError, SchedulerError
+from bench.experiments.runner import run
+from bench.engine.system import System
 from schedulers import Scheduler, make
-from schedulers.conformance import check
+from bench.experiments.conformance import check
 from schedulers.registry import BUILTINS, available, resolve
 from tests.conftest import play
 from tests.reference_loop import reference_opt_ts

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.errors import ConfigError
-from bench.sweep import LocalExecutor, SweepSpec, collect, is_complete, load_spec, run_sweep
+from bench.core.errors import ConfigError
+from bench.experiments.sweep import LocalExecutor, SweepSpec, collect, is_complete, load_spec, run_sweep
 
 runner = CliRunner()
 SPEC = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ()), ("p2c", ())], seeds=[0, 1], grid={"servers.capacity_scale": [0.8, 1.2]}, episodes=3)
@@ -115,7 +115,7 @@ def test_sigkill_half_way_then_resume_equals_uninterrupted(tmp_path):
     args = ["sweep", "--scenario", "tiny", "-s", "opt-ts", "-s", "weighted-random", "-s", "round-robin", "--seeds", "4", "-n", "30", "-j", "1", "--no-progress"]
     spec = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ()), ("weighted-random", ()), ("round-robin", ())], seeds=[0, 1, 2, 3], episodes=30)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         done = sum(1 for c in spec.cells() if (killed / c.relpath() / "manifest.json").is_file())

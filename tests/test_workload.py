@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from tasks.streams import Streams
 from tasks.workload import workload_from_arrays
 

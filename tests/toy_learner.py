@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.config import option
+from bench.core.config import option
 from schedulers.interface import Batch, Scheduler, SlotFeedback
 
 

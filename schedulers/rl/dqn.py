@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import option
+from bench.core.config import option
 from schedulers.rl.ensemble import EnsembleAdam, EnsembleMLP, backward
 from schedulers.rl.learner import DeepLearner, LearnerConfig
 

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.config import option
-from bench.errors import ConfigError
+from bench.core.config import option
+from bench.core.errors import ConfigError
 from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
 from schedulers.rl.replay import EnsembleReplay
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import option
+from bench.core.config import option
 from schedulers.interface import Batch
 from schedulers.rl.diffusion import DiffusionActor, MLPActor
 from schedulers.rl.ensemble import EnsembleAdam, EnsembleMLP, backward, soft_update

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from schedulers import make
 from schedulers.registry import BUILTINS, resolve
-from bench.runner import run_episode
+from bench.experiments.runner import run_episode
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.runner import run_episode
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.experiments.runner import run_episode
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from schedulers import make
 from tests.test_learners import RefSACAgent
 

@@ -8,9 +8,9 @@ test run (--benchmark-disable) each benchmark executes once, as a smoke test.
 
 import pytest
 
-from bench.runner import run_episode
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.experiments.runner import run_episode
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from schedulers import make
 from tests.reference_loop import reference_opt_ts
 

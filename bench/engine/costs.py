@@ -8,7 +8,7 @@ A cost model is a per-task x per-server compute-time table plus the servers' lin
     service_s[i, a]  = upload_s + compute_s + download_s        (the delay without waiting)
 
 and, optionally, a mask of the servers allowed for each task (all allowed in the paper). Waiting is
-not a cost of the task but of the queue; the environment adds it (see `bench.environment`).
+not a cost of the task but of the queue; the environment adds it (see `bench.engine.slotted`).
 
 A cost model may keep per-server state that placements change (`stateful`: the models resident in each
 server's memory in profile-driven scenarios, where a task pays a cold start when its model is not
@@ -61,6 +61,10 @@ class CostModel:
 
     def copy_state(self, state: Any) -> Any:
         return None
+
+    def counters(self, state: Any) -> dict[str, int]:
+        """What the episode's state counted so far (stateful models: e.g. {"cold_starts": n}); {} otherwise."""
+        return {}
 
     # ---- tables over all servers, for the tasks lo:hi (what schedulers see) ----------------------
     def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:

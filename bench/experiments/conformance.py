@@ -21,11 +21,11 @@ from typing import Iterable
 
 import numpy as np
 
-from bench.costs import CostModel, CycleCosts
-from bench.environment import EdgeEnv
-from bench.errors import BenchError
-from bench.scenario import load_scenario
-from bench.system import System
+from bench.engine.costs import CostModel, CycleCosts
+from bench.engine.slotted import SlottedEnv
+from bench.core.errors import BenchError
+from bench.scenarios import load_scenario
+from bench.engine.system import System
 from schedulers.interface import Scheduler
 from schedulers.registry import make, resolve
 
@@ -54,9 +54,9 @@ class _MaskedCosts(CycleCosts):
         return m
 
 
-def _episodes(sched: Scheduler, system: System, env: EdgeEnv, n: int, *, unit: str | None = None, training: bool = False):
+def _episodes(sched: Scheduler, system: System, env: SlottedEnv, n: int, *, unit: str | None = None, training: bool = False):
     """Decisions of n episodes (optionally forcing the batch unit); returns (actions per episode, seconds, tasks)."""
-    from bench.runner import run_episode
+    from bench.experiments.runner import run_episode
 
     who = f"scheduler '{sched.name or type(sched).__name__}'"
     out, seconds, tasks = [], 0.0, 0
@@ -129,7 +129,7 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
     results.append(_attempt("valid decisions", valid))
 
     def masks():
-        masked = EdgeEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
+        masked = SlottedEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
         sched = make(name, params)
         info = system.info()
         sched.reset(type(info)(**{**info.__dict__, "has_mask": True}), system.streams.scheduler())

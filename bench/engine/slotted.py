@@ -24,8 +24,8 @@ from typing import Literal
 import numpy as np
 from numba import njit
 
-from bench.costs import CostModel
-from bench.errors import SchedulerError
+from bench.engine.costs import CostModel
+from bench.core.errors import SchedulerError
 from schedulers.interface import Batch, SlotFeedback
 from tasks.workload import Workload
 
@@ -58,7 +58,7 @@ class EpisodeTrace:
     cold_starts: int = 0  # model loads during the episode (stateful cost models; 0 otherwise)
 
 
-class EdgeEnv:
+class SlottedEnv:
     """The environment of one scenario and one server draw; reset it with a workload per episode."""
 
     def __init__(self, costs: CostModel, slot_s: float):
@@ -236,7 +236,7 @@ class EdgeEnv:
             wait_s=_ro(self._wait),
             delay_s=_ro(self._delay),
             backlog_s=_ro(self._backlog),
-            cold_starts=int(self._state.cold_starts[0]) if self._state is not None else 0,
+            cold_starts=self.costs.counters(self._state).get("cold_starts", 0),
         )
 
     def evaluate(self, workload: Workload, actions: np.ndarray, who: str = "actions") -> EpisodeTrace:

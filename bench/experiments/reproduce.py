@@ -1,6 +1,6 @@
 """Reproduce the paper's comparison: every learner and the classical baselines on `paper`, several seeds.
 
-`bench reproduce-paper --seeds 3 --out runs/paper` is a sweep (bench.sweep) of one cell per (scheduler,
+`bench reproduce-paper --seeds 3 --out runs/paper` is a sweep (bench.experiments.sweep) of one cell per (scheduler,
 seed), each written as its own bundle `OUT/paper/base/<scheduler>/seed-<s>/` (a finished cell is kept
 when the command is run again), in `--jobs` worker processes, then writes
 
@@ -21,11 +21,9 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from bench.metrics import converged_episode, delay_interval
-from bench.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
+from bench.experiments.summary import summarize_bundles
+from bench.experiments.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
 
-LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
-BASELINES = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", "random", "local")
 # the paper's reported values after convergence (DESIGN.md section 2): delay range and episodes to converge
 PAPER = {"lad-ts": ("7.6-7.9", "~60"), "d2sac-ts": ("8.3-8.8", "~150"), "sac-ts": ("8.7-9.0", "~200"), "dqn-ts": ("9.4-9.6", "~300"), "opt-ts": ("7.4-7.5", "-")}
 
@@ -46,7 +44,7 @@ def run_all(spec: SweepSpec, out: Path, jobs: int, progress: Callable[[str], Non
 
 def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(comparison table, learning curves) from the cells' bundles."""
-    from bench.results import read_bundle
+    from bench.experiments.bundles import read_bundle
 
     rows, curves = [], []
     for name, _ in spec.schedulers:
@@ -54,36 +52,27 @@ def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         bundles = [read_bundle(p) for p in paths if is_complete(p)]
         if not bundles:
             continue
-        episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed")
-        learns = bundles[0].manifest["scheduler"]["learns"]
-        per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")["mean_delay_s"].to_numpy()
-        ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)
-        trained = [pl.read_parquet(b.path / "training.parquet")["mean_delay_s"] for b in bundles if (b.path / "training.parquet").is_file()]
-        converged = [converged_episode(c.to_numpy()) for c in trained]
-        tails = [c.tail(50).mean() for c in trained]
-        conv_known = [c for c in converged if c is not None]
+        s = summarize_bundles(bundles)
         rows.append(
             {
                 "scheduler": name,
                 "seeds": len(bundles),
-                "mean_delay_s": float(episodes["mean_delay_s"].mean()),
-                "ci95_low": ci[0] if ci else None,
-                "ci95_high": ci[1] if ci else None,
-                "per_seed": ", ".join(f"{x:.2f}" for x in per_seed),
-                "p95_delay_s": float(episodes["p95_delay_s"].mean()),
-                "online_last50_delay_s": float(np.mean(tails)) if tails else None,
-                "converged_episode": float(np.mean(conv_known)) if conv_known else None,
-                "converged_per_seed": ", ".join("-" if c is None else str(c) for c in converged) if learns else "",
-                "decision_us_per_task": float(np.mean([b.summary["timing"]["decision_us_per_task"] for b in bundles])),
-                "train_min_per_seed": float(np.mean([b.summary["timing"]["train_s"] for b in bundles]) / 60) if learns else None,
+                "mean_delay_s": s.mean_delay_s,
+                "ci95_low": s.ci95_delay_s[0] if s.ci95_delay_s else None,
+                "ci95_high": s.ci95_delay_s[1] if s.ci95_delay_s else None,
+                "per_seed": ", ".join(f"{x:.2f}" for x in s.per_seed_delay_s.values()),
+                "p95_delay_s": s.p95_delay_s,
+                "online_last50_delay_s": s.online_last50_delay_s,
+                "converged_episode": s.converged_episode,
+                "converged_per_seed": ", ".join("-" if c is None else str(c) for c in s.converged_per_seed) if s.learns else "",
+                "decision_us_per_task": s.decision_us_per_task,
+                "train_min_per_seed": s.train_s_per_seed / 60 if s.learns else None,
                 "paper_delay_s": PAPER.get(name, ("-", "-"))[0] if spec.scenarios == ["paper"] else "-",
                 "paper_converged": PAPER.get(name, ("-", "-"))[1] if spec.scenarios == ["paper"] else "-",
             }
         )
-        for b in bundles:
-            f = b.path / "training.parquet"
-            if f.is_file():
-                curves.append(pl.read_parquet(f).select("seed", "episode", "mean_delay_s").with_columns(pl.lit(name).alias("scheduler")))
+        if s.curve is not None:
+            curves.append(s.curve.select("seed", "episode", "mean_delay_s").with_columns(pl.lit(name).alias("scheduler")))
     table = pl.DataFrame(rows)
     curve = pl.concat(curves) if curves else pl.DataFrame()
     return table, curve
@@ -111,17 +100,19 @@ def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame, window: int 
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    palette = {"lad-ts": "#d62728", "d2sac-ts": "#1f77b4", "sac-ts": "#2ca02c", "dqn-ts": "#9467bd"}
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.D3
     kernel = np.ones(window) / window
     highest = 0.0
-    for name in LEARNERS:
+    for k, name in enumerate(curve["scheduler"].unique(maintain_order=True).to_list()):
         c = curve.filter(pl.col("scheduler") == name)
         if c.height == 0:
             continue
         seeds = sorted(c["seed"].unique().to_list())
         ys = np.array([np.convolve(c.filter(pl.col("seed") == s).sort("episode")["mean_delay_s"].to_numpy(), kernel, mode="valid") for s in seeds])
         x = list(range(window, window + ys.shape[1]))
-        color = palette[name]
+        color = palette[k % len(palette)]
         fig.add_trace(go.Scatter(x=x + x[::-1], y=list(ys.max(0)) + list(ys.min(0))[::-1], fill="toself", fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=x, y=ys.mean(0), name=f"{name} ({len(seeds)} seeds)", line={"color": color, "width": 2}))
         highest = max(highest, float(ys.mean(0)[0]))
@@ -148,6 +139,8 @@ def learning_curve_figure(curve: pl.DataFrame, table: pl.DataFrame, window: int 
 
 def write_reports(spec: SweepSpec, out: Path) -> pl.DataFrame:
     table, curve = collect(spec, out)
+    if table.height:
+        table = table.sort("mean_delay_s")
     table.write_csv(out / "comparison.csv")
     (out / "comparison.md").write_text(markdown_table(table), encoding="utf-8")
     if curve.height:

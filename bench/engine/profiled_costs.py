@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from bench.costs import CostModel
-from bench.errors import ConfigError
+from bench.engine.costs import CostModel
+from bench.core.errors import ConfigError
 from tasks.workload import ClassWork, Workload
 
 GIB = 2**30
@@ -122,6 +122,9 @@ class ProfiledCosts(CostModel):
 
     def copy_state(self, state: ResidentState | None) -> ResidentState | None:
         return None if state is None else state.copy()
+
+    def counters(self, state: ResidentState) -> dict[str, int]:
+        return {"cold_starts": int(state.cold_starts[0])}
 
     # ---- tables ----------------------------------------------------------------------------------
     def warm_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:

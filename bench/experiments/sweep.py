@@ -39,9 +39,9 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from bench.config import tomllib
-from bench.errors import BenchError, ConfigError
-from bench.metrics import delay_interval
+from bench.core.config import tomllib
+from bench.core.errors import BenchError, ConfigError
+from bench.experiments.summary import summarize_bundles
 
 KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid"}
 
@@ -134,7 +134,7 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Every scenario at every grid point, and every scheduler with its parameters, before anything runs."""
-        from bench.scenario import load_scenario
+        from bench.scenarios import load_scenario
         from schedulers.registry import parse_params, resolve
 
         for sc in self.scenarios:
@@ -152,7 +152,7 @@ class SweepSpec:
         return asdict(self)
 
 
-def _seeds(value: Any, where: str) -> list[int]:
+def parse_seeds(value: Any, where: str) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value) and len(set(value)) == len(value):
@@ -188,7 +188,7 @@ def spec_from_dict(data: dict[str, Any], source: str) -> SweepSpec:
     return SweepSpec(
         scenarios=scenarios,
         schedulers=[_scheduler_entry(e, f"schedulers[{i}]") for i, e in enumerate(schedulers)],
-        seeds=_seeds(data.get("seeds", 1), "seeds"),
+        seeds=parse_seeds(data.get("seeds", 1), "seeds"),
         grid=dict(grid),
         episodes=data.get("episodes"),
         train_episodes=data.get("train_episodes"),
@@ -207,7 +207,7 @@ def load_spec(path: Path) -> SweepSpec:
 
 def parse_vary(texts: Iterable[str]) -> dict[str, list[Any]]:
     """`--vary KEY=[v1, v2, ...]` flags into a grid."""
-    from bench.config import parse_override
+    from bench.core.config import parse_override
 
     grid: dict[str, list[Any]] = {}
     for text in texts:
@@ -224,9 +224,9 @@ def parse_vary(texts: Iterable[str]) -> dict[str, list[Any]]:
 def execute_cell(cell: Cell) -> dict[str, Any]:
     """Run one cell (in a worker). Returns {"result", "provenance"} or {"error"}: never raises."""
     try:
-        from bench.provenance import provenance
-        from bench.runner import run
-        from bench.scenario import load_scenario
+        from bench.core.provenance import provenance
+        from bench.experiments.runner import run
+        from bench.scenarios import load_scenario
 
         scenario = load_scenario(cell.scenario, cell.overrides)
         result = run(scenario, cell.scheduler, params=list(cell.params), seeds=[cell.seed], episodes=cell.episodes, train_episodes=cell.train_episodes)
@@ -238,7 +238,7 @@ def execute_cell(cell: Cell) -> dict[str, Any]:
 
 
 def is_complete(path: Path) -> bool:
-    from bench.results import read_bundle
+    from bench.experiments.bundles import read_bundle
 
     if not (path / "manifest.json").is_file():
         return False
@@ -324,7 +324,7 @@ Report = Callable[[dict[str, Any]], None]
 
 def run_sweep(spec: SweepSpec, out: Path, executor: LocalExecutor | RayExecutor, report: Report | None = None) -> dict[str, Any]:
     """Run every incomplete cell of `spec` into `out`; return counts and the failed cells' errors."""
-    from bench.results import write_bundle
+    from bench.experiments.bundles import write_bundle
 
     spec.validate()
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def run_sweep(spec: SweepSpec, out: Path, executor: LocalExecutor | RayExecutor,
 
 def collect(spec: SweepSpec, out: Path) -> pl.DataFrame:
     """One row per (scenario, grid point, scheduler): cells, mean delay with its 95% CI, p95, failures."""
-    from bench.results import read_bundle
+    from bench.experiments.bundles import read_bundle
 
     rows = []
     groups: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], list[Cell]] = {}
@@ -392,14 +392,12 @@ def collect(spec: SweepSpec, out: Path) -> pl.DataFrame:
             "p95_delay_s": None,
         }
         if bundles:
-            episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed")
-            learns = bundles[0].manifest["scheduler"]["learns"]
-            ci, _ = delay_interval(episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy(), learns=learns)
+            s = summarize_bundles(bundles)
             row.update(
-                mean_delay_s=float(episodes["mean_delay_s"].mean()),
-                ci95_low=ci[0] if ci else None,
-                ci95_high=ci[1] if ci else None,
-                p95_delay_s=float(episodes["p95_delay_s"].mean()),
+                mean_delay_s=s.mean_delay_s,
+                ci95_low=s.ci95_delay_s[0] if s.ci95_delay_s else None,
+                ci95_high=s.ci95_delay_s[1] if s.ci95_delay_s else None,
+                p95_delay_s=s.p95_delay_s,
             )
         rows.append(row)
     return pl.DataFrame(rows)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 import bench
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 GATED_METRICS = ("mean_delay_s", "p95_delay_s", "p99_delay_s")
 FLOAT_TOLERANCE = 1e-9
@@ -35,8 +35,6 @@ LEARNER_P = 0.01
 SCHEMA = 1
 DEFAULT_BASELINE = Path(__file__).with_name("regression_baseline.json")
 
-HEURISTICS = ("opt-ts", "least-loaded", "p2c", "weighted-random", "round-robin", "random", "local")
-LEARNERS = ("lad-ts", "d2sac-ts", "sac-ts", "dqn-ts")
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,12 @@ class GateCell:
 
 def default_cells() -> list[GateCell]:
     """The gate's fixed cells: every heuristic on `paper` and `tiny`, every learner on `tiny` over 10 seeds."""
-    cells = [GateCell("paper", h, (0,), 3) for h in HEURISTICS]
-    cells += [GateCell("tiny", h, (0, 1), 10) for h in HEURISTICS]
-    cells += [GateCell("tiny", name, tuple(range(10)), 5, train_episodes=30, params=("min_buffer=100",)) for name in LEARNERS]
+    from schedulers.registry import builtin_names
+
+    rules, learners = builtin_names(learns=False), builtin_names(learns=True)
+    cells = [GateCell("paper", h, (0,), 3) for h in rules]
+    cells += [GateCell("tiny", h, (0, 1), 10) for h in rules]
+    cells += [GateCell("tiny", name, tuple(range(10)), 5, train_episodes=30, params=("min_buffer=100",)) for name in learners]
     return cells
 
 
@@ -88,7 +89,7 @@ class GateReport:
 
 def measure(cells: list[GateCell], jobs: int = 1, substitute: Mapping[str, str] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run the cells; per cell key: whether it learns, and per seed the gated metrics (mean over episodes)."""
-    from bench.sweep import Cell, LocalExecutor
+    from bench.experiments.sweep import Cell, LocalExecutor
     from schedulers.registry import resolve
 
     substitute = dict(substitute or {})
@@ -151,7 +152,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 
 def write_baseline(path: Path, measured: dict[str, dict[str, Any]], cells: list[GateCell]) -> None:
-    from bench.provenance import package_versions
+    from bench.core.provenance import package_versions
 
     data = {
         "schema": SCHEMA,

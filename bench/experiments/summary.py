@@ -1,18 +1,4 @@
-"""Metric definitions: the one place that says what every reported number means (docs/metrics.md).
-
-Per episode (one row of `episodes.parquet`), over the episode's tasks:
-    tasks                  number of tasks
-    mean_delay_s           mean service delay of the tasks: the paper's metric
-    p50/p95/p99_delay_s    percentiles of the task delays (linear interpolation, numpy's default)
-    max_delay_s            largest task delay
-    mean_upload_s, mean_wait_s, mean_compute_s, mean_download_s
-                           mean of each delay part (they sum to mean_delay_s)
-    offload_fraction       share of tasks processed away from the base station that received them
-    drain_s                largest backlog left after the last slot: time until every queue is empty
-    slo_attainment         share of the tasks with a deadline whose delay is at most their deadline
-                           (profile-driven scenarios whose mix sets deadline_s; null when no task has one)
-    cold_starts            model loads in the episode (profile-driven scenarios; 0 for the paper's costs)
-    decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
+"""Run-level summaries: the one interval rule, the summary of a run's episodes, the training metrics.
 
 Over a run (`summary.json`, `bench run --json`):
     mean_delay_s           mean over evaluation episodes (and seeds) of each episode's mean_delay_s
@@ -32,64 +18,14 @@ Training (learning schedulers, `summary["training"]`):
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 from scipy import stats
 
-from bench.environment import EpisodeTrace
-
-EPISODE_METRICS: tuple[str, ...] = (
-    "tasks",
-    "mean_delay_s",
-    "p50_delay_s",
-    "p95_delay_s",
-    "p99_delay_s",
-    "max_delay_s",
-    "mean_upload_s",
-    "mean_wait_s",
-    "mean_compute_s",
-    "mean_download_s",
-    "offload_fraction",
-    "drain_s",
-    "slo_attainment",
-    "cold_starts",
-)
-TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
-
-
-def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
-    """The reproducible per-episode metrics of a finished episode (everything but timing)."""
-    d = trace.delay_s
-    p50, p95, p99 = np.percentile(d, [50.0, 95.0, 99.0])
-    return {
-        "tasks": int(d.shape[0]),
-        "mean_delay_s": float(d.mean()),
-        "p50_delay_s": float(p50),
-        "p95_delay_s": float(p95),
-        "p99_delay_s": float(p99),
-        "max_delay_s": float(d.max()),
-        "mean_upload_s": float(trace.upload_s.mean()),
-        "mean_wait_s": float(trace.wait_s.mean()),
-        "mean_compute_s": float(trace.compute_s.mean()),
-        "mean_download_s": float(trace.download_s.mean()),
-        "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
-        "drain_s": float(trace.backlog_s[-1].max()),
-        "slo_attainment": _slo_attainment(d, trace.workload.deadline_s),
-        "cold_starts": int(trace.cold_starts),
-    }
-
-
-def _slo_attainment(delay: np.ndarray, deadline: np.ndarray) -> float | None:
-    has = np.isfinite(deadline)
-    return float(np.mean(delay[has] <= deadline[has])) if has.any() else None
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality of stored and recomputed metrics, NaN equal to NaN (and a null column to None)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+from bench.engine.metrics import EPISODE_METRICS
 
 
 def converged_episode(curve: list[float] | np.ndarray, window: int = 10, tail: int = 50, tolerance: float = 0.05) -> int | None:
@@ -162,3 +98,71 @@ def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
             out[key] = float(np.nanmean(values)) if not np.isnan(values).all() else None
     out["per_seed"] = per_seed
     return out
+
+
+@dataclass
+class BundleSummary:
+    """One scheduler configuration's results over a set of bundles (distinct seeds): what the sweep report,
+    the paper reproduction and the leaderboard show about it. Every figure comes from the bundles' files."""
+
+    scheduler: str
+    learns: bool
+    seeds: list[int]
+    episodes: pl.DataFrame  # every bundle's episodes.parquet, concatenated, sorted by (seed, episode)
+    mean_delay_s: float
+    ci95_delay_s: tuple[float, float] | None
+    ci95_over: str
+    per_seed_delay_s: dict[int, float]
+    p95_delay_s: float
+    parts_s: dict[str, float]  # mean upload, wait, compute and download per task
+    decision_us_per_task: float | None
+    train_episodes: int
+    train_s_per_seed: float | None
+    curve: pl.DataFrame | None  # training.parquet rows of every seed (learning schedulers)
+    converged_per_seed: list[int | None]
+    online_last50_delay_s: float | None  # mean delay of the last 50 training episodes (learning on)
+
+    @property
+    def converged_episode(self) -> float | None:
+        known = [c for c in self.converged_per_seed if c is not None]
+        return float(np.mean(known)) if known else None
+
+
+def summarize_bundles(bundles: Sequence[Any]) -> BundleSummary:
+    """The summary of bundles of one scheduler configuration (`bench.experiments.bundles.Bundle` objects)."""
+    if not bundles:
+        raise ValueError("no bundles to summarise")
+    first = bundles[0].manifest
+    learns = bool(first["scheduler"]["learns"])
+    episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed").sort("seed", "episode")
+    delays, seeds = episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy()
+    ci, over = delay_interval(delays, seeds, learns=learns)
+    per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")
+    curves = [pl.read_parquet(b.path / "training.parquet") for b in bundles if (b.path / "training.parquet").is_file()]
+    curve = pl.concat(curves, how="diagonal_relaxed").sort("seed", "episode") if curves else None
+    converged, tails = [], []
+    if curve is not None:
+        for s in curve["seed"].unique().sort().to_list():
+            c = curve.filter(pl.col("seed") == s)["mean_delay_s"].to_numpy()
+            converged.append(converged_episode(c))
+            tails.append(float(c[-50:].mean()))
+    timing = [b.summary.get("timing", {}) for b in bundles]
+    decision = [t["decision_us_per_task"] for t in timing if t.get("decision_us_per_task") is not None]
+    return BundleSummary(
+        scheduler=first["scheduler"]["name"],
+        learns=learns,
+        seeds=sorted(int(s) for s in per_seed["seed"].to_list()),
+        episodes=episodes,
+        mean_delay_s=float(delays.mean()),
+        ci95_delay_s=ci,
+        ci95_over=over,
+        per_seed_delay_s={int(s): float(d) for s, d in zip(per_seed["seed"].to_list(), per_seed["mean_delay_s"].to_list())},
+        p95_delay_s=float(episodes["p95_delay_s"].mean()),
+        parts_s={k: float(episodes[f"mean_{k}_s"].mean()) for k in ("upload", "wait", "compute", "download")},
+        decision_us_per_task=float(np.mean(decision)) if decision else None,
+        train_episodes=int(first["protocol"]["train_episodes"]),
+        train_s_per_seed=float(np.mean([t.get("train_s", 0.0) for t in timing])) if learns else None,
+        curve=curve,
+        converged_per_seed=converged,
+        online_last50_delay_s=float(np.mean(tails)) if tails else None,
+    )

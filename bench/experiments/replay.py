@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.environment import EpisodeTrace
-from bench.errors import BenchError, BundleError
-from bench.metrics import EPISODE_METRICS, episode_metrics, same_value, summarize
-from bench.results import Bundle, read_bundle
-from bench.scenario import scenario_from_dict
-from bench.system import System
+from bench.engine.slotted import EpisodeTrace
+from bench.core.errors import BenchError, BundleError
+from bench.engine.metrics import EPISODE_METRICS, episode_metrics, same_value
+from bench.experiments.summary import summarize
+from bench.experiments.bundles import Bundle, read_bundle
+from bench.scenarios import scenario_from_dict
+from bench.engine.system import System
 
 
 @dataclass

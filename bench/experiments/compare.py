@@ -17,9 +17,10 @@ from typing import Iterable
 import numpy as np
 import polars as pl
 
-from bench.errors import BenchError
-from bench.metrics import EPISODE_METRICS, t_interval
-from bench.results import Bundle
+from bench.core.errors import BenchError
+from bench.engine.metrics import EPISODE_METRICS
+from bench.experiments.summary import t_interval
+from bench.experiments.bundles import Bundle
 
 
 @dataclass

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.costs import CostModel, CycleCosts
-from bench.environment import EdgeEnv
-from bench.scenario import Scenario
+from bench.engine.costs import CostModel, CycleCosts
+from bench.engine.slotted import SlottedEnv
+from bench.scenarios import Scenario
 from schedulers.interface import EnvInfo
 from tasks.streams import Streams
 from tasks.workload import IndexTable, Workload, generate_workload, index_table
@@ -30,7 +30,7 @@ class System:
         env_rng = streams.environment()
         capacity, rate = scenario.server_parameters(env_rng)
         if scenario.servers.hardware is not None:
-            from bench.profiled_costs import ProfiledCosts
+            from bench.engine.profiled_costs import ProfiledCosts
 
             costs: CostModel = ProfiledCosts.from_scenario(scenario.servers, scenario.tasks, rate)
         else:
@@ -38,8 +38,8 @@ class System:
         table = index_table(scenario.tasks, env_rng)
         return cls(scenario=scenario, seed=seed, streams=streams, costs=costs, table=table)
 
-    def env(self) -> EdgeEnv:
-        return EdgeEnv(self.costs, self.scenario.episode.slot_s)
+    def env(self) -> SlottedEnv:
+        return SlottedEnv(self.costs, self.scenario.episode.slot_s)
 
     def workload(self, episode: int, *, training: bool = False) -> Workload:
         """The tasks of evaluation (or training) episode `episode`: identical for every scheduler."""

@@ -1,0 +1,5 @@
+"""`python -m bench`: the same command line as the `bench` console script."""
+
+from bench.cli import app
+
+app()

@@ -1,0 +1,39 @@
+"""The `bench` command line: one module per area, every command registered here, explicitly.
+
+Every input is validated before anything runs; a bad value ends the command with one line on stderr
+naming the field, the value and what is allowed (exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from bench.cli import experiments, info, leaderboard, profile, run
+
+app = typer.Typer(
+    name="bench",
+    help="aigc-edge-bench: benchmark schedulers of diffusion (AIGC) requests on cooperating edge servers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("run")(run.run)
+app.command("replay")(run.replay)
+app.command("compare")(run.compare)
+app.command("list")(info.list_)
+app.command("scenario")(info.scenario)
+app.command("scheduler")(info.scheduler_info)
+app.command("check-scheduler")(info.check_scheduler)
+app.command("profile")(profile.profile)
+app.command("sweep")(experiments.sweep)
+app.command("check")(experiments.check)
+app.command("reproduce-paper")(experiments.reproduce_paper)
+
+leaderboard_app = typer.Typer(help="Validate submissions and build the static leaderboard site.", no_args_is_help=True)
+leaderboard_app.command("validate")(leaderboard.leaderboard_validate)
+leaderboard_app.command("build")(leaderboard.leaderboard_build)
+leaderboard_app.command("populate")(leaderboard.leaderboard_populate)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+__all__ = ["app"]

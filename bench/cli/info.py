@@ -1,0 +1,125 @@
+"""`bench list`, `bench scenario`, `bench scheduler` and `bench check-scheduler`: what the suite holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bench.cli.common import fail, guarded, out
+
+
+def list_(
+    what: str = typer.Argument("all", help="schedulers, scenarios, models, profiles, or all"),
+) -> None:
+    """List the schedulers (built-in and plugins), the scenario presets, the model zoo and the shipped profiles."""
+    from bench.scenarios import load_scenario, preset_names
+    from schedulers.registry import available
+
+    if what not in ("all", "schedulers", "scenarios", "models", "profiles"):
+        fail(f"list {what!r} is not allowed; expected schedulers, scenarios, models, profiles or all")
+    if what in ("all", "schedulers"):
+        t = Table(title="schedulers", title_justify="left", header_style="bold")
+        for col in ("name", "source", "summary"):
+            t.add_column(col)
+        for row in guarded(available):
+            t.add_row(*row)
+        out.print(t)
+    if what in ("all", "scenarios"):
+        t = Table(title="scenarios", title_justify="left", header_style="bold")
+        for col in ("name", "servers", "slots", "arrivals/BS/slot", "eval eps", "train eps", "hash"):
+            t.add_column(col)
+        for name in preset_names():
+            sc = guarded(lambda: load_scenario(name))
+            lo, hi = sc.tasks.arrivals_per_bs
+            t.add_row(name, str(sc.n_servers), str(sc.episode.slots), f"{lo}-{hi}", str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), guarded(lambda: sc.hash)[:12])
+        out.print(t)
+    if what in ("all", "models"):
+        from profiles.zoo import MODELS
+
+        t = Table(title="models (bench profile --model NAME)", title_justify="left", header_style="bold")
+        for col in ("name", "components", "summary"):
+            t.add_column(col)
+        for name, spec in MODELS.items():
+            t.add_row(name, ", ".join(c.name for c in spec.components), spec.summary)
+        out.print(t)
+    if what in ("all", "profiles"):
+        from profiles import store
+
+        t = Table(title="profiles (shipped; servers.hardware in a scenario)", title_justify="left", header_style="bold")
+        for col in ("hardware", "model", "dtype", "resolutions", "batches", "step median (s)", "spread", "measured"):
+            t.add_column(col)
+        for ref in store.shipped():
+            p = guarded(lambda: store.load(ref))
+            first = p.grid[0]
+            t.add_row(ref.hardware, ref.model, p.provenance.dtype, ",".join(map(str, p.resolutions)), ",".join(map(str, p.batches)),
+                      f"{first.step.median_s:.4g} ({first.resolution}px x{first.batch})",
+                      f"{max(g.step.spread for g in p.grid):.1%} max", p.provenance.date[:10])
+        out.print(t)
+
+
+def scenario(
+    name: str = typer.Argument("paper", help="preset name or path to a .toml file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field (repeatable)"),
+    fields: bool = typer.Option(False, "--fields", help="list every field with its type and help instead"),
+) -> None:
+    """Show a scenario, fully resolved, with its hash (or every field a scenario file may set)."""
+    from bench.scenarios import load_scenario, scenario_fields
+
+    if fields:
+        t = Table(header_style="bold")
+        t.add_column("key", no_wrap=True)
+        t.add_column("allowed")
+        t.add_column("meaning")
+        for row in scenario_fields():
+            t.add_row(*(escape(cell) for cell in row))  # "[low, high]" is text, not rich markup
+        out.print(t)
+        return
+    sc = guarded(lambda: load_scenario(name, set_ or []))
+    print(json.dumps({"hash": guarded(lambda: sc.hash), **sc.to_dict()}, indent=2))
+
+
+def scheduler_info(name: str = typer.Argument(..., help="scheduler name, plugin name, or module:Class")) -> None:
+    """Show a scheduler: what it does and every hyper-parameter (--param KEY=VALUE) with its default."""
+    import typing
+
+    from bench.core.config import describe
+    from schedulers.registry import resolve
+
+    cls = guarded(lambda: resolve(name))
+    out.print(f"[bold]{escape(name)}[/]  {escape(cls.__module__)}:{escape(cls.__qualname__)}", highlight=False)
+    out.print(f"{escape(cls.summary or '(no summary)')}; batch unit '{cls.batch_unit}'" + ("; learns (trains before evaluation)" if cls.learns else ""), highlight=False)
+    if cls.Config is None:
+        out.print("no hyper-parameters")
+        return
+    t = Table(header_style="bold")
+    t.add_column("parameter", no_wrap=True)
+    t.add_column("default", no_wrap=True)
+    t.add_column("allowed")
+    t.add_column("meaning")
+    hints = typing.get_type_hints(cls.Config)
+    for f in dataclasses.fields(cls.Config):
+        t.add_row(f.name, repr(f.default), escape(describe(hints[f.name], f.metadata)), escape(f.metadata.get("help", "")))
+    out.print(t)
+
+
+def check_scheduler(
+    scheduler: str = typer.Argument(..., help="scheduler name, plugin name, or module:Class"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="hyper-parameter KEY=VALUE (repeatable)"),
+) -> None:
+    """Run the conformance checks for a scheduler on the `tiny` scenario (exit 1 if any fails)."""
+    from bench.experiments.conformance import check
+
+    report = guarded(lambda: check(scheduler, param or []))
+    t = Table(title=f"conformance of {scheduler}", title_justify="left", header_style="bold")
+    for col in ("check", "result", "detail"):
+        t.add_column(col)
+    for c in report:
+        t.add_row(c.name, "[green]pass[/]" if c.passed else ("[yellow]skip[/]" if c.skipped else "[red]FAIL[/]"), escape(c.detail))
+    out.print(t)
+    if any(not c.passed and not c.skipped for c in report):
+        raise typer.Exit(1)

@@ -1,0 +1,194 @@
+"""`bench run`, `bench replay` and `bench compare`: one scheduler's results, checked and compared."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bench.cli.common import err, fail, fmt, guarded, out, seed_list
+
+
+def run(
+    scheduler: str = typer.Option(..., "--scheduler", "-s", help="scheduler name (bench list), plugin name, or module:Class"),
+    scenario: str = typer.Option("paper", "--scenario", help="preset name (bench list) or path to a scenario .toml file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set servers.count=4 (repeatable)"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="scheduler hyper-parameter KEY=VALUE (repeatable)"),
+    seed: Optional[List[int]] = typer.Option(None, "--seed", help="seed to run (repeatable); default 0"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="run seeds 0..N-1"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
+    train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed for learning schedulers (default: the scenario's)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="write the result bundle to this new directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
+    task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate a trained policy (a bundle directory or checkpoint.pt) without training"),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device of a learning scheduler: cpu (default), cuda or cuda:N"),
+    no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
+) -> None:
+    """Train (learning schedulers) and evaluate a scheduler; print a summary and optionally write a bundle."""
+    from bench.experiments.bundles import check_out_dir, load_checkpoint, write_bundle
+    from bench.experiments.runner import run as run_scheduler
+    from bench.scenarios import load_scenario
+    from schedulers.registry import parse_params, resolve
+
+    param_list = list(param or [])
+    if device is not None:
+        param_list.append(f"device={json.dumps(device)}")  # --device is the learners' `device` parameter
+
+    def prepare():
+        sc = load_scenario(scenario, set_ or [])
+        cls = resolve(scheduler)
+        if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
+            fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
+        parse_params(cls, scheduler, param_list)
+        if out_dir is not None:
+            check_out_dir(out_dir, overwrite)
+        ckpt = None
+        if checkpoint is not None:
+            if not cls.learns:
+                fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
+            ckpt = load_checkpoint(checkpoint)
+            ckpt.check(scheduler, sc, seed_list(seed, seeds))
+        return sc, cls, ckpt
+
+    sc, cls, ckpt = guarded(prepare)
+    chosen_seeds = seed_list(seed, seeds)
+    if episodes is not None and episodes < 1:
+        fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
+    if train_episodes is not None and train_episodes < 0:
+        fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
+    n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
+    n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
+
+    show_progress = err.is_terminal if progress is None else progress
+    total = len(chosen_seeds) * (n_eval + n_train)
+
+    def execute():
+        if not show_progress:
+            return run_scheduler(sc, scheduler, params=param_list, seeds=chosen_seeds, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[label]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"{scheduler} on {sc.name}", total=total, label="")
+            return run_scheduler(
+                sc,
+                scheduler,
+                params=param_list,
+                seeds=chosen_seeds,
+                episodes=n_eval,
+                train_episodes=n_train,
+                keep_traces=task_records,
+                checkpoint=ckpt,
+                progress=lambda label: bar.update(task, advance=1, label=label),
+            )
+
+    result = guarded(execute)
+    summary = result.summary()
+    if out_dir is not None:
+        guarded(lambda: write_bundle(result, out_dir, overwrite=overwrite, task_records=task_records, command=["bench", *sys.argv[1:]], checkpoint=not no_checkpoint))
+    if as_json:
+        print(json.dumps(summary, allow_nan=False))
+    else:
+        _print_summary(summary, out_dir)
+
+
+def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
+    ci = s["ci95_delay_s"]
+    title = f"{s['scheduler']} on {s['scenario']} · seeds {s['seeds']} · {s['episodes']} evaluation episodes per seed"
+    if s["train_episodes"]:
+        title += f" · trained {s['train_episodes']} episodes"
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    ci_text = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"
+    table.add_row("mean delay (s)", fmt(s["mean_delay_s"]), "mean over episodes of the mean task delay (paper metric)")
+    table.add_row("95% CI (s)", ci_text, f"t-interval over {s['ci95_over']}")
+    table.add_row("p50 / p95 / p99 (s)", f"{fmt(s['p50_delay_s'], 2)} / {fmt(s['p95_delay_s'], 2)} / {fmt(s['p99_delay_s'], 2)}", "task delay percentiles, mean over episodes")
+    table.add_row("upload / wait / compute / download (s)", " / ".join(fmt(s[k], 3) for k in ("mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")), "delay parts")
+    table.add_row("offloaded", f"{100 * s['offload_fraction']:.1f}%", "tasks processed away from their base station")
+    if s.get("slo_attainment") is not None:
+        table.add_row("SLO attainment", f"{100 * s['slo_attainment']:.1f}%", "tasks with a deadline served within it")
+    if s.get("cold_starts"):
+        table.add_row("cold starts", fmt(s["cold_starts"], 1), "model loads per episode (profile-driven scenarios)")
+    table.add_row("tasks", f"{s['tasks']:,}", "evaluation tasks in all")
+    if "training" in s:
+        per = s["training"]["per_seed"]
+        conv = ", ".join("-" if p["converged_episode"] is None else str(p["converged_episode"]) for p in per)
+        if s["training"]["checkpoint"]:
+            table.add_row("policy", "checkpoint", escape(s["training"]["checkpoint"]))
+        else:
+            table.add_row("converged after (episodes)", conv, "per seed: first episode whose 10-episode average is within 5% of the final level")
+        table.add_row("updates", ", ".join(f"{p.get('updates', 0):,}" for p in per), "agent-updates per seed")
+    t = s["timing"]
+    table.add_row("decision time (µs/task)", fmt(t["decision_us_per_task"], 2), "wall clock inside the scheduler")
+    table.add_row("wall time (s)", fmt(t["wall_s"], 2), f"training {fmt(t['train_s'], 2)} s, evaluation {fmt(t['eval_s'], 2)} s")
+    out.print(table)
+    if len(s["per_seed"]) > 1:
+        out.print("per seed: " + ", ".join(f"{p['seed']}: {p['mean_delay_s']:.3f}" for p in s["per_seed"]), highlight=False)
+    if out_dir is not None:
+        out.print(f"bundle written to {out_dir}", highlight=False)
+
+
+def compare(
+    a: Path = typer.Argument(..., help="bundle, or directory of bundles of one scheduler configuration (A)"),
+    b: Path = typer.Argument(..., help="the same for B"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metrics to compare (default: all delay metrics)"),
+) -> None:
+    """Paired difference A - B of each metric, per seed and overall, with its 95% confidence interval."""
+    from bench.experiments.compare import paired, pool
+    from bench.experiments.bundles import read_bundle
+    from leaderboard.submission import find_bundle_dirs
+
+    def load(p: Path):
+        dirs = find_bundle_dirs(p)
+        if not dirs:
+            fail(f"{p}: no result bundle (no manifest.json) found")
+        return pool([read_bundle(d) for d in dirs], label=str(p))
+
+    ra, rb = guarded(lambda: load(a)), guarded(lambda: load(b))
+    metrics = list(metric) if metric else ["mean_delay_s", "p50_delay_s", "p95_delay_s", "p99_delay_s", "mean_wait_s", "offload_fraction"]
+    diffs = guarded(lambda: paired(ra, rb, metrics))
+    seeds = sorted(diffs[0].per_seed)
+    t = Table(title=f"A - B: A = {ra.scheduler} ({escape(str(a))}), B = {rb.scheduler} ({escape(str(b))}), scenario {ra.scenario}", title_justify="left", header_style="bold")
+    t.add_column("metric")
+    for s in seeds:
+        t.add_column(f"seed {s}", justify="right")
+    for col in ("overall", "95% CI", "over", "significant"):
+        t.add_column(col, justify="right")
+    for d in diffs:
+        ci = f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]" if d.ci else "-"
+        t.add_row(d.metric, *[f"{d.per_seed[s]:+.4f}" for s in seeds], f"{d.mean:+.4f}", ci, d.over, "yes" if d.significant else "no")
+    out.print(t)
+
+
+def replay(bundle: Path = typer.Argument(..., help="a result bundle directory")) -> None:
+    """Recompute a bundle's metrics from its actions on regenerated task streams (exit 1 on any mismatch)."""
+    from bench.experiments.replay import replay as replay_bundle
+
+    report = guarded(lambda: replay_bundle(bundle))
+    if report.ok:
+        out.print(f"[green]ok[/]: {report.episodes} episodes replayed; every metric equals the bundle's", highlight=False)
+        return
+    for line in report.mismatches[:20]:
+        err.print(f"[red]mismatch[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if len(report.mismatches) > 20:
+        err.print(f"... and {len(report.mismatches) - 20} more", highlight=False)
+    raise typer.Exit(1)

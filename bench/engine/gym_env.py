@@ -1,0 +1,98 @@
+"""A Gymnasium view of the environment: one task per step, for RL code written against Gymnasium.
+
+Importing this module registers the environment id below (Gymnasium's convention); nothing else in the
+suite imports it. Use it as
+
+    import gymnasium
+    env = gymnasium.make("bench.engine.gym_env:aigc-edge-bench/MultiEdge-v0", scenario="tiny")
+
+Each step places the current task (decision order: slot, base station, arrival index) on the server
+given by the action; the reward is minus the task's delay, known at once because its wait depends only
+on earlier placements. The episode terminates after its last task. The observation, all float32 and
+non-negative, is
+
+    [d (Mbit), w (Gcycles; reference seconds in profile-driven scenarios), o (Mbit), one-hot origin base station (B), backlog_s (B), assigned_s (B)]
+
+`info["action_mask"]` marks the servers allowed for the next task. `reset(seed=s)` starts evaluation
+episode 0 of seed s; a reset without a seed moves on to the next episode of the same seed.
+Delays are the same as the suite's own runner computes (same environment object underneath).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from bench.engine.slotted import SlottedEnv
+from bench.scenarios import Scenario, load_scenario
+from bench.engine.system import System
+
+ENV_ID = "aigc-edge-bench/MultiEdge-v0"
+
+
+class MultiEdgeGymEnv(gymnasium.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str | Scenario = "tiny", overrides: Iterable[str] = (), training: bool = False):
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
+        self.training = training
+        b = self.scenario.n_servers
+        self.n_servers = b
+        self.observation_space = spaces.Box(low=0.0, high=np.finfo(np.float32).max, shape=(3 + 3 * b,), dtype=np.float32)
+        self.action_space = spaces.Discrete(b)
+        self._system: System | None = None
+        self._env: SlottedEnv | None = None
+        self._episode = -1
+
+    def _observation(self) -> np.ndarray:
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        env = self._env
+        if env.done:
+            return obs
+        i, b = env.position, self.n_servers
+        wl = env.workload
+        obs[0], obs[1], obs[2] = wl.size_mbit[i], wl.work_gcycles[i], wl.result_mbit[i]
+        obs[3 + wl.origin[i]] = 1.0
+        obs[3 + b : 3 + 2 * b] = env.backlog_s
+        obs[3 + 2 * b :] = env.assigned_s
+        return obs
+
+    def _mask(self) -> np.ndarray:
+        env = self._env
+        if env.done:
+            return np.ones(self.n_servers, dtype=np.int8)
+        mask = env.costs.mask(env.workload, env.position, env.position + 1)
+        return np.ones(self.n_servers, dtype=np.int8) if mask is None else mask[0].astype(np.int8)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._system is None:
+            self._system = System.build(self.scenario, 0 if seed is None else int(seed))
+            self._env = self._system.env()
+            self._episode = 0
+        else:
+            self._episode += 1
+        self._env.reset(self._system.workload(self._episode, training=self.training))
+        return self._observation(), {"action_mask": self._mask(), "episode": self._episode}
+
+    def step(self, action):
+        if self._env is None or self._env.done:
+            raise RuntimeError("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action = {action!r} is not allowed; expected an integer in 0..{self.n_servers - 1}")
+        self._env.step(np.array([int(action)], dtype=np.int64), who="gymnasium action")
+        parts = {k: float(v[0]) for k, v in self._env.last_step().items() if k != "actions"}
+        reward = -parts["delay_s"]
+        terminated = self._env.done
+        return self._observation(), reward, terminated, False, {**parts, "action_mask": self._mask()}
+
+
+def register() -> None:
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(id=ENV_ID, entry_point="bench.engine.gym_env:MultiEdgeGymEnv")
+
+
+register()

@@ -1,0 +1,80 @@
+"""Per-episode metric definitions: what every number of episodes.parquet means (docs/metrics.md).
+
+Per episode (one row of `episodes.parquet`), over the episode's tasks:
+    tasks                  number of tasks
+    mean_delay_s           mean service delay of the tasks: the paper's metric
+    p50/p95/p99_delay_s    percentiles of the task delays (linear interpolation, numpy's default)
+    max_delay_s            largest task delay
+    mean_upload_s, mean_wait_s, mean_compute_s, mean_download_s
+                           mean of each delay part (they sum to mean_delay_s)
+    offload_fraction       share of tasks processed away from the base station that received them
+    drain_s                largest backlog left after the last slot: time until every queue is empty
+    slo_attainment         share of the tasks with a deadline whose delay is at most their deadline
+                           (profile-driven scenarios whose mix sets deadline_s; null when no task has one)
+    cold_starts            model loads in the episode (profile-driven scenarios; 0 for the paper's costs)
+    decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
+
+
+Run-level summaries, intervals and the training metrics are in bench.experiments.summary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from bench.engine.slotted import EpisodeTrace
+
+EPISODE_METRICS: tuple[str, ...] = (
+    "tasks",
+    "mean_delay_s",
+    "p50_delay_s",
+    "p95_delay_s",
+    "p99_delay_s",
+    "max_delay_s",
+    "mean_upload_s",
+    "mean_wait_s",
+    "mean_compute_s",
+    "mean_download_s",
+    "offload_fraction",
+    "drain_s",
+    "slo_attainment",
+    "cold_starts",
+)
+TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
+
+
+def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
+    """The reproducible per-episode metrics of a finished episode (everything but timing)."""
+    d = trace.delay_s
+    p50, p95, p99 = np.percentile(d, [50.0, 95.0, 99.0])
+    return {
+        "tasks": int(d.shape[0]),
+        "mean_delay_s": float(d.mean()),
+        "p50_delay_s": float(p50),
+        "p95_delay_s": float(p95),
+        "p99_delay_s": float(p99),
+        "max_delay_s": float(d.max()),
+        "mean_upload_s": float(trace.upload_s.mean()),
+        "mean_wait_s": float(trace.wait_s.mean()),
+        "mean_compute_s": float(trace.compute_s.mean()),
+        "mean_download_s": float(trace.download_s.mean()),
+        "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
+        "drain_s": float(trace.backlog_s[-1].max()),
+        "slo_attainment": _slo_attainment(d, trace.workload.deadline_s),
+        "cold_starts": int(trace.cold_starts),
+    }
+
+
+def _slo_attainment(delay: np.ndarray, deadline: np.ndarray) -> float | None:
+    has = np.isfinite(deadline)
+    return float(np.mean(delay[has] <= deadline[has])) if has.any() else None
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of stored and recomputed metrics, NaN equal to NaN (and a null column to None)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b

@@ -1,0 +1,304 @@
+"""Result bundles: one directory per run, written atomically (docs/results.md).
+
+    manifest.json     schema version, what ran (scheduler, parameters, resolved scenario and its hash,
+                      seeds, protocol), provenance (suite version, git revision, packages, host), timing,
+                      and the SHA-256 of every other file
+    summary.json      the run summary (what `bench run --json` prints)
+    episodes.parquet  one row per (seed, evaluation episode): the metrics of bench.engine.metrics
+    actions.parquet   the server chosen for every evaluation task (seed, episode, action; decision order);
+                      replaying them on the regenerated task streams reproduces episodes.parquet exactly
+    training.parquet  learning schedulers: one row per (seed, training episode), the learning curve
+    checkpoint.pt     learning schedulers: each seed's trained policy (torch.save of plain tensors), as
+                      evaluation started; `bench run --checkpoint DIR` evaluates it without training
+    tasks.parquet     optional (--task-records): every task's attributes, decision and delay parts
+
+A bundle is written into a hidden sibling directory and renamed into place, so a crash never leaves a
+half-written bundle, and an existing bundle is replaced only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench.core.errors import BundleError
+from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
+from bench.core.provenance import provenance as current_provenance
+from bench.experiments.runner import Checkpoint, RunResult
+
+SCHEMA_VERSION = 1
+BUNDLE_KIND = "aigc-edge-bench/run"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty directory (or a file) unless overwriting; call before running."""
+    if out.exists():
+        if not out.is_dir():
+            raise BundleError(f"--out = {str(out)!r} is not allowed; expected a directory path (a file exists there)")
+        if any(out.iterdir()) and not overwrite:
+            raise BundleError(f"--out = {str(out)!r} is not allowed; expected a new or empty directory (pass --overwrite to replace it)")
+
+
+def _action_dtype(n_servers: int) -> pl.DataType:
+    return pl.UInt8 if n_servers <= 256 else pl.UInt16
+
+
+def _episodes_frame(result: RunResult) -> pl.DataFrame:
+    columns = ["seed", "episode", *EPISODE_METRICS, *TIMING_METRICS]
+    return pl.DataFrame([{k: r[k] for k in columns} for r in result.rows]).with_columns(
+        pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32), pl.col("tasks").cast(pl.UInt32),
+        pl.col("slo_attainment").cast(pl.Float64), pl.col("cold_starts").cast(pl.UInt32),
+    )
+
+
+def _actions_frame(result: RunResult) -> pl.DataFrame:
+    seeds, episodes, actions = [], [], []
+    for s in result.per_seed:
+        for row, a in zip(s.rows, s.actions):
+            seeds.append(np.full(a.shape[0], s.seed, dtype=np.uint64))
+            episodes.append(np.full(a.shape[0], row["episode"], dtype=np.uint32))
+            actions.append(a)
+    return pl.DataFrame(
+        {
+            "seed": np.concatenate(seeds),
+            "episode": np.concatenate(episodes),
+            "action": pl.Series(np.concatenate(actions)).cast(_action_dtype(result.scenario.n_servers)),
+        }
+    )
+
+
+def _tasks_frame(result: RunResult) -> pl.DataFrame:
+    frames = []
+    for s in result.per_seed:
+        for row, tr in zip(s.rows, s.traces or []):
+            wl = tr.workload
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "seed": np.full(wl.n_tasks, s.seed, dtype=np.uint64),
+                        "episode": np.full(wl.n_tasks, row["episode"], dtype=np.uint32),
+                        "slot": wl.slot.astype(np.uint32),
+                        "origin": wl.origin.astype(np.uint32),
+                        "index": wl.index.astype(np.uint32),
+                        "size_mbit": wl.size_mbit,
+                        "work_gcycles": wl.work_gcycles,
+                        "steps": wl.steps.astype(np.uint32),
+                        "result_mbit": wl.result_mbit,
+                        "task_class": wl.task_class.astype(np.int32),
+                        "deadline_s": wl.deadline_s,
+                        "action": tr.actions.astype(np.uint32),
+                        "upload_s": tr.upload_s,
+                        "compute_s": tr.compute_s,
+                        "download_s": tr.download_s,
+                        "wait_s": tr.wait_s,
+                        "delay_s": tr.delay_s,
+                    }
+                )
+            )
+    return pl.concat(frames)
+
+
+def _training_frame(result: RunResult) -> pl.DataFrame | None:
+    rows = [r for s in result.per_seed for r in s.training]
+    if not rows:
+        return None
+    return pl.DataFrame(rows).with_columns(pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_bundle(
+    result: RunResult,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    task_records: bool = False,
+    command: list[str] | None = None,
+    provenance: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    checkpoint: bool = True,
+) -> Path:
+    """Write the bundle of `result` to `out` atomically; return `out`.
+
+    `provenance` describes where the run happened (default: this process); `extra` adds keys to the manifest;
+    `checkpoint=False` leaves the trained policy out (a smaller bundle; it cannot be evaluated again).
+    """
+    out = Path(out)
+    check_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle gets ordinary directory permissions
+    try:
+        files: dict[str, Path] = {}
+        files["episodes.parquet"] = tmp / "episodes.parquet"
+        _episodes_frame(result).write_parquet(files["episodes.parquet"], compression="zstd")
+        files["actions.parquet"] = tmp / "actions.parquet"
+        _actions_frame(result).write_parquet(files["actions.parquet"], compression="zstd")
+        training = _training_frame(result)
+        if training is not None:
+            files["training.parquet"] = tmp / "training.parquet"
+            training.write_parquet(files["training.parquet"], compression="zstd")
+        states = {s.seed: s.state for s in result.per_seed if s.state}
+        if states and checkpoint:
+            files["checkpoint.pt"] = tmp / "checkpoint.pt"
+            save_checkpoint(result, states, files["checkpoint.pt"])
+        if task_records:
+            files["tasks.parquet"] = tmp / "tasks.parquet"
+            _tasks_frame(result).write_parquet(files["tasks.parquet"], compression="zstd")
+        summary = result.summary()
+        files["summary.json"] = tmp / "summary.json"
+        _write_json(files["summary.json"], summary)
+
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": BUNDLE_KIND,
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": command if command is not None else sys.argv,
+            "scheduler": {
+                "name": result.scheduler,
+                "class": result.scheduler_class,
+                "params": result.scheduler_params,
+                "learns": result.learns,
+                "batch_unit": result.batch_unit,
+            },
+            "scenario": {
+                "name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict(),
+                **({"profiles_sha256": result.scenario.profile_hashes()} if result.scenario.servers.hardware else {}),
+            },
+            "seeds": result.seeds,
+            "protocol": {"eval_episodes": result.episodes, "train_episodes": result.train_episodes},
+            **({"trained_from_checkpoint": result.checkpoint_info} if result.checkpoint_info else {}),
+            "streams": {
+                "generator": "numpy PCG64",
+                "seeding": "SeedSequence(seed, spawn_key=(purpose, episode)); purposes: 0 evaluation, 1 training, 2 scheduler, 3 environment",
+            },
+            "provenance": provenance if provenance is not None else current_provenance(),
+            **(extra or {}),
+            "timing": summary["timing"],
+            "files": {name: sha256_file(path) for name, path in files.items()},
+        }
+        _write_json(tmp / "manifest.json", manifest)
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def save_checkpoint(result: RunResult, states: dict[int, dict[str, Any]], path: Path) -> None:
+    import torch
+
+    torch.save(
+        {"scheduler": result.scheduler, "scenario_hash": result.scenario.hash, "params": result.scheduler_params, "states": states},
+        path,
+    )
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint from a bundle directory (its checkpoint.pt) or a checkpoint file."""
+    import torch
+
+    path = Path(path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; expected a bundle directory with a checkpoint.pt, or a checkpoint file")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+        ckpt = Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path), sha256=sha256_file(file))
+    except Exception as exc:  # corrupt or foreign file
+        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {exc})") from None
+    if path.is_dir() and (path / "manifest.json").is_file():
+        # a bundle also tells how the policy was trained: its budget, learning curves and counters
+        bundle = read_bundle(path)
+        ckpt.train_episodes = int(bundle.manifest["protocol"]["train_episodes"])
+        curve = pl.read_parquet(path / "training.parquet") if (path / "training.parquet").is_file() else None
+        stats = {int(s["seed"]): {k: v for k, v in s.items() if k not in ("seed", "converged_episode", "final_train_delay_s")} for s in bundle.summary.get("training", {}).get("per_seed", [])}
+        for seed in ckpt.states:
+            rows = curve.filter(pl.col("seed") == seed).drop("seed").to_dicts() if curve is not None else []
+            ckpt.training[seed] = {"rows": [{"seed": seed, **r} for r in rows], "stats": stats.get(seed, {})}
+    return ckpt
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished bundle into place; an old bundle is removed only once the new one is there."""
+    if out.exists():
+        if not any(out.iterdir()):
+            out.rmdir()
+            os.replace(tmp, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    episodes: pl.DataFrame
+    actions: pl.DataFrame
+
+    def episode_actions(self, seed: int, episode: int) -> np.ndarray:
+        sel = self.actions.filter((pl.col("seed") == seed) & (pl.col("episode") == episode))
+        return sel["action"].to_numpy().astype(np.int64)
+
+
+def read_bundle(path: Path, *, verify: bool = True) -> Bundle:
+    """Read a bundle; with `verify`, check the schema version and every file's SHA-256 first."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: not a result bundle (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if manifest.get("kind") != BUNDLE_KIND or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: schema {manifest.get('kind')!r} v{manifest.get('schema_version')!r} is not supported; expected {BUNDLE_KIND} v{SCHEMA_VERSION}"
+        )
+    files = manifest.get("files", {})
+    for name in ("summary.json", "episodes.parquet", "actions.parquet"):
+        if name not in files:
+            raise BundleError(f"{path}: the manifest lists no {name}")
+    if verify:
+        for name, digest in files.items():
+            f = path / name
+            if not f.is_file():
+                raise BundleError(f"{path}: {name} is missing")
+            if sha256_file(f) != digest:
+                raise BundleError(f"{path}: {name} does not match its SHA-256 in the manifest (the file was changed)")
+    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    return Bundle(path, manifest, summary, pl.read_parquet(path / "episodes.parquet"), pl.read_parquet(path / "actions.parquet"))

@@ -1,0 +1,243 @@
+"""The runner: for each seed, train a learning scheduler on the training stream, then evaluate.
+
+A run is a pure function of (scenario, scheduler and its parameters, seeds, episode counts, code
+version): every random draw comes from `tasks.Streams(seed)`, and a fresh scheduler is built for each
+seed. Heuristics skip training. Evaluation episodes are the same for every scheduler (paired).
+
+Decision order inside an episode (docs/environment.md): slot by slot; within a slot the scheduler
+gets the tasks of one base station at a time (`batch_unit = "bs"`) or the whole slot at once
+(`batch_unit = "slot"`); after each slot with tasks it may `observe` the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from bench.engine.slotted import SlottedEnv, EpisodeTrace
+from bench.engine.metrics import episode_metrics
+from bench.experiments.summary import converged_episode, summarize
+from bench.scenarios import Scenario
+from bench.engine.system import System
+from schedulers.interface import Scheduler
+from schedulers.registry import config_dict, make, resolve
+
+Progress = Callable[[str], None]  # called once per finished episode with a short label
+
+
+@dataclass
+class Checkpoint:
+    """Trained states of a learning scheduler, one per seed, as a bundle stores them (checkpoint.pt)."""
+
+    scheduler: str
+    scenario_hash: str
+    params: dict[str, Any]
+    states: dict[int, dict[str, Any]]
+    source: str | None = None
+    sha256: str | None = None
+    # how the policy was trained, when the checkpoint comes from a bundle: its training episodes, and per
+    # seed the learning-curve rows and the learner's counters; a run from the checkpoint reports them
+    train_episodes: int | None = None
+    training: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int]) -> None:
+        from bench.core.errors import BundleError
+
+        if scheduler != self.scheduler:
+            raise BundleError(f"--checkpoint holds a '{self.scheduler}' policy; expected one of '{scheduler}'")
+        if scenario.hash != self.scenario_hash:
+            raise BundleError(f"--checkpoint was trained on scenario hash {self.scenario_hash[:12]}; this run's scenario has {scenario.hash[:12]}")
+        missing = [s for s in seeds if s not in self.states]
+        if missing:
+            raise BundleError(f"--checkpoint has no state for seed(s) {missing}; it holds seeds {sorted(self.states)}")
+
+
+def run_episode(env: SlottedEnv, scheduler: Scheduler, workload, *, episode: int, training: bool, who: str) -> tuple[EpisodeTrace, int]:
+    """Play one episode; return its trace and the nanoseconds spent inside `decide`."""
+    env.reset(workload)
+    scheduler.begin_episode(episode, training)
+    unit = scheduler.batch_unit
+    observes = type(scheduler).observe is not Scheduler.observe  # feedback is built only for those who read it
+    decision_ns = 0
+    clock = time.perf_counter_ns
+    while not env.done:
+        batch = env.batch(env.pending(unit))
+        t0 = clock()
+        actions = scheduler.decide(batch)
+        decision_ns += clock() - t0
+        if env.step(actions, who=who) and observes:
+            scheduler.observe(env.last_feedback())
+    scheduler.end_episode()
+    return env.trace(), decision_ns
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    rows: list[dict[str, Any]]  # one per evaluation episode: seed, episode, metrics, timing
+    actions: list[np.ndarray]  # one array per evaluation episode, decision order
+    traces: list[EpisodeTrace] | None  # kept only when task records are asked for
+    training: list[dict[str, Any]]  # one row per training episode (learning schedulers)
+    train_s: float
+    eval_s: float
+    state: dict[str, Any] | None  # the trained scheduler's state_dict (learning schedulers)
+    stats: dict[str, float] = field(default_factory=dict)  # the scheduler's counters after training
+
+    @property
+    def converged_episode(self) -> int | None:
+        return converged_episode([r["mean_delay_s"] for r in self.training]) if self.training else None
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    scheduler: str
+    scheduler_class: str
+    scheduler_params: dict[str, Any]
+    learns: bool
+    batch_unit: str
+    seeds: list[int]
+    episodes: int
+    train_episodes: int
+    per_seed: list[SeedResult] = field(default_factory=list)
+    wall_s: float = 0.0
+    checkpoint_info: dict[str, Any] | None = None  # evaluated from this checkpoint: its source, SHA-256, training
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.checkpoint_info["source"] if self.checkpoint_info else None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [r for s in self.per_seed for r in s.rows]
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary; everything outside `timing` is reproducible byte for byte."""
+        rows = self.rows
+        metrics = summarize(rows, learns=self.learns)
+        tasks = sum(r["tasks"] for r in rows)
+        decision_ns = sum(r["decision_us_per_task"] * r["tasks"] * 1e3 for r in rows)
+        out = {
+            "scheduler": self.scheduler,
+            "scheduler_params": self.scheduler_params,
+            "scenario": self.scenario.name,
+            "scenario_hash": self.scenario.hash,
+            "seeds": self.seeds,
+            "episodes": self.episodes,
+            "train_episodes": self.train_episodes,
+            **metrics,
+        }
+        if self.learns:
+            out["training"] = {
+                "checkpoint": self.checkpoint,
+                "per_seed": [
+                    {"seed": s.seed, "converged_episode": s.converged_episode, "final_train_delay_s": s.training[-1]["mean_delay_s"] if s.training else None, **s.stats}
+                    for s in self.per_seed
+                ],
+            }
+        return {
+            **out,
+            "timing": {
+                "decision_us_per_task": decision_ns / tasks / 1e3 if tasks else None,
+                "train_s": sum(s.train_s for s in self.per_seed),
+                "eval_s": sum(s.eval_s for s in self.per_seed),
+                "wall_s": self.wall_s,
+            },
+        }
+
+
+def run(
+    scenario: Scenario,
+    scheduler: str,
+    *,
+    params: Sequence[str] | Mapping[str, Any] = (),
+    seeds: Sequence[int] = (0,),
+    episodes: int | None = None,
+    train_episodes: int | None = None,
+    keep_traces: bool = False,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> RunResult:
+    """Train (learning schedulers only) and evaluate `scheduler` on `scenario` for each seed.
+
+    With `checkpoint`, a learning scheduler is not trained: each seed's state is loaded from it.
+    """
+    cls = resolve(scheduler)
+    episodes = scenario.protocol.eval_episodes if episodes is None else episodes
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
+    if not cls.learns:
+        train_episodes = 0
+    elif checkpoint is not None:
+        checkpoint.check(scheduler, scenario, seeds)
+        train_episodes = checkpoint.train_episodes or 0
+    elif train_episodes is None:
+        train_episodes = scenario.protocol.train_episodes
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds = {list(seeds)} is not allowed; expected distinct non-negative integers")
+
+    start = time.perf_counter()
+    probe = make(scheduler, params)
+    result = RunResult(
+        scenario=scenario,
+        scheduler=scheduler,
+        scheduler_class=f"{cls.__module__}:{cls.__qualname__}",
+        scheduler_params=config_dict(probe),
+        learns=cls.learns,
+        batch_unit=cls.batch_unit,
+        seeds=list(seeds),
+        episodes=episodes,
+        train_episodes=train_episodes,
+    )
+    who = f"scheduler '{scheduler}'"
+    for seed in seeds:
+        system = System.build(scenario, seed)
+        env = system.env()
+        sched = make(scheduler, params)
+        sched.reset(system.info(), system.streams.scheduler())
+        if checkpoint is not None and cls.learns:
+            sched.load_state_dict(checkpoint.states[seed])
+
+        training_rows: list[dict[str, Any]] = []
+        t_train = time.perf_counter()
+        for e in range(train_episodes if checkpoint is None else 0):
+            t0 = time.perf_counter()
+            trace, _ = run_episode(env, sched, system.workload(e, training=True), episode=e, training=True, who=who)
+            training_rows.append(
+                {"seed": seed, "episode": e, "mean_delay_s": float(trace.delay_s.mean()), "wall_s": time.perf_counter() - t0}
+            )
+            if progress:
+                progress(f"seed {seed} train {e + 1}/{train_episodes}")
+        train_s = time.perf_counter() - t_train
+        # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
+        state = sched.state_dict() if cls.learns else None
+        stats = sched.stats()
+        if checkpoint is not None and cls.learns and seed in checkpoint.training:
+            trained = checkpoint.training[seed]
+            training_rows = [dict(r) for r in trained.get("rows", [])]
+            stats = dict(trained.get("stats", stats))
+            train_s = float(sum(r.get("wall_s", 0.0) for r in training_rows))
+
+        rows: list[dict[str, Any]] = []
+        actions: list[np.ndarray] = []
+        traces: list[EpisodeTrace] | None = [] if keep_traces else None
+        t_eval = time.perf_counter()
+        for e in range(episodes):
+            trace, decision_ns = run_episode(env, sched, system.workload(e), episode=e, training=False, who=who)
+            row = {"seed": seed, "episode": e, **episode_metrics(trace)}
+            row["decision_us_per_task"] = decision_ns / 1e3 / max(row["tasks"], 1)
+            rows.append(row)
+            actions.append(trace.actions)
+            if traces is not None:
+                traces.append(trace)
+            if progress:
+                progress(f"seed {seed} eval {e + 1}/{episodes}")
+        eval_s = time.perf_counter() - t_eval
+        result.per_seed.append(SeedResult(seed, rows, actions, traces, training_rows, train_s, eval_s, state, stats))
+    result.wall_s = time.perf_counter() - start
+    if checkpoint is not None and cls.learns:
+        result.checkpoint_info = {"source": checkpoint.source, "sha256": checkpoint.sha256, "train_episodes": checkpoint.train_episodes}
+    return result
