@@ -334,6 +334,37 @@ def test_checkpoint_mismatches_are_refused(tmp_path):
         run(load_scenario("tiny", ["episode.slots=5"]), "sac-ts", seeds=[0], episodes=1, checkpoint=ckpt)
 
 
+def test_checkpoint_of_other_hyper_parameters_is_refused(tmp_path):
+    """A policy trained with denoising_steps=10 must not load into a 5-step actor (review defect)."""
+    from bench.core.errors import BundleError
+
+    scenario = load_scenario("tiny")
+    out = write_bundle(run(scenario, "lad-ts", params=["denoising_steps=10"], seeds=[0], episodes=1, train_episodes=1), tmp_path / "b")
+    ckpt = load_checkpoint(out)
+    with pytest.raises(BundleError, match="trained with denoising_steps = 10; this run has 5"):
+        run(scenario, "lad-ts", seeds=[0], episodes=1, checkpoint=ckpt)
+    again = run(scenario, "lad-ts", params=["denoising_steps=10"], seeds=[0], episodes=1, checkpoint=ckpt)  # the same parameters load
+    assert again.train_episodes == 1
+
+
+@pytest.mark.parametrize("name", ["lad-ts", "sac-ts", "dqn-ts"])
+def test_masked_sampling_never_returns_a_forbidden_server(name, monkeypatch):
+    """Review defect: with the uniform draw exactly 0, or every allowed probability underflowed, the samplers
+    returned server 0 even where the mask forbids it."""
+    system = System.build(load_scenario("tiny"), 0)
+    sched = make(name)
+    sched.reset(system.info(), system.streams.scheduler())
+    sched.training = True
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, device=None: torch.zeros(*shape))
+    mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    scores = torch.tensor([[0.5, 0.2, 0.3], [0.9, 0.0, 0.1], [1.0, 0.0, 0.0]])  # rows 2-3: allowed probabilities are 0
+    if name == "dqn-ts":
+        sched.config = type(sched.config)(**{**sched.config.__dict__, "epsilon": 1.0})  # always explore
+    actions = sched._choose(scores, mask)
+    assert mask[torch.arange(3), actions].all(), actions.tolist()
+    assert actions.tolist()[1:] == [1, 2]
+
+
 def test_learners_pass_conformance():
     from bench.experiments.conformance import check
 

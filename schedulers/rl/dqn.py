@@ -13,7 +13,7 @@ import torch
 
 from bench.core.config import option
 from schedulers.rl.ensemble import EnsembleAdam, EnsembleMLP, backward
-from schedulers.rl.learner import DeepLearner, LearnerConfig
+from schedulers.rl.learner import DeepLearner, LearnerConfig, sample_categorical
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class DQNTS(DeepLearner):
         if self.config.eval_policy == "greedy" and not self.training:
             return greedy
         explore = torch.rand(n, generator=self.gen, device=scores.device) < self.config.epsilon
-        cdf = torch.cumsum(allowed, dim=-1)
-        u = torch.rand(n, 1, generator=self.gen, device=scores.device) * cdf[:, -1:]
-        uniform = torch.searchsorted(cdf, u).squeeze(1).clamp(max=self.n_actions - 1)
+        uniform = sample_categorical(allowed, mask, self.gen)
         return torch.where(explore, uniform, greedy)
 
     def _update(self, sample: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -117,10 +117,8 @@ class DeepLearner(Scheduler):
         """Actions (n,) from per-task scores (n, A); default: sample from probabilities, or greedy."""
         probs = scores if mask is None else scores * mask
         if self.config.eval_policy == "greedy" and not self.training:
-            return probs.argmax(dim=-1)
-        cdf = torch.cumsum(probs, dim=-1)
-        u = torch.rand(probs.shape[0], 1, generator=self.gen, device=probs.device) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u).squeeze(1).clamp(max=self.n_actions - 1)
+            return probs.argmax(dim=-1) if mask is None else probs.masked_fill(mask <= 0, float("-inf")).argmax(dim=-1)
+        return sample_categorical(probs, mask, self.gen)
 
     def _after_decide(self, batch: Batch, agent: torch.Tensor, pos: torch.Tensor, scores: torch.Tensor) -> None:
         """Hook after the slot's decisions (LAD-TS writes its memory here)."""
@@ -250,9 +248,31 @@ class DeepLearner(Scheduler):
         self.update_rounds = int(state.get("update_rounds", 0))
 
 
+def sample_categorical(weights: torch.Tensor, mask: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+    """One index per row drawn with probability proportional to `weights` (n, A), never a masked-out one.
+
+    Inverse-CDF sampling with u uniform in [0, total): the index is the first whose cumulative weight
+    exceeds u (so u = 0 cannot select a leading zero weight). A row whose allowed weights all underflow to
+    zero (or are not finite) falls back to a uniform draw over its allowed indices; rounding that puts u at
+    the total is clamped to the row's last index of positive weight.
+    """
+    allowed = torch.ones_like(weights, dtype=torch.bool) if mask is None else mask > 0
+    w = torch.where(allowed, weights, torch.zeros_like(weights))
+    total = w.sum(dim=-1, keepdim=True)
+    bad = ~(torch.isfinite(total) & (total > 0))
+    if bad.any():  # every allowed weight underflowed: uniform over the allowed indices
+        w = torch.where(bad, allowed.to(w.dtype), w)
+    cdf = torch.cumsum(w, dim=-1)
+    u = torch.rand(w.shape[0], 1, generator=gen, device=w.device) * cdf[:, -1:]
+    index = torch.searchsorted(cdf, u, right=True).squeeze(1)
+    positive = w > 0
+    last = w.shape[-1] - 1 - positive.flip(-1).to(torch.int8).argmax(dim=-1)
+    return torch.minimum(index, last)
+
+
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """-sum p log(p + 1e-8) over the last axis (the reference's guard against log 0)."""
     return -(probs * torch.log(probs + 1e-8)).sum(dim=-1)
 
 
-__all__ = ["DeepLearner", "LearnerConfig", "entropy"]
+__all__ = ["DeepLearner", "LearnerConfig", "entropy", "sample_categorical"]
