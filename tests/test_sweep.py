@@ -145,3 +145,79 @@ def test_ray_executor_matches_local(tmp_path):
     r = runner.invoke(app, ["sweep", "--out", str(tmp_path / "ray"), "--scenario", "tiny", "-s", "opt-ts", "-s", "sac-ts", "--seeds", "2", "-n", "2", "--train-episodes", "3", "--executor", "ray", "-j", "2"])
     assert r.exit_code == 0, r.output
     assert _metrics(tmp_path / "local", spec) == _metrics(tmp_path / "ray", spec)
+
+
+from schedulers.interface import Scheduler  # noqa: E402
+
+
+class Dies(Scheduler):
+    """Kills its own worker process, as an out-of-memory kill would (SIGKILL): the cell can never finish."""
+
+    name = "dies"
+
+    def decide(self, batch):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_dying_worker_fails_only_its_cell_and_resume_retries_it(tmp_path):
+    """Review defect: one worker killed (as an OOM kill would) ended the whole sweep with BrokenProcessPool."""
+    spec = SweepSpec(scenarios=["tiny"], schedulers=[("local", ()), ("tests.test_sweep:Dies", ()), ("opt-ts", ())], seeds=[0, 1], episodes=2)
+    status = run_sweep(spec, tmp_path, LocalExecutor(2))
+    assert status["failed"] == 2 and status["done"] == 4
+    assert all("killed by SIGKILL" in e for e in status["errors"].values()), status["errors"]
+    for cell in spec.cells():
+        assert is_complete(tmp_path / cell.relpath()) == (cell.scheduler != "tests.test_sweep:Dies")
+    error = (tmp_path / spec.cells()[2].relpath()).parent / "seed-0.error.txt"
+    assert "SIGKILL" in error.read_text()
+    again = run_sweep(spec, tmp_path, LocalExecutor(2))  # resume: the finished cells are kept, the dead ones retried
+    assert again["skipped"] == 4 and again["failed"] == 2
+
+
+def test_a_cell_folder_of_another_configuration_is_refused_not_mixed(tmp_path):
+    """Review defect: a sweep reused any complete cell folder, whatever its episodes or scenario."""
+    from bench.core.errors import BenchError
+
+    small = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ())], seeds=[0], episodes=2)
+    run_sweep(small, tmp_path, LocalExecutor(1))
+    more = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ())], seeds=[0], episodes=3)
+    with pytest.raises(BenchError, match="evaluation episodes 2 .this sweep: 3"):
+        run_sweep(more, tmp_path, LocalExecutor(1))
+    assert pl.read_parquet(tmp_path / small.cells()[0].relpath() / "episodes.parquet").height == 2  # nothing replaced
+
+
+def test_two_scenario_files_with_one_name_do_not_collide(tmp_path):
+    text = (Path(__file__).parent.parent / "bench" / "scenarios" / "presets" / "tiny.toml").read_text()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "s.toml").write_text(text)
+    (tmp_path / "b" / "s.toml").write_text(text.replace("slots = 8", "slots = 9"))
+    spec = SweepSpec(scenarios=[str(tmp_path / "a" / "s.toml"), str(tmp_path / "b" / "s.toml")], schedulers=[("local", ())], seeds=[0], episodes=1)
+    a, b = spec.cells()
+    assert a.relpath() != b.relpath()
+    run_sweep(spec, tmp_path / "out", LocalExecutor(1))
+    assert is_complete(tmp_path / "out" / a.relpath()) and is_complete(tmp_path / "out" / b.relpath())
+
+
+def test_a_second_sweep_on_the_same_out_refuses(tmp_path):
+    import fcntl
+
+    from bench.core.errors import BenchError
+    from bench.experiments.sweep import LOCK, lock_out_dir
+
+    with lock_out_dir(tmp_path):
+        with pytest.raises(BenchError, match="in use by another sweep"):
+            with lock_out_dir(tmp_path):
+                pass
+    with lock_out_dir(tmp_path):  # released: usable again
+        assert (tmp_path / LOCK).is_file()
+    assert fcntl  # the lock is an advisory flock, released when its process dies
+
+
+def test_sweep_refuses_a_directory_it_did_not_write(tmp_path):
+    from bench.core.errors import BenchError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    spec = SweepSpec(scenarios=["tiny"], schedulers=[("local", ())], seeds=[0], episodes=1)
+    with pytest.raises(BenchError, match="expected a new or empty directory"):
+        run_sweep(spec, tmp_path, LocalExecutor(1))
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -28,10 +28,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import pickle
 import re
 import shutil
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -65,7 +68,23 @@ class Cell:
         return self.scheduler + (f"[{','.join(self.params)}]" if self.params else "")
 
     def relpath(self) -> Path:
-        return Path(_slug(Path(self.scenario).stem)) / _slug_point(self.overrides) / _slug_scheduler(self.scheduler, self.params) / f"seed-{self.seed}"
+        return Path(scenario_folder(self.scenario)) / _slug_point(self.overrides) / _slug_scheduler(self.scheduler, self.params) / f"seed-{self.seed}"
+
+    def expected(self) -> dict[str, Any]:
+        """What this cell's bundle must record: anything else in its folder belongs to another sweep."""
+        from bench.scenarios import load_scenario
+        from schedulers.registry import resolve
+
+        scenario = load_scenario(self.scenario, self.overrides)
+        learns = resolve(self.scheduler).learns
+        train = (scenario.protocol.train_episodes if self.train_episodes is None else self.train_episodes) if learns else 0
+        return {
+            "scenario hash": scenario.hash,
+            "scheduler": self.scheduler,
+            "seeds": [self.seed],
+            "evaluation episodes": scenario.protocol.eval_episodes if self.episodes is None else self.episodes,
+            "training episodes": train,
+        }
 
     def command(self) -> list[str]:
         cmd = ["bench", "run", "--scheduler", self.scheduler, "--scenario", self.scenario, "--seed", str(self.seed)]
@@ -78,6 +97,16 @@ class Cell:
         if self.train_episodes is not None:
             cmd += ["--train-episodes", str(self.train_episodes)]
         return cmd
+
+
+def scenario_folder(ref: str) -> str:
+    """A preset's name; for a scenario file, its stem and a digest of its resolved path (two files named
+    alike never share a folder)."""
+    from bench.scenarios import preset_names
+
+    if ref in preset_names():
+        return _slug(ref)
+    return f"{_slug(Path(ref).stem)}-{_short_hash([str(Path(ref).resolve())])}"
 
 
 def point_label(overrides: Iterable[str]) -> str:
@@ -238,6 +267,7 @@ def execute_cell(cell: Cell) -> dict[str, Any]:
 
 
 def is_complete(path: Path) -> bool:
+    """A bundle is there and every file matches its hash."""
     from bench.experiments.bundles import read_bundle
 
     if not (path / "manifest.json").is_file():
@@ -247,6 +277,34 @@ def is_complete(path: Path) -> bool:
         return True
     except BenchError:
         return False
+
+
+def recorded(path: Path) -> dict[str, Any]:
+    """What the bundle at `path` records, in the terms of `Cell.expected`."""
+    from bench.experiments.bundles import read_bundle
+
+    m = read_bundle(path, verify=False).manifest
+    return {
+        "scenario hash": m["scenario"]["hash"],
+        "scheduler": m["scheduler"].get("ref", m["scheduler"]["name"]),
+        "seeds": list(m["seeds"]),
+        "evaluation episodes": m["protocol"]["eval_episodes"],
+        "training episodes": m["protocol"]["train_episodes"],
+    }
+
+
+def conflicts(out: Path, cells: list[Cell]) -> list[str]:
+    """One line per complete bundle under `out` that another configuration wrote into one of these cells' folders."""
+    lines = []
+    for cell in cells:
+        path = out / cell.relpath()
+        if not is_complete(path):
+            continue
+        want, have = cell.expected(), recorded(path)
+        diff = [f"{k} {have[k]!r} (this sweep: {want[k]!r})" for k in want if have[k] != want[k]]
+        if diff:
+            lines.append(f"{path}: holds another configuration's results: {'; '.join(diff)}")
+    return lines
 
 
 def clean_partial(out: Path) -> int:
@@ -261,7 +319,11 @@ def clean_partial(out: Path) -> int:
 
 
 class LocalExecutor:
-    """Cells in worker processes on this machine (spawned fresh: no state shared with this process)."""
+    """Cells in worker processes on this machine (spawned fresh: no state shared with this process).
+
+    Each worker runs one cell at a time and is told which, so a worker that dies (killed for memory, a crash
+    in compiled code) fails only the cell it was running, with its exit status as the reason; a fresh worker
+    takes its place and the other cells go on."""
 
     name = "local"
 
@@ -274,12 +336,64 @@ class LocalExecutor:
                 yield cell, execute_cell(cell)
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing.connection import wait
 
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(execute_cell, cell): cell for cell in cells}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+        ctx = multiprocessing.get_context("spawn")
+        queue = list(reversed(cells))
+        busy: dict[Any, tuple[Any, Any, Cell]] = {}  # sentinel -> (process, connection, cell)
+
+        def start(cell: Cell) -> None:
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(cell, child), daemon=True)
+            proc.start()
+            child.close()
+            busy[proc.sentinel] = (proc, parent, cell)
+
+        try:
+            while queue or busy:
+                while queue and len(busy) < self.jobs:
+                    start(queue.pop())
+                for ready in wait([*busy, *(conn for _, conn, _ in busy.values())]):
+                    entry = busy.get(ready) or next((e for e in busy.values() if e[1] is ready), None)
+                    if entry is None:
+                        continue
+                    proc, conn, cell = entry
+                    outcome = _receive(conn, proc)
+                    proc.join()
+                    conn.close()
+                    busy.pop(proc.sentinel, None)
+                    yield cell, outcome
+        finally:
+            for proc, conn, _ in busy.values():
+                proc.kill()
+                proc.join()
+                conn.close()
+
+
+def _worker(cell: Cell, conn: Any) -> None:  # pragma: no cover - runs in a spawned process
+    # plain pickle: tensors travel inline (multiprocessing's own pickler would pass torch tensors through
+    # shared memory that vanishes when this process exits)
+    conn.send_bytes(pickle.dumps(execute_cell(cell), protocol=pickle.HIGHEST_PROTOCOL))
+    conn.close()
+
+
+def _receive(conn: Any, proc: Any) -> dict[str, Any]:
+    """The worker's outcome, or the reason it died without one."""
+    try:
+        if conn.poll(None if proc.is_alive() else 0.5):
+            return pickle.loads(conn.recv_bytes())  # our own worker's output (the sandbox handles untrusted code)
+    except (EOFError, OSError):
+        pass
+    proc.join(5)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        import signal
+
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        why = f"the worker was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    else:
+        why = f"the worker exited with status {code} before finishing the cell"
+    return {"error": f"WorkerDied: {why}"}
 
 
 class RayExecutor:
@@ -324,10 +438,60 @@ Report = Callable[[dict[str, Any]], None]
 
 def run_sweep(spec: SweepSpec, out: Path, executor: LocalExecutor | RayExecutor, report: Report | None = None) -> dict[str, Any]:
     """Run every incomplete cell of `spec` into `out`; return counts and the failed cells' errors."""
-    from bench.experiments.bundles import write_bundle
 
     spec.validate()
+    with lock_out_dir(out):
+        return _run_locked(spec, out, executor, report)
+
+
+def prepare_out_dir(out: Path) -> None:
+    """A sweep writes into a new or empty directory, or one an earlier sweep marked (to resume it)."""
+    from bench.core.io import check_creatable, read_marker, write_marker
+
+    check_creatable(out, "--out")
+    if out.exists():
+        if not out.is_dir():
+            raise BenchError(f"--out = {str(out)!r} is not allowed; expected a directory (a file exists there)")
+        marker = read_marker(out)
+        if any(p.name not in (LOCK, ".aigc-edge-bench") for p in out.iterdir()) and (marker is None or marker.get("kind") != "sweep"):
+            raise BenchError(f"--out = {str(out)!r} is not allowed; expected a new or empty directory, or the --out of an earlier sweep (to resume it)")
     out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, "sweep")
+
+
+LOCK = ".sweep.lock"
+
+
+@contextmanager
+def lock_out_dir(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `out` for the sweep's duration; a second sweep there refuses at once."""
+    import fcntl
+
+    prepare_out_dir(out)
+    handle = open(out / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise BenchError(f"--out = {str(out)!r} is in use by another sweep ({holder}); wait for it or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _run_locked(spec: SweepSpec, out: Path, executor: "LocalExecutor | RayExecutor", report: "Report | None") -> dict[str, Any]:
+    from bench.experiments.bundles import write_bundle
+
+    clashes = conflicts(out, spec.cells())
+    if clashes:
+        raise BenchError(f"{clashes[0]}; use another --out (the suite never replaces results of another configuration)" + (f" (and {len(clashes) - 1} more cells)" if len(clashes) > 1 else ""))
     removed = clean_partial(out)
     (out / "sweep.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
     cells = spec.cells()
