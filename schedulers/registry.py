@@ -1,17 +1,29 @@
-"""Find schedulers by name: built-ins, installed plugins, or `module:Class` strings.
+"""Find schedulers by name: built-ins, installed plugins, `module:Class` or `path/to/file.py:Class` references.
 
-- Built-ins are listed in `BUILTINS` (name -> "module:Class"), imported only when asked for.
+- Built-ins are listed in `BUILTINS` (name -> "module:Class"), imported only when asked for. Their names are
+  reserved: neither a plugin nor a class's `name` can take one.
 - Plugins: an installed distribution declares an entry point in the group `aigc_edge_bench.schedulers`,
   e.g. in its pyproject.toml:  [project.entry-points."aigc_edge_bench.schedulers"]  my-rule = "pkg.mod:MyRule"
-- Anything else of the form `package.module:ClassName` is imported directly.
+- `package.module:ClassName` is imported (from the current directory too, as `python -m` would), and
+  `path/to/file.py:ClassName` is loaded from that file. Either way this RUNS the code: load only code you trust,
+  or verify it in the sandbox (docs/sandbox.md).
+
+A scheduler's display name (`label`) is the built-in or plugin name, or else the class's `name` attribute,
+or else the reference as given.
 
 `make(name, params)` builds an instance, validating `key=value` parameters against the class's `Config`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
+import re
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.core.config import from_dict, parse_override, to_dict
@@ -45,16 +57,78 @@ def _plugins() -> dict[str, Any]:
 
 
 def _import(target: str, label: str) -> type:
-    module_name, _, attr = target.partition(":")
+    module_name, _, attr = target.rpartition(":")
+    if not module_name or not attr.isidentifier():
+        raise SchedulerError(f"--scheduler = '{label}' is not allowed; expected a name, module:Class or path/to/file.py:Class")
+    is_file = module_name.endswith(".py") or "/" in module_name or os.sep in module_name
+    module = _load_file(Path(module_name), label) if is_file else _load_module(module_name, label)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SchedulerError(f"scheduler '{label}': cannot import module '{module_name}' ({exc})") from None
-    try:
-        obj = getattr(module, attr)
+        return getattr(module, attr)
     except AttributeError:
-        raise SchedulerError(f"scheduler '{label}': module '{module_name}' has no attribute '{attr}'") from None
-    return obj
+        raise SchedulerError(f"scheduler '{label}': {'file' if is_file else 'module'} '{module_name}' has no attribute '{attr}'") from None
+
+
+def _load_module(module_name: str, label: str) -> Any:
+    """Import a module; a top-level package not found on sys.path is looked for in the current directory."""
+    try:
+        return _run_import(lambda: importlib.import_module(module_name), label, module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != module_name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise SchedulerError(f"scheduler '{label}': cannot import module '{module_name}' ({exc})") from None
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+        try:
+            return _run_import(lambda: importlib.import_module(module_name), label, module_name)
+        except ModuleNotFoundError as again:
+            sys.path.remove(cwd)
+            raise SchedulerError(f"scheduler '{label}': cannot import module '{module_name}' from the installed packages or the current directory ({again})") from None
+
+
+def _load_file(path: Path, label: str) -> Any:
+    """Load `path` as a module of its own (named after its absolute path, so two files never collide)."""
+    if not path.is_file():
+        raise SchedulerError(f"scheduler '{label}': no file '{path}' (expected path/to/file.py:Class)")
+    resolved = path.resolve()
+    name = "aigc_edge_bench_plugin_" + re.sub(r"\W", "_", resolved.stem) + "_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise SchedulerError(f"scheduler '{label}': '{path}' cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        _run_import(lambda: spec.loader.exec_module(module), label, str(path))
+    except ModuleNotFoundError as exc:
+        del sys.modules[name]
+        raise SchedulerError(f"scheduler '{label}': '{path}' imports a module that is not installed ({exc})") from None
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _run_import(load, label: str, where: str) -> Any:
+    """Run the import; any failure of the imported code (not only ImportError) is one line, never a traceback."""
+    try:
+        return load()
+    except ModuleNotFoundError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise SchedulerError(f"scheduler '{label}': importing '{where}' failed ({type(exc).__name__}: {exc})") from None
+
+
+def label(name: str, cls: type[Scheduler] | None = None) -> str:
+    """The display name of the scheduler `name` resolves to (module docstring); refuses a reserved name."""
+    if name in BUILTINS or name in _plugins():
+        return name
+    cls = cls or resolve(name)
+    declared = cls.__dict__.get("name")
+    if declared in BUILTINS:
+        raise SchedulerError(f"scheduler '{name}': its class declares name = '{declared}', which is reserved for the built-in; choose another name")
+    own = getattr(cls, "name", "") or ""
+    return name if own in BUILTINS or not own else own  # a subclass of a built-in is shown by its reference
 
 
 def resolve(name: str) -> type[Scheduler]:
@@ -64,13 +138,13 @@ def resolve(name: str) -> type[Scheduler]:
     elif name in (plugins := _plugins()):
         try:
             cls = plugins[name].load()
-        except Exception as exc:  # a broken plugin must not hide behind a traceback
+        except (Exception, SystemExit) as exc:  # a broken plugin must not hide behind a traceback
             raise SchedulerError(f"scheduler '{name}': the plugin's entry point failed to load ({exc})") from None
     elif ":" in name:
         cls = _import(name, name)
     else:
         known = sorted(BUILTINS) + sorted(set(_plugins()) - set(BUILTINS))
-        raise SchedulerError(f"--scheduler = '{name}' is not allowed; expected one of {', '.join(known)}, or module:Class")
+        raise SchedulerError(f"--scheduler = '{name}' is not allowed; expected one of {', '.join(known)}, module:Class or path/to/file.py:Class")
     if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
         raise SchedulerError(f"scheduler '{name}': {cls!r} is not a subclass of schedulers.Scheduler")
     return cls
@@ -100,7 +174,7 @@ def make(name: str, params: Iterable[str] | Mapping[str, Any] = ()) -> Scheduler
     config = parse_params(cls, name, params)
     try:
         scheduler = cls(config) if cls.Config is not None else cls()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise SchedulerError(f"scheduler '{name}': constructing it failed ({type(exc).__name__}: {exc})") from None
     return scheduler
 
@@ -117,6 +191,7 @@ def available() -> list[tuple[str, str, str]]:
         rows.append((name, "built-in", resolve(name).summary))
     for name, ep in sorted(_plugins().items()):
         if name in BUILTINS:
+            rows.append((name, f"plugin ({ep.value})", "(ignored: the name is reserved for the built-in)"))
             continue
         try:
             summary = resolve(name).summary

@@ -4,6 +4,13 @@ from bench.scenarios import load_scenario
 from bench.engine.system import System
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in its own empty directory: `bench run` saves under ./runs/ by default, and nothing a
+    test writes may land in the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def paper():
     return load_scenario("paper")

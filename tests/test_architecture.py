@@ -43,7 +43,7 @@ def test_no_module_imports_another_modules_private_name():
                 for alias in node.names:
                     if _is_module(f"{node.module}.{alias.name}"):
                         modules.add(alias.asname or alias.name)
-                    elif alias.name.startswith("_") and node.module != name:
+                    elif alias.name.startswith("_") and not alias.name.startswith("__") and node.module != name:
                         offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module} import {alias.name}")
             elif isinstance(node, ast.Import):
                 for alias in node.names:

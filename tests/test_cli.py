@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -37,10 +38,11 @@ def test_run_writes_bundle_and_table(tmp_path):
     out = tmp_path / "run"
     r = invoke("run", "-s", "opt-ts", "--scenario", "tiny", "--seed", "4", "--episodes", "2", "--out", str(out), "--task-records")
     assert r.exit_code == 0, r.output
-    assert "mean delay" in r.stdout and "bundle written" in r.stdout
+    assert "mean delay" in r.stdout and f"results saved to {out}/" in r.stderr
     assert (out / "tasks.parquet").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["command"][:2] == ["bench", "run"] or manifest["command"][0] == "bench"
+    # the effective command, every default resolved (not the test runner's argv)
+    assert manifest["command"] == ["bench", "run", "--scheduler", "opt-ts", "--scenario", "tiny", "--seed", "4", "--episodes", "2", "--task-records", "--out", str(out)]
     r = invoke("replay", str(out))
     assert r.exit_code == 0 and "2 episodes replayed" in r.stdout
     r = invoke("run", "-s", "opt-ts", "--scenario", "tiny", "--episodes", "1", "--out", str(out))
@@ -55,9 +57,12 @@ def test_run_writes_bundle_and_table(tmp_path):
         (["run", "-s", "random", "--scenario", "tiny", "--set", "servers.capacity_gcps=[1, -2, 3, 4]"], "servers.capacity_gcps[1] = -2"),
         (["run", "-s", "random", "--scenario", "tiny", "--set", "servers.colour=1"], "unknown key"),
         (["run", "-s", "random", "--scenario", "tiny", "--episodes", "0"], "--episodes = 0"),
-        (["run", "-s", "random", "--scenario", "tiny", "--seed", "-3"], "--seed = -3"),
+        (["run", "-s", "random", "--scenario", "tiny", "--seed", "-3"], "--seed = '-3'"),
+        (["run", "-s", "random", "--scenario", "tiny", "--seed", str(2**64)], "--seed = 18446744073709551616"),
+        (["run", "-s", "random", "--scenario", "tiny", "--out", "/proc/x"], "--out = '/proc/x'"),
+        (["run", "-s", "random", "--scenario", "tiny", "--no-save", "--out", "x"], "--no-save is not allowed"),
         (["run", "-s", "random", "--scenario", "tiny", "--param", "x=1"], "takes no parameters"),
-        (["run", "-s", "random", "--scenario", "tiny", "--seed", "1", "--seeds", "2"], "not allowed together"),
+        (["run", "-s", "random", "--scenario", "tiny", "--seed", "1", "--num-seeds", "2"], "not allowed together"),
         (["run", "-s", "random", "--scenario", "tiny", "--device", "cuda"], "--device is not allowed with 'random'"),
         (["run", "-s", "lad-ts", "--scenario", "tiny", "--device", "tpu"], "lad-ts.device = 'tpu'"),
     ],
@@ -89,12 +94,33 @@ def test_list_scenario_and_check_scheduler():
     assert r.exit_code == 1 and "FAIL" in r.stdout
 
 
-def test_console_script_runs():
+def test_python_dash_m_bench_runs():
     r = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--scheduler", "local", "--scenario", "tiny", "--episodes", "1", "--json"],
+        [sys.executable, "-m", "bench", "run", "--scheduler", "local", "--scenario", "tiny", "--episodes", "1", "--json", "--no-save"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["scheduler"] == "local"
+    assert json.loads(r.stdout)["scheduler"] == "local" and "results not saved" in r.stderr
+
+
+def test_console_script_runs_and_saves_under_runs(tmp_path):
+    """The installed `bench` script (not python -m), as a user types it, from another directory."""
+    script = Path(sys.executable).with_name("bench")
+    assert script.is_file(), "the package's console script is installed beside the interpreter"
+    r = subprocess.run([str(script), "run", "-s", "least-loaded", "--scenario", "tiny", "--episodes", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    saved = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(saved) == 1 and (saved[0] / "manifest.json").is_file() and saved[0].name.endswith("least-loaded-tiny")
+    assert f"results saved to {Path('runs') / saved[0].name}/" in r.stderr
+    assert (tmp_path / "runs" / ".aigc-edge-bench").is_file()  # the suite's marker
+    assert "mean delay" in r.stdout and "╭" not in r.stdout  # a plain table when piped, not cut
+    for line in r.stdout.splitlines():
+        assert not line.rstrip().endswith("…"), line
+
+
+def test_help_shows_no_placeholders_for_flags():
+    r = invoke("run", "--help")
+    assert r.exit_code == 0 and "--json" in r.stdout and "<bool>" not in r.stdout and "--num-seeds" in r.stdout

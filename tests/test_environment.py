@@ -146,4 +146,8 @@ def test_integral_floats_are_accepted(tiny):
     s = System.build(tiny, 0)
     env = s.env()
     env.reset(s.workload(0))
-    env.step(np.zeros(env.pending("bs")))
+    n = env.pending("bs")
+    env.step(np.zeros(n))  # 0.0, 0.0, ...: integral floats are server indices
+    placed = env.last_step()
+    assert env.position == n and placed["actions"].dtype == np.int64 and (placed["actions"] == 0).all()
+    assert np.isfinite(placed["delay_s"]).all() and (placed["delay_s"] > 0).all()

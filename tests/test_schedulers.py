@@ -11,7 +11,8 @@ from bench.experiments.runner import run
 from bench.engine.system import System
 from schedulers import Scheduler, make
 from bench.experiments.conformance import check
-from schedulers.registry import BUILTINS, available, resolve
+from schedulers.registry import label, BUILTINS, available, resolve
+from bench.scenarios import load_scenario
 from tests.conftest import play
 from tests.reference_loop import reference_opt_ts
 
@@ -169,7 +170,7 @@ def test_installed_plugin_is_found_by_entry_point(monkeypatch, tmp_path):
 
 
 def test_invalid_output_names_the_scheduler(tiny):
-    with pytest.raises(SchedulerError, match=r"scheduler 'tests.test_schedulers:Broken' returned server 99 .*allowed: 0..3"):
+    with pytest.raises(SchedulerError, match=r"scheduler 'broken' returned server 99 .*allowed: 0..3"):
         run(tiny, "tests.test_schedulers:Broken", episodes=1)
     report = {c.name: c for c in check("tests.test_schedulers:Broken")}
     assert not report["valid decisions"].passed and "server 99" in report["valid decisions"].detail
@@ -188,3 +189,54 @@ def test_conformance_catches_hidden_randomness():
     report = {c.name: c for c in check("tests.test_schedulers:Cheater")}
     assert report["valid decisions"].passed
     assert not report["reproducible"].passed and "self.rng" in report["reproducible"].detail
+
+
+RULE_FILE = """
+import numpy as np
+from schedulers import Scheduler
+
+
+class Nearest(Scheduler):
+    name = "{name}"
+
+    def decide(self, batch):
+        return batch.origin.copy()
+"""
+
+
+def test_a_class_from_a_file_or_the_current_directory(tmp_path, monkeypatch):
+    """Review defect: `bench run -s myrule:Cls` failed until one guessed PYTHONPATH; files were not accepted."""
+    import sys
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "near.py").write_text(RULE_FILE.format(name="nearest"))
+    cls = resolve(f"{tmp_path}/rules/near.py:Nearest")
+    assert cls.__name__ == "Nearest" and label(f"{tmp_path}/rules/near.py:Nearest") == "nearest"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myrule_cwd_demo.py").write_text(RULE_FILE.format(name="from-cwd"))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        assert resolve("myrule_cwd_demo:Nearest").name == "from-cwd"
+        result = run(load_scenario("tiny"), "myrule_cwd_demo:Nearest", episodes=1)
+        assert result.scheduler == "from-cwd" and result.scheduler_ref == "myrule_cwd_demo:Nearest"  # the class's name labels it
+    finally:
+        sys.modules.pop("myrule_cwd_demo", None)
+
+
+@pytest.mark.parametrize(
+    "ref, text, fragment",
+    [
+        (":X", None, "expected a name, module:Class or path/to/file.py:Class"),
+        ("FILE:Nearest", RULE_FILE.format(name="opt-ts"), "reserved for the built-in"),
+        ("FILE:Nearest", "raise TypeError('boom')\n", "importing .* failed \\(TypeError: boom\\)"),
+        ("FILE:Nearest", "raise SystemExit(0)\n", "importing .* failed \\(SystemExit: 0\\)"),
+        ("FILE:Nearest", "import not_installed_anywhere\n", "imports a module that is not installed"),
+        ("missing/file.py:Nearest", None, "no file"),
+    ],
+)
+def test_bad_references_fail_with_one_line(tmp_path, ref, text, fragment):
+    if text is not None:
+        (tmp_path / "rule.py").write_text(text)
+        ref = ref.replace("FILE", str(tmp_path / "rule.py"))
+    with pytest.raises(SchedulerError, match=fragment):
+        label(ref)

@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no "<bool>" placeholders, no box drawing when piped
 )
 
 app.command("run")(run.run)
@@ -30,7 +31,7 @@ app.command("sweep")(experiments.sweep)
 app.command("check")(experiments.check)
 app.command("reproduce-paper")(experiments.reproduce_paper)
 
-leaderboard_app = typer.Typer(help="Validate submissions and build the static leaderboard site.", no_args_is_help=True)
+leaderboard_app = typer.Typer(help="Validate submissions and build the static leaderboard site.", no_args_is_help=True, rich_markup_mode=None)
 leaderboard_app.command("validate")(leaderboard.leaderboard_validate)
 leaderboard_app.command("build")(leaderboard.leaderboard_build)
 leaderboard_app.command("populate")(leaderboard.leaderboard_populate)

@@ -35,20 +35,59 @@ def guarded(fn: Callable[[], Any]) -> Any:
         fail(str(exc))
 
 
-def seed_list(seed: Optional[List[int]], seeds: Optional[int]) -> list[int]:
-    if seed and seeds is not None:
-        fail("--seed and --seeds are not allowed together; expected one of them")
-    if seeds is not None:
-        if seeds < 1:
-            fail(f"--seeds = {seeds} is not allowed; expected an integer >= 1")
-        return list(range(seeds))
-    chosen = list(seed) if seed else [0]
+MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit integers in result files
+
+
+def parse_seed_specs(specs: List[str]) -> list[int]:
+    """`--seed` values: one seed (7), a list (0,3,5) or a range (10-19, both ends included), repeatable."""
+    chosen: list[int] = []
+    for spec in specs:
+        for part in str(spec).split(","):
+            part = part.strip()
+            low, dash, high = part.partition("-")
+            try:
+                values = list(range(int(low), int(high) + 1)) if dash else [int(part)]
+            except ValueError:
+                fail(f"--seed = {spec!r} is not allowed; expected a seed (7), a list (0,3,5) or a range (10-19)")
+            if dash and int(high) < int(low):
+                fail(f"--seed = {spec!r} is not allowed; expected a range low-high with low <= high")
+            chosen += values
+    return chosen
+
+
+def seed_list(seed: Optional[List[str]], num_seeds: Optional[int], *, flag: str = "--num-seeds") -> list[int]:
+    """The seeds of a command: `--seed` (explicit) or `--num-seeds N` (seeds 0..N-1); seed 0 by default."""
+    if seed and num_seeds is not None:
+        fail(f"--seed and {flag} are not allowed together; expected one of them (--seed 3 runs seed 3, {flag} 3 runs seeds 0, 1, 2)")
+    if num_seeds is not None:
+        if num_seeds < 1:
+            fail(f"{flag} = {num_seeds} is not allowed; expected an integer >= 1")
+        return list(range(num_seeds))
+    chosen = parse_seed_specs(seed) if seed else [0]
     for s in chosen:
-        if s < 0:
-            fail(f"--seed = {s} is not allowed; expected a non-negative integer")
+        if not 0 <= s <= MAX_SEED:
+            fail(f"--seed = {s} is not allowed; expected an integer in 0..{MAX_SEED}")
     if len(set(chosen)) != len(chosen):
         fail(f"--seed = {chosen} is not allowed; expected distinct seeds")
     return chosen
+
+
+def num_seeds_option(help: str = "run seeds 0..N-1 (instead of --seed)") -> Any:
+    return typer.Option(None, "--num-seeds", help=help)
+
+
+def legacy_seeds_option() -> Any:
+    """`--seeds N`, the old name of `--num-seeds` (hidden; kept for one release)."""
+    return typer.Option(None, "--seeds", hidden=True)
+
+
+def pick_num_seeds(num_seeds: Optional[int], legacy: Optional[int]) -> Optional[int]:
+    if legacy is not None:
+        if num_seeds is not None:
+            fail("--seeds and --num-seeds are not allowed together; --seeds is the old name of --num-seeds")
+        err.print("note: --seeds is now --num-seeds (the old name goes away in release 0.2)", highlight=False)
+        return legacy
+    return num_seeds
 
 
 def fmt(x: Optional[float], digits: int = 3) -> str:

@@ -9,16 +9,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import err, exit_on_failed_cells, fail, fmt, guarded, out
+from bench.cli.common import legacy_seeds_option, num_seeds_option, pick_num_seeds, err, exit_on_failed_cells, fail, fmt, guarded, out
 
 
 def sweep(
-    spec_file: Optional[Path] = typer.Argument(None, help="sweep specification (.toml); or give --scenario/--scheduler/--vary/--seeds"),
+    spec_file: Optional[Path] = typer.Argument(None, help="sweep specification (.toml); or give --scenario/--scheduler/--vary/--num-seeds"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="directory of the sweep's bundles (a re-run resumes it)"),
     scenario: Optional[List[str]] = typer.Option(None, "--scenario", help="preset or .toml (repeatable; default paper)"),
     scheduler: Optional[List[str]] = typer.Option(None, "--scheduler", "-s", help="scheduler (repeatable)"),
     vary: Optional[List[str]] = typer.Option(None, "--vary", help="a scenario field and its values, e.g. --vary 'servers.capacity_scale=[0.8, 1.0, 1.2]' (repeatable: the grid is their product)"),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds 0..N-1 (default 1)"),
+    num_seeds: Optional[int] = num_seeds_option("seeds 0..N-1 of every cell (default 1)"),
+    legacy_seeds: Optional[int] = legacy_seeds_option(),
     episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
     train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes for learning schedulers (default: the scenario's)"),
     executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray"),
@@ -27,6 +28,7 @@ def sweep(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="live progress (default: when stderr is a terminal)"),
 ) -> None:
     """Run a grid of scenarios x parameter values x schedulers x seeds as independent, resumable cells."""
+    seeds = pick_num_seeds(num_seeds, legacy_seeds)
     import os
 
     from bench.experiments import sweep as sw
@@ -34,7 +36,7 @@ def sweep(
     def prepare():
         if spec_file is not None:
             if scenario or scheduler or vary or seeds is not None:
-                fail("a sweep file and --scenario/--scheduler/--vary/--seeds are not allowed together; expected one of them")
+                fail("a sweep file and --scenario/--scheduler/--vary/--num-seeds are not allowed together; expected one of them")
             spec = sw.load_spec(spec_file)
             if episodes is not None:
                 spec.episodes = episodes
@@ -46,7 +48,7 @@ def sweep(
             spec = sw.SweepSpec(
                 scenarios=list(scenario or ["paper"]),
                 schedulers=[(name, ()) for name in scheduler],
-                seeds=sw.parse_seeds(seeds if seeds is not None else 1, "--seeds"),
+                seeds=sw.parse_seeds(seeds if seeds is not None else 1, "--num-seeds"),
                 grid=sw.parse_vary(vary or []),
                 episodes=episodes,
                 train_episodes=train_episodes,
@@ -131,7 +133,8 @@ def _print_gate(report) -> None:
 
 def reproduce_paper(
     out_dir: Path = typer.Option(..., "--out", "-o", help="directory for the cells' bundles and the reports"),
-    seeds: int = typer.Option(3, "--seeds", help="seeds 0..N-1 for every scheduler"),
+    num_seeds: int = typer.Option(3, "--num-seeds", help="seeds 0..N-1 for every scheduler"),
+    legacy_seeds: Optional[int] = legacy_seeds_option(),
     episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
     train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed (default: the scenario's, 500 on paper)"),
     scheduler: Optional[List[str]] = typer.Option(None, "--scheduler", "-s", help="restrict to these schedulers (repeatable)"),
@@ -143,8 +146,9 @@ def reproduce_paper(
     from bench.experiments.reproduce import markdown_table, paper_spec, run_all, write_reports
     from schedulers.registry import builtin_names
 
+    seeds = pick_num_seeds(None, legacy_seeds) or num_seeds
     if seeds < 1 or jobs < 1:
-        fail("--seeds and --jobs must be >= 1")
+        fail("--num-seeds and --jobs must be >= 1")
     spec = paper_spec(scenario, seeds, episodes, train_episodes, list(scheduler) if scheduler else [*builtin_names(learns=True), *builtin_names(learns=False)])
     guarded(spec.validate)
     status = guarded(lambda: run_all(spec, out_dir, jobs, lambda line: err.print(escape(line), highlight=False)))

@@ -12,36 +12,53 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import err, fail, fmt, guarded, out, seed_list
+from bench.cli.common import err, fail, fmt, guarded, legacy_seeds_option, num_seeds_option, out, pick_num_seeds, seed_list
+
+
+RUNS_ROOT = Path("runs")  # default home of `bench run` bundles, relative to the current directory (git-ignored)
 
 
 def run(
-    scheduler: str = typer.Option(..., "--scheduler", "-s", help="scheduler name (bench list), plugin name, or module:Class"),
+    scheduler: str = typer.Option(..., "--scheduler", "-s", help="a built-in or plugin name (bench list), module:Class, or path/to/file.py:Class (runs that code)"),
     scenario: str = typer.Option("paper", "--scenario", help="preset name (bench list) or path to a scenario .toml file"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set servers.count=4 (repeatable)"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="scheduler hyper-parameter KEY=VALUE (repeatable)"),
-    seed: Optional[List[int]] = typer.Option(None, "--seed", help="seed to run (repeatable); default 0"),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="run seeds 0..N-1"),
+    seed: Optional[List[str]] = typer.Option(None, "--seed", help="seeds to run: 7, 0,3,5 or 10-19 (repeatable); default 0"),
+    num_seeds: Optional[int] = num_seeds_option(),
+    legacy_seeds: Optional[int] = legacy_seeds_option(),
     episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
     train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed for learning schedulers (default: the scenario's)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="write the result bundle to this new directory"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="the result bundle's directory (default: a new folder under ./runs/)"),
+    no_save: bool = typer.Option(False, "--no-save", help="print the summary only; write no bundle"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
     task_records: bool = typer.Option(False, "--task-records", help="also store every task's record (tasks.parquet)"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate a trained policy (a bundle directory or checkpoint.pt) without training"),
     device: Optional[str] = typer.Option(None, "--device", help="torch device of a learning scheduler: cpu (default), cuda or cuda:N"),
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
 ) -> None:
-    """Train (learning schedulers) and evaluate a scheduler; print a summary and optionally write a bundle."""
+    """Train (learning schedulers) and evaluate a scheduler; print a summary and write a result bundle.
+
+    The bundle (metrics, every action, the trained policy, a manifest of what ran) goes to --out, or to a new
+    timestamped folder under ./runs/; --no-save writes nothing. Every run says where its results went.
+    """
+    from bench.core.io import new_run_dir, write_marker
     from bench.experiments.bundles import check_out_dir, load_checkpoint, write_bundle
     from bench.experiments.runner import run as run_scheduler
     from bench.scenarios import load_scenario
-    from schedulers.registry import parse_params, resolve
+    from schedulers.registry import config_dict, label, make, parse_params, resolve
 
     param_list = list(param or [])
     if device is not None:
         param_list.append(f"device={json.dumps(device)}")  # --device is the learners' `device` parameter
+    if no_save and (out_dir is not None or overwrite or task_records or no_checkpoint):
+        fail("--no-save is not allowed with --out, --overwrite, --task-records or --no-checkpoint; expected one of saving or not")
+    chosen_seeds = seed_list(seed, pick_num_seeds(num_seeds, legacy_seeds))
+    if episodes is not None and episodes < 1:
+        fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
+    if train_episodes is not None and train_episodes < 0:
+        fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
 
     def prepare():
         sc = load_scenario(scenario, set_ or [])
@@ -49,22 +66,19 @@ def run(
         if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
             fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
         parse_params(cls, scheduler, param_list)
-        if out_dir is not None:
-            check_out_dir(out_dir, overwrite)
+        target = None
+        if not no_save:
+            target = out_dir if out_dir is not None else new_run_dir(RUNS_ROOT, scheduler.rsplit(":", 1)[-1], Path(scenario).stem)
+            check_out_dir(target, overwrite)
         ckpt = None
         if checkpoint is not None:
             if not cls.learns:
                 fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
             ckpt = load_checkpoint(checkpoint)
-            ckpt.check(scheduler, sc, seed_list(seed, seeds))
-        return sc, cls, ckpt
+            ckpt.check(label(scheduler, cls), sc, chosen_seeds, config_dict(make(scheduler, param_list)))
+        return sc, cls, ckpt, target
 
-    sc, cls, ckpt = guarded(prepare)
-    chosen_seeds = seed_list(seed, seeds)
-    if episodes is not None and episodes < 1:
-        fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
-    if train_episodes is not None and train_episodes < 0:
-        fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
+    sc, cls, ckpt, target = guarded(prepare)
     n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
     n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
 
@@ -72,44 +86,44 @@ def run(
     total = len(chosen_seeds) * (n_eval + n_train)
 
     def execute():
+        kwargs = dict(params=param_list, seeds=chosen_seeds, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
         if not show_progress:
-            return run_scheduler(sc, scheduler, params=param_list, seeds=chosen_seeds, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
+            return run_scheduler(sc, scheduler, **kwargs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[label]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[label]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task(f"{scheduler} on {sc.name}", total=total, label="")
-            return run_scheduler(
-                sc,
-                scheduler,
-                params=param_list,
-                seeds=chosen_seeds,
-                episodes=n_eval,
-                train_episodes=n_train,
-                keep_traces=task_records,
-                checkpoint=ckpt,
-                progress=lambda label: bar.update(task, advance=1, label=label),
-            )
+            return run_scheduler(sc, scheduler, progress=lambda label: bar.update(task, advance=1, label=label), **kwargs)
 
     result = guarded(execute)
     summary = result.summary()
-    if out_dir is not None:
-        guarded(lambda: write_bundle(result, out_dir, overwrite=overwrite, task_records=task_records, command=["bench", *sys.argv[1:]], checkpoint=not no_checkpoint))
+    if target is not None:
+        if out_dir is None:
+            RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+            write_marker(RUNS_ROOT, "runs")
+        command = ["bench", "run", "--scheduler", scheduler, "--scenario", scenario, *_pairs("--set", set_), *_pairs("--param", param_list),
+                   "--seed", ",".join(map(str, chosen_seeds)), "--episodes", str(n_eval)]
+        command += ["--train-episodes", str(n_train)] if cls.learns and ckpt is None else []
+        command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
+        command += ["--task-records"] * task_records + ["--no-checkpoint"] * no_checkpoint + ["--out", str(target)]
+        guarded(lambda: write_bundle(result, target, overwrite=overwrite, task_records=task_records, command=command, checkpoint=not no_checkpoint))
     if as_json:
         print(json.dumps(summary, allow_nan=False))
     else:
-        _print_summary(summary, out_dir)
+        _print_summary(summary)
+    if target is None:
+        err.print("results not saved (--no-save)", highlight=False)
+    else:
+        stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if cls.learns and not no_checkpoint else "") + " and a manifest"
+        err.print(f"results saved to {target}/ ({stored}); bench replay {target} recomputes them", highlight=False, soft_wrap=True)
 
 
-def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
+def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:
+    return [x for v in values or [] for x in (flag, v)]
+
+
+def _print_summary(s: dict[str, Any]) -> None:
     ci = s["ci95_delay_s"]
     title = f"{s['scheduler']} on {s['scenario']} · seeds {s['seeds']} · {s['episodes']} evaluation episodes per seed"
     if s["train_episodes"]:
@@ -143,8 +157,6 @@ def _print_summary(s: dict[str, Any], out_dir: Optional[Path]) -> None:
     out.print(table)
     if len(s["per_seed"]) > 1:
         out.print("per seed: " + ", ".join(f"{p['seed']}: {p['mean_delay_s']:.3f}" for p in s["per_seed"]), highlight=False)
-    if out_dir is not None:
-        out.print(f"bundle written to {out_dir}", highlight=False)
 
 
 def compare(

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from bench.core.errors import BundleError
+from bench.core.io import check_creatable
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.core.provenance import provenance as current_provenance
 from bench.experiments.runner import Checkpoint, RunResult
@@ -50,12 +51,30 @@ def sha256_file(path: Path) -> str:
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty directory (or a file) unless overwriting; call before running."""
+    """Refuse, before anything runs, an `--out` that could not hold this run's bundle: a file, a path that
+    cannot be created, or an existing non-empty directory (unless `overwrite` and it is a result bundle:
+    the suite never deletes a directory it did not write)."""
+    out = Path(out)
+    check_creatable(out, "--out")
     if out.exists():
         if not out.is_dir():
             raise BundleError(f"--out = {str(out)!r} is not allowed; expected a directory path (a file exists there)")
-        if any(out.iterdir()) and not overwrite:
-            raise BundleError(f"--out = {str(out)!r} is not allowed; expected a new or empty directory (pass --overwrite to replace it)")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise BundleError(f"--out = {str(out)!r} is not allowed; expected a new or empty directory (pass --overwrite to replace a bundle)")
+            if not is_bundle_dir(out):
+                raise BundleError(f"--out = {str(out)!r} is not allowed with --overwrite: it is not a result bundle (no manifest.json of {BUNDLE_KIND}); the suite replaces only bundles it wrote")
+
+
+def is_bundle_dir(path: Path) -> bool:
+    """Whether `path` holds a result bundle's manifest (of any schema version)."""
+    try:
+        manifest = path / "manifest.json"
+        if not manifest.is_file() or manifest.stat().st_size > 16 * 2**20:
+            return False
+        return json.loads(manifest.read_text(encoding="utf-8")).get("kind") == BUNDLE_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _action_dtype(n_servers: int) -> pl.DataType:
@@ -179,6 +198,7 @@ def write_bundle(
             "command": command if command is not None else sys.argv,
             "scheduler": {
                 "name": result.scheduler,
+                "ref": result.scheduler_ref or result.scheduler,
                 "class": result.scheduler_class,
                 "params": result.scheduler_params,
                 "learns": result.learns,

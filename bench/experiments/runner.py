@@ -11,6 +11,7 @@ gets the tasks of one base station at a time (`batch_unit = "bs"`) or the whole 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -23,9 +24,10 @@ from bench.experiments.summary import converged_episode, summarize
 from bench.scenarios import Scenario
 from bench.engine.system import System
 from schedulers.interface import Scheduler
-from schedulers.registry import config_dict, make, resolve
+from schedulers.registry import config_dict, label, make, resolve
 
-Progress = Callable[[str], None]  # called once per finished episode with a short label
+Progress = Callable[[str], None]
+RUNTIME_PARAMS = frozenset({"device", "threads"})  # where a learner runs, not what it learned: a checkpoint may change them  # called once per finished episode with a short label
 
 
 @dataclass
@@ -43,11 +45,22 @@ class Checkpoint:
     train_episodes: int | None = None
     training: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int]) -> None:
+    def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int], params: Mapping[str, Any] | None = None) -> None:
+        """Refuse a checkpoint of another scheduler, scenario, hyper-parameters or seeds (one line each).
+
+        `params` are the run's resolved hyper-parameters; `device` and `threads` may differ (where the policy
+        runs, not what it is)."""
         from bench.core.errors import BundleError
 
         if scheduler != self.scheduler:
             raise BundleError(f"--checkpoint holds a '{self.scheduler}' policy; expected one of '{scheduler}'")
+        if params is not None:
+            for key in sorted(set(self.params) | set(params)):
+                if key in RUNTIME_PARAMS:
+                    continue
+                mine, theirs = self.params.get(key, "<absent>"), params.get(key, "<absent>")
+                if mine != theirs:
+                    raise BundleError(f"--checkpoint was trained with {key} = {mine!r}; this run has {theirs!r} (pass --param {key}={json.dumps(mine)} to evaluate it)")
         if scenario.hash != self.scenario_hash:
             raise BundleError(f"--checkpoint was trained on scenario hash {self.scenario_hash[:12]}; this run's scenario has {scenario.hash[:12]}")
         missing = [s for s in seeds if s not in self.states]
@@ -94,7 +107,7 @@ class SeedResult:
 @dataclass
 class RunResult:
     scenario: Scenario
-    scheduler: str
+    scheduler: str  # the display name (schedulers.registry.label)
     scheduler_class: str
     scheduler_params: dict[str, Any]
     learns: bool
@@ -104,6 +117,7 @@ class RunResult:
     train_episodes: int
     per_seed: list[SeedResult] = field(default_factory=list)
     wall_s: float = 0.0
+    scheduler_ref: str = ""  # the reference the run resolved (a name, module:Class or file.py:Class)
     checkpoint_info: dict[str, Any] | None = None  # evaluated from this checkpoint: its source, SHA-256, training
 
     @property
@@ -166,13 +180,14 @@ def run(
     With `checkpoint`, a learning scheduler is not trained: each seed's state is loaded from it.
     """
     cls = resolve(scheduler)
+    name = label(scheduler, cls)
     episodes = scenario.protocol.eval_episodes if episodes is None else episodes
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
     if not cls.learns:
         train_episodes = 0
     elif checkpoint is not None:
-        checkpoint.check(scheduler, scenario, seeds)
+        checkpoint.check(name, scenario, seeds, config_dict(make(scheduler, params)))
         train_episodes = checkpoint.train_episodes or 0
     elif train_episodes is None:
         train_episodes = scenario.protocol.train_episodes
@@ -183,7 +198,8 @@ def run(
     probe = make(scheduler, params)
     result = RunResult(
         scenario=scenario,
-        scheduler=scheduler,
+        scheduler=name,
+        scheduler_ref=scheduler,
         scheduler_class=f"{cls.__module__}:{cls.__qualname__}",
         scheduler_params=config_dict(probe),
         learns=cls.learns,
@@ -192,7 +208,7 @@ def run(
         episodes=episodes,
         train_episodes=train_episodes,
     )
-    who = f"scheduler '{scheduler}'"
+    who = f"scheduler '{name}'"
     for seed in seeds:
         system = System.build(scenario, seed)
         env = system.env()

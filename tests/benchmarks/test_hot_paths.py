@@ -69,5 +69,8 @@ def test_one_learning_update(benchmark, paper, name):
     run_episode(env, learner, system.workload(0, training=True), episode=0, training=True, who=name)
     sample = learner.replay.sample(learner.config.batch_size, learner.gen)
     active = torch.ones(learner.n_agents, dtype=torch.bool)
+    before = {k: v.clone() for k, v in learner._tensors().items()}
     benchmark(learner._update, sample, active)
     benchmark.extra_info["agent_updates"] = learner.n_agents
+    changed = [k for k, v in learner._tensors().items() if not torch.equal(v, before[k])]
+    assert changed, "an update must change the networks"

@@ -71,13 +71,16 @@ def test_one_slot_reference_style(benchmark, trained):
     g = torch.Generator().manual_seed(0)
     samples = learner.replay.sample(64, learner.gen)
 
+    decided = []
+
     def slot():
+        decided.clear()
         with torch.no_grad():
             for i in range(len(batch)):  # one decision at a time, as the reference's take_action
                 b, n = int(batch.origin[i]), int(batch.index[i])
                 noise = torch.randn(4, 1, learner.n_actions, generator=g)
                 probs = agents[b].probs(obs[i : i + 1], memory[b, n : n + 1], noise)
-                torch.multinomial(probs, 1, generator=g)
+                decided.append(int(torch.multinomial(probs, 1, generator=g)))
         for e, agent in enumerate(agents):  # one update per agent
             sample = {k: v[e] for k, v in samples.items()}
             noise = {
@@ -89,6 +92,7 @@ def test_one_slot_reference_style(benchmark, trained):
             agent.update(sample, noise)
 
     benchmark.pedantic(slot, rounds=2, iterations=1)
+    assert len(decided) == len(batch) and all(0 <= a < learner.n_actions for a in decided)
     benchmark.extra_info["decisions"] = len(batch)
     benchmark.extra_info["agent_updates"] = learner.n_agents
     benchmark.extra_info["episode_estimate_s"] = benchmark.stats.stats.mean * 59 if benchmark.stats else None

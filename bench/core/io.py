@@ -1,0 +1,73 @@
+"""Where the suite may write: markers on the directories it creates, and checks made before any work.
+
+Rule (docs/results.md): a command writes only into a new directory, an empty one, or one that carries the
+suite's marker (or is a result bundle, whose manifest says what wrote it), and it checks its output path
+before it starts, so a bad `--out` fails in a second, not after an hour of training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.core.errors import BenchError
+
+MARKER = ".aigc-edge-bench"  # a small JSON file: {"kind": ..., "created_utc": ..., "version": ...}
+
+
+def write_marker(directory: Path, kind: str) -> None:
+    """Mark `directory` as written by the suite (kind: runs, sweep, site, results, profiles, ...)."""
+    from bench import __version__
+
+    data = {"kind": kind, "created_utc": utc_stamp(), "version": __version__}
+    (Path(directory) / MARKER).write_text(json.dumps(data) + "\n", encoding="utf-8")
+
+
+def read_marker(directory: Path) -> dict[str, Any] | None:
+    """The marker's content, or None when `directory` carries none (or an unreadable one)."""
+    path = Path(directory) / MARKER
+    try:
+        if not path.is_file() or path.stat().st_size > 4096:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_creatable(path: Path, field: str) -> None:
+    """Refuse a path that could not be created: below a file, or in a directory that is not writable (/proc)."""
+    path = Path(path)
+    probe = path if path.exists() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BenchError(f"{field} = {str(path)!r} is not allowed; expected a path in a directory ({str(probe)!r} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BenchError(f"{field} = {str(path)!r} is not allowed; expected a writable location ({str(probe)!r} is not writable)")
+    try:
+        probe.resolve().relative_to("/proc")
+        raise BenchError(f"{field} = {str(path)!r} is not allowed; expected a path outside /proc")
+    except ValueError:
+        pass
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"
+
+
+def new_run_dir(root: Path, *parts: str) -> Path:
+    """A fresh, timestamped directory name under `root` (not created): root/2026-11-30T12-00-00Z-<parts>[-k]."""
+    stem = "-".join([datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ"), *(slug(p) for p in parts)])
+    candidate, k = Path(root) / stem, 2
+    while candidate.exists():
+        candidate, k = Path(root) / f"{stem}-{k}", k + 1
+    return candidate
