@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from schedulers.interface import Batch, Scheduler
-from schedulers.opt_ts import greedy_place
+from schedulers.opt_ts import place_greedily
 
 
 def _uniform_allowed(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -36,6 +36,7 @@ class WeightedRandomScheduler(Scheduler):
     name = "weighted-random"
     summary = "random allowed server with probability proportional to its capacity"
     batch_unit = "slot"
+    event_batches = "window"  # its decisions do not depend on how a window is cut into calls
 
     def decide(self, batch: Batch) -> np.ndarray:
         u = self.rng.random(len(batch))
@@ -64,6 +65,7 @@ class RoundRobinScheduler(Scheduler):
     name = "round-robin"
     summary = "each base station cycles through the servers, starting at its own each episode"
     batch_unit = "slot"
+    event_batches = "window"  # its decisions do not depend on how a window is cut into calls
 
     def begin_episode(self, episode: int, training: bool) -> None:
         self._pointer = np.arange(self.info.n_servers, dtype=np.int64)
@@ -89,6 +91,7 @@ class LocalScheduler(Scheduler):
     name = "local"
     summary = "every task stays at the server of its own base station (next allowed server if masked)"
     batch_unit = "slot"
+    event_batches = "window"  # its decisions do not depend on how a window is cut into calls
 
     def decide(self, batch: Batch) -> np.ndarray:
         if not batch.has_mask:
@@ -102,13 +105,11 @@ class LeastLoadedScheduler(Scheduler):
     name = "least-loaded"
     summary = "allowed server with the smallest expected wait (backlog + work placed this slot), updated per task"
     batch_unit = "slot"
+    event_batches = "window-if-stateless"  # its compiled kernel reproduces one call per instant
 
     def decide(self, batch: Batch) -> np.ndarray:
-        out = np.empty(len(batch), dtype=np.int64)
         # only the wait counts (no service term); the scan starts at the origin, so ties go to it
-        no_service = np.zeros((len(batch), batch.n_servers))
-        greedy_place(no_service, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, batch.origin, out)
-        return out
+        return place_greedily(batch, np.zeros((len(batch), batch.n_servers)), batch.origin)
 
 
 @njit(cache=True)

@@ -13,7 +13,12 @@ The exact definitions are in docs/environment.md.
 
 Writing a scheduler: subclass `Scheduler`, set `name`, implement `decide`. Optional:
 - `batch_unit = "slot"`: the scheduler accepts a whole slot (all base stations, in order) in one call;
-  faster, and must give the same decisions as per-base-station batches for the same random draws.
+  faster, and must give the same decisions as per-base-station batches for the same random draws. In the
+  event time model "slot" means all simultaneous arrivals, "bs" those of one base station.
+- `event_batches`: in the event time model, "instant" (default) decides the arrivals of one instant per call;
+  "window" receives a whole window of the learners' bookkeeping at once (with `arrival_s` and `free_at_s`, see
+  `Batch`); "window-if-stateless" does so only where costs do not depend on state (the built-ins, whose compiled
+  kernels reproduce their per-instant decisions exactly; a test checks it).
 - `Config`: a dataclass of hyper-parameters (fields made with `bench.core.config.option`), settable with
   `bench run --param key=value`.
 - `reset`, `begin_episode`, `observe`, `end_episode`: hooks for state and learning.
@@ -45,20 +50,30 @@ class EnvInfo:
     capacity_gcps: np.ndarray  # (B,)
     rate_mbps: np.ndarray  # (B,)
     has_mask: bool
+    time_model: Literal["slotted", "event"] = "slotted"  # event: n_slots counts windows of slot_s seconds
+    gpus: np.ndarray | None = None  # (B,) workers per server (event time model); None: one each
 
 
 class Batch:
-    """Tasks to place: consecutive tasks of one slot, in decision order. All arrays are read-only.
+    """Tasks to place, in decision order. All arrays are read-only copies: nothing a scheduler does to them
+    reaches the environment.
 
-    Per task (length n): `origin` (base station that received it), `index` (arrival index n within its
-    base station's batch of the slot), `size_mbit` (d), `work_gcycles` (w), `steps`, `result_mbit` (o).
+    Per task (length n): `origin` (base station that received it), `index` (its rank among its base station's
+    tasks of the slot or window), `size_mbit` (d), `work_gcycles` (w), `steps`, `result_mbit` (o), `arrival_s`
+    (arrival time; slotted: the slot's start).
     Per task and server (n x B), computed on first use: `compute_s`, `upload_s`, `download_s`,
     `service_s` (their sum: the delay without waiting), `mask` (allowed servers). In profile-driven
     scenarios `compute_s` includes the cold start of a model not resident at the start of the batch;
     a placement inside the batch that loads it is not reflected for the batch's later tasks.
-    Per server (B): `capacity_gcps`, `rate_mbps`, `backlog_s` (queued work at the start of the slot, in
-    seconds of that server's time), `assigned_s` (work placed in this slot before this batch, seconds).
-    The expected wait of a task placed on server a now is `backlog_s[a] + assigned_s[a]`.
+    Per server (B): `capacity_gcps`, `rate_mbps`, `backlog_s` (the wait a task arriving at the batch's first
+    instant would have: the slot-start queue in the slotted model; in the event model the time until the
+    server's first worker is free), `assigned_s` (work placed at that instant before this batch, seconds).
+    The expected wait of a task placed on server a now is `backlog_s[a] + assigned_s[a]` (exact with one worker).
+
+    Event time model, window batches (schedulers declaring `event_batches = "window"`): the batch holds a whole
+    window's tasks at several instants; `free_at_s` (B x G) is when each worker of each server becomes free
+    (absolute seconds, inf for absent workers) before the batch, and `physical` says whether service starts at
+    arrival + upload (True) or at arrival (False). `free_at_s` is None in every other batch.
     """
 
     def __init__(
@@ -72,22 +87,27 @@ class Batch:
         backlog_s: np.ndarray,
         assigned_s: np.ndarray,
         state: Any = None,
+        free_at_s: np.ndarray | None = None,
+        physical: bool = False,
     ):
         self.slot = slot
         self._wl = workload
         self._lo = lo
         self._hi = hi
         self._costs = costs
-        self.origin = workload.origin[lo:hi]
-        self.index = workload.index[lo:hi]
-        self.size_mbit = workload.size_mbit[lo:hi]
-        self.work_gcycles = workload.work_gcycles[lo:hi]
-        self.steps = workload.steps[lo:hi]
-        self.result_mbit = workload.result_mbit[lo:hi]
-        self.capacity_gcps = costs.capacity_gcps
-        self.rate_mbps = costs.rate_mbps
+        self.origin = _copy(workload.origin[lo:hi])
+        self.index = _copy(workload.index[lo:hi])
+        self.size_mbit = _copy(workload.size_mbit[lo:hi])
+        self.work_gcycles = _copy(workload.work_gcycles[lo:hi])
+        self.steps = _copy(workload.steps[lo:hi])
+        self.result_mbit = _copy(workload.result_mbit[lo:hi])
+        self.arrival_s = _copy(workload.arrival_s[lo:hi])
+        self.capacity_gcps = _copy(costs.capacity_gcps)
+        self.rate_mbps = _copy(costs.rate_mbps)
         self.backlog_s = backlog_s
         self.assigned_s = assigned_s
+        self.free_at_s = free_at_s
+        self.physical = physical
         self.has_mask = costs.has_mask
         self._state = state  # a stateful cost model's state at the start of the batch (e.g. resident models)
 
@@ -160,6 +180,7 @@ class Scheduler:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     batch_unit: ClassVar[Literal["bs", "slot"]] = "bs"
+    event_batches: ClassVar[Literal["instant", "window", "window-if-stateless"]] = "instant"
     learns: ClassVar[bool] = False
     Config: ClassVar[type | None] = None
 
@@ -203,3 +224,7 @@ class Scheduler:
 def _ro(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
+
+
+def _copy(a: np.ndarray) -> np.ndarray:
+    return _ro(np.array(a, copy=True))

@@ -41,13 +41,72 @@ def greedy_place(extra, compute, mask, backlog, assigned, first, out):  # pragma
         placed[best] += compute[i, best]
 
 
+@njit(cache=True)
+def greedy_place_window(extra, compute, upload, mask, free, arrival, physical, first, out):  # pragma: no cover - compiled
+    """`greedy_place` over an event-time window: the same choices as one call per instant would make.
+
+    At each new arrival instant the view of the queues is recomputed from the workers' free times exactly as the
+    environment computes `Batch.backlog_s` (max(min_w free - t, 0)); within an instant, placements add their
+    compute time as `assigned_s` would. After each choice the worker that serves the task is advanced as the
+    environment advances it (bench/engine/events.py), so the next instant sees the true queues."""
+    n_servers, n_workers = free.shape
+    free = free.copy()
+    backlog = np.zeros(n_servers)
+    placed = np.zeros(n_servers)
+    instant = -np.inf
+    for i in range(compute.shape[0]):
+        t = arrival[i]
+        if t != instant:
+            instant = t
+            for a in range(n_servers):
+                m = free[a, 0]
+                for w in range(1, n_workers):
+                    if free[a, w] < m:
+                        m = free[a, w]
+                d = m - t
+                backlog[a] = d if d > 0.0 else 0.0
+                placed[a] = 0.0
+        best = -1
+        best_value = np.inf
+        a = first[i]
+        for _ in range(n_servers):
+            if mask[i, a]:
+                value = extra[i, a] + (backlog[a] + placed[a])
+                if value < best_value:
+                    best_value = value
+                    best = a
+            a += 1
+            if a == n_servers:
+                a = 0
+        out[i] = best
+        c = compute[i, best]
+        placed[best] += c
+        w = 0
+        for k in range(1, n_workers):
+            if free[best, k] < free[best, w]:
+                w = k
+        ready = t + upload[i, best] if physical else t
+        start = free[best, w] if free[best, w] > ready else ready
+        free[best, w] = start + c
+
+
+def place_greedily(batch: Batch, extra: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The greedy rule of opt-ts and least-loaded on a batch: per instant (slotted model, or one instant of the
+    event model), or over an event-time window (`batch.free_at_s` set)."""
+    out = np.empty(len(batch), dtype=np.int64)
+    if batch.free_at_s is None:
+        greedy_place(extra, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, first, out)
+    else:
+        greedy_place_window(extra, batch.compute_s, batch.upload_s, batch.mask, batch.free_at_s, batch.arrival_s, batch.physical, first, out)
+    return out
+
+
 class OptTS(Scheduler):
     name = "opt-ts"
     summary = "the paper's greedy rule: the server with the smallest delay for each task given current queues"
     batch_unit = "slot"
+    event_batches = "window-if-stateless"
 
     def decide(self, batch: Batch) -> np.ndarray:
-        out = np.empty(len(batch), dtype=np.int64)
         first = np.zeros(len(batch), dtype=np.int64)  # scan from server 0: ties to the lowest index
-        greedy_place(batch.service_s, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, first, out)
-        return out
+        return place_greedily(batch, batch.service_s, first)

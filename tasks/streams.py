@@ -6,7 +6,10 @@ Every random draw of a run comes from one of these streams, each a PCG64 generat
 - evaluation(e): the tasks of evaluation episode e;
 - training(e):   the tasks of training episode e (a different purpose key, so never the same tasks);
 - scheduler():   the scheduler's own randomness (never drawn from a workload stream);
-- environment(): server parameters that a scenario draws per seed.
+- environment(): server parameters that a scenario draws per seed;
+- cold_starts(e): the model-load times revealed at execution in evaluation episode e (training: a second key);
+- load_probe():  a fixed draw that estimates a replayed trace's mean work (the System uses seed 0's, so the
+                 load a scenario states does not change with the seed).
 
 The streams depend on the seed only, not on the scenario: two variants of a scenario (say, with a
 different capacity) see the same underlying random numbers, which makes parameter sweeps smoother
@@ -22,6 +25,8 @@ EVALUATION = 0
 TRAINING = 1
 SCHEDULER = 2
 ENVIRONMENT = 3
+COLD_STARTS = 4
+LOAD_PROBE = 5
 
 
 class Streams:
@@ -46,3 +51,9 @@ class Streams:
 
     def environment(self) -> np.random.Generator:
         return self._generator(ENVIRONMENT)
+
+    def cold_starts(self, episode: int, training: bool = False) -> np.random.Generator:
+        return self._generator(COLD_STARTS, int(training), episode)
+
+    def load_probe(self) -> np.random.Generator:
+        return self._generator(LOAD_PROBE)

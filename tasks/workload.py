@@ -1,4 +1,5 @@
-"""The paper's arrival process and task attributes, generated one whole episode at a time.
+"""Workloads: who asks when (per-slot counts, or arrival times from tasks.arrivals / a trace) and what each
+request is (its attributes), generated one whole episode at a time.
 
 In slot t, base station b receives K[t, b] tasks, integer-uniform in `arrivals_per_bs`. Task n of a
 batch has an input size d (Mbit), a compute density c (Gcycles per denoising step), denoising steps k,
@@ -75,6 +76,10 @@ class Workload:
     slot_offsets: np.ndarray  # (slots + 1,) start of each slot
     task_class: np.ndarray  # (N,) request class (index into tasks.mix), -1 in cycle-cost scenarios
     deadline_s: np.ndarray  # (N,) delay objective of each task; inf where there is none
+    arrival_s: np.ndarray  # (N,) arrival time in seconds from the episode's start (slotted: its slot's start)
+    model: np.ndarray  # (N,) residency identity of a replayed trace's model id (rank), -1: the class's own model
+    images: np.ndarray  # (N,) images per request (a trace's count; it multiplies the work with cycle costs)
+    grouped: bool = True  # tasks lie contiguous per (slot, base station), the slotted engine's layout
 
     @property
     def n_tasks(self) -> int:
@@ -99,13 +104,72 @@ class ClassWork:
 
 def generate_workload(
     cfg: "TasksConfig", n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None,
-    class_work: ClassWork | None = None,
+    class_work: ClassWork | None = None, slot_s: float = 1.0,
 ) -> Workload:
-    """Draw one episode. Draw order (part of the stream's definition): counts, sizes, then per-task attributes
-    (mix: class, steps, result size)."""
+    """Draw one episode of per-slot arrivals (each slot's requests arrive at its start). Draw order (part of the
+    stream's definition): counts, sizes, then per-task attributes (mix: class, steps, result size)."""
     k_lo, k_hi = cfg.arrivals_per_bs
     counts = rng.integers(k_lo, k_hi + 1, size=(n_slots, n_servers), dtype=np.int64)
     n = int(counts.sum())
+    index = _arrival_index(counts) if cfg.attributes == "per-index" else None
+    if cfg.attributes == "per-index" and table is None:
+        raise ValueError("a per-index scenario needs its IndexTable (see tasks.workload.index_table)")
+    attrs = _attributes(cfg, n, rng, table, index, class_work)
+    slot = np.repeat(np.arange(n_slots, dtype=np.int64), counts.sum(axis=1))
+    return _assemble(counts, *attrs, index=index, arrival_s=slot * float(slot_s))
+
+
+def arrivals_workload(
+    cfg: "TasksConfig", arrival_s: np.ndarray, origin: np.ndarray, *, slot_s: float, n_windows: int, n_servers: int,
+    rng: np.random.Generator, class_work: ClassWork | None = None, steps: np.ndarray | None = None,
+    images: np.ndarray | None = None, task_class: np.ndarray | None = None, model: np.ndarray | None = None,
+    deadline_s: np.ndarray | None = None,
+) -> Workload:
+    """The event time model's workload: requests at `arrival_s` (seconds from the episode's start) from `origin`,
+    in decision order (time, origin, then given order). Windows of `slot_s` seconds number the learners'
+    bookkeeping: slot = the request's window, index = its rank among its origin's requests in that window.
+
+    Attributes are drawn as in `generate_workload` (sizes, then class, steps and result size); a replayed trace's
+    `steps`, `images`, `task_class`, `model` and `deadline_s` then replace the drawn ones where given (-1 / inf:
+    not given)."""
+    arrival_s = np.asarray(arrival_s, dtype=np.float64)
+    origin = np.asarray(origin, dtype=np.int64)
+    order = np.lexsort((np.arange(arrival_s.shape[0]), origin, arrival_s))
+    t, o = arrival_s[order], origin[order]
+    n = t.shape[0]
+    slot = np.minimum((t / slot_s).astype(np.int64), n_windows - 1)
+    counts = np.bincount(slot * n_servers + o, minlength=n_windows * n_servers).reshape(n_windows, n_servers).astype(np.int64)
+    size, density, k, result, klass, deadline = _attributes(cfg, n, rng, None, None, class_work)
+    pick = lambda given: None if given is None else np.asarray(given)[order]  # noqa: E731
+    steps, images, task_class, model, deadline_s = map(pick, (steps, images, task_class, model, deadline_s))
+    if task_class is not None:
+        has = task_class >= 0
+        klass = np.where(has, task_class, klass)
+        if cfg.mix is not None:
+            deadline = np.where(has, np.array([np.inf if c.deadline_s is None else c.deadline_s for c in cfg.mix])[klass], deadline)
+    if steps is not None:
+        k = np.where(steps >= 1, steps, k).astype(np.int64)
+    if cfg.mix is not None and (steps is not None or task_class is not None):
+        density = (class_work.fixed_s[klass] + k * class_work.per_step_s[klass]) / k
+    if deadline_s is not None:
+        deadline = np.where(np.isfinite(deadline_s), deadline_s, deadline)
+    images = np.ones(n, dtype=np.int64) if images is None else np.where(images >= 1, images, 1).astype(np.int64)
+    if cfg.mix is None:
+        density = density * images  # cycle costs: each image is the same work again
+    # rank within (window, origin), in decision order
+    key = slot * n_servers + o
+    by_key = np.argsort(key, kind="stable")
+    first = np.r_[0, np.flatnonzero(np.diff(key[by_key])) + 1]
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_key] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    model = np.full(n, -1, dtype=np.int64) if model is None else model.astype(np.int64)
+    return _assemble(counts, size, density, k, result, klass, deadline, index=rank, arrival_s=t, slot=slot, origin=o,
+                     model=model, images=images, grouped=False)
+
+
+def _attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None,
+                class_work: ClassWork | None):
+    """(size, density, steps, result, class, deadline) of n tasks, drawn in the stream's order."""
     size = rng.uniform(cfg.size_mbit[0], cfg.size_mbit[1], size=n)
     if cfg.mix is not None:
         if class_work is None:
@@ -118,18 +182,14 @@ def generate_workload(
         result = rng.uniform(cfg.result_mbit[0], cfg.result_mbit[1], size=n)
         work = class_work.fixed_s[klass] + steps * class_work.per_step_s[klass]
         deadlines = np.array([np.inf if c.deadline_s is None else c.deadline_s for c in cfg.mix])
-        return _assemble(counts, size, work / steps, steps, result, None, klass, deadlines[klass])
-    if cfg.attributes == "per-index":
-        if table is None:
-            raise ValueError("a per-index scenario needs its IndexTable (see tasks.workload.index_table)")
-        index = _arrival_index(counts)
+        return size, work / steps, steps, result, klass, deadlines[klass]
+    if index is not None:
         density, steps, result = table.density[index], table.steps[index], table.result_mbit[index]
     else:
-        index = None
         density = rng.uniform(cfg.density_gcycles_per_step[0], cfg.density_gcycles_per_step[1], size=n)
         steps = rng.integers(cfg.steps[0], cfg.steps[1] + 1, size=n, dtype=np.int64)
         result = rng.uniform(cfg.result_mbit[0], cfg.result_mbit[1], size=n)
-    return _assemble(counts, size, density, steps, result, index)
+    return size, density, steps, result, None, None
 
 
 def _arrival_index(counts: np.ndarray) -> np.ndarray:
@@ -152,11 +212,13 @@ def workload_from_arrays(
     arrays = [np.array(x, dtype=dt) for x, dt in zip((size_mbit, density, steps, result_mbit), (np.float64, np.float64, np.int64, np.float64))]
     if any(x.shape != (n,) for x in arrays):
         raise ValueError(f"every per-task array must have shape ({n},), the number of tasks in counts")
-    return _assemble(counts, *arrays, None)
+    return _assemble(counts, *arrays)
 
 
-def _assemble(counts, size, density, steps, result, index, task_class=None, deadline_s=None) -> Workload:
-    """Freeze fresh arrays into a Workload and derive the positional arrays (no copies)."""
+def _assemble(counts, size, density, steps, result, task_class=None, deadline_s=None, *, index=None, arrival_s=None, slot=None,
+              origin=None, model=None, images=None, grouped=True) -> Workload:
+    """Freeze fresh arrays into a Workload and derive the positional arrays (no copies). Without `slot` and
+    `origin` the tasks are in the slotted layout: contiguous per (slot, base station)."""
     n_slots, n_servers = counts.shape
     flat_counts = counts.ravel()
     n = size.shape[0]
@@ -164,6 +226,10 @@ def _assemble(counts, size, density, steps, result, index, task_class=None, dead
     np.cumsum(flat_counts, out=batch_offsets[1:])
     if index is None:
         index = np.arange(n, dtype=np.int64) - np.repeat(batch_offsets[:-1], flat_counts)
+    if slot is None:
+        slot = np.repeat(np.arange(n_slots, dtype=np.int64), counts.sum(axis=1))
+    if origin is None:
+        origin = np.repeat(np.tile(np.arange(n_servers, dtype=np.int64), n_slots), flat_counts)
     return Workload(
         counts=_frozen(counts),
         size_mbit=_frozen(size),
@@ -171,13 +237,17 @@ def _assemble(counts, size, density, steps, result, index, task_class=None, dead
         steps=_frozen(steps),
         work_gcycles=_frozen(density * steps),
         result_mbit=_frozen(result),
-        slot=_frozen(np.repeat(np.arange(n_slots, dtype=np.int64), counts.sum(axis=1))),
-        origin=_frozen(np.repeat(np.tile(np.arange(n_servers, dtype=np.int64), n_slots), flat_counts)),
+        slot=_frozen(slot),
+        origin=_frozen(origin),
         index=_frozen(index),
         batch_offsets=_frozen(batch_offsets),
         slot_offsets=_frozen(batch_offsets[::n_servers].copy()),
         task_class=_frozen(np.full(n, -1, dtype=np.int64) if task_class is None else task_class),
         deadline_s=_frozen(np.full(n, np.inf) if deadline_s is None else deadline_s),
+        arrival_s=_frozen(slot * 1.0 if arrival_s is None else arrival_s),
+        model=_frozen(np.full(n, -1, dtype=np.int64) if model is None else model),
+        images=_frozen(np.ones(n, dtype=np.int64) if images is None else images),
+        grouped=grouped,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import experiments, info, leaderboard, profile, run
+from bench.cli import experiments, info, leaderboard, profile, run, trace
 
 app = typer.Typer(
     name="bench",
@@ -36,5 +36,10 @@ leaderboard_app.command("validate")(leaderboard.leaderboard_validate)
 leaderboard_app.command("build")(leaderboard.leaderboard_build)
 leaderboard_app.command("populate")(leaderboard.leaderboard_populate)
 app.add_typer(leaderboard_app, name="leaderboard")
+
+trace_app = typer.Typer(help="Import public request traces into the suite's format and inspect them.", no_args_is_help=True, rich_markup_mode=None)
+trace_app.command("import")(trace.trace_import)
+trace_app.command("info")(trace.trace_info)
+app.add_typer(trace_app, name="trace")
 
 __all__ = ["app"]

@@ -13,6 +13,16 @@ from rich.table import Table
 from bench.cli.common import fail, guarded, out
 
 
+def _arrivals(sc) -> str:
+    tasks = sc.tasks
+    if tasks.arrivals_per_bs is not None:
+        lo, hi = tasks.arrivals_per_bs
+        return f"{lo}-{hi} per BS and slot"
+    if tasks.arrivals is not None:
+        return f"{tasks.arrivals.process} {tasks.arrivals.rate_per_s:g}/s"
+    return f"trace {tasks.trace.source}"
+
+
 def list_(
     what: str = typer.Argument("all", help="schedulers, scenarios, models, profiles, or all"),
 ) -> None:
@@ -31,12 +41,12 @@ def list_(
         out.print(t)
     if what in ("all", "scenarios"):
         t = Table(title="scenarios", title_justify="left", header_style="bold")
-        for col in ("name", "servers", "slots", "arrivals/BS/slot", "eval eps", "train eps", "hash"):
+        for col in ("name", "time", "servers", "arrivals", "costs", "eval eps", "train eps", "hash"):
             t.add_column(col)
         for name in preset_names():
             sc = guarded(lambda: load_scenario(name))
-            lo, hi = sc.tasks.arrivals_per_bs
-            t.add_row(name, str(sc.n_servers), str(sc.episode.slots), f"{lo}-{hi}", str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), guarded(lambda: sc.hash)[:12])
+            t.add_row(name, sc.episode.time_model or "slotted", str(sc.n_servers), _arrivals(sc), "profiles" if sc.servers.hardware else "cycles",
+                      str(sc.protocol.eval_episodes), str(sc.protocol.train_episodes), guarded(lambda: sc.hash)[:12])
         out.print(t)
     if what in ("all", "models"):
         from profiles.zoo import MODELS

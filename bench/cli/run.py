@@ -22,6 +22,7 @@ def run(
     scheduler: str = typer.Option(..., "--scheduler", "-s", help="a built-in or plugin name (bench list), module:Class, or path/to/file.py:Class (runs that code)"),
     scenario: str = typer.Option("paper", "--scenario", help="preset name (bench list) or path to a scenario .toml file"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set servers.count=4 (repeatable)"),
+    trace: Optional[str] = typer.Option(None, "--trace", help="replay this trace (a file in the suite's format, or a shipped trace's name) through the scenario's servers and costs"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="scheduler hyper-parameter KEY=VALUE (repeatable)"),
     seed: Optional[List[str]] = typer.Option(None, "--seed", help="seeds to run: 7, 0,3,5 or 10-19 (repeatable); default 0"),
     num_seeds: Optional[int] = num_seeds_option(),
@@ -46,7 +47,6 @@ def run(
     from bench.core.io import new_run_dir, write_marker
     from bench.experiments.bundles import check_out_dir, load_checkpoint, write_bundle
     from bench.experiments.runner import run as run_scheduler
-    from bench.scenarios import load_scenario
     from schedulers.registry import config_dict, label, make, parse_params, resolve
 
     param_list = list(param or [])
@@ -61,7 +61,7 @@ def run(
         fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
 
     def prepare():
-        sc = load_scenario(scenario, set_ or [])
+        sc = resolve_scenario(scenario, set_ or [], trace)
         cls = resolve(scheduler)
         if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
             fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
@@ -102,7 +102,7 @@ def run(
         if out_dir is None:
             RUNS_ROOT.mkdir(parents=True, exist_ok=True)
             write_marker(RUNS_ROOT, "runs")
-        command = ["bench", "run", "--scheduler", scheduler, "--scenario", scenario, *_pairs("--set", set_), *_pairs("--param", param_list),
+        command = ["bench", "run", "--scheduler", scheduler, "--scenario", scenario, *(["--trace", trace] if trace else []), *_pairs("--set", set_), *_pairs("--param", param_list),
                    "--seed", ",".join(map(str, chosen_seeds)), "--episodes", str(n_eval)]
         command += ["--train-episodes", str(n_train)] if cls.learns and ckpt is None else []
         command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
@@ -117,6 +117,19 @@ def run(
     else:
         stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if cls.learns and not no_checkpoint else "") + " and a manifest"
         err.print(f"results saved to {target}/ ({stored}); bench replay {target} recomputes them", highlight=False, soft_wrap=True)
+
+
+def resolve_scenario(ref: str, overrides: List[str], trace: Optional[str] = None):
+    """A preset or file, replayed from `trace` when given (bench.experiments.trace_replay), then the --set overrides."""
+    from bench.scenarios import load_scenario, scenario_from_dict
+
+    if trace is None:
+        return load_scenario(ref, overrides)
+    from bench.core.config import apply_overrides
+    from bench.experiments.trace_replay import with_trace
+
+    replayed = with_trace(load_scenario(ref), trace)
+    return scenario_from_dict(apply_overrides(replayed.to_dict(), overrides), source=f"{ref} with --trace {trace}") if overrides else replayed
 
 
 def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:

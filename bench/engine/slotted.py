@@ -26,7 +26,7 @@ from numba import njit
 
 from bench.engine.costs import CostModel
 from bench.core.errors import SchedulerError
-from schedulers.interface import Batch, SlotFeedback
+from schedulers.interface import Batch, Scheduler, SlotFeedback
 from tasks.workload import Workload
 
 Unit = Literal["task", "bs", "slot"]
@@ -70,7 +70,15 @@ class SlottedEnv:
         self._wl: Workload | None = None
 
     # ---- episode state -------------------------------------------------------------------------
+    time_model = "slotted"
+
+    def unit_for(self, scheduler: Scheduler) -> str:
+        """The decision unit of `scheduler`: its batch_unit ("bs" or "slot")."""
+        return scheduler.batch_unit
+
     def reset(self, workload: Workload) -> None:
+        if not workload.grouped:
+            raise ValueError("this workload's tasks are not laid out per (slot, base station): it is an event-time workload")
         if workload.n_servers != self.n_servers:
             raise ValueError(f"workload has {workload.n_servers} base stations; the environment has {self.n_servers} servers")
         n, s, b = workload.n_tasks, workload.n_slots, self.n_servers
@@ -152,17 +160,18 @@ class SlottedEnv:
             state=self.costs.copy_state(self._state),
         )
 
-    def step(self, actions: np.ndarray, who: str = "actions") -> bool:
+    def step(self, actions: np.ndarray, who: str = "actions", expected: int | None = None) -> bool:
         """Place the next len(actions) tasks; return True when this completed the slot.
 
-        `who` names the source of the actions in error messages (e.g. "scheduler 'opt-ts'").
+        `who` names the source of the actions in error messages (e.g. "scheduler 'opt-ts'"); with `expected`,
+        exactly that many actions are required (the size of the batch the scheduler was given).
         """
         wl = self.workload
         if self.done:
             raise RuntimeError("the episode is over; call reset")
         lo = self._pos
         slot_end = int(wl.slot_offsets[self._slot + 1])
-        a = check_actions(actions, lo, slot_end, wl, self.costs, who)
+        a = check_actions(actions, lo, slot_end, wl, self.costs, who, expected=expected)
         hi = lo + a.shape[0]
         up, comp, down = self.costs.chosen(wl, lo, hi, a, self._state)
         t = self._slot
@@ -251,10 +260,17 @@ class SlottedEnv:
         return self.trace()
 
 
-def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: CostModel, who: str) -> np.ndarray:
-    """Validate actions for the tasks lo.. (at most up to the slot's end); return them as int64."""
-    a = np.asarray(actions)
+def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: CostModel, who: str, expected: int | None = None) -> np.ndarray:
+    """Validate actions for the tasks lo.. (at most up to the slot's end; exactly `expected` when given, the size
+    of the batch the scheduler was handed); return them as int64."""
+    try:
+        a = np.asarray(actions)
+    except Exception as exc:  # a ragged list, an object that will not become an array
+        raise SchedulerError(f"{who} returned {type(actions).__name__} that is not an array of server indices ({exc})") from None
     t = int(wl.slot[lo]) if lo < wl.n_tasks else -1
+    if expected is not None and (a.ndim != 1 or a.shape[0] != expected):
+        raise SchedulerError(f"{who} returned {a.shape[0] if a.ndim == 1 else 'an array of shape ' + str(a.shape)} actions for a batch of {expected} tasks "
+                             f"at task {lo} (slot {t}); expected exactly one server per task")
     if a.ndim != 1 or not 0 < a.shape[0] <= slot_end - lo:
         raise SchedulerError(
             f"{who} returned an array of shape {a.shape} at task {lo} (slot {t}); expected shape (n,) with 1 <= n <= {slot_end - lo}"

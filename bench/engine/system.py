@@ -1,20 +1,29 @@
 """A scenario made concrete for one seed: its servers, cost model, environment and task streams.
 
 Everything random comes from `tasks.Streams(seed)`; building the same (scenario, seed) twice gives the
-same servers and the same episodes, whatever scheduler runs on them.
+same servers and the same episodes, whatever scheduler runs on them. The time model decides the environment
+(slotted, or event-driven) and how an episode's requests arrive: per-slot counts (at the slot's start in the
+event model), an arrival process over slots x slot_s seconds, or a window of a replayed trace.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
+
+from bench.core.errors import ConfigError
 from bench.engine.costs import CostModel, CycleCosts
+from bench.engine.events import EventEnv
 from bench.engine.slotted import SlottedEnv
 from bench.scenarios import Scenario
 from schedulers.interface import EnvInfo
+from tasks.arrivals import arrivals, draw_origins
 from tasks.streams import Streams
-from tasks.workload import IndexTable, Workload, generate_workload, index_table
-
+from tasks.traces import Trace, Windows, model_rank_index, model_ranks, rescale_to_rate, replay_windows, window_trace
+from tasks.workload import IndexTable, Workload, arrivals_workload, generate_workload, index_table
 
 @dataclass(frozen=True, eq=False)
 class System:
@@ -38,23 +47,131 @@ class System:
         table = index_table(scenario.tasks, env_rng)
         return cls(scenario=scenario, seed=seed, streams=streams, costs=costs, table=table)
 
-    def env(self) -> SlottedEnv:
-        return SlottedEnv(self.costs, self.scenario.episode.slot_s)
+    # ---- time ------------------------------------------------------------------------------------------
+    @property
+    def event(self) -> bool:
+        return self.scenario.episode.event
 
+    @property
+    def horizon_s(self) -> float:
+        """An episode's length in seconds: its slots, or a trace window."""
+        trace = self.scenario.tasks.trace
+        return trace.window_s if trace is not None else self.scenario.episode.slots * self.scenario.episode.slot_s
+
+    @property
+    def n_windows(self) -> int:
+        """Slots (slotted model), or windows of slot_s seconds over the episode (event model)."""
+        return max(1, math.ceil(self.horizon_s / self.scenario.episode.slot_s - 1e-9))
+
+    def env(self) -> SlottedEnv | EventEnv:
+        ep = self.scenario.episode
+        if not self.event:
+            return SlottedEnv(self.costs, ep.slot_s)
+        return EventEnv(self.costs, ep.slot_s, self.n_windows, self.scenario.gpus, ep.accounting or "paper")
+
+    # ---- episodes --------------------------------------------------------------------------------------
     def workload(self, episode: int, *, training: bool = False) -> Workload:
         """The tasks of evaluation (or training) episode `episode`: identical for every scheduler."""
         rng = self.streams.training(episode) if training else self.streams.evaluation(episode)
-        return generate_workload(self.scenario.tasks, self.scenario.episode.slots, self.scenario.n_servers, rng, self.table,
-                                 getattr(self.costs, "class_work", None))
+        sc, class_work = self.scenario, getattr(self.costs, "class_work", None)
+        tasks, ep = sc.tasks, sc.episode
+        if tasks.arrivals_per_bs is not None:
+            return generate_workload(tasks, ep.slots, sc.n_servers, rng, self.table, class_work, slot_s=ep.slot_s)
+        if tasks.arrivals is not None:
+            when = arrivals(tasks.arrivals, sc.n_servers, self.horizon_s, rng)
+            return arrivals_workload(tasks, when.arrival_s, when.origin, slot_s=ep.slot_s, n_windows=self.n_windows,
+                                     n_servers=sc.n_servers, rng=rng, class_work=class_work)
+        return self._trace_workload(self._trace_window(episode, training), rng, class_work)
 
+    def _trace_window(self, episode: int, training: bool) -> Trace:
+        trace, windows = self.replay
+        pool = windows.train if training else windows.eval
+        if not pool:
+            raise ConfigError("tasks.trace", self.scenario.tasks.trace.source, f"a trace with at least one {'training' if training else 'evaluation'} window "
+                              f"of {windows.window_s:g} s holding >= {self.scenario.tasks.trace.min_requests} requests (after scaling, it spans "
+                              f"{trace.span_s:.4g} s: choose a shorter tasks.trace.window_s or a lower utilisation)")
+        if not training and episode >= len(pool):
+            raise ConfigError("episodes", episode + 1, f"at most {len(pool)}: the trace has {len(pool)} evaluation windows of {windows.window_s:g} s")
+        return window_trace(trace, pool[episode % len(pool)])
+
+    def _trace_workload(self, window: Trace, rng: np.random.Generator, class_work) -> Workload:
+        sc = self.scenario
+        cfg, n = sc.tasks.trace, window.n_requests
+        if window.origin is not None:
+            if n and int(window.origin.max()) >= sc.n_servers:
+                raise ConfigError("tasks.trace", cfg.source, f"origins 0..{sc.n_servers - 1} (the trace names base station {int(window.origin.max())})")
+            origin = window.origin
+        else:
+            origin = draw_origins(n, sc.n_servers, cfg.origin_weights, rng)
+        task_class = model = None
+        if window.model is not None and sc.tasks.mix is not None:
+            rank = model_rank_index(window.model, self.model_ranks)  # most requested id first
+            task_class, model = rank % len(sc.tasks.mix), rank
+        return arrivals_workload(
+            sc.tasks, window.arrival_s, origin, slot_s=sc.episode.slot_s, n_windows=self.n_windows, n_servers=sc.n_servers, rng=rng,
+            class_work=class_work, steps=window.steps, images=window.images, task_class=task_class, model=model,
+            deadline_s=window.deadline_s,
+        )
+
+    @cached_property
+    def replay(self) -> tuple[Trace, Windows]:
+        """The scenario's trace, scaled as it says, and its training and evaluation windows."""
+        cfg = self.scenario.tasks.trace
+        if cfg.utilisation is None:
+            return replay_windows(cfg)
+        raw, _ = replay_windows(cfg)
+        return replay_windows(cfg, rate_per_s=self._rate_for(raw, cfg.utilisation))
+
+    @cached_property
+    def model_ranks(self) -> tuple[str, ...]:
+        """A replayed trace's model ids, most requested first (over the whole trace)."""
+        return model_ranks(self.replay[0])
+
+    def _rate_for(self, trace: Trace, utilisation: float) -> float:
+        """Requests/s at which the work arriving is `utilisation` x the total capacity: the trace's mean work per
+        request is estimated on the whole trace with a fixed stream, so it does not depend on the seed."""
+        probe = Streams(0).load_probe()
+        sample = self._trace_workload(rescale_to_rate(trace, 1.0), probe, getattr(self.costs, "class_work", None))
+        return utilisation * float(self.costs.capacity_gcps.sum()) / float(sample.work_gcycles.mean())
+
+    def offered_load(self, episodes: int = 5) -> float:
+        """Work arriving over capacity (Gcycles or reference seconds over Gcycles/s or relative speed x time),
+        estimated on the first evaluation episodes."""
+        work = sum(float(self.workload(e).work_gcycles.sum()) for e in range(episodes))
+        return work / (float(self.costs.capacity_gcps.sum()) * self.horizon_s * episodes)
+
+    # ---- what a scheduler may know -------------------------------------------------------------------------
     def info(self) -> EnvInfo:
         return EnvInfo(
             scenario=self.scenario.name,
             n_servers=self.scenario.n_servers,
-            n_slots=self.scenario.episode.slots,
+            n_slots=self.n_windows,
             slot_s=self.scenario.episode.slot_s,
-            max_arrivals_per_bs=self.scenario.tasks.arrivals_per_bs[1],
+            max_arrivals_per_bs=self._max_arrivals(),
             capacity_gcps=self.costs.capacity_gcps,
             rate_mbps=self.costs.rate_mbps,
             has_mask=self.costs.has_mask,
+            time_model="event" if self.event else "slotted",
+            gpus=self.scenario.gpus if self.event else None,
         )
+
+    def _max_arrivals(self) -> int:
+        """The most requests one base station receives in one slot or window: exact for per-slot arrivals and
+        traces; for an arrival process a bound exceeded with negligible probability (learners clamp beyond it)."""
+        tasks, slot_s = self.scenario.tasks, self.scenario.episode.slot_s
+        if tasks.arrivals_per_bs is not None:
+            return tasks.arrivals_per_bs[1]
+        if tasks.arrivals is not None:
+            cfg = tasks.arrivals
+            share = max(cfg.origin_weights) / sum(cfg.origin_weights) if cfg.origin_weights else 1.0 / self.scenario.n_servers
+            peak = max(cfg.diurnal) / (sum(cfg.diurnal) / len(cfg.diurnal)) if cfg.diurnal else 1.0
+            burst = 1.0 / (cfg.mean_on_s / (cfg.mean_on_s + cfg.mean_off_s)) if cfg.process == "mmpp" else 1.0
+            mean = cfg.rate_per_s * slot_s * share * peak * burst
+            return int(math.ceil(mean + 8.0 * math.sqrt(mean) + 8.0))
+        trace, windows = self.replay
+        most = 1
+        for w in (*windows.train, *windows.eval):
+            t = trace.arrival_s[w.first : w.stop] - w.start_s
+            if t.size:
+                most = max(most, int(np.bincount((t / slot_s).astype(np.int64)).max()))
+        return most

@@ -110,6 +110,8 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
     for s in result.per_seed:
         for row, tr in zip(s.rows, s.traces or []):
             wl = tr.workload
+            # when service started: recorded by the event engine; in the slotted model, arrival (slot start) + wait
+            start = tr.start_s if getattr(tr, "start_s", None) is not None else wl.arrival_s + tr.wait_s
             frames.append(
                 pl.DataFrame(
                     {
@@ -124,7 +126,12 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                         "result_mbit": wl.result_mbit,
                         "task_class": wl.task_class.astype(np.int32),
                         "deadline_s": wl.deadline_s,
+                        "images": wl.images.astype(np.uint32),
+                        "arrival_s": wl.arrival_s,
                         "action": tr.actions.astype(np.uint32),
+                        "worker": (tr.worker if getattr(tr, "worker", None) is not None else np.zeros(wl.n_tasks, np.int64)).astype(np.uint16),
+                        "start_s": start,
+                        "end_s": start + tr.compute_s,
                         "upload_s": tr.upload_s,
                         "compute_s": tr.compute_s,
                         "download_s": tr.download_s,

@@ -18,7 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from bench.engine.slotted import SlottedEnv, EpisodeTrace
+from bench.core.errors import BenchError, SchedulerError
+from bench.engine.events import EventEnv
+from bench.engine.slotted import EpisodeTrace, SlottedEnv
 from bench.engine.metrics import episode_metrics
 from bench.experiments.summary import converged_episode, summarize
 from bench.scenarios import Scenario
@@ -68,23 +70,35 @@ class Checkpoint:
             raise BundleError(f"--checkpoint has no state for seed(s) {missing}; it holds seeds {sorted(self.states)}")
 
 
-def run_episode(env: SlottedEnv, scheduler: Scheduler, workload, *, episode: int, training: bool, who: str) -> tuple[EpisodeTrace, int]:
-    """Play one episode; return its trace and the nanoseconds spent inside `decide`."""
+def run_episode(env: SlottedEnv | EventEnv, scheduler: Scheduler, workload, *, episode: int, training: bool, who: str) -> tuple[EpisodeTrace, int]:
+    """Play one episode; return its trace and the nanoseconds spent inside `decide`.
+
+    A failure inside the scheduler's code (an exception, even SystemExit) ends the run with one line naming the
+    scheduler, never a traceback or a silent exit; a batch needs exactly one action per task."""
     env.reset(workload)
-    scheduler.begin_episode(episode, training)
-    unit = scheduler.batch_unit
+    _call(who, "begin_episode", scheduler.begin_episode, episode, training)
+    unit = env.unit_for(scheduler)
     observes = type(scheduler).observe is not Scheduler.observe  # feedback is built only for those who read it
     decision_ns = 0
     clock = time.perf_counter_ns
     while not env.done:
         batch = env.batch(env.pending(unit))
         t0 = clock()
-        actions = scheduler.decide(batch)
+        actions = _call(who, "decide", scheduler.decide, batch)
         decision_ns += clock() - t0
-        if env.step(actions, who=who) and observes:
-            scheduler.observe(env.last_feedback())
-    scheduler.end_episode()
+        if env.step(actions, who=who, expected=len(batch)) and observes:
+            _call(who, "observe", scheduler.observe, env.last_feedback())
+    _call(who, "end_episode", scheduler.end_episode)
     return env.trace(), decision_ns
+
+
+def _call(who: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except BenchError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise SchedulerError(f"{who}: {hook}() raised {type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -213,9 +227,9 @@ def run(
         system = System.build(scenario, seed)
         env = system.env()
         sched = make(scheduler, params)
-        sched.reset(system.info(), system.streams.scheduler())
+        _call(who, "reset", sched.reset, system.info(), system.streams.scheduler())
         if checkpoint is not None and cls.learns:
-            sched.load_state_dict(checkpoint.states[seed])
+            _call(who, "load_state_dict", sched.load_state_dict, checkpoint.states[seed])
 
         training_rows: list[dict[str, Any]] = []
         t_train = time.perf_counter()
@@ -229,8 +243,8 @@ def run(
                 progress(f"seed {seed} train {e + 1}/{train_episodes}")
         train_s = time.perf_counter() - t_train
         # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
-        state = sched.state_dict() if cls.learns else None
-        stats = sched.stats()
+        state = _call(who, "state_dict", sched.state_dict) if cls.learns else None
+        stats = _call(who, "stats", sched.stats)
         if checkpoint is not None and cls.learns and seed in checkpoint.training:
             trained = checkpoint.training[seed]
             training_rows = [dict(r) for r in trained.get("rows", [])]

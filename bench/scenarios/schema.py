@@ -18,6 +18,8 @@ import numpy as np
 
 from bench.core.config import apply_overrides, canonical_hash, from_dict, option, to_dict, tomllib
 from bench.core.errors import ConfigError
+from tasks.arrivals import ArrivalConfig
+from tasks.traces import TraceConfig
 
 __all__ = [
     "ServersConfig",
@@ -64,9 +66,15 @@ class ServersConfig:
     profile_dirs: tuple[str, ...] | None = option(
         None, help="with hardware: directories of <hardware>/<model>.json profiles searched before the shipped ones"
     )
+    gpus: int | tuple[int, ...] | None = option(
+        None, help="event time model: identical workers (GPUs) per server, one number for all or one per server; each "
+        "server's FIFO queue is served by its next free worker (absent = 1)", ge=1, le=64
+    )
 
     def __post_init__(self) -> None:
         profiled = self.hardware is not None
+        if isinstance(self.gpus, tuple) and len(self.gpus) != self.count:
+            raise ConfigError("gpus", list(self.gpus), f"one number for all servers or {self.count} values, one per server (servers.count = {self.count})")
         for name in ("hardware", "memory_gib"):
             value = getattr(self, name)
             if value is not None and len(value) != self.count:
@@ -99,7 +107,24 @@ class EpisodeConfig:
     slots: int = option(
         help="time slots that receive tasks and are simulated (the reference's T = 60 simulates T - 1 = 59)", ge=1
     )
-    slot_s: float = option(1.0, help="slot length Δ in seconds: each server drains capacity × Δ of work per slot", gt=0)
+    slot_s: float = option(1.0, help="slot length Δ in seconds: each server drains capacity × Δ of work per slot; in the "
+                           "event time model, the window of the learners' bookkeeping", gt=0)
+    time_model: Literal["slotted", "event"] | None = option(
+        None, help="slotted (absent): the paper's slots; event: requests at timestamps, each server's workers serve FIFO, "
+        "delays exact (docs/environment.md)"
+    )
+    accounting: Literal["paper", "physical"] | None = option(
+        None, help="event time model: paper (absent): a request joins its server's queue when placed, upload and download "
+        "add in series; physical: service starts at max(arrival + upload, worker free)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.accounting is not None and self.time_model != "event":
+            raise ConfigError("accounting", self.accounting, 'to be absent unless time_model = "event"')
+
+    @property
+    def event(self) -> bool:
+        return self.time_model == "event"
 
 
 @dataclass(frozen=True)
@@ -121,8 +146,9 @@ class TaskClass:
 
 @dataclass(frozen=True, kw_only=True)
 class TasksConfig:
-    arrivals_per_bs: tuple[int, int] = option(
-        help="tasks arriving at each base station in each slot, integer-uniform in [low, high]", ge=0, interval="closed"
+    arrivals_per_bs: tuple[int, int] | None = option(
+        None, help="tasks arriving at each base station in each slot, integer-uniform in [low, high] (in the event time "
+        "model they arrive at the slot's start); or give arrivals or trace", ge=0, interval="closed"
     )
     size_mbit: tuple[float, float] = option(help="input size d in Mbit, uniform in [low, high)", ge=0, interval="half-open")
     density_gcycles_per_step: tuple[float, float] | None = option(
@@ -144,6 +170,13 @@ class TasksConfig:
         None, help="profile-driven scenarios: the request classes (model, steps, resolution, batch, deadline), "
         "each task drawn from them by weight"
     )
+    arrivals: ArrivalConfig | None = option(
+        None, help="event time model: an arrival process (Poisson, Gamma renewal, MMPP, optionally diurnal) over the "
+        "episode's slots x slot_s seconds, instead of arrivals_per_bs (docs/workloads.md)"
+    )
+    trace: TraceConfig | None = option(
+        None, help="event time model: replay a request trace; an episode is a window of it (docs/workloads.md)"
+    )
 
     def __post_init__(self) -> None:
         if self.mix is None:
@@ -156,8 +189,13 @@ class TasksConfig:
                     raise ConfigError(name, list(getattr(self, name)), "to be absent with mix (each class sets its steps; profiles give the costs)")
             if self.attributes != "per-task":
                 raise ConfigError("attributes", self.attributes, '"per-task" with mix')
-        if self.arrivals_per_bs[1] < 1:
+        given = [name for name in ("arrivals_per_bs", "arrivals", "trace") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ConfigError("arrivals_per_bs", given or None, "exactly one of arrivals_per_bs (per slot), arrivals (a process) and trace")
+        if self.arrivals_per_bs is not None and self.arrivals_per_bs[1] < 1:
             raise ConfigError("arrivals_per_bs", list(self.arrivals_per_bs), "a range whose high is >= 1 (no task would ever arrive)")
+        if self.attributes == "per-index" and self.arrivals_per_bs is None:
+            raise ConfigError("attributes", self.attributes, '"per-task" with arrivals or trace (per-index tables need arrivals_per_bs)')
         if self.per_index_legacy_seeds is not None and self.attributes != "per-index":
             raise ConfigError("per_index_legacy_seeds", to_dict(self.per_index_legacy_seeds), 'to be absent unless attributes = "per-index"')
 
@@ -178,6 +216,16 @@ class Scenario:
     description: str = option("", help="one paragraph for humans")
 
     def __post_init__(self) -> None:
+        if not self.episode.event:
+            for where, value in (("tasks.arrivals", self.tasks.arrivals), ("tasks.trace", self.tasks.trace)):
+                if value is not None:
+                    raise ConfigError(where, to_dict(value), 'to be absent unless episode.time_model = "event" (the slotted model takes arrivals_per_bs)')
+            if self.servers.gpus not in (None, 1) and set(self.servers.gpus if isinstance(self.servers.gpus, tuple) else [self.servers.gpus]) != {1}:
+                raise ConfigError("servers.gpus", self.servers.gpus, 'one worker per server unless episode.time_model = "event"')
+        if self.tasks.arrivals is not None and self.tasks.arrivals.origin_weights is not None and len(self.tasks.arrivals.origin_weights) != self.servers.count:
+            raise ConfigError("tasks.arrivals.origin_weights", list(self.tasks.arrivals.origin_weights), f"{self.servers.count} weights, one per base station")
+        if self.tasks.trace is not None and self.tasks.trace.origin_weights is not None and len(self.tasks.trace.origin_weights) != self.servers.count:
+            raise ConfigError("tasks.trace.origin_weights", list(self.tasks.trace.origin_weights), f"{self.servers.count} weights, one per base station")
         if (self.servers.hardware is None) != (self.tasks.mix is None):
             if self.servers.hardware is None:
                 raise ConfigError("servers.hardware", None, "one profiled hardware id per server (required with tasks.mix)")
@@ -195,7 +243,23 @@ class Scenario:
             data.pop(key, None)
         if self.servers.hardware is not None:
             data["profiles_sha256"] = self.profile_hashes()
+        if self.tasks.trace is not None:
+            data["trace_sha256"] = self.trace_hash()
         return data
+
+    def trace_hash(self) -> str | None:
+        """SHA-256 of the replayed trace file (None without a trace): its content, not its path, is what counts."""
+        if self.tasks.trace is None:
+            return None
+        from tasks.traces import resolve_trace, trace_sha256
+
+        return trace_sha256(resolve_trace(self.tasks.trace.source))
+
+    @property
+    def gpus(self) -> np.ndarray:
+        """Workers per server (B,), 1 unless servers.gpus says otherwise."""
+        g = self.servers.gpus
+        return np.array(g if isinstance(g, tuple) else [g or 1] * self.servers.count, dtype=np.int64)
 
     def profile_hashes(self) -> dict[str, str]:
         """{"hardware/model": SHA-256} of the profiles a profile-driven scenario reads ({} otherwise)."""

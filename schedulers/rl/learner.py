@@ -62,6 +62,7 @@ class DeepLearner(Scheduler):
     """Base of LAD-TS, D2SAC-TS, SAC-TS and DQN-TS; subclasses build networks and define act/update."""
 
     batch_unit = "slot"
+    event_batches = "window"  # the paper's agents observe the queues at the start of each slot (event model: window)
     learns = True
     Config = LearnerConfig
     uses_latent = False  # LAD-TS stores the chain's start point with each decision
@@ -171,6 +172,13 @@ class DeepLearner(Scheduler):
             raise RuntimeError("observe() got a slot that does not match the decisions made (decision order broken)")
         now = {name: torch.cat([p[name] for p in parts]) for name in parts[0] if name != "agent"}
         now["reward"] = -torch.tensor(feedback.delay_s, dtype=torch.float32, device=self.device)
+        # each agent's decisions in its own order (the slotted model gives them agent by agent already; in the event
+        # model a window's arrivals interleave base stations): a stable sort keeps each agent's order
+        by_agent = np.argsort(agent, kind="stable")
+        if np.any(by_agent[1:] < by_agent[:-1]):
+            agent = agent[by_agent]
+            index = torch.as_tensor(by_agent, device=self.device)
+            now = {name: v[index] for name, v in now.items()}
         state_fields = [f for f in ("obs", "latent") if f in now]
 
         first = np.flatnonzero(np.r_[True, agent[1:] != agent[:-1]])

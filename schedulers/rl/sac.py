@@ -162,14 +162,20 @@ class LADTS(D2SACTS):
     def _build(self) -> None:
         super()._build()
         info = self.info
-        # memory[t, b, n]: the start of the chain for the n-th task of base station b in slot t
+        # memory[t, b, n]: the start of the chain for the n-th task of base station b in slot t (in the event time
+        # model: window t); ranks beyond max_arrivals_per_bs share the last entry
         self.memory = torch.randn(info.n_slots, self.n_agents, info.max_arrivals_per_bs, self.n_actions, generator=self.gen, device=self.device)
 
     def _chain_start(self, batch: Batch, k: int) -> torch.Tensor:
-        return self.memory[batch.slot, :, :k]
+        cap = self.memory.shape[2]
+        if k <= cap:
+            return self.memory[batch.slot, :, :k]
+        # more arrivals at one base station in one window than the memory holds (event time model, a burst):
+        # ranks beyond the last share its entry
+        return self.memory[batch.slot][:, torch.clamp(torch.arange(k, device=self.device), max=cap - 1)]
 
     def _after_decide(self, batch: Batch, agent: torch.Tensor, pos: torch.Tensor, scores: torch.Tensor) -> None:
-        self.memory[batch.slot, agent, pos] = scores
+        self.memory[batch.slot, agent, torch.clamp(pos, max=self.memory.shape[2] - 1)] = scores
 
     def _update_starts(self, sample):
         return sample["latent"], sample["next_latent"]
