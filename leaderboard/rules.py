@@ -14,11 +14,16 @@ LoadGen reports why a run is INVALID:
   replay      regenerating each seed's evaluation tasks and re-applying the stored actions reproduces every
               stored metric exactly, and summary.json equals the summary of the episodes
 
-Ranking, per scenario: entries are listed by mean delay; an entry's rank is 1 + the number of entries that
-are significantly better than it, where B is significantly better than A when the 95% interval of the
-paired difference A - B of mean delay (bench.experiments.compare.paired) lies above zero. Entries that no other entry
-beats significantly share rank 1, and so on: ties are shared. Where the data cannot place an entry
-precisely, its rank is shown as a range, down to N - the number of entries significantly worse.
+Ranking, per scenario (leaderboard/ranking.py computes it): entries are listed by mean delay. Every pair of
+entries is compared by a two-sided paired t-test of their difference in mean delay on identical task streams:
+over paired episodes when neither learns and the scenario's episodes are independent (nothing drawn once per
+seed), otherwise over per-seed means (a learner varies with its training seed). The p-values of all pairs of
+the scenario are adjusted together by Holm's method (family-wise error 5%). An entry's rank is 1 + the number
+of entries significantly better than it; ties are shared, and where the data cannot place an entry precisely
+its rank is a range, down to N - the number of entries significantly worse. A pair that cannot be tested (no
+paired values, zero variance with a non-zero difference, a non-finite value) is shown as an error with its
+reason, never as a tie. There is no composite score: p95, p99, slowdown, SLO attainment and decision time are
+shown beside the mean, and the mean/p95 front marks the entries no other entry beats on both.
 """
 
 from __future__ import annotations
@@ -42,9 +47,23 @@ RULES: dict[str, ScenarioRule] = {
 }
 
 RANKING_RULE = (
-    "Rank = 1 + the number of entries significantly better: B is significantly better than A when the 95% "
-    "interval of the paired difference A - B in mean delay (same task streams, episode by episode; over "
-    "per-seed means when a learner is involved) lies above zero. Entries not separated share a rank. A range "
-    "such as 1–8 means the data cannot place the entry more precisely: it runs down to N - the number of "
-    "entries significantly worse. Rows are ordered by mean delay."
+    "Ranking by mean delay. Each pair of entries is compared by a two-sided paired t-test of their difference in "
+    "mean delay on identical task streams; the p-values of all pairs of a scenario are adjusted together by Holm's "
+    "method (family-wise error 5%). Rank = 1 + the number of entries significantly better; entries not separated "
+    "share a rank. A range such as 1–8 means the data cannot place the entry more precisely: it runs down to N - "
+    "the number of entries significantly worse. A comparison that cannot be computed is shown as an error with its "
+    "reason (†), never as a tie. Rows are ordered by mean delay."
+)
+PAIRING_RULE = (
+    "Pairs: two schedulers that do not learn are paired over evaluation episodes (same seed, same episode) when the "
+    "scenario's episodes are independent (servers and task tables fixed, as in every leaderboard preset); a pair with "
+    "a learner, or on a scenario that draws something per seed, is paired over per-seed means. The 95% interval of "
+    "each mean delay is taken over the same units. Minimum protocol per entry: "
+    + "; ".join(f"{name} {r.min_seeds} seeds x {r.min_eval_episodes} episodes" for name, r in RULES.items())
+    + "."
+)
+TRADE_OFF_RULE = (
+    "No composite score: p95 and p99 delay, mean slowdown, SLO attainment and decision time are shown beside the mean, "
+    "not folded into it. The mean/p95 front (●) marks the entries that no other entry beats on both the mean and the "
+    "p95: an entry that buys its mean with its tail is off the front."
 )

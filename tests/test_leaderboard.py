@@ -3,6 +3,7 @@ and a headless-Chromium check that the site works from file:// (skipped where no
 .ci/run installs Debian's)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+import bench
 from bench.cli import app
 from bench.experiments.bundles import sha256_file, write_bundle
 from bench.experiments.runner import run
@@ -122,29 +124,80 @@ def test_compare_prints_paired_differences(results):
     assert "seed 0" in r.stdout and "mean_delay_s" in r.stdout and "yes" in r.stdout  # random is significantly worse
 
 
-def test_site_build_escapes_and_ships_data(results, tmp_path):
-    report = build_site([results], tmp_path / "site")
-    assert len(report.entries) == 3 and not report.invalid
-    site = tmp_path / "site"
+EVIL_LINK = '<a href="https://evil.example/login">opt-ts (official)</a>'
+EVIL_COMMENT = "Sneaky <!--<script> x</script>"
+EVIL_FORMULA = '=HYPERLINK("https://evil.example/x","click")'
+
+
+@pytest.fixture(scope="module")
+def hostile(results, tmp_path_factory):
+    """The three submissions plus hostile names on copies of their (valid) bundles: six entries on tiny."""
+    root = tmp_path_factory.mktemp("hostile")
+    for name in ("opt-ts", "random", "sac-ts"):
+        shutil.copytree(results / name, root / name)
+    for name, source, label in (("link", "random", EVIL_LINK), ("comment", "opt-ts", EVIL_COMMENT), ("formula", "random", EVIL_FORMULA)):
+        for seed in (0, 1, 2):
+            shutil.copytree(results / source / f"seed-{seed}", root / name / f"seed-{seed}")
+        (root / name / "submission.toml").write_text(
+            f"name = {json.dumps(label)}\ndescription = {json.dumps('Beats `opt-ts` <b>easily</b>: ' + label)}\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def hostile_site(hostile, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "site"
+    return build_site([hostile], out, bounds={"tiny": 1.0}), out
+
+
+def _scripts(html: str) -> list[str]:
+    return re.findall(r"<script[^>]*>", html)
+
+
+def test_site_build_escapes_and_ships_data(hostile_site):
+    report, site = hostile_site
+    assert len(report.entries) == 6 and not report.invalid
     index = (site / "index.html").read_text()
     assert "<script>alert(1)</script>" not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
-    assert index.count('<tr><td class="rank">') == 3
+    assert index.count('<tr><td class="rank">') == 6
     assert (site / "plotly.min.js").stat().st_size > 1_000_000 and "cdn.plot.ly/plotly" not in index
+    assert (site / ".aigc-edge-bench-site").is_file()
+    for page in site.glob("*.html"):
+        text = page.read_text()
+        assert 'href="https://evil.example' not in text and "<a href=\"https" not in text, page.name  # no live link
+        assert "<!--" not in text and "alert(1)</script>" not in text, page.name
+        # every <script> element is one of ours: plotly.min.js or a chart (whose JSON has no "<")
+        assert all(tag in ('<script src="plotly.min.js">', "<script>") for tag in _scripts(text)), page.name
+        for payload in re.findall(r"<script>(.*?)</script>", text, flags=re.S):
+            assert "<" not in payload and ">" not in payload, page.name
+        assert f"aigc-edge-bench {bench.__version__}" in text and " UTC · " in text, page.name  # the footer
     table = pl.read_csv(site / "data" / "leaderboard.csv")
-    assert table.height == 3 and table.filter(pl.col("scheduler") == "opt-ts")["rank"][0] == 1
+    assert table.height == 6 and table.filter(pl.col("scheduler") == "opt-ts")["rank"].to_list() == [1, 1]
+    assert table.schema["mean_delay_s"] == pl.Float64 and table["gap_to_bound"].to_list() == pytest.approx((table["mean_delay_s"] - 1.0).to_list())
+    assert "'" + EVIL_FORMULA in table["entry"].to_list() and EVIL_FORMULA not in table["entry"].to_list()
+    raw = (site / "data" / "leaderboard.csv").read_text()
+    assert not any(cell.startswith(("=", "+", "@")) for line in raw.splitlines() for cell in line.split(","))
     scenario_page = (site / "scenario-tiny.html").read_text()
-    assert "alert(1)</script>" not in scenario_page  # chart JSON escapes "</"
+    assert "gap to bound" in scenario_page and "Holm" in scenario_page and "a greedy full-information rule" in scenario_page
+    assert "optimal" not in scenario_page.lower().replace("not optimal", "")
+    entry = next(e for e in report.entries if e.label == EVIL_LINK)
+    entry_page = (site / f"entry-{entry.id}.html").read_text()
+    assert "Beats <code>opt-ts</code> &lt;b&gt;easily&lt;/b&gt;" in entry_page  # code spans rendered, the rest escaped
     for e in report.entries:
         assert (site / f"entry-{e.id}.html").is_file() and (site / "data" / f"entry-{e.id}.parquet").is_file()
+    pairs = pl.read_csv(site / "data" / "pairs-tiny.csv")
+    assert pairs.height == 15
+    same = pairs.filter(pl.col("a_id").is_in([entry.id]) | pl.col("b_id").is_in([entry.id])).filter(pl.col("mean_a_minus_b_s") == 0.0)
+    assert same.height == 2 and same["p"].to_list() == [1.0, 1.0] and same["error"].is_null().all()  # copies of `random`: identical, not separated, no error
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_site_in_headless_chromium(results, tmp_path):
+def test_site_in_headless_chromium(hostile_site, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
-    build_site([results], tmp_path / "site")
+    report, site = hostile_site
+    entry = next(e for e in report.entries if e.label == EVIL_LINK)
     errors = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -154,14 +207,23 @@ def test_site_in_headless_chromium(results, tmp_path):
         page = browser.new_page(viewport={"width": 1200, "height": 1600})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        for name in ["index.html", "scenario-tiny.html", "invalid.html"]:
-            page.goto((tmp_path / "site" / name).as_uri())
+        for name in ["index.html", "scenario-tiny.html", f"entry-{entry.id}.html", "invalid.html"]:
+            page.goto((site / name).as_uri())
             page.wait_for_load_state("load")
+            assert page.locator('a[href*="evil.example"]').count() == 0, name
             if name == "index.html":
-                assert page.locator("table.ranking tbody tr").count() == 3
+                assert page.locator("table.ranking tbody tr").count() == 6  # one row per entry
             if name.startswith("scenario"):
                 page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)
-                assert page.locator(".js-plotly-plot").count() >= 4
+                charts = page.locator("div.chart")
+                assert charts.count() == 5  # mean, mean/p95, distribution, learning curves, parts
+                for k in range(charts.count()):  # every chart rendered, the one with "<!--<script>" in a name included
+                    assert charts.nth(k).locator(".main-svg").count() >= 1, k
+                    assert charts.nth(k).locator("g.trace, g.point, path.point, g.bars").count() > 0, k
+                assert page.locator(".js-plotly-plot a").count() == 0  # no link inside any chart
+                legend = " ".join(page.locator(".js-plotly-plot .legendtext").all_text_contents())
+                assert EVIL_LINK in legend and "<!--<script>" in legend  # shown as text
+                assert page.locator("table.ranking tbody tr").count() == 6
                 page.screenshot(path=str(tmp_path / "scenario.png"), full_page=True)
         browser.close()
     assert not errors, errors

@@ -1,0 +1,291 @@
+"""The HTML of the site's pages: plain HTML with a small stylesheet; charts come from leaderboard/charts.py.
+
+Every string that comes from a bundle or a submission goes through leaderboard/escaping (esc, inline_code).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from leaderboard.charts import Style
+from leaderboard.escaping import esc, inline_code
+from leaderboard.ranking import ALPHA, Comparison, Rank
+from leaderboard.rules import PAIRING_RULE, RANKING_RULE, RULES, TRADE_OFF_RULE
+
+if TYPE_CHECKING:
+    from leaderboard.site import Entry
+
+GREEDY_REFERENCE = "opt-ts"
+GREEDY_NOTE = "a greedy full-information rule"
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc;line-height:1.45}
+header{background:#1d2330;color:#fff;padding:16px 32px}header h1{font-size:20px;margin:0 0 6px}header a{color:#9ecbff;margin-right:18px;text-decoration:none}
+main{max-width:1180px;margin:0 auto;padding:8px 32px 32px}h1{font-size:22px;margin:18px 0 6px}h2{margin-top:34px;font-size:19px}h3{font-size:16px;margin-top:24px}
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin:12px 0;background:#fff;font-size:13.5px}
+th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:right;vertical-align:top}th{background:#f0f2f5;font-weight:600}
+td.l,th.l{text-align:left}tr:hover td{background:#f6f8fa}.rank{font-weight:700}.note{color:#5a6270;font-size:13px}
+table.ranking td{white-space:nowrap}table.ranking td.l{white-space:normal;min-width:9em;max-width:22em;overflow-wrap:anywhere}
+.swatch{display:inline-block;margin-right:6px;vertical-align:middle}
+.rule{background:#fff8e1;border-left:4px solid #f2b705;padding:8px 12px;font-size:13px}.bad{color:#b42318}.front{color:#1a7f37;font-weight:700}
+code{background:#eef1f4;padding:1px 4px;border-radius:3px;font-size:12.5px;overflow-wrap:anywhere}.chart{background:#fff;margin:10px 0;border:1px solid #eceff3}
+details{margin:12px 0}summary{cursor:pointer;font-weight:600}footer{border-top:1px solid #e3e6ea;color:#5a6270;font-size:12.5px;padding:12px 32px;text-align:center}
+"""
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def pct(x: float | None, digits: int = 1, sign: bool = False) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:{'+' if sign else ''}.{digits}f}%"
+
+
+@dataclass
+class ScenarioView:
+    """One scenario's ranked entries and everything shown about them."""
+
+    name: str
+    description: str
+    entries: list["Entry"]  # ordered by mean delay; comparison indices refer to this order
+    comparisons: list[Comparison]
+    independent: bool
+    bound: float | None = None
+    styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
+
+    def swatch(self, e: "Entry") -> str:
+        return self.styles[self.entries.index(e)].swatch() if self.styles else ""
+
+    @property
+    def reference(self) -> "Entry | None":
+        return next((e for e in self.entries if e.scheduler == GREEDY_REFERENCE), None)
+
+    @property
+    def has_slo(self) -> bool:
+        return any(e.slo is not None for e in self.entries)
+
+    @property
+    def tested(self) -> int:
+        return sum(c.error is None for c in self.comparisons)
+
+    @property
+    def errors(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.error is not None]
+
+
+def page(title: str, body: str, scenarios: list[str], footer: str) -> str:
+    nav = '<a href="index.html">Rankings</a>' + "".join(f'<a href="scenario-{esc(s)}.html">{esc(s)}</a>' for s in scenarios) + '<a href="invalid.html">Invalid submissions</a>'
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)} · aigc-edge-bench</title>'
+        f'<style>{CSS}</style><script src="plotly.min.js"></script></head><body>'
+        f"<header><h1>aigc-edge-bench leaderboard</h1><nav>{nav}</nav></header><main>{body}</main><footer>{footer}</footer></body></html>\n"
+    )
+
+
+def entry_name(e: "Entry", link: bool = True, swatch: str = "") -> str:
+    """An entry's name (escaped), its link, the swatch of its chart style (charts.Style.swatch) and what opt-ts is."""
+    name = swatch + (f'<a href="entry-{esc(e.id)}.html">{esc(e.label)}</a>' if link else esc(e.label))
+    if e.scheduler == GREEDY_REFERENCE:
+        name += f' <span class="note">({GREEDY_NOTE})</span>'
+    return name
+
+
+def rank_cell(rank: Rank | None) -> str:
+    if rank is None:
+        return "–"
+    mark = f' <span class="bad" title="{len(rank.errors)} comparison(s) could not be computed; see the pairwise comparisons">†</span>' if rank.errors else ""
+    return f"{rank.text}{mark}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+
+
+def ranking_table(view: ScenarioView, full: bool) -> str:
+    """The ranking of one scenario; the scenario page (full) adds the mean/p95 front and the chart swatches."""
+    ref, bound, slo = view.reference, view.bound, view.has_slo
+    head = ['<th>rank</th>', '<th class="l">entry</th>', "<th>mean delay (s)</th>", "<th>95% CI</th>"]
+    if bound is not None:
+        head.append('<th title="(mean - lower bound) / lower bound">gap to bound</th>')
+    head += [f'<th title="relative to {GREEDY_REFERENCE}, {GREEDY_NOTE}: a reference, not an optimum">vs {GREEDY_REFERENCE.replace("-", "&#8209;")}*</th>', "<th>p95 (s)</th>", "<th>p99 (s)</th>"]
+    if full:
+        head.append('<th title="on the front of mean against p95: no other entry has both a lower mean and a lower p95">mean/p95 front</th>')
+    head.append('<th title="mean over episodes of mean_slowdown (docs/metrics.md); – where the bundles lack it">mean slowdown</th>')
+    if slo:
+        head.append('<th title="share of tasks with a deadline that met it">SLO attainment</th>')
+    head += ['<th title="wall-clock time the scheduler spent deciding, measured on the submitter\'s machine">decision (µs/task, reported)</th>', "<th>seeds</th>"]
+    rows = []
+    for e in view.entries:
+        cells = [f'<td class="rank">{rank_cell(e.rank)}</td>', f'<td class="l">{entry_name(e, swatch=view.swatch(e) if full else "")}</td>', f"<td>{fmt(e.mean)}</td>", f"<td>{_ci(e.ci)}</td>"]
+        if bound is not None:
+            cells.append(f"<td>{pct((e.mean - bound) / bound, sign=True) if bound > 0 else '–'}</td>")
+        cells += [f"<td>{pct(e.mean / ref.mean - 1, sign=True) if ref and ref.mean > 0 else '–'}</td>", f"<td>{fmt(e.p95, 2)}</td>", f"<td>{fmt(e.p99, 2)}</td>"]
+        if full:
+            cells.append(f'<td>{"<span class=front>●</span>" if e.on_front else ""}</td>')
+        cells.append(f"<td>{fmt(e.slowdown, 2)}</td>")
+        if slo:
+            cells.append(f"<td>{pct(e.slo)}</td>")
+        cells += [f"<td>{fmt(e.decision_us, 2)}</td>", f"<td>{len(e.result.seeds)}</td>"]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table class="ranking"><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def scenario_rule(view: ScenarioView) -> str:
+    """The ranking rule with this scenario's specifics: what pairs are taken over, how many tests, the minimum protocol."""
+    rule = RULES[view.name]
+    n = len(view.entries)
+    pairing = (
+        "its episodes are independent (servers and task tables fixed), so two heuristics are paired over episodes; pairs with a learner over per-seed means"
+        if view.independent else "it draws something once per seed, so every pair is compared over per-seed means"
+    )
+    errors = f" {len(view.errors)} comparison(s) could not be computed (†; listed below): they are neither a difference nor a tie." if view.errors else ""
+    return (
+        f'<p class="rule">{esc(RANKING_RULE)}<br><b>{esc(view.name)}:</b> {pairing}; {view.tested} of {n * (n - 1) // 2} pairs tested, '
+        f"Holm-adjusted together at a family-wise error of {ALPHA:.0%}. Every entry has at least {rule.min_seeds} seeds × {rule.min_eval_episodes} evaluation episodes.{errors}"
+        f"<br>{esc(TRADE_OFF_RULE)}</p>"
+    )
+
+
+def decision_table(view: ScenarioView) -> str:
+    """Decision times (reported, compared only on one CPU model) and training, per entry."""
+    rows = []
+    for e in view.entries:
+        rel = f"×{e.decision_vs_fastest:.2f}" if e.decision_vs_fastest is not None else "–"
+        rows.append(
+            f'<tr><td class="l">{entry_name(e, link=False, swatch=view.swatch(e))}</td><td>{fmt(e.decision_us, 2)}</td><td class="l">{esc("; ".join(e.cpus)) or "–"}</td><td>{rel}</td>'
+            f"<td>{e.train_episodes or '–'}</td><td>{'–' if e.converged is None else f'{e.converged:.0f}'}</td></tr>"
+        )
+    return (
+        "<h2>Decision time and training</h2>"
+        '<p class="note">Decision times are <b>reported</b>: the wall-clock time the scheduler spent deciding, per task, measured on the '
+        "submitter's machine (not re-measured here). They are compared only among entries measured on the same CPU model: "
+        "“vs fastest” is the ratio to the fastest entry measured on that model.</p>"
+        '<div class="scroll"><table><thead><tr><th class="l">entry</th><th>decision (µs/task, reported)</th><th class="l">measured on (CPU model)</th>'
+        "<th>vs fastest on the same CPU</th><th>training episodes</th><th>converged (episodes)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def pairs_table(view: ScenarioView) -> str:
+    rows = []
+    for c in view.comparisons:
+        a, b = view.entries[c.a], view.entries[c.b]
+        if c.error is not None:
+            verdict = f'<span class="bad">error: {esc(c.error)}</span>'
+        elif c.better is not None:
+            verdict = f"{esc(view.entries[c.better].label)} better"
+        else:
+            verdict = "not separated"
+        rows.append(
+            f'<tr><td class="l">{esc(a.label)}</td><td class="l">{esc(b.label)}</td><td class="l">{c.over}</td><td>{c.n or "–"}</td>'
+            f"<td>{'–' if c.mean is None else f'{c.mean:+.4f}'}</td><td>{_ci(c.ci)}</td><td>{fmt(c.t, 2)}</td>"
+            f"<td>{'–' if c.p is None else f'{c.p:.2g}'}</td><td>{'–' if c.p_holm is None else f'{c.p_holm:.2g}'}</td><td class=\"l\">{verdict}</td></tr>"
+        )
+    errors = ""
+    if view.errors:
+        errors = "<h3>Comparisons that could not be computed</h3><ul>" + "".join(
+            f'<li class="bad">{esc(view.entries[c.a].label)} vs {esc(view.entries[c.b].label)}: {esc(c.error)}</li>' for c in view.errors) + "</ul>"
+    return (
+        f"<h2>Pairwise comparisons</h2>{errors}<details><summary>All {len(view.comparisons)} pairs: paired t-test of A − B in mean delay, Holm-adjusted</summary>"
+        '<div class="scroll"><table><thead><tr><th class="l">A</th><th class="l">B</th><th class="l">paired over</th><th>pairs</th><th>mean A − B (s)</th>'
+        "<th>95% CI (unadjusted)</th><th>t</th><th>p</th><th>p (Holm)</th><th class=\"l\">result</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></details>"
+        f'<p class="note">Data: <a href="data/pairs-{esc(view.name)}.csv">pairs-{esc(view.name)}.csv</a></p>'
+    )
+
+
+def parts_table(view: ScenarioView) -> str:
+    parts = ("upload", "wait", "compute", "download")
+    rows = "".join(
+        f'<tr><td class="l">{entry_name(e, link=False, swatch=view.swatch(e))}</td>' + "".join(f"<td>{fmt(e.parts.get(p, float('nan')) * 1000, 2)}</td>" for p in parts) + f"<td>{fmt(e.mean * 1000, 1)}</td></tr>"
+        for e in view.entries
+    )
+    head = "".join(f"<th>{p} (ms)</th>" for p in parts)
+    return f'<div class="scroll"><table><thead><tr><th class="l">entry</th>{head}<th>total (ms)</th></tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+def index_body(views: list[ScenarioView]) -> str:
+    sections = "".join(
+        f'<h2><a href="scenario-{esc(v.name)}.html">{esc(v.name)}</a></h2><p class="note">{inline_code(v.description)}</p>{ranking_table(v, full=False)}'
+        + (f'<p class="note">Lower bound on the mean delay: {fmt(v.bound)} s.</p>' if v.bound is not None else "")
+        for v in views
+    )
+    return (
+        "<p>Schedulers of AI-generated-content requests on cooperating edge servers, compared on identical task streams. "
+        "Every delay is recomputed from the submitted actions before it is shown (replay), and the data behind every table "
+        'is downloadable: <a href="data/leaderboard.csv">leaderboard.csv</a> · <a href="data/leaderboard.parquet">leaderboard.parquet</a>.</p>'
+        + (sections or "<p>No valid entries.</p>")
+        + f'<p class="rule">{esc(RANKING_RULE)}<br>{esc(PAIRING_RULE)}<br>{esc(TRADE_OFF_RULE)}</p>'
+        + reference_note()
+    )
+
+
+def reference_note() -> str:
+    return (f'<p class="note">* Relative to <code>{GREEDY_REFERENCE}</code>, the paper\'s Opt-TS: {GREEDY_NOTE} (a reference, not an optimum and not a bound). '
+            "Decision times are reported by the submitter's machine; each scenario page says which CPU measured each. "
+            'Validity rules: <a href="invalid.html">invalid submissions</a> lists every failed check.</p>')
+
+
+def entry_body(e: "Entry", view: ScenarioView) -> str:
+    r = e.result
+    meta = e.validation.submission.meta
+    m0 = r.bundles[0].manifest
+    per_seed = r.episodes.group_by("seed").agg(pl.col("mean_delay_s").mean(), pl.col("p95_delay_s").mean(), pl.len().alias("episodes")).sort("seed")
+    seed_rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td>{fmt(d)}</td><td>{fmt(p, 2)}</td></tr>" for s, d, p, n in per_seed.select("seed", "mean_delay_s", "p95_delay_s", "episodes").iter_rows())
+    params = "".join(f'<tr><td class="l">{esc(k)}</td><td class="l"><code>{esc(json.dumps(v))}</code></td></tr>' for k, v in sorted(r.params.items())) or '<tr><td class="l" colspan="2">no hyper-parameters</td></tr>'
+    about = ""
+    if e.scheduler == GREEDY_REFERENCE:
+        about += f'<p class="note"><code>{GREEDY_REFERENCE}</code> is {GREEDY_NOTE}: for each task, the server with the smallest delay given the current queues. It is not optimal and not a bound.</p>'
+    if meta:
+        about += (f"<p>{inline_code(meta.description)}</p>" if meta.description else "")
+        about += (f'<p class="note">Authors: {esc(", ".join(meta.authors))}</p>' if meta.authors else "")
+        about += (f'<p class="note">Link (not followed by this site): <code>{esc(meta.url)}</code></p>' if meta.url else "")
+        about += (f"<p><b>Hyper-parameter tuning:</b> {inline_code(meta.hyperparameter_tuning)}</p>" if meta.hyperparameter_tuning else "")
+    rank = e.rank
+    standing = ""
+    if rank is not None:
+        def names(idx: tuple[int, ...]) -> str:
+            return ", ".join(esc(view.entries[i].label) for i in idx) or "none"
+
+        standing = (f'<p class="note">Significantly better: {names(rank.better)}. Significantly worse: {names(rank.worse)}.'
+                    + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
+    metrics = (
+        "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
+        "<th>decision (µs/task, reported)</th><th class=\"l\">measured on</th></tr></thead><tbody>"
+        f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
+        f"<td>{pct(e.slo)}</td><td>{fmt(e.decision_us, 2)}</td><td class=\"l\">{esc('; '.join(e.cpus)) or '–'}</td></tr></tbody></table>"
+    )
+    prov_rows = []
+    for b in r.bundles:
+        m = b.manifest
+        p = m["provenance"]
+        git = p["suite"]["git"]
+        host = p["host"]
+        packages = ", ".join(f"{k} {v}" for k, v in p["packages"].items() if v)
+        prov_rows.append(
+            f'<tr><td class="l">{esc(", ".join(map(str, m["seeds"])))}</td><td class="l">{esc(m["created_utc"])}</td>'
+            f'<td class="l">{esc(p["suite"]["version"])} {esc((git.get("revision") or "")[:12])}{" (modified)" if git.get("dirty") else ""}</td>'
+            f'<td class="l">{esc(host.get("cpu"))}, {esc(host.get("cores"))} cores, {esc(host.get("memory_gib"))} GiB</td>'
+            f'<td class="l">Python {esc(p["python"])}; {esc(packages)}</td><td class="l"><code>{esc(" ".join(map(str, m["command"])))}</code></td></tr>'
+        )
+    files = "".join(f'<tr><td class="l">{esc(b.path.name)}/{esc(n)}</td><td class="l"><code>{esc(h)}</code></td></tr>' for b in r.bundles for n, h in sorted(b.manifest["files"].items()))
+    training = ""
+    if r.learns:
+        training = f"<h2>Training</h2><p>{e.train_episodes} training episodes per seed; converged after {'–' if e.converged is None else f'{e.converged:.0f}'} episodes (first 10-episode average within 5% of the final level).</p>"
+        if "trained_from_checkpoint" in m0:
+            training += f"<p class=\"note\">Evaluated from a checkpoint (SHA-256 <code>{esc(m0['trained_from_checkpoint']['sha256'])}</code>) whose training is reported here.</p>"
+    return (
+        f"<h1>{entry_name(e, link=False)}</h1><p>Scheduler <code>{esc(r.scheduler)}</code> on <a href=\"scenario-{esc(e.scenario)}.html\">{esc(e.scenario)}</a> "
+        f"(scenario hash <code>{esc(r.scenario_hash[:16])}</code>): rank {rank_cell(rank)}, {m0['protocol']['eval_episodes']} evaluation episodes per seed.</p>{standing}{about}"
+        f"{metrics}"
+        f"<h2>Per seed</h2><table><thead><tr><th>seed</th><th>episodes</th><th>mean delay (s)</th><th>p95 (s)</th></tr></thead><tbody>{seed_rows}</tbody></table>"
+        f"<h2>Hyper-parameters</h2><table><tbody>{params}</tbody></table>{training}"
+        f'<h2>Provenance</h2><div class="scroll"><table><thead><tr><th class="l">seeds</th><th class="l">created</th><th class="l">suite</th><th class="l">host</th><th class="l">software</th><th class="l">command</th></tr></thead><tbody>{"".join(prov_rows)}</tbody></table></div>'
+        f'<h2>Data</h2><p><a href="data/entry-{esc(e.id)}.csv">per-episode metrics (CSV)</a> · <a href="data/entry-{esc(e.id)}.parquet">(Parquet)</a></p>'
+        f'<h2>Files</h2><div class="scroll"><table><thead><tr><th class="l">file</th><th class="l">SHA-256</th></tr></thead><tbody>{files}</tbody></table></div>'
+    )

@@ -1,0 +1,349 @@
+"""The leaderboard site's parts on their own: the ranking statistics (Holm against hand-worked examples, the
+reasons a comparison fails), chart styles and scales, escaping of hostile text, and the output-directory rules.
+The whole site, built from real bundles and opened in a browser, is tested in tests/test_leaderboard.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+import bench
+from bench.cli import app
+from bench.core.errors import BenchError
+from leaderboard import charts, site
+from leaderboard.escaping import csv_safe, inline_code, plotly_safe, script_json
+from leaderboard.ranking import (
+    NotComputable,
+    compare_all,
+    episodes_independent,
+    holm,
+    mean_interval,
+    paired_differences,
+    paired_t_test,
+    pareto_front,
+    ranks,
+)
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+def test_holm_matches_hand_worked_examples():
+    # m = 4, p sorted 0.005 0.01 0.03 0.04 against 0.05/4, 0.05/3, 0.05/2, 0.05/1: the third fails (0.03 > 0.025),
+    # so it and everything after it stand. Adjusted: 4*0.005, 3*0.01, 2*0.03, max(1*0.04, 0.06).
+    adjusted, rejected = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected.tolist() == [True, False, False, True]
+    # Holm rejects all four where Bonferroni (every p <= 0.0125) would reject only two: 0.02 <= 0.05/2, 0.04 <= 0.05/1
+    adjusted, rejected = holm([0.005, 0.011, 0.02, 0.04])
+    assert adjusted == pytest.approx([0.02, 0.033, 0.04, 0.04])
+    assert rejected.all()
+    assert holm([])[1].size == 0
+    with pytest.raises(ValueError):
+        holm([0.5, float("nan")])
+
+
+def test_paired_t_test_agrees_with_scipy_and_names_each_failure():
+    d = np.array([0.3, 0.1, 0.25, 0.4, 0.2])
+    t = paired_t_test(d)
+    ref = stats.ttest_1samp(d, 0.0)
+    assert (t.n, t.mean, t.t, t.p) == (5, pytest.approx(0.25), pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    assert t.ci[0] < 0.25 < t.ci[1]
+    same = paired_t_test(np.zeros(4))  # identical results: a test with nothing to find, not an error
+    assert same.p == 1.0 and same.mean == 0.0
+    for values, reason in [
+        ([], "no paired values"),
+        ([0.2], "only 1 paired value"),
+        ([0.1, 0.1, 0.1], "zero variance with a non-zero mean difference"),
+        ([0.1, np.nan, 0.3], "not finite"),
+        ([0.1, np.inf, 0.3], "not finite"),
+    ]:
+        with pytest.raises(NotComputable, match=reason):
+            paired_t_test(np.array(values, dtype=float))
+
+
+def _episodes(values: dict[int, list[float]]) -> pl.DataFrame:
+    rows = [(s, e, v) for s, vs in values.items() for e, v in enumerate(vs)]
+    return pl.DataFrame(rows, schema={"seed": pl.UInt64, "episode": pl.UInt32, "mean_delay_s": pl.Float64}, orient="row")
+
+
+@dataclass
+class Fake:
+    learns: bool
+    episodes: pl.DataFrame
+    scenario_hash: str = "h"
+
+
+def test_pairs_are_taken_over_episodes_or_per_seed_means():
+    a = _episodes({0: [2.0, 3.0], 1: [4.0, 5.0]})
+    b = _episodes({0: [1.0, 1.5], 1: [1.0, 2.0], 2: [9.0, 9.0]})
+    assert paired_differences(a, b, "episodes").tolist() == [1.0, 1.5, 3.0, 3.0]
+    assert paired_differences(a, b, "seeds").tolist() == [1.25, 3.0]  # seed 2 is not in a
+    with pytest.raises(NotComputable, match="no paired episodes"):
+        paired_differences(a, _episodes({7: [1.0]}), "episodes")
+    assert mean_interval(a, "seeds") == pytest.approx(stats.t.interval(0.95, 1, loc=3.5, scale=1.0))
+
+
+def test_episodes_are_independent_unless_something_is_drawn_per_seed():
+    fixed = {"servers": {"capacity_gcps": [1, 2]}, "tasks": {"attributes": "per-task"}}
+    assert episodes_independent(fixed)
+    assert not episodes_independent({"servers": {"capacity_gcps_range": [10, 50]}, "tasks": {}})
+    assert not episodes_independent({"servers": {"rate_mbps_range": [400, 500]}, "tasks": {}})
+    assert not episodes_independent({"servers": {}, "tasks": {"attributes": "per-index"}})
+    assert episodes_independent({"servers": {}, "tasks": {"attributes": "per-index", "per_index_legacy_seeds": {"density": 1}}})
+
+
+def test_ranking_separates_ties_and_shows_errors_apart():
+    rng = np.random.default_rng(0)
+    base = {s: list(5.0 + rng.normal(0, 1.0, 20)) for s in range(3)}
+
+    def shifted(delta, noise):
+        return {s: [v + delta + rng.normal(0, noise) for v in vs] for s, vs in base.items()}
+
+    best = Fake(False, _episodes(base))
+    tied = Fake(False, _episodes(shifted(0.0, 0.01)))
+    worse = Fake(False, _episodes(shifted(1.0, 0.05)))
+    lonely = Fake(False, _episodes({9: [4.0, 4.1]}))  # no (seed, episode) in common with anyone
+    comparisons = compare_all([best, tied, worse, lonely], independent=True)
+    assert len(comparisons) == 6
+    by_pair = {(c.a, c.b): c for c in comparisons}
+    assert by_pair[(0, 2)].significant and by_pair[(0, 2)].better == 0 and by_pair[(0, 2)].over == "episodes" and by_pair[(0, 2)].n == 60
+    assert not by_pair[(0, 1)].significant and by_pair[(0, 1)].error is None
+    assert all(by_pair[(i, 3)].error and "no paired episodes" in by_pair[(i, 3)].error for i in range(3))
+    tested = [c for c in comparisons if c.error is None]
+    assert [c.p_holm for c in tested] == pytest.approx(holm([c.p for c in tested])[0].tolist())  # the family: the 3 tested pairs
+    r = ranks(4, comparisons)
+    assert (r[0].best, r[0].worst, r[0].text) == (1, 3, "1–3")  # beats `worse`; its pair with `lonely` is unknown
+    assert (r[2].best, r[2].worst) == (3, 4) and r[2].better == (0, 1)
+    assert r[3].errors == (0, 1, 2) and (r[3].best, r[3].worst) == (1, 4)  # an error is not a tie: listed as errors
+
+
+def test_learners_are_compared_over_seeds_and_one_common_seed_is_an_error():
+    a = Fake(True, _episodes({0: [2.0, 2.1], 1: [2.2, 2.0], 2: [2.4, 2.6]}))
+    b = Fake(False, _episodes({0: [1.0, 1.1], 1: [1.5, 1.4], 2: [1.1, 1.2]}))
+    c = Fake(False, _episodes({0: [1.0, 1.2]}))
+    other = Fake(False, _episodes({0: [1.0, 1.2], 1: [1.0, 1.0]}), scenario_hash="other")
+    out = {(x.a, x.b): x for x in compare_all([a, b, c, other], independent=True)}
+    assert out[(0, 1)].over == "seeds" and out[(0, 1)].n == 3
+    assert out[(0, 2)].error.startswith("only 1 seed in common")
+    assert out[(1, 2)].over == "episodes" and out[(1, 2)].error is None
+    assert "different scenario" in out[(0, 3)].error
+    assert compare_all([b, c], independent=False)[0].over == "seeds"  # per-seed draws make episodes dependent
+
+
+def test_pareto_front_is_what_no_other_entry_beats_on_both():
+    # (mean, p95): a buys its mean with its tail, b is balanced, c is beaten by b on both, d has the lowest tail
+    assert pareto_front([1.0, 1.2, 1.3, 2.0], [9.0, 4.0, 5.0, 3.0]) == [True, True, False, True]
+    assert pareto_front([1.0, float("nan")], [1.0, 1.0]) == [True, False]
+
+
+# --------------------------------------------------------------------------------------------------------- charts
+
+
+def _series(n: int, scale: float = 1.0) -> list[charts.Series]:
+    levels = np.linspace(0, 1, 201)
+    out = []
+    for i, st in enumerate(charts.styles(n)):
+        q = scale * (1 + 0.01 * i) * -np.log1p(-np.minimum(levels, 0.999))
+        out.append(charts.Series(f"entry {i}", st, scale * (1 + 0.01 * i), (scale, scale * 1.1 + 0.01 * i), 3 * scale, i == 0, q,
+                                 (np.arange(10, 20), np.full(10, 2.0 + i)) if i % 2 else None, {"upload": 0.006, "wait": 1.3 + i, "compute": 0.2, "download": 0.0018}))
+    return out
+
+
+def test_25_entries_keep_distinct_styles_on_every_chart():
+    series = _series(25)
+    pairs = {(s.style.color, s.style.dash) for s in series}
+    assert len(pairs) == 25 and len({(s.style.color, s.style.symbol) for s in series}) == 25
+    figures = [charts.mean_chart(series), charts.pareto_chart(series), charts.cdf_chart(series, np.linspace(0, 1, 201)), charts.curves_chart(series, 10)]
+    seen: dict[str, set] = {}
+    for fig in figures:
+        for trace in fig["data"]:
+            if trace.get("name", "").startswith("entry "):
+                line, marker = trace.get("line", {}), trace.get("marker", {})
+                seen.setdefault(trace["name"], set()).add(line.get("color") or marker.get("color"))
+                if "dash" in line:
+                    seen[trace["name"]].add(("dash", line["dash"]))
+                if "symbol" in marker:
+                    seen[trace["name"]].add(("symbol", marker["symbol"]))
+    for s in series:  # one colour, one dash, one symbol per entry across all charts
+        assert seen[s.label] <= {s.style.color, ("dash", s.style.dash), ("symbol", s.style.symbol)}
+        assert s.style.color in seen[s.label]
+    parts = charts.parts_chart(series)
+    for trace in parts["data"]:
+        assert trace["marker"]["color"] == [s.style.color for s in series]
+        assert trace["marker"]["pattern"]["shape"] == [s.style.pattern for s in series]
+    assert len({(s.style.color, s.style.pattern) for s in series}) == 25
+
+
+def test_charts_are_scaled_to_their_own_scenario():
+    levels = np.linspace(0, 1, 201)
+    small, large = _series(3, scale=0.5), _series(3, scale=10.0)
+    i005, i995 = 1, 199
+    for group in (small, large):
+        cdf = charts.cdf_chart(group, levels)
+        head, tail = min(s.quantiles[i005] for s in group), max(s.quantiles[i995] for s in group)
+        assert cdf["layout"]["xaxis"]["type"] == "log"
+        assert cdf["layout"]["xaxis"]["range"] == pytest.approx([np.log10(head) - 0.05, np.log10(tail) + 0.02])
+        linear = cdf["layout"]["updatemenus"][0]["buttons"][1]["args"][0]
+        assert linear["xaxis.type"] == "linear" and linear["xaxis.range"] == pytest.approx([0.0, 1.03 * tail])
+        mean = charts.mean_chart(group)
+        lo, hi = mean["layout"]["xaxis"]["range"]
+        assert 0 < lo < min(s.ci[0] for s in group) and hi > max(s.ci[1] for s in group)  # dots and intervals, not bars from 0
+        assert hi - lo < 2 * (max(s.ci[1] for s in group) - min(s.ci[0] for s in group))
+    parts = charts.parts_chart(small)
+    ranges = [parts["layout"][f"xaxis{'' if k == 0 else k + 1}"]["range"][1] for k in range(4)]
+    assert ranges[0] == pytest.approx(0.006 * 1.08) and ranges[1] == pytest.approx(3.3 * 1.08)  # each part on its own scale
+    field = _series(8)
+    pareto = charts.pareto_chart(field)  # the better half by mean, enlarged in a second panel
+    zoom = sorted(field, key=lambda s: s.mean)[:4]
+    lo, hi = pareto["layout"]["xaxis2"]["range"]
+    assert lo < min(s.mean for s in zoom) and max(s.mean for s in zoom) < hi < max(s.mean for s in field)
+
+
+# ------------------------------------------------------------------------------------------------------- escaping
+
+EVIL = '<a href="https://evil.example/login">opt-ts (official)</a>'
+
+
+def _strings(o, key=None):
+    """(key, string) for every string in nested dicts and lists."""
+    if isinstance(o, str):
+        yield key, o
+    elif isinstance(o, dict):
+        for k, v in o.items():
+            yield from _strings(v, k)
+    elif isinstance(o, list):
+        for v in o:
+            yield from _strings(v, key)
+
+
+def test_every_plotly_string_is_escaped_and_script_json_cannot_close_the_script():
+    s = _series(2)
+    s[0].label = EVIL
+    s[1].label = "x<!--<script>&</script>"
+    for fig in (charts.mean_chart(s), charts.pareto_chart(s), charts.cdf_chart(s, np.linspace(0, 1, 201)), charts.parts_chart(s)):
+        for key, text in _strings(plotly_safe(fig)):
+            if key == "hovertemplate":
+                assert "evil" not in text and "script" not in text  # templates are ours only
+            else:
+                assert "<" not in text and ">" not in text and not re.search(r"&(?!amp;|lt;|gt;)", text), (key, text)
+        html = charts.figure_html(fig, "chart-1")
+        payload = html.split("<script>", 1)[1].rsplit("</script>", 1)[0]
+        assert "<" not in payload and ">" not in payload and "&" not in payload
+    assert script_json("\u2028\u2029") == '"\\u2028\\u2029"'
+    assert json.loads(script_json({"a": "</script><!--"})) == {"a": "</script><!--"}
+    with pytest.raises(ValueError):
+        script_json(float("nan"))  # NaN must become null first (plotly_safe does it)
+    assert plotly_safe({"x": [1.0, float("nan")], "y": np.array([1, 2])}) == {"x": [1.0, None], "y": [1, 2]}
+
+
+def test_code_spans_and_csv_cells():
+    assert inline_code("use `opt-ts` or `<b>x</b>` & <i>") == "use <code>opt-ts</code> or <code>&lt;b&gt;x&lt;/b&gt;</code> &amp; &lt;i&gt;"
+    assert inline_code("one ` tick") == "one ` tick"
+    df = pl.DataFrame({"entry": ['=HYPERLINK("https://evil.example","x")', "+1", "-2", "@a", "\tb", "\rc", "ok", None], "mean": [-1.5, 2, 3, 4, 5, 6, 7, 8]})
+    out = csv_safe(df)
+    assert out["entry"].to_list() == ["'" + v for v in df["entry"].to_list()[:6]] + ["ok", None]
+    assert out["mean"].to_list() == df["mean"].to_list() and out.schema["mean"] == pl.Float64
+
+
+# --------------------------------------------------------------------------------------------- output directory
+
+
+def test_out_dir_rules(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.chdir(tmp_path)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    for out, fragment in [
+        (precious, "no site build wrote"),
+        (Path("."), "not the working directory"),
+        (tmp_path.parent, "not the working directory"),
+        (results, "outside the results"),
+        (results / "site", "outside the results"),
+        (tmp_path, "not the working directory"),
+    ]:
+        with pytest.raises(BenchError, match=fragment):
+            site.check_out(out, [results])
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BenchError, match="not a directory"):
+        site.check_out(tmp_path / "file", [results])
+    (tmp_path / "link").symlink_to(precious)
+    with pytest.raises(BenchError, match="symbolic link"):
+        site.check_out(tmp_path / "link", [results])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert site.check_out(empty, [results]) == empty.resolve()
+    assert site.check_out(tmp_path / "new" / "site", [results]) == (tmp_path / "new" / "site").resolve()
+    (precious / site.MARKER).write_text("")
+    assert site.check_out(precious, [results]) == precious.resolve()  # a site built before may be replaced
+
+
+def test_build_refuses_before_any_work_and_the_cli_says_it_in_one_line(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    results.mkdir()
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "notes.md").write_text("keep me")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("discovered submissions before checking --out")
+
+    monkeypatch.setattr(site, "discover", no_work)
+    with pytest.raises(BenchError, match="no site build wrote"):
+        site.build_site([results], out)
+    r = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(results), "--out", str(out)])
+    assert r.exit_code == 2 and "no site build wrote" in r.output and "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.strip()]) <= 3  # one message (wrapped at most)
+    r = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(results), "--out", str(results)])
+    assert r.exit_code == 2 and "outside the results" in r.output
+    assert (out / "notes.md").read_text() == "keep me"
+
+
+def test_a_site_replaces_only_a_site(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    out = tmp_path / "site"
+    report = site.build_site([results], out)  # no submissions: an empty site
+    assert report.out == out.resolve() and (out / site.MARKER).is_file() and (out / "index.html").is_file()
+    (out / "stale.html").write_text("old")
+    site.build_site([results], out)
+    assert not (out / "stale.html").exists() and (out / "index.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "site"]  # no temporary siblings left behind
+    index = (out / "index.html").read_text()
+    assert " UTC · " in index and f"aigc-edge-bench {bench.__version__}" in index
+
+
+# ---------------------------------------------------------------------------------------------------------- pages
+
+
+def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
+    from types import SimpleNamespace
+
+    from leaderboard.pages import ScenarioView, ranking_table
+    from leaderboard.ranking import Rank
+
+    eps = pl.DataFrame({"seed": [0, 0, 1], "mean_slowdown": [2.0, None, 4.0], "slo_attainment": [None, None, None]}, schema_overrides={"slo_attainment": pl.Float64})
+    assert site._column_mean(eps, "mean_slowdown") == pytest.approx(3.0)
+    assert site._column_mean(eps, "slo_attainment") is None and site._column_mean(eps, "absent") is None
+
+    def entry(label, slowdown, slo, scheduler="x"):
+        return SimpleNamespace(id=label, label=label, scheduler=scheduler, rank=Rank(1, 2, (), (), ()), mean=2.0, ci=(1.9, 2.1), p95=3.0, p99=4.0, on_front=True,
+                               slowdown=slowdown, slo=slo, decision_us=1.5, result=SimpleNamespace(seeds=[0, 1, 2]))
+
+    without = ScenarioView("tiny", "", [entry("a", None, None, "opt-ts"), entry("b", None, None)], [], True)
+    html = ranking_table(without, full=True)
+    assert "SLO attainment" not in html and "mean slowdown" in html and "gap to bound" not in html
+    assert "a greedy full-information rule" in html and html.count("<tr>") == 3
+    with_slo = ScenarioView("tiny", "", [entry("a", 1.25, 0.9731, "opt-ts"), entry("b", 2.5, None)], [], True, bound=1.6)
+    html = ranking_table(with_slo, full=False)
+    assert "SLO attainment" in html and "97.3%" in html and "1.25" in html and "gap to bound" in html and "+25.0%" in html
