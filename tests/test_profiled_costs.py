@@ -35,18 +35,49 @@ def _workload(classes, steps=10):
     return wl
 
 
-@pytest.mark.parametrize("eviction, expected_cold", [
-    ("lru", [True, True, False, True, True]),   # m2 evicts m1 (least recently used), so m1 is loaded again
-    ("fifo", [True, True, False, True, False]),  # m2 evicts m0 (first loaded), so m1 is still resident
+@pytest.mark.parametrize("eviction, expected_cold, expected_evictions", [
+    ("lru", [True, True, False, True, True], 2),   # m2 evicts m1 (least recently used), then m1 evicts m0
+    ("fifo", [True, True, False, True, False], 1),  # m2 evicts m0 (first loaded), so m1 is still resident
 ])
-def test_resident_set_and_cold_starts_by_hand(eviction, expected_cold):
+def test_resident_set_and_cold_starts_by_hand(eviction, expected_cold, expected_evictions):
     costs = _costs(eviction)
     wl = _workload([0, 1, 0, 2, 1])  # models m0 m1 m0 m2 m1, all on server 0 (memory 10: two models of 4 + a peak of 6)
-    trace = SlottedEnv(costs, slot_s=1.0).evaluate(wl, np.zeros(5, dtype=np.int64))
+    env = SlottedEnv(costs, slot_s=1.0)
+    trace = env.evaluate(wl, np.zeros(5, dtype=np.int64))
     warm = 1.0 + 10 * 0.1
     loads = np.array([10.0, 20.0, 10.0, 30.0, 20.0])
     np.testing.assert_allclose(trace.compute_s, warm + np.where(expected_cold, loads, 0.0), rtol=1e-12)
     assert trace.cold_starts == sum(expected_cold)
+    assert costs.counters(env._state) == {"cold_starts": sum(expected_cold), "evictions": expected_evictions}
+    np.testing.assert_array_equal(costs.load_record(env._state, 5), np.where(expected_cold, loads, 0.0))
+
+
+def test_energy_per_task_where_profiles_have_joules_per_step():
+    costs = _costs()
+    wl = _workload([0, 1, 2], steps=10)
+    assert not costs.has_energy and costs.energy_j(wl, 0, 3, np.zeros(3, dtype=np.int64)) is None
+    base = _costs()
+    energy = np.array([[2.0, np.nan], [3.0, np.nan], [np.nan, np.nan]])  # J per step; NaN: that profile has none
+    with_energy = ProfiledCosts(
+        rate_mbps=base.rate_mbps, memory_bytes=base.memory_bytes, models=base.models, class_model=base.class_model,
+        fixed_s=np.array([[1.0, 2.0]] * 3), per_step_s=np.array([[0.1, 0.2]] * 3), peak_bytes=base.peak_bytes,
+        load_s=base.load_s, weights_bytes=base.weights_bytes, class_weight=np.ones(3), class_steps=np.full(3, 10.0),
+        eviction="lru", energy_j_per_step=energy)
+    e = with_energy.energy_j(wl, 0, 3, np.zeros(3, dtype=np.int64))
+    assert e[:2].tolist() == [20.0, 30.0] and np.isnan(e[2])
+
+
+def test_a_server_without_the_class_point_does_not_run_it():
+    base = _costs()
+    peak = base.peak_bytes.copy()
+    peak[1, 0] = np.inf  # no profile point of class 1 on server 0: absent, not free
+    costs = ProfiledCosts(
+        rate_mbps=base.rate_mbps, memory_bytes=np.array([10.0, 10.0]) * GIB, models=base.models, class_model=base.class_model,
+        fixed_s=np.array([[1.0, 2.0]] * 3), per_step_s=np.array([[0.1, 0.2]] * 3), peak_bytes=peak, load_s=base.load_s,
+        weights_bytes=base.weights_bytes, class_weight=np.ones(3), class_steps=np.full(3, 10.0), eviction="lru")
+    wl = _workload([0, 1])
+    assert costs.mask(wl, 0, 2).tolist() == [[True, True], [False, True]]
+    assert np.isinf(costs.compute_s(wl, 0, 2, costs.new_state())[1, 0])
 
 
 def test_memory_mask_forbids_servers_a_model_does_not_fit():
@@ -164,3 +195,20 @@ def test_profile_driven_scenario_errors_name_the_field():
         load_scenario(PRESET, ["tasks.mix=[]"])
     with pytest.raises(ConfigError, match="tasks.density_gcycles_per_step"):
         load_scenario(PRESET, ["tasks.density_gcycles_per_step=[0.1,0.2]"])
+
+
+def test_each_checkpoint_of_the_workload_is_its_own_model_for_residency():
+    """Workload.model >= 0 (a replayed trace's checkpoint): same costs as its class's architecture, its own residency."""
+    costs = _costs()
+    wl = _workload([0, 0, 0, 0, 0])  # all of architecture m0 (weights 4, peak 6, load 10) on server 0 (memory 10)
+    object.__setattr__(wl, "model", np.array([3, 7, 3, -1, 7]))
+    env = SlottedEnv(costs, slot_s=1.0)
+    trace = env.evaluate(wl, np.zeros(5, dtype=np.int64))
+    # 3: load; 7: load (4 + 6 fit in 10); 3: warm; m0 itself: evicts 7 (least recently used), load; 7: evicts 3, load
+    warm = 1.0 + 10 * 0.1
+    np.testing.assert_allclose(trace.compute_s, warm + np.array([10.0, 10.0, 0.0, 10.0, 10.0]), rtol=1e-12)
+    assert costs.counters(env._state) == {"cold_starts": 4, "evictions": 2}
+    state = costs.new_state()
+    costs.compute_s_chosen(wl, 0, 1, np.zeros(1, dtype=np.int64), state)  # checkpoint 3 now resident on server 0
+    table = costs.compute_s(wl, 0, 5, state)[:, 0]
+    assert table.tolist() == pytest.approx([warm, warm + 10, warm, warm + 10, warm + 10])

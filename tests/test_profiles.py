@@ -159,6 +159,8 @@ def test_shipped_profiles_are_valid_and_complete():
                 assert (hw, name) in pairs, (hw, name)
     for ref in refs:
         p = store.load(ref)  # validates; and the file's place matches its contents
+        if p.source != "measured":
+            continue  # published profiles: tests/test_published_profiles.py
         assert p.model.config_hash and p.provenance.suite_version and p.provenance.date
         assert p.model.config_hash == config_hash(MODELS[ref.model])  # measured on the zoo's current architecture
         assert all(g.step.spread >= 0 and g.step.p25_s <= g.step.median_s <= g.step.p75_s for g in p.grid), ref
@@ -177,9 +179,24 @@ def test_bench_list_shows_models_and_profiles():
 
 
 def test_report_has_one_row_per_grid_point_of_each_profile():
-    from profiles.report import table
+    from profiles.report import listing_row, table
 
     profiles = [store.load(r) for r in store.shipped()]
     rows = table(profiles).splitlines()
     assert len(rows) == 2 + sum(len(p.grid) for p in profiles)
-    assert any("`sd15`" in r and "256 px x 1" in r for r in rows)
+    assert any("`sd15`" in r and "256 px x 1" in r and "| measured |" in r for r in rows)
+    assert any("`cuda-t4-16gb`" in r and "512 px x 2" in r and "(derived)" in r and "in vae_decode" in r for r in rows)
+    listed = {listing_row(p)[:3] for p in profiles}
+    assert ("cpu-intel-xeon-1t", "sd15", "measured") in listed and ("cuda-t4-16gb", "sd15", "published") in listed
+
+
+def test_profiles_of_schema_version_1_still_load_and_new_ones_say_their_source(tmp_path):
+    old = json.loads(store.find("cpu-intel-xeon-1t", "sd15").path.read_text())
+    assert old["schema_version"] == 1 and "source" not in old
+    p = profile_from_dict(old, "x")
+    assert p.source == "measured" and p.load_distribution is None and p.load_s == p.cold_start.load.median_s
+    assert p.costs_at(256, 1).step_s == p.point(256, 1).step.median_s and p.weights_bytes == p.model.weights_bytes
+    written = p.to_dict()
+    assert written["source"] == "measured"
+    again = profile_from_dict(dict(written, schema_version=SCHEMA_VERSION), "x")
+    assert again.schema_version == SCHEMA_VERSION == 2 and again.grid == p.grid and again.source == "measured"

@@ -1,18 +1,33 @@
-"""Measured costs: compute times from profiles, memory limits, and resident models with cold starts.
+"""Profiled costs: compute times from profiles, memory limits, and resident models with cold starts.
 
 A profile-driven scenario gives each server a hardware id and a memory size, and each task a request
-class (model, steps, resolution, batch). From the profile of (class model, server hardware):
+class (model, steps, resolution, batch). From the profile of (class model, server hardware), measured
+or published (profiles.schema):
 
-    warm_s[c, a] = text encoding + steps x per-step + VAE decode          (medians of the profile)
-    compute_s    = warm_s + load_s[model, a]  if the model is not resident on a when the task runs
-    allowed      = peak memory of the request (profile, at its resolution and batch) <= memory of a
+    warm_s[c, a] = text encoding + steps x per-step + VAE decode          (medians or published figures)
+    compute_s    = warm_s + load  if the model is not resident on a when the task runs
+    allowed      = the profile has the class's (resolution, batch) point and its peak memory <= memory of a
+
+A server whose hardware has no profile of a model, or whose profile lacks the class's point, does not run
+that class (no data, no guess); a class no server runs, or whose peak memory fits no server, is rejected
+when the cost model is built, naming the class.
 
 Memory and the resident set (docs/profiles.md): a server keeps the weights of the models it has run.
 Before a task of model m runs on server a, resident models other than m are evicted, least recently
 used first (`eviction = "lru"`; `"fifo"`: first loaded first), until the weights that stay plus the
-task's peak memory fit in a's memory. If m was not resident it is loaded: the task pays the profile's
-cold-start time. Every server starts an episode with nothing loaded. Tasks run in decision order on
-each server (the queue is FIFO), so updating the resident set in decision order is exact.
+task's peak memory fit in a's memory; each one counts as an eviction. If m was not resident it is
+loaded: the task pays a cold start. Every server starts an episode with nothing loaded. Tasks run in
+decision order on each server (the queue is FIFO), so updating the resident set in decision order is exact.
+The unit of residency is the task's model: its class's architecture, or, where the workload names one
+(`Workload.model` >= 0: a replayed trace's checkpoint), that checkpoint: two checkpoints of one
+architecture cost the same but are loaded, kept and evicted separately.
+
+Cold starts: a measured profile's load time is its median (deterministic). A published profile's load
+time may be the mean of a fitted load-latency distribution (profiles/data/load-latency/): then the
+tables a scheduler sees (compute_s, Batch) hold that expected load, and the load a task really pays is
+drawn when it runs (compute_s_chosen), from the episode's own stream (`new_state(rng)`), one draw per
+task so that every scheduler's task i that loads pays the same draw (paired comparisons). Without a
+stream the expected load is charged. The load each task paid is recorded (`load_record`).
 
 Units for learners and capacity-weighted rules: a task's "work" is its warm compute time on the fastest
 server that can run it (reference seconds), and a server's capacity is the mix-weighted mean of its
@@ -36,17 +51,35 @@ GIB = 2**30
 
 @dataclass
 class ResidentState:
-    """Which models each server holds: stamp[a, m] >= 0 when resident (last use or load order), else -1."""
+    """Which models each server holds: stamp[a, u] >= 0 when residency unit u is resident (last use or load
+    order), else -1; units 0..M-1 are the architectures, M + k the workload's model k (grown as they appear),
+    unit_arch[u] the architecture of unit u. The episode's counters; and, for random cold starts, the stream
+    and its per-task draws (never copied)."""
 
-    stamp: np.ndarray  # (B, M) int64
+    stamp: np.ndarray  # (B, U) int64
+    unit_arch: np.ndarray  # (U,) int64, -1 for a unit not seen yet
     clock: np.ndarray  # (1,) int64, the next stamp
     cold_starts: np.ndarray  # (1,) int64, loads so far in the episode
+    evictions: np.ndarray  # (1,) int64, models evicted so far in the episode
+    rng: np.random.Generator | None = None  # the episode's cold-start stream (None: charge expected loads)
+    z: np.ndarray | None = None  # (N,) standard normal draw per task, drawn at the first charge
+    u: np.ndarray | None = None  # (N,) uniform draw per task: the mixture component
+    load: np.ndarray | None = None  # (N,) load time each task paid (0 when warm), filled as tasks run
 
     def copy(self) -> "ResidentState":
-        return ResidentState(self.stamp.copy(), self.clock.copy(), self.cold_starts.copy())
+        """The residency and counters only: a copy (what a scheduler gets) never holds the draws."""
+        return ResidentState(self.stamp.copy(), self.unit_arch.copy(), self.clock.copy(), self.cold_starts.copy(), self.evictions.copy())
 
     def resident(self, server: int) -> np.ndarray:
+        """The residency units held by `server`."""
         return np.flatnonzero(self.stamp[server] >= 0)
+
+    def grow(self, n_units: int) -> None:
+        """Room for units 0..n_units-1 (new ones not resident anywhere)."""
+        extra = n_units - self.stamp.shape[1]
+        if extra > 0:
+            self.stamp = np.concatenate([self.stamp, np.full((self.stamp.shape[0], extra), -1, np.int64)], axis=1)
+            self.unit_arch = np.concatenate([self.unit_arch, np.full(extra, -1, np.int64)])
 
 
 class ProfiledCosts(CostModel):
@@ -57,17 +90,33 @@ class ProfiledCosts(CostModel):
 
     def __init__(self, *, rate_mbps: np.ndarray, memory_bytes: np.ndarray, models: list[str], class_model: np.ndarray,
                  fixed_s: np.ndarray, per_step_s: np.ndarray, peak_bytes: np.ndarray, load_s: np.ndarray,
-                 weights_bytes: np.ndarray, class_weight: np.ndarray, class_steps: np.ndarray, eviction: str):
+                 weights_bytes: np.ndarray, class_weight: np.ndarray, class_steps: np.ndarray, eviction: str,
+                 load_dist: np.ndarray | None = None, mixtures: list[Any] | None = None,
+                 energy_j_per_step: np.ndarray | None = None):
         self.models = list(models)
         self.class_model = _ro(np.asarray(class_model, dtype=np.int64))  # (C,)
         self.memory_bytes = _ro(np.asarray(memory_bytes, dtype=np.float64))  # (B,)
-        self.fits = _ro(np.asarray(peak_bytes, dtype=np.float64) <= self.memory_bytes[None, :])  # (C, B)
+        self.fits = _ro(np.asarray(peak_bytes, dtype=np.float64) <= self.memory_bytes[None, :])  # (C, B); inf peak: no point
         self.fixed_s = _ro(np.where(self.fits, fixed_s, np.inf))  # (C, B)
         self.per_step_s = _ro(np.where(self.fits, per_step_s, np.inf))  # (C, B)
         self.peak_bytes = _ro(np.asarray(peak_bytes, dtype=np.float64))  # (C, B)
-        self.load_s = _ro(np.asarray(load_s, dtype=np.float64))  # (M, B)
+        self.load_s = _ro(np.asarray(load_s, dtype=np.float64))  # (M, B): the expected load
         self.weights_bytes = _ro(np.asarray(weights_bytes, dtype=np.float64))  # (M, B)
         self.lru = eviction == "lru"
+        n_m, n_b = self.load_s.shape
+        # Random cold starts: load_dist[m, a] indexes `mixtures` (lognormal mixtures in seconds), -1: deterministic.
+        self.load_dist = _ro(np.full((n_m, n_b), -1, np.int64) if load_dist is None else np.asarray(load_dist, dtype=np.int64))
+        self.mixtures = list(mixtures or [])
+        k = max((len(m.weights) for m in self.mixtures), default=1)
+        cum, mu, sigma = np.ones((max(len(self.mixtures), 1), k)), np.zeros((max(len(self.mixtures), 1), k)), np.ones((max(len(self.mixtures), 1), k))
+        for d, m in enumerate(self.mixtures):
+            n = len(m.weights)
+            cum[d, :n], mu[d, :n], sigma[d, :n] = np.cumsum(m.weights), m.mu, m.sigma
+            cum[d, n - 1:] = 1.0  # the last component takes every u < 1
+        self._mix_cum, self._mix_mu, self._mix_sigma = _ro(cum), _ro(mu), _ro(sigma)
+        self.random_loads = bool((self.load_dist >= 0).any())
+        self.energy_j_per_step = _ro(np.full(self.fixed_s.shape, np.nan) if energy_j_per_step is None
+                                     else np.asarray(energy_j_per_step, dtype=np.float64))  # (C, B), NaN: not in the profile
         # Reference work and relative capacity (module docstring), at each class's mean step count.
         warm = self.fixed_s + np.asarray(class_steps, dtype=np.float64)[:, None] * self.per_step_s  # (C, B)
         rows, ref = np.arange(warm.shape[0]), warm.argmin(axis=1)  # the reference server of each class
@@ -89,54 +138,98 @@ class ProfiledCosts(CostModel):
         refs = store.for_servers(hardware, mix, servers.profile_dirs or ())
         n_c, n_b, n_m = len(mix), len(hardware), len(models)
         fixed, per_step, peak = np.full((n_c, n_b), np.inf), np.full((n_c, n_b), np.inf), np.full((n_c, n_b), np.inf)
-        load, weights = np.zeros((n_m, n_b)), np.zeros((n_m, n_b))
+        energy = np.full((n_c, n_b), np.nan)
+        load, weights, dist = np.zeros((n_m, n_b)), np.zeros((n_m, n_b)), np.full((n_m, n_b), -1, np.int64)
+        names: list[str] = []
+        mixtures: list[Any] = []
         for mi, model in enumerate(models):
             for a, hw in enumerate(hardware):
+                if (hw, model) not in refs:
+                    continue  # this hardware does not run this model
                 profile = store.load(refs[hw, model])
-                load[mi, a] = profile.cold_start.load.median_s
-                weights[mi, a] = profile.model.weights_bytes
+                load[mi, a] = profile.load_s
+                weights[mi, a] = profile.weights_bytes
+                name = profile.load_distribution
+                if name is not None:
+                    if name not in names:
+                        names.append(name)
+                        mixtures.append(store.load_latency(name).distribution)
+                    dist[mi, a] = names.index(name)
                 for ci, klass in enumerate(mix):
-                    if klass.model != model:
+                    if klass.model != model or not profile.has_point(klass.resolution, klass.batch):
                         continue
-                    point = _point(profile, klass, f"tasks.mix[{ci}]")
-                    fixed[ci, a] = profile.text_s(klass.batch) + point.vae_decode.median_s  # a grid batch has a text entry (schema)
-                    per_step[ci, a] = point.step.median_s
-                    peak[ci, a] = point.peak_memory_bytes
+                    p = profile.costs_at(klass.resolution, klass.batch)
+                    fixed[ci, a] = p.text_s + p.vae_s
+                    per_step[ci, a] = p.step_s
+                    peak[ci, a] = p.peak_bytes
+                    if p.energy_j_per_step is not None:
+                        energy[ci, a] = p.energy_j_per_step
         memory = np.array(servers.memory_gib, dtype=np.float64) * GIB
         for ci, klass in enumerate(mix):
+            runs = np.isfinite(peak[ci])
+            if not runs.any():
+                profile = store.load(next(r for (hw, m), r in refs.items() if m == klass.model))
+                bad = "batch" if klass.resolution in profile.resolutions else "resolution"
+                have = ", ".join(f"{g.resolution}px x{g.batch}" for g in profile.grid)
+                raise ConfigError(f"tasks.mix[{ci}].{bad}", f"{klass.resolution}px batch {klass.batch}",
+                                  f"a point of a {klass.model} profile on some server's hardware (e.g. {profile.hardware.id}: {have})")
             if not (peak[ci] <= memory).any():
-                need = peak[ci].min() / GIB
+                need = peak[ci][runs].min() / GIB
                 raise ConfigError(f"tasks.mix[{ci}].model", klass.model,
                                   f"a model that fits some server's memory at {klass.resolution}px batch {klass.batch} "
-                                  f"(needs {need:.2f} GiB; largest server has {memory.max() / GIB:.2f} GiB)")
+                                  f"(needs {need:.2f} GiB; the servers that have its profile have at most {memory[runs].max() / GIB:.2f} GiB)")
         return cls(
             rate_mbps=rate_mbps, memory_bytes=memory, models=models,
             class_model=np.array([models.index(c.model) for c in mix]), fixed_s=fixed, per_step_s=per_step, peak_bytes=peak,
             load_s=load, weights_bytes=weights, class_weight=np.array([c.weight for c in mix]),
             class_steps=np.array([(c.steps[0] + c.steps[1]) / 2 for c in mix]), eviction=servers.eviction or "lru",
+            load_dist=dist, mixtures=mixtures, energy_j_per_step=energy,
         )
 
     # ---- state ------------------------------------------------------------------------------------
-    def new_state(self) -> ResidentState:
-        return ResidentState(np.full((self.n_servers, len(self.models)), -1, dtype=np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    def new_state(self, rng: np.random.Generator | None = None) -> ResidentState:
+        """A fresh episode: nothing resident. `rng` is the episode's cold-start stream (used only when some load is
+        random); without it a random cold start costs its expected value."""
+        one = lambda: np.zeros(1, np.int64)  # noqa: E731
+        n_arch = len(self.models)
+        return ResidentState(np.full((self.n_servers, n_arch), -1, dtype=np.int64), np.arange(n_arch, dtype=np.int64), one(), one(), one(),
+                             rng if self.random_loads else None)
 
     def copy_state(self, state: ResidentState | None) -> ResidentState | None:
         return None if state is None else state.copy()
 
     def counters(self, state: ResidentState) -> dict[str, int]:
-        return {"cold_starts": int(state.cold_starts[0])}
+        return {"cold_starts": int(state.cold_starts[0]), "evictions": int(state.evictions[0])}
+
+    def load_record(self, state: ResidentState, n_tasks: int) -> np.ndarray:
+        """The load time each task of the episode paid (0 when its model was resident), in decision order."""
+        return np.zeros(n_tasks) if state.load is None else state.load.copy()
+
+    def units(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        """The residency unit of each task: its workload model's (M + model) where it has one, else its architecture's."""
+        arch = self.class_model[wl.task_class[lo:hi]]
+        model = getattr(wl, "model", None)
+        if model is None:
+            return arch
+        m = model[lo:hi]
+        return np.where(m >= 0, len(self.models) + m, arch)
 
     # ---- tables ----------------------------------------------------------------------------------
     def warm_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
-        """Compute time of each task on every server with its model resident (inf where it does not fit)."""
+        """Compute time of each task on every server with its model resident (inf where it does not run)."""
         c = wl.task_class[lo:hi]
         return self.fixed_s[c] + wl.steps[lo:hi, None] * self.per_step_s[c]
 
     def compute_s(self, wl: Workload, lo: int, hi: int, state: ResidentState | None = None) -> np.ndarray:
         table = self.warm_s(wl, lo, hi)
         m = self.class_model[wl.task_class[lo:hi]]
-        cold = self.load_s[m] if state is None else np.where(state.stamp.T[m] >= 0, 0.0, self.load_s[m])
-        return table + cold
+        if state is None:
+            return table + self.load_s[m]
+        unit = self.units(wl, lo, hi)
+        known = unit < state.stamp.shape[1]
+        resident = np.zeros(table.shape, dtype=bool)
+        resident[known] = state.stamp.T[unit[known]] >= 0
+        return table + np.where(resident, 0.0, self.load_s[m])
 
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
         c = wl.task_class[lo:hi]
@@ -147,50 +240,81 @@ class ProfiledCosts(CostModel):
     def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: ResidentState | None = None) -> np.ndarray:
         if state is None:
             raise ValueError("ProfiledCosts charges need the environment's resident state")
+        if state.load is None:
+            state.load = np.zeros(wl.n_tasks)
+            if state.rng is not None:  # one draw per task, in task order: the same for every scheduler
+                state.z = state.rng.standard_normal(wl.n_tasks)
+                state.u = state.rng.random(wl.n_tasks)
         out = np.empty(hi - lo)
         c = wl.task_class[lo:hi]
-        _charge(actions, self.class_model[c], self.fixed_s[c, actions] + wl.steps[lo:hi] * self.per_step_s[c, actions],
-                self.peak_bytes[c, actions], self.load_s, self.weights_bytes, self.memory_bytes, self.lru,
-                state.stamp, state.clock, state.cold_starts, out)
+        arch = self.class_model[c]
+        unit = self.units(wl, lo, hi)
+        if unit.shape[0]:
+            state.grow(int(unit.max()) + 1)
+            state.unit_arch[unit] = arch  # a unit is one model of one architecture
+        draws = state.z is not None
+        z = state.z[lo:hi] if draws else np.zeros(0)
+        u = state.u[lo:hi] if draws else np.zeros(0)
+        _charge(actions, unit, arch, self.fixed_s[c, actions] + wl.steps[lo:hi] * self.per_step_s[c, actions],
+                self.peak_bytes[c, actions], self.load_s, self.weights_bytes, state.unit_arch, self.memory_bytes, self.lru,
+                state.stamp, state.clock, state.cold_starts, state.evictions,
+                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, state.load[lo:hi], out)
         return out
+
+    # ---- energy ----------------------------------------------------------------------------------
+    @property
+    def has_energy(self) -> bool:
+        return bool(np.isfinite(self.energy_j_per_step).any())
+
+    def energy_j(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray | None:
+        """Energy of each task's denoising steps on its chosen server (steps x the profile's joules per step; NaN
+        where that profile has none), or None when no profile of the scenario has energy. Text encoding, VAE
+        decode and loads are not included: profiles give energy per step only."""
+        if not self.has_energy:
+            return None
+        c = wl.task_class[lo:hi]
+        return wl.steps[lo:hi] * self.energy_j_per_step[c, np.asarray(actions, dtype=np.int64)]
 
 
 @njit(cache=True, nogil=True)
-def _charge(actions, model, warm, peak, load_s, weights, memory, lru, stamp, clock, cold_starts, out):  # pragma: no cover - compiled
-    """Resident-set bookkeeping in decision order (module docstring); out[i] = compute time of task i."""
-    n_models = stamp.shape[1]
+def _charge(actions, unit, arch, warm, peak, load_s, weights, unit_arch, memory, lru, stamp, clock, cold_starts, evictions,
+            load_dist, mix_cum, mix_mu, mix_sigma, draws, z, u, load_out, out):  # pragma: no cover - compiled
+    """Resident-set bookkeeping in decision order (module docstring); out[i] = compute time of task i and
+    load_out[i] = the load it paid. unit[i] is task i's residency unit, arch[i] its architecture."""
+    n_units = stamp.shape[1]
     for i in range(actions.shape[0]):
-        a, m = actions[i], model[i]
+        a, m, r = actions[i], unit[i], arch[i]
         used = 0.0
-        for k in range(n_models):
+        for k in range(n_units):
             if k != m and stamp[a, k] >= 0:
-                used += weights[k, a]
+                used += weights[unit_arch[k], a]
         while used + peak[i] > memory[a]:
             victim, oldest = -1, 2**62
-            for k in range(n_models):
+            for k in range(n_units):
                 if k != m and stamp[a, k] >= 0 and stamp[a, k] < oldest:
                     victim, oldest = k, stamp[a, k]
             if victim < 0:
                 break  # nothing left to evict: the mask guarantees peak <= memory
             stamp[a, victim] = -1
-            used -= weights[victim, a]
+            used -= weights[unit_arch[victim], a]
+            evictions[0] += 1
         cost = warm[i]
+        load = 0.0
         if stamp[a, m] < 0:
-            cost += load_s[m, a]
+            load = load_s[r, a]
+            d = load_dist[r, a]
+            if draws and d >= 0:  # a lognormal mixture: the component by u, the value by z
+                j = 0
+                while u[i] >= mix_cum[d, j]:
+                    j += 1
+                load = np.exp(mix_mu[d, j] + mix_sigma[d, j] * z[i])
             cold_starts[0] += 1
             stamp[a, m] = clock[0]
         elif lru:
             stamp[a, m] = clock[0]
         clock[0] += 1
-        out[i] = cost
-
-
-def _point(profile: Any, klass: Any, where: str) -> Any:
-    try:
-        return profile.point(klass.resolution, klass.batch)
-    except ConfigError as exc:
-        bad = "batch" if klass.resolution in profile.resolutions else "resolution"
-        raise ConfigError(f"{where}.{bad}", f"{klass.resolution}px batch {klass.batch}", exc.allowed) from None
+        load_out[i] = load
+        out[i] = cost + load
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
