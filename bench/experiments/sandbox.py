@@ -1,0 +1,947 @@
+"""Run scheduler code the suite does not trust in a child process with limits; trust only what the suite recomputes.
+
+`run_sandboxed(scenario, scheduler, ...)` does what bench.experiments.runner.run does, but the scheduler runs in
+a child (bench.experiments.sandbox_worker) and the parent keeps only plain data from it (docs/sandbox.md):
+
+- Limits: wall time (the parent kills the child's whole process group, and its pid namespace goes with it), CPU
+  time (RLIMIT_CPU in the child), resident memory (a cgroup v2 `memory.max` where this process may create one,
+  and always a watch of the child's process tree), output size and file count in its work directory, number of
+  processes. A crash, hang, exit, huge allocation or invalid action fails the run with a one-line reason.
+- Isolation where Linux allows it (`unshare`): own user, network, mount and pid namespaces; every mount read-only
+  except the child's fresh work directory; no capabilities; a minimal environment. The report says what worked.
+- Trust: the parent never unpickles what the child wrote. Actions come back as .npy (allow_pickle=False), the
+  rest as size-checked JSON, a learner's policy as torch.save of plain tensors read with weights_only=True.
+  Every metric is recomputed by replaying the actions through the suite's engine, and the result is a normal
+  RunResult (write_bundle works unchanged). What cannot be recomputed (decision and wall times, learning curves,
+  counters, the policy itself) is listed as reported by the sandboxed code (`REPORTED`, `SandboxOutcome.manifest_entry`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import secrets
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.core.errors import BenchError, ConfigError
+from bench.engine.metrics import episode_metrics
+from bench.engine.system import System
+from bench.experiments.runner import Checkpoint, Progress, RunResult, SeedResult
+from bench.scenarios import Scenario
+from schedulers.registry import BUILTINS
+
+GiB = 2**30
+MiB = 2**20
+POLL_S = 0.05  # how often the parent checks the child's memory and wall time
+OUTPUT_POLL_S = 0.5  # how often it measures the work directory
+RESULT_JSON_BYTES = 64 * MiB
+REPORTED = (
+    "timing: decision_us_per_task, train_s, eval_s, wall_s (measured inside the sandboxed process)",
+    "training.parquet: the learning curve (training episodes are not replayed)",
+    "summary training.per_seed: the learner's counters",
+    "checkpoint.pt: the policy as the sandboxed code saved it (read with weights_only=True)",
+)
+_FORWARD_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_DISABLE_JIT", "NUMBA_THREADING_LAYER")
+_ROOT = Path(__file__).resolve().parents[2]  # the suite's source tree (the child's imports come from here)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed run may use. `cpu_s=None`: no CPU-time limit beyond the wall time."""
+
+    wall_s: float = 3600.0
+    cpu_s: float | None = None
+    memory_bytes: int = 4 * GiB
+    output_bytes: int = GiB
+    max_files: int = 100_000
+    max_processes: int = 64
+
+    def __post_init__(self) -> None:
+        for key in ("wall_s", "memory_bytes", "output_bytes", "max_files", "max_processes"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"sandbox limit {key}", value, "a number > 0")
+        if self.cpu_s is not None and not self.cpu_s > 0:
+            raise ConfigError("sandbox limit cpu_s", self.cpu_s, "a number > 0, or None")
+
+    def describe(self) -> str:
+        cpu = f"{self.cpu_s:g} s" if self.cpu_s else "no limit"
+        return (f"wall {self.wall_s:g} s, CPU {cpu}, memory {_size(self.memory_bytes)}, output {_size(self.output_bytes)} "
+                f"in at most {self.max_files:,} files, {self.max_processes} processes")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What confined the child, one phrase per mechanism: "isolated (...)" or "not isolated (why)"."""
+
+    network: str
+    processes: str
+    filesystem: str
+    privileges: str
+    memory: str
+
+    def lines(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in asdict(self).items()]
+
+
+@dataclass
+class Usage:
+    """What the child used, measured by the parent (the kernel's accounting and the parent's own watch)."""
+
+    wall_s: float = 0.0
+    cpu_s: float | None = None
+    peak_memory_bytes: int = 0
+    output_bytes: int = 0
+    processes: int = 0
+
+
+@dataclass
+class SandboxOutcome:
+    ok: bool
+    reason: str  # one line; "" when ok
+    limits: Limits
+    isolation: Isolation
+    usage: Usage
+    result: RunResult | None = None
+    log_tail: str = ""  # the last lines the child printed (for the user; never parsed)
+    checks: list | None = None  # check_sandboxed: the conformance checks (bench.experiments.conformance.Check)
+
+    def report(self) -> str:
+        head = "sandbox: ok" if self.ok else f"sandbox: failed: {self.reason}"
+        u = self.usage
+        cpu = f"{u.cpu_s:.1f} s" if u.cpu_s is not None else "unknown"
+        used = f"used: wall {u.wall_s:.1f} s, CPU {cpu}, peak memory {_size(u.peak_memory_bytes)}, output {_size(u.output_bytes)}, {u.processes} processes"
+        return "\n".join([head, f"limits: {self.limits.describe()}", used, *self.isolation.lines()])
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """For write_bundle(extra=...): how the run was confined, and which values the suite did not recompute."""
+        builtin = self.result is not None and (self.result.scheduler_ref or self.result.scheduler) in BUILTINS
+        reported = list(REPORTED) + ([] if builtin else ["scheduler: its label, class, hyper-parameters, learns and batch unit"])
+        return {"sandbox": {
+            "limits": asdict(self.limits),
+            "isolation": self.isolation.lines(),
+            "usage": asdict(self.usage),
+            "recomputed": "episodes.parquet and every summary metric outside timing: the suite replayed actions.parquet",
+            "reported_by_sandboxed_code": reported,
+        }}
+
+
+class _Invalid(Exception):
+    """The child's output is not what the protocol allows (one line)."""
+
+
+def run_sandboxed(
+    scenario: Scenario,
+    scheduler: str,
+    *,
+    params: Sequence[str] | Mapping[str, Any] = (),
+    seeds: Sequence[int] = (0,),
+    episodes: int | None = None,
+    train_episodes: int | None = None,
+    keep_traces: bool = False,
+    checkpoint: Checkpoint | None = None,
+    limits: Limits | None = None,
+    isolate: bool = True,
+    progress: Progress | None = None,
+) -> SandboxOutcome:
+    """Train (learners) and evaluate `scheduler` in the sandbox; the outcome holds a RunResult when it succeeded.
+
+    `scheduler` is a built-in or plugin name, `module:Class` or `path/to/file.py:Class`; only a built-in is
+    imported by this process (to know its parameters), everything else is imported by the child alone.
+    `isolate=False` keeps the limits but no namespaces (the report says so).
+    Problems with the arguments raise (ConfigError, ValueError); problems of the scheduler are the outcome.
+    """
+    limits = limits or Limits()
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds = {seeds} is not allowed; expected distinct non-negative integers")
+    episodes = scenario.protocol.eval_episodes if episodes is None else int(episodes)
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
+    param_data = _plain_params(params)
+    trusted = _builtin_facts(scheduler, param_data) if scheduler in BUILTINS else None
+    if trusted is not None and checkpoint is not None and trusted["learns"]:
+        checkpoint.check(scheduler, scenario, seeds, trusted["scheduler_params"])
+    ref = _absolute_reference(scheduler)
+    task = {"kind": "run", "scenario": scenario.to_dict(), "scenario_hash": scenario.hash, "scheduler": ref, "params": param_data,
+            "seeds": seeds, "episodes": episodes, "train_episodes": train_episodes, "checkpoint": None, "checkpoint_params": None}
+
+    def prepare(work: Path) -> None:
+        import torch
+
+        torch.save({s: checkpoint.states[s] for s in seeds if s in checkpoint.states}, work / "checkpoint_in.pt")
+
+    if checkpoint is not None:
+        task["checkpoint"], task["checkpoint_params"] = "checkpoint_in.pt", checkpoint.params
+    with _session(task, limits, isolate, progress, prepare if checkpoint is not None else None) as (outcome, out):
+        if outcome.reason == "":
+            try:
+                outcome.result = _collect(out, scenario, scheduler, ref, trusted, param_data, seeds, episodes, train_episodes,
+                                          checkpoint, keep_traces, limits)
+                outcome.ok = True
+            except (_Invalid, BenchError) as exc:
+                outcome.reason = f"invalid output: {_one_line(str(exc))}"
+        return outcome
+
+
+def check_sandboxed(scheduler: str, params: Sequence[str] | Mapping[str, Any] = (), episodes: int = 3, *,
+                    limits: Limits | None = None, isolate: bool = True) -> SandboxOutcome:
+    """bench.experiments.conformance.check in the sandbox; `outcome.checks` holds its checks when it finished.
+
+    The checks are the scheduler's own report about itself (informational: nothing here is recomputed)."""
+    limits = limits or Limits(wall_s=300.0)
+    task = {"kind": "check", "scheduler": _absolute_reference(scheduler), "params": _plain_params(params), "episodes": int(episodes)}
+    with _session(task, limits, isolate, None, None) as (outcome, out):
+        if outcome.reason == "":
+            try:
+                outcome.checks = _read_checks(out, limits)
+                outcome.ok = True
+            except _Invalid as exc:
+                outcome.reason = f"invalid output: {_one_line(str(exc))}"
+        return outcome
+
+
+@contextmanager
+def _session(task: dict, limits: Limits, isolate: bool, progress: Progress | None, prepare: Callable[[Path], None] | None):
+    """Run the child on `task` in a fresh work directory; yield (outcome without result, its output directory).
+
+    `outcome.reason` is "" when the worker finished (its output still to be checked), else why it failed."""
+    if not sys.platform.startswith("linux"):
+        raise BenchError(f"the sandbox needs Linux (/proc, namespaces); this is {sys.platform}")
+    work = Path(tempfile.mkdtemp(prefix="aigc-sandbox-"))
+    cgroup = None
+    try:
+        (work / "tmp").mkdir()
+        ns = namespaces() if isolate else Namespaces(reason="isolation turned off")
+        if prepare is not None:
+            prepare(work)
+        cgroup, cgroup_note = _MemoryCgroup.create(limits.memory_bytes)
+        status_r, status_w = os.pipe()
+        progress_r, progress_w = os.pipe()
+        task = {**task, "status_fd": status_w, "progress_fd": progress_w,
+                "limits": {"cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes)},
+                "mount_namespace": ns.mount, "probe_dirs": _probe_dirs(work), "host_netns": _netns_inode(),
+                "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [os.getcwd()]}
+        (work / "task.json").write_text(json.dumps(task), encoding="utf-8")
+        command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox_worker", str(work)]
+        ended = _Supervisor(command, work, _child_env(work), limits, status_r, status_w, progress_r, progress_w, cgroup).run(progress)
+        isolation = _isolation(ns, ended.status.get("isolation"), cgroup, cgroup_note)
+        reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, work, "checks.json" if task["kind"] == "check" else "result.json")
+        yield SandboxOutcome(False, reason or "", limits, isolation, ended.usage, None, ended.log_tail), work / "out"
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+        _remove_tree(work)
+
+
+def _plain_params(params: Sequence[str] | Mapping[str, Any]) -> Any:
+    data = dict(params) if isinstance(params, Mapping) else [str(p) for p in params]
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ConfigError("--param", data, "plain values (text, numbers, booleans, lists)") from None
+    return data
+
+
+def _read_checks(out: Path, limits: Limits) -> list:
+    from bench.experiments.conformance import Check
+
+    data = _json(_read_output(out, ["checks.json"], min(int(limits.output_bytes), MiB)))
+    rows = data.get("checks") if isinstance(data, dict) else None
+    _check(isinstance(rows, list) and 0 < len(rows) <= 32, "checks.json does not list the checks")
+    checks = []
+    for r in rows:
+        _check(isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("passed"), bool)
+               and isinstance(r.get("detail"), str) and isinstance(r.get("skipped"), bool), "a check is not {name, passed, detail, skipped}")
+        checks.append(Check(_one_line(r["name"])[:80], r["passed"], _one_line(r["detail"])[:500], r["skipped"]))
+    return checks
+
+
+# ---- what the parent may know without running the scheduler ---------------------------------------------------
+def _builtin_facts(name: str, params: Any) -> dict[str, Any]:
+    from schedulers.registry import config_dict, make, resolve
+
+    cls = resolve(name)
+    return {"learns": bool(cls.learns), "batch_unit": cls.batch_unit, "scheduler_class": f"{cls.__module__}:{cls.__qualname__}",
+            "scheduler_params": config_dict(make(name, params))}
+
+
+def _absolute_reference(ref: str) -> str:
+    """A `path/to/file.py:Class` reference with an absolute path: the child runs in another directory."""
+    module, sep, attr = ref.rpartition(":")
+    if sep and (module.endswith(".py") or "/" in module or os.sep in module):
+        return f"{Path(module).resolve()}:{attr}"
+    return ref
+
+
+# ---- namespaces and cgroups -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Namespaces:
+    """The `unshare` command line that worked here, and what it gives; `reason` says why there is none."""
+
+    prefix: tuple[str, ...] = ()
+    pid: bool = False
+    own_proc: bool = False
+    mount: bool = False
+    net: bool = False
+    reason: str = ""
+
+
+_UNSHARE_VARIANTS = (  # strongest first; the user namespace drops the host's privileges for the rest
+    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"), True, True),
+    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child"), True, False),
+    (("--user", "--map-root-user", "--net", "--mount"), False, False),
+)
+
+
+@lru_cache(maxsize=1)
+def namespaces() -> Namespaces:
+    """Probe once per process which namespaces an unprivileged child can get (`unshare ... true`)."""
+    if not sys.platform.startswith("linux"):
+        return Namespaces(reason=f"namespaces need Linux; this is {sys.platform}")
+    exe = shutil.which("unshare") or next((p for p in ("/usr/bin/unshare", "/bin/unshare") if os.access(p, os.X_OK)), None)
+    if exe is None:
+        return Namespaces(reason="the unshare command (util-linux) is not installed")
+    last = ""
+    for flags, pid, own_proc in _UNSHARE_VARIANTS:
+        try:
+            r = subprocess.run([exe, *flags, "true"], check=False, capture_output=True, text=True, timeout=20, env={"PATH": "/usr/bin:/bin"})
+        except (OSError, subprocess.SubprocessError) as exc:
+            last = str(exc)
+            continue
+        if r.returncode == 0:
+            return Namespaces((exe, *flags), pid=pid, own_proc=own_proc, mount=True, net=True)
+        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+    return Namespaces(reason=f"unprivileged user namespaces are not available here: {_one_line(last)}")
+
+
+def _netns_inode() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+class _MemoryCgroup:
+    """A cgroup v2 group with memory.max for one child, beside this process's own group (delegated hierarchies)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, limit: int) -> tuple[_MemoryCgroup | None, str]:
+        base, why = cgroup_base(_read("/proc/self/mountinfo"), _read("/proc/self/cgroup"))
+        if base is None:
+            return None, why
+        path = base / f"aigc-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except OSError as exc:
+            return None, f"cannot create a group in {base} ({exc.strerror})"
+        group = cls(path)
+        try:
+            (path / "memory.max").write_text(str(int(limit)))
+            for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                if (path / name).exists():
+                    (path / name).write_text(value)
+        except OSError as exc:
+            group.remove()
+            return None, f"cannot set memory.max in {base} ({exc.strerror})"
+        return group, ""
+
+    def oom_kills(self) -> int:
+        for line in _read(self.path / "memory.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def peak(self) -> int:
+        text = _read(self.path / "memory.peak").strip()
+        return int(text) if text.isdigit() else 0
+
+    def remove(self) -> None:
+        try:
+            if (self.path / "cgroup.kill").exists():
+                (self.path / "cgroup.kill").write_text("1")
+            for _ in range(100):
+                if not _read(self.path / "cgroup.procs").strip():
+                    break
+                time.sleep(0.01)
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+def cgroup_base(mountinfo: str, cgroup: str) -> tuple[Path | None, str]:
+    """Where this process could create a memory-limited group: the parent of its own cgroup v2 group (a group that
+    holds processes cannot enable controllers for its children), or its own group when that is the root."""
+    mount = None
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] == ["cgroup2"]:
+            mount = left.split()[4]
+            break
+    if mount is None:
+        return None, "no cgroup v2 hierarchy is mounted"
+    rel = next((line[3:] for line in cgroup.splitlines() if line.startswith("0::")), None)
+    if rel is None:
+        return None, "this process is in no cgroup v2 group"
+    own = Path(mount) / rel.strip("/")
+    base = own if rel.strip("/") == "" else own.parent
+    if "memory" not in _read(base / "cgroup.subtree_control").split():
+        return None, f"the cgroup v2 memory controller is not enabled for groups under {base}"
+    if not (os.access(base, os.W_OK) and os.access(base / "cgroup.procs", os.W_OK)):
+        return None, f"{base} is not writable by this user"
+    return base, ""
+
+
+# ---- the child process ------------------------------------------------------------------------------------------
+def _child_env(work: Path) -> dict[str, str]:
+    """A minimal environment: no secrets, nothing of the user's but thread counts and library paths."""
+    env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
+    env.update({"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work / "tmp"), "PYTHONNOUSERSITE": "1",
+                "NUMBA_CACHE_DIR": str(work / ".numba-cache"), "LANG": env.get("LANG", "C.UTF-8")})
+    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    return env
+
+
+def _probe_dirs(work: Path) -> list[str]:
+    """Directories the child must not be able to write in (it checks after making the file system read-only)."""
+    dirs = {str(_ROOT), str(work.parent), os.getcwd(), os.path.expanduser("~")}
+    return sorted(d for d in dirs if os.path.isdir(d) and not d.startswith(str(work)))
+
+
+@dataclass
+class _Ended:
+    kill_reason: str | None
+    status: dict[str, Any]
+    usage: Usage
+    log_tail: str
+    returncode: int
+
+
+class _Supervisor:
+    """Start the child, watch its limits, kill its whole tree on a breach, and collect what the init reported."""
+
+    def __init__(self, command, work, env, limits, status_r, status_w, progress_r, progress_w, cgroup):
+        self.command, self.work, self.env, self.limits, self.cgroup = command, work, env, limits, cgroup
+        self.status_r, self.status_w, self.progress_r, self.progress_w = status_r, status_w, progress_r, progress_w
+        self.kill_reason: str | None = None
+        self.seen: dict[int, int] = {}  # pid -> start time of every process seen in the child's tree
+        self.cpu_ticks: dict[int, int] = {}  # pid -> CPU time last seen (what a killed tree never reports)
+        self.usage = Usage()
+
+    def run(self, progress: Progress | None) -> _Ended:
+        log_r, log_w = os.pipe()
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
+                                    pass_fds=(self.status_w, self.progress_w), start_new_session=True)
+        except BaseException:
+            for fd in (log_r, self.status_r, self.progress_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (log_w, self.status_w, self.progress_w):
+                os.close(fd)
+        pipes = {self.status_r: bytearray(), self.progress_r: bytearray(), log_r: bytearray()}
+        status_lines: list[bytes] = []
+        log = bytearray()
+        labels: list[str] = []
+        next_tree = next_output = start
+        try:
+            while True:
+                self._read(pipes, status_lines, labels, log, log_r, timeout=POLL_S)
+                if labels and progress is not None:
+                    for text in labels:
+                        progress(text)
+                labels.clear()
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                now = time.monotonic()
+                if self.kill_reason is not None:
+                    self._kill(proc.pid)
+                    continue
+                if now - start > self.limits.wall_s:
+                    self._stop(proc.pid, f"killed after {self.limits.wall_s:.1f} s wall time")
+                    continue
+                if now >= next_tree:
+                    next_tree = now + POLL_S
+                    rss, n = self._tree(proc.pid)
+                    self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rss)
+                    self.usage.processes = max(self.usage.processes, n)
+                    if rss > self.limits.memory_bytes:
+                        self._stop(proc.pid, f"exceeded {_size(self.limits.memory_bytes)} resident memory")
+                    elif n > self.limits.max_processes:
+                        self._stop(proc.pid, f"started more than {self.limits.max_processes} processes")
+                if now >= next_output and self.kill_reason is None:
+                    next_output = now + OUTPUT_POLL_S
+                    size, files = _dir_usage(self.work, self.limits.max_files)
+                    self.usage.output_bytes = size
+                    if size > self.limits.output_bytes:
+                        self._stop(proc.pid, f"wrote more than {_size(self.limits.output_bytes)} into its work directory")
+                    elif files > self.limits.max_files:
+                        self._stop(proc.pid, f"created more than {self.limits.max_files:,} files in its work directory")
+        except BaseException:
+            self._kill(proc.pid)
+            os.wait4(proc.pid, 0)
+            raise
+        finally:
+            self._kill(proc.pid)  # whatever outlived the child (without a pid namespace)
+            self._read(pipes, status_lines, labels, log, log_r, timeout=0.0)
+            for fd in pipes:
+                os.close(fd)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.usage.wall_s = time.monotonic() - start
+        # the child and every descendant it waited for, or what the watch saw when the tree was killed unreaped
+        self.usage.cpu_s = max(rusage.ru_utime + rusage.ru_stime, sum(self.cpu_ticks.values()) / _CLK_TCK)
+        self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rusage.ru_maxrss * 1024, self.cgroup.peak() if self.cgroup else 0)
+        self.usage.output_bytes = max(self.usage.output_bytes, _dir_usage(self.work, self.limits.max_files)[0])
+        status_info: dict[str, Any] = {}
+        for line in status_lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                for key in ("isolation", "worker"):
+                    if key in message and key not in status_info:
+                        status_info[key] = message[key]
+        tail = log[-8192:].decode("utf-8", "replace")
+        return _Ended(self.kill_reason, status_info, self.usage, tail, proc.returncode)
+
+    def _read(self, pipes, status_lines, labels, log, log_r, timeout: float) -> None:
+        """Read what the pipes hold (up to one wait of `timeout`); keep status lines, progress labels and a log tail."""
+        open_fds = [fd for fd in pipes if pipes[fd] is not None]
+        deadline = time.monotonic() + timeout
+        while open_fds:
+            ready, _, _ = select.select(open_fds, [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_fds.remove(fd)
+                    pipes[fd] = None
+                    continue
+                if fd == log_r:
+                    log += chunk
+                    del log[:-65536]
+                    continue
+                buf = pipes[fd]
+                buf += chunk
+                *lines, rest = bytes(buf).split(b"\n")
+                pipes[fd] = bytearray(rest[-65536:])
+                for line in lines:
+                    if fd == self.status_r:
+                        if len(status_lines) < 16:
+                            status_lines.append(line)
+                    elif len(labels) < 10_000:  # one per finished episode; a flood is cut, never buffered
+                        labels.append(_one_line(line.decode("utf-8", "replace"))[:200])
+            if timeout == 0.0 or time.monotonic() >= deadline:
+                return
+
+    def _stop(self, pid: int, reason: str) -> None:
+        self.kill_reason = self.kill_reason or reason
+        self._kill(pid)
+
+    def _kill(self, pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # the session the child was started in; its pid namespace dies with it
+        except (ProcessLookupError, PermissionError):
+            pass
+        for other, started in list(self.seen.items()):
+            if _start_time(other) == started:  # not a recycled pid
+                try:
+                    os.kill(other, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def _tree(self, root: int) -> tuple[int, int]:
+        """Resident bytes and number of processes of the child's tree (one pass over /proc)."""
+        children: dict[int, list[int]] = {}
+        info: dict[int, tuple[int, int]] = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            fields = data[data.rfind(b")") + 2:].split()
+            pid = int(name)
+            children.setdefault(int(fields[1]), []).append(pid)
+            info[pid] = (int(fields[19]), int(fields[21]), int(fields[11]) + int(fields[12]))
+        rss, count, stack = 0, 0, [root]
+        while stack:
+            pid = stack.pop()
+            if pid not in info:
+                continue
+            count += 1
+            started, pages, ticks = info[pid]
+            self.seen[pid] = started
+            self.cpu_ticks[pid] = ticks
+            rss += pages * _PAGE
+            stack.extend(children.get(pid, ()))
+        return rss, count
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2:].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _dir_usage(root: Path, max_entries: int) -> tuple[int, int]:
+    """Allocated bytes and entries under `root` (stops counting past `max_entries`); never follows links."""
+    total, count, stack = 0, 0, [str(root)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                count += 1
+                if count > max_entries:
+                    return total, count
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+    return total, count
+
+
+# ---- how it ended -----------------------------------------------------------------------------------------------
+def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, work: Path, done_file: str) -> str | None:
+    """None when the worker finished; otherwise the one-line reason, from what the parent knows first."""
+    if cgroup is not None and cgroup.oom_kills():
+        return f"exceeded {_size(limits.memory_bytes)} memory (cgroup memory.max)"
+    worker = ended.status.get("worker")
+    if "isolation" not in ended.status:
+        detail = _last_line(ended.log_tail)
+        return f"the sandbox did not start (exit code {ended.returncode}{': ' + detail if detail else ''})"
+    if not isinstance(worker, dict):
+        return f"the sandbox ended without reporting how its worker ended (exit code {ended.returncode})"
+    sig = worker.get("signal")
+    if isinstance(sig, int):
+        cpu = worker.get("cpu_s")
+        if limits.cpu_s and (sig == signal.SIGXCPU or (sig == signal.SIGKILL and isinstance(cpu, (int, float)) and cpu >= limits.cpu_s)):
+            return f"exceeded {limits.cpu_s:g} s CPU time"
+        if sig == signal.SIGXFSZ:
+            return f"wrote a file larger than {_size(limits.output_bytes)}"
+        return f"killed by signal {_signal_name(sig)}"
+    code = worker.get("exit")
+    if not isinstance(code, int):
+        return "the sandbox lost track of its worker"
+    if code == 2:
+        try:
+            data = json.loads(_read_output(work / "out", ["error.json"], 64 * 1024))
+            return _one_line(str(data["reason"]))[:500] or "the scheduler failed without a reason"
+        except (_Invalid, ValueError, KeyError, TypeError):
+            return "exited with code 2 before finishing"
+    if code == 0:
+        try:
+            os.lstat(work / "out" / done_file)
+            return None
+        except OSError:
+            return "exited with code 0 before finishing (SystemExit or os._exit in the scheduler?)"
+    return f"exited with code {code} before finishing"
+
+
+def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_note: str) -> Isolation:
+    facts = facts if isinstance(facts, dict) else {}
+    started = bool(facts)
+    net = facts.get("network") or {}
+    if not ns.net:
+        network = f"not isolated ({ns.reason})"
+    elif not started:
+        network = "unknown (the sandbox did not start)"
+    elif net.get("own_namespace"):
+        names = ", ".join(net.get("interfaces") or []) or "none"
+        network = f"isolated (own network namespace; interfaces: {names}, no route out)"
+    else:
+        network = "not isolated (the child stayed in the host's network namespace)"
+    if ns.pid and facts.get("pid1"):
+        processes = "isolated (own pid namespace" + (" and /proc" if ns.own_proc else "; the host's /proc is visible") + "; everything it starts dies with it)"
+    else:
+        why = ns.reason or "no pid namespace"
+        processes = f"not isolated ({why}); its process group and every process seen in its tree are killed at the end"
+    fs = facts.get("filesystem")
+    if not ns.mount:
+        filesystem = f"not isolated ({ns.reason})"
+    elif not isinstance(fs, dict):
+        filesystem = "unknown (the sandbox did not start)"
+    elif fs.get("ok"):
+        filesystem = "read-only outside its work directory (own mount namespace)"
+    else:
+        problems = [*(fs.get("refused") or []), *(f"{p} writable" for p in fs.get("writable") or []), fs.get("reason", "")]
+        filesystem = "partly isolated (" + "; ".join(p for p in problems if p)[:300] + ")"
+    priv = facts.get("privileges") or {}
+    privileges = "none (capabilities dropped; no new privileges)" if priv.get("ok") else ("unknown (the sandbox did not start)" if not started else "not dropped")
+    watch = f"resident-memory watch of its process tree every {POLL_S:g} s"
+    if cgroup is not None and facts.get("cgroup") == "joined":
+        memory = f"cgroup v2 memory.max and a {watch}"
+    else:
+        memory = f"{watch} (no cgroup: {cgroup_note or facts.get('cgroup', 'not joined')})"
+    return Isolation(network, processes, filesystem, privileges, memory)
+
+
+# ---- reading the child's output as plain data ----------------------------------------------------------------------
+def _read_output(root: Path, parts: Sequence[str], limit: int) -> bytes:
+    """A regular file under `root`, without following links at any level, refused when larger than `limit`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW
+    try:
+        fd = os.open(root, flags | os.O_DIRECTORY)
+    except OSError as exc:
+        raise _Invalid(f"no output directory ({exc.strerror})") from None
+    name = "/".join(parts)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as exc:
+        raise _Invalid(f"{name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(file_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Invalid(f"{name} is not a regular file")
+        if st.st_size > limit:
+            raise _Invalid(f"{name} holds {_size(st.st_size)}; at most {_size(limit)} is read")
+        with os.fdopen(file_fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise _Invalid(f"{name} holds more than {_size(limit)}")
+        return data
+    finally:
+        os.close(file_fd)
+
+
+class _Budget:
+    """Bytes the parent still agrees to read from the child's output (at most its output limit in all)."""
+
+    def __init__(self, root: Path, total: int):
+        self.root, self.left = root, total
+
+    def read(self, *parts: str, limit: int | None = None) -> bytes:
+        data = _read_output(self.root, parts, min(self.left, limit or self.left))
+        self.left -= len(data)
+        return data
+
+
+def _json(data: bytes) -> Any:
+    def refuse(constant: str) -> Any:
+        raise _Invalid(f"the output holds {constant}; only finite numbers are allowed")
+
+    try:
+        return json.loads(data, parse_constant=refuse)
+    except ValueError as exc:
+        raise _Invalid(f"the output is not valid JSON ({exc})") from None
+
+
+def _check(cond: bool, what: str) -> None:
+    if not cond:
+        raise _Invalid(f"result.json: {what}")
+
+
+def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
+    _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= minimum,
+           f"{what} = {str(value)[:40]} is not a finite number >= {minimum:g}")
+    return float(value)
+
+
+def _count(value: Any, what: str) -> int:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"{what} = {str(value)[:40]} is not an integer >= 0")
+    return int(value)
+
+
+def _collect(out: Path, scenario: Scenario, scheduler: str, ref: str, trusted: dict | None, params: Any, seeds: list[int],
+             episodes: int, train_episodes: int | None, checkpoint: Checkpoint | None, keep_traces: bool, limits: Limits) -> RunResult:
+    """Build the RunResult from the child's plain output, recomputing every metric from its actions."""
+    budget = _Budget(out, int(limits.output_bytes))
+    report = _json(budget.read("result.json", limit=RESULT_JSON_BYTES))
+    _check(isinstance(report, dict), "not an object")
+    learns = trusted["learns"] if trusted else report.get("learns")
+    _check(isinstance(learns, bool), "learns is not true or false")
+    if trusted:
+        facts = dict(trusted, scheduler=scheduler)
+    else:
+        facts = {k: report.get(k) for k in ("scheduler", "scheduler_class", "scheduler_params", "batch_unit")}
+        _check(isinstance(facts["scheduler"], str) and 0 < len(facts["scheduler"]) <= 200, "scheduler is not a name")
+        _check(facts["scheduler"] not in BUILTINS, f"scheduler claims the built-in name '{facts['scheduler']}'")
+        _check(isinstance(facts["scheduler_class"], str) and len(facts["scheduler_class"]) <= 300, "scheduler_class is not text")
+        _check(isinstance(facts["scheduler_params"], dict), "scheduler_params is not an object")
+        _check(facts["batch_unit"] in ("bs", "slot"), "batch_unit is not 'bs' or 'slot'")
+        if facts["scheduler"] == ref:
+            facts["scheduler"] = scheduler  # the label of a file reference is the reference as the user gave it
+    if not learns:
+        n_train = 0
+    elif checkpoint is not None:
+        n_train = checkpoint.train_episodes or 0
+    else:
+        n_train = scenario.protocol.train_episodes if train_episodes is None else int(train_episodes)
+    asked = 0 if checkpoint is not None else n_train  # from a checkpoint the child trains nothing
+    _check(report.get("train_episodes") == asked, f"train_episodes = {str(report.get('train_episodes'))[:20]}; the run asked for {asked}")
+    per_seed = report.get("per_seed")
+    _check(isinstance(per_seed, list) and [p.get("seed") if isinstance(p, dict) else None for p in per_seed] == seeds,
+           f"per_seed does not list the seeds {seeds} in order")
+
+    states: dict[int, Any] = {}
+    if learns:
+        try:
+            os.lstat(out / "checkpoint.pt")
+            raw = budget.read("checkpoint.pt")
+        except FileNotFoundError:  # a learner whose state_dict is empty saves none
+            raw = None
+        if raw is None and trusted:
+            raise _Invalid(f"no checkpoint.pt: the built-in learner '{scheduler}' always has a state")
+        if raw is not None:
+            import torch
+
+            try:
+                loaded = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is refused in one line
+                raise _Invalid(f"checkpoint.pt is not a checkpoint of plain tensors ({type(exc).__name__}: {_one_line(str(exc))[:200]})") from None
+            _check(isinstance(loaded, dict) and all(isinstance(k, int) and k in seeds and isinstance(v, dict) for k, v in loaded.items())
+                   and (not trusted or sorted(loaded) == sorted(seeds)), "checkpoint.pt does not map this run's seeds to states")
+            states = loaded
+
+    result = RunResult(scenario=scenario, scheduler=facts["scheduler"], scheduler_ref=scheduler, scheduler_class=facts["scheduler_class"],
+                       scheduler_params=facts["scheduler_params"], learns=learns, batch_unit=facts["batch_unit"], seeds=list(seeds),
+                       episodes=episodes, train_episodes=n_train)
+    result.wall_s = _number(report.get("wall_s"), "wall_s")
+    for seed, reported in zip(seeds, per_seed):
+        timings = reported.get("decision_us_per_task")
+        _check(isinstance(timings, list) and len(timings) == episodes, f"seed {seed}: decision_us_per_task does not have {episodes} values")
+        training, stats, train_s = _training(reported, seed, n_train if checkpoint is None else 0)
+        if checkpoint is not None and learns and seed in checkpoint.training:  # as the runner does: how the policy was trained
+            trained = checkpoint.training[seed]
+            training = [dict(r) for r in trained.get("rows", [])]
+            stats = dict(trained.get("stats", stats))
+            train_s = float(sum(r.get("wall_s", 0.0) for r in training))
+        system = System.build(scenario, seed)
+        env = system.env()
+        rows, actions, traces = [], [], [] if keep_traces else None
+        for e in range(episodes):
+            a = _actions(budget, seed, e)
+            trace = env.evaluate(system.workload(e), a, who=f"the sandboxed scheduler's actions (seed {seed}, episode {e})")
+            row = {"seed": seed, "episode": e, **episode_metrics(trace)}
+            row["decision_us_per_task"] = _number(timings[e], f"seed {seed} decision_us_per_task[{e}]")
+            rows.append(row)
+            actions.append(trace.actions)
+            if traces is not None:
+                traces.append(trace)
+        result.per_seed.append(SeedResult(seed, rows, actions, traces, training, train_s, _number(reported.get("eval_s"), "eval_s"),
+                                          states.get(seed), stats))
+    if checkpoint is not None and learns:
+        result.checkpoint_info = {"source": checkpoint.source, "sha256": checkpoint.sha256, "train_episodes": checkpoint.train_episodes}
+    return result
+
+
+def _training(reported: dict, seed: int, n_train: int) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+    rows = reported.get("training")
+    _check(isinstance(rows, list) and len(rows) == n_train, f"seed {seed}: {n_train} training rows expected")
+    clean = []
+    for i, r in enumerate(rows):
+        _check(isinstance(r, dict) and set(r) == {"seed", "episode", "mean_delay_s", "wall_s"} and r["seed"] == seed and r["episode"] == i,
+               f"seed {seed}: training row {i} is not {{seed, episode, mean_delay_s, wall_s}} in order")
+        clean.append({"seed": seed, "episode": i, "mean_delay_s": _number(r["mean_delay_s"], "mean_delay_s"), "wall_s": _number(r["wall_s"], "wall_s")})
+    stats = reported.get("stats")
+    _check(isinstance(stats, dict) and len(stats) <= 32 and all(isinstance(k, str) and len(k) <= 64 for k in stats), f"seed {seed}: stats is not a small object")
+    clean_stats = {k: (v if isinstance(v, int) and not isinstance(v, bool) else _number(v, f"stats {k}", minimum=-math.inf)) for k, v in stats.items()}
+    return clean, clean_stats, _number(reported.get("train_s"), "train_s")
+
+
+def _actions(budget: _Budget, seed: int, episode: int) -> np.ndarray:
+    name = f"{seed}-{episode}.npy"
+    data = budget.read("actions", name)
+    try:
+        a = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _Invalid(f"actions/{name} is not a plain .npy array ({_one_line(str(exc))[:120]})") from None
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu":
+        raise _Invalid(f"actions/{name} is not a 1-d integer array")
+    return a.astype(np.int64, copy=False)
+
+
+# ---- small helpers ------------------------------------------------------------------------------------------------
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the work directory even where the child took permissions away (never following links)."""
+    def retry(fn: Callable, p: str, _exc: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+            fn(p)
+        except OSError:
+            pass
+
+    try:
+        shutil.rmtree(path, onerror=retry)
+    except RecursionError:  # a directory nested deeper than Python recurses
+        subprocess.run(["rm", "-rf", "--", str(path)], check=False, capture_output=True)
+
+
+def _size(n: float) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB"
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return _one_line(lines[-1])[:300] if lines else ""
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+__all__ = ["REPORTED", "Isolation", "Limits", "Namespaces", "SandboxOutcome", "Usage", "cgroup_base", "check_sandboxed", "namespaces", "run_sandboxed"]
