@@ -273,7 +273,7 @@ def entry_body(e: "Entry", view: ScenarioView) -> str:
             f'<td class="l">{esc(host.get("cpu"))}, {esc(host.get("cores"))} cores, {esc(host.get("memory_gib"))} GiB</td>'
             f'<td class="l">Python {esc(p["python"])}; {esc(packages)}</td><td class="l"><code>{esc(" ".join(map(str, m["command"])))}</code></td></tr>'
         )
-    files = "".join(f'<tr><td class="l">{esc(b.path.name)}/{esc(n)}</td><td class="l"><code>{esc(h)}</code></td></tr>' for b in r.bundles for n, h in sorted(b.manifest["files"].items()))
+    files = "".join(f'<tr><td class="l">{esc(b.path.name)}/{esc(n)}</td><td class="l"><code>{esc(h)}</code></td></tr>' for b in r.bundles for n, h in sorted(b.manifest["files"].items()) for h in [h["sha256"] if isinstance(h, dict) else h])
     training = ""
     if r.learns:
         training = f"<h2>Training</h2><p>{e.train_episodes} training episodes per seed; converged after {'–' if e.converged is None else f'{e.converged:.0f}'} episodes (first 10-episode average within 5% of the final level).</p>"

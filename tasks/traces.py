@@ -25,6 +25,7 @@ ranges (evaluation strictly later); `speed_up` and `rescale_to_rate` change the 
 from __future__ import annotations
 
 import hashlib
+import stat
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -245,13 +246,25 @@ def shipped_trace(name: str) -> Path:
     return Path(str(resources.files("tasks").joinpath("data", SHIPPED_TRACES[name])))
 
 
+MAX_TRACE_BYTES = 2 * 2**30  # a trace file larger than this is refused before it is read
+
+
 def resolve_trace(name_or_path: str | Path) -> Path:
-    """A shipped trace's name, or a path to a canonical trace file (which must exist)."""
+    """A shipped trace's name, or a path to a canonical trace file: an existing regular .parquet or .csv file of at
+    most MAX_TRACE_BYTES, outside /proc, /sys and /dev (a scenario in an untrusted bundle names this path)."""
     if isinstance(name_or_path, str) and name_or_path in SHIPPED_TRACES:
         return shipped_trace(name_or_path)
     path = Path(name_or_path)
-    if not path.is_file():
-        raise ConfigError("trace", str(name_or_path), f"a shipped trace ({', '.join(SHIPPED_TRACES)}) or the path of a .parquet or .csv trace file")
+    allowed = f"a shipped trace ({', '.join(SHIPPED_TRACES)}) or the path of a .parquet or .csv trace file"
+    try:
+        info = path.stat()
+        real = path.resolve()
+    except OSError:
+        raise ConfigError("trace", str(name_or_path), allowed) from None
+    if path.suffix.lower() not in (".parquet", ".csv") or not stat.S_ISREG(info.st_mode) or real.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise ConfigError("trace", str(name_or_path), allowed)
+    if info.st_size > MAX_TRACE_BYTES:
+        raise ConfigError("trace", str(name_or_path), f"a trace file of at most {MAX_TRACE_BYTES:,} bytes (it has {info.st_size:,})")
     return path
 
 

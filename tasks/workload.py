@@ -80,6 +80,7 @@ class Workload:
     model: np.ndarray  # (N,) residency identity of a replayed trace's model id (rank), -1: the class's own model
     images: np.ndarray  # (N,) images per request (a trace's count; it multiplies the work with cycle costs)
     grouped: bool = True  # tasks lie contiguous per (slot, base station), the slotted engine's layout
+    exec_noise: np.ndarray | None = None  # (N, 2) draws revealed at execution (z ~ N(0,1), u ~ U[0,1)): random cold starts
 
     @property
     def n_tasks(self) -> int:

@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 
 import bench
 from bench.cli import app
-from bench.experiments.bundles import sha256_file, write_bundle
+from bench.experiments.bundles import write_bundle
 from bench.experiments.runner import run
 from bench.scenarios import load_scenario
 from leaderboard.site import build_site
 from leaderboard.submission import discover
 from leaderboard.validate import validate
+from tests.forge import resign
 
 runner = CliRunner()
 TUNING = 'hyperparameter_tuning = "none: defaults"\n'
@@ -34,11 +35,6 @@ def _submission(root: Path, scheduler: str, seeds=(0, 1, 2), episodes=10, train_
     return root
 
 
-def _rehash(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for name in manifest["files"]:
-        manifest["files"][name] = sha256_file(bundle / name)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +80,11 @@ def test_damaged_bundles_are_rejected(results, tmp_path, damage, check, fragment
         (bundle / "actions.parquet").unlink()
     elif damage == "edit-metric-and-hash":
         pl.read_parquet(bundle / "episodes.parquet").with_columns(pl.col("mean_delay_s") * 0.9).write_parquet(bundle / "episodes.parquet")
-        _rehash(bundle)
+        resign(bundle)
     else:
         acts = pl.read_parquet(bundle / "actions.parquet")
         acts.with_columns(((pl.col("action") + 1) % 4).cast(pl.UInt8)).write_parquet(bundle / "actions.parquet")
-        _rehash(bundle)
+        resign(bundle)
     v = _validate(sub)
     assert not v.valid
     assert any(f.startswith(f"{check}:") and fragment in f for f in v.failures), v.failures

@@ -46,7 +46,9 @@ def test_resident_set_and_cold_starts_by_hand(eviction, expected_cold, expected_
     trace = env.evaluate(wl, np.zeros(5, dtype=np.int64))
     warm = 1.0 + 10 * 0.1
     loads = np.array([10.0, 20.0, 10.0, 30.0, 20.0])
-    np.testing.assert_allclose(trace.compute_s, warm + np.where(expected_cold, loads, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(trace.compute_s, np.full(5, warm), rtol=1e-12)  # the warm part; the load is its own part
+    np.testing.assert_allclose(trace.load_s, np.where(expected_cold, loads, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(trace.delay_s, trace.upload_s + trace.wait_s + trace.load_s + trace.compute_s + trace.download_s, rtol=1e-12)
     assert trace.cold_starts == sum(expected_cold)
     assert costs.counters(env._state) == {"cold_starts": sum(expected_cold), "evictions": expected_evictions}
     np.testing.assert_array_equal(costs.load_record(env._state, 5), np.where(expected_cold, loads, 0.0))
@@ -136,8 +138,9 @@ def test_one_task_compute_time_recomputed_from_the_profile(preset, preset_system
         p = store.load(store.find(preset.servers.hardware[a], klass.model))
         point = p.point(klass.resolution, klass.batch)
         warm = p.text_s(klass.batch) + wl.steps[i] * point.step.median_s + point.vae_decode.median_s
-        extra = trace.compute_s[i] - warm
-        if np.isclose(extra, 0.0, atol=1e-12):
+        assert trace.compute_s[i] == pytest.approx(warm, rel=1e-12), i  # the warm part is the profile's
+        extra = trace.load_s[i]
+        if extra == 0.0:
             seen_warm = True
         else:
             assert extra == pytest.approx(p.cold_start.load.median_s, rel=1e-12), i
@@ -206,7 +209,7 @@ def test_each_checkpoint_of_the_workload_is_its_own_model_for_residency():
     trace = env.evaluate(wl, np.zeros(5, dtype=np.int64))
     # 3: load; 7: load (4 + 6 fit in 10); 3: warm; m0 itself: evicts 7 (least recently used), load; 7: evicts 3, load
     warm = 1.0 + 10 * 0.1
-    np.testing.assert_allclose(trace.compute_s, warm + np.array([10.0, 10.0, 0.0, 10.0, 10.0]), rtol=1e-12)
+    np.testing.assert_allclose(trace.compute_s + trace.load_s, warm + np.array([10.0, 10.0, 0.0, 10.0, 10.0]), rtol=1e-12)
     assert costs.counters(env._state) == {"cold_starts": 4, "evictions": 2}
     state = costs.new_state()
     costs.compute_s_chosen(wl, 0, 1, np.zeros(1, dtype=np.int64), state)  # checkpoint 3 now resident on server 0

@@ -1,6 +1,7 @@
 """Published profiles: the schema's rules, every shipped file, the scaling rules against published tables,
 the GenTD26 load-latency fit, and one request's delay recomputed by hand (warm and cold)."""
 
+import dataclasses
 import copy
 import json
 
@@ -313,18 +314,14 @@ def test_one_request_delay_recomputed_by_hand_warm_and_cold(edge_gpu, drawn):
     costs: ProfiledCosts = edge_gpu.costs
     env = SlottedEnv(costs, sc.episode.slot_s)
     if drawn:
-        seed = 12345  # the environment asks its cost model for a fresh state: give that state a stream
-        orig = costs.new_state
-        costs.new_state = lambda: orig(np.random.default_rng(seed))  # type: ignore[method-assign]
-        try:
-            env.reset(wl)
-            batch = env.batch(2)
-            assert batch.compute_s[0, server] == pytest.approx(warm + expected_load)  # the scheduler sees the expected load
-            env.step(np.array([server, server]))
-        finally:
-            del costs.new_state
+        seed = 12345  # the System draws a workload's execution noise from the episode's cold-start stream
         r = np.random.default_rng(seed)
         z, u = r.standard_normal(2), r.random(2)
+        wl = dataclasses.replace(wl, exec_noise=np.stack([z, u], axis=1))
+        env.reset(wl)
+        batch = env.batch(2)
+        assert batch.compute_s[0, server] == pytest.approx(warm + expected_load)  # the scheduler sees the expected load
+        env.step(np.array([server, server]))
         k = int(np.searchsorted(np.cumsum(w), u[0], side="right"))
         load = float(np.exp(mu[k] + sig[k] * z[0]))  # revealed at execution: task 0's own draw
         assert load != pytest.approx(expected_load)
@@ -332,11 +329,11 @@ def test_one_request_delay_recomputed_by_hand_warm_and_cold(edge_gpu, drawn):
         env.reset(wl)
         assert env.batch(2).compute_s[0, server] == pytest.approx(warm + expected_load)
         env.step(np.array([server, server]))
-        load = expected_load  # without a stream a cold start costs its expected value
+        load = expected_load  # without draws a cold start costs its expected value
     t = env.trace()
     cold = warm + load + download  # local: no upload; nothing queued before it
     warm_delay = (warm + load) + warm + download  # waits for the first; its model is now resident
-    assert t.compute_s.tolist() == pytest.approx([warm + load, warm], rel=1e-12)
+    assert t.compute_s.tolist() == pytest.approx([warm, warm], rel=1e-12) and t.load_s.tolist() == pytest.approx([load, 0.0], rel=1e-12)
     assert t.delay_s.tolist() == pytest.approx([cold, warm_delay], rel=1e-12)
     assert t.upload_s.tolist() == [0.0, 0.0] and t.cold_starts == 1
     assert costs.counters(env._state) == {"cold_starts": 1, "evictions": 0}
@@ -348,9 +345,13 @@ def test_random_cold_starts_are_deterministic_per_stream_and_hidden_from_schedul
     wl = edge_gpu.workload(0)
     actions = np.argmax(costs.fits[wl.task_class], axis=1)  # the first server each class may use
 
+    def noisy(seed):
+        r = np.random.default_rng(seed)
+        return dataclasses.replace(wl, exec_noise=np.stack([r.standard_normal(wl.n_tasks), r.random(wl.n_tasks)], axis=1))
+
     def run(seed):
-        state = costs.new_state(np.random.default_rng(seed))
-        out = costs.compute_s_chosen(wl, 0, wl.n_tasks, actions, state)
+        state = costs.new_state()
+        out = costs.compute_s_chosen(noisy(seed), 0, wl.n_tasks, actions, state)
         return out, costs.load_record(state, wl.n_tasks), costs.counters(state)
 
     a, la, ca = run(1)
@@ -358,15 +359,18 @@ def test_random_cold_starts_are_deterministic_per_stream_and_hidden_from_schedul
     c, lc, _ = run(2)
     assert np.array_equal(a, b) and np.array_equal(la, lb) and ca == cb
     assert not np.array_equal(la, lc) and (la > 0).sum() == ca["cold_starts"] > 0
-    state = costs.new_state(np.random.default_rng(1))
-    costs.compute_s_chosen(wl, 0, 5, actions[:5], state)
+    state = costs.new_state()
+    costs.compute_s_chosen(noisy(1), 0, 5, actions[:5], state)
     copy_ = costs.copy_state(state)
-    assert copy_.z is None and copy_.rng is None and copy_.load is None  # a scheduler's copy holds no draws
-    det = costs.new_state()  # no stream: expected loads
-    d = costs.compute_s_chosen(wl, 0, wl.n_tasks, actions, det)
+    assert copy_.load is None  # a scheduler's copy holds no record of what was paid
+    det = costs.new_state()  # no draws: expected loads
+    d = costs.compute_s_chosen(dataclasses.replace(wl, exec_noise=None), 0, wl.n_tasks, actions, det)
     loaded = costs.load_record(det, wl.n_tasks) > 0
     assert np.allclose(costs.load_record(det, wl.n_tasks)[loaded], store.load_latency("gentd26-basemodel").distribution.mean_s)
     assert np.allclose(d[~loaded], a[~loaded])
+    drawn = edge_gpu.workload(0)  # the System attaches the episode's draws: the same for every scheduler
+    assert drawn.exec_noise is not None and np.array_equal(drawn.exec_noise, edge_gpu.workload(0).exec_noise)
+    assert not np.array_equal(drawn.exec_noise, edge_gpu.workload(1).exec_noise)
 
 
 # ---- the edge-gpu preset ---------------------------------------------------------------------------------------------

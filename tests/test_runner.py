@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 
 from bench.core.errors import BundleError
-from bench.experiments.replay import replay
 from bench.experiments.bundles import read_bundle, sha256_file, write_bundle
+from bench.experiments.replay import replay
 from bench.experiments.runner import run
+from tests.forge import resign
 
 LEARNER = "tests.toy_learner:BanditLearner"
 
@@ -103,11 +104,6 @@ def test_failed_write_leaves_old_bundle_intact(tiny, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-def _rehash(path):
-    manifest = json.loads((path / "manifest.json").read_text())
-    for name in manifest["files"]:
-        manifest["files"][name] = sha256_file(path / name)
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_tampered_bundles_are_caught(tiny, tmp_path):
@@ -119,7 +115,7 @@ def test_tampered_bundles_are_caught(tiny, tmp_path):
     ep.with_columns(pl.col("mean_delay_s") * 0.9).write_parquet(edited / "episodes.parquet")
     with pytest.raises(BundleError, match="episodes.parquet does not match its SHA-256"):
         read_bundle(edited)
-    _rehash(edited)  # a forger who also fixes the hashes is caught by the replay
+    resign(edited)  # a forger who also fixes the hashes is caught by the replay
     report = replay(edited)
     assert not report.ok and any("mean_delay_s" in m for m in report.mismatches)
 
@@ -127,7 +123,7 @@ def test_tampered_bundles_are_caught(tiny, tmp_path):
     shutil.copytree(good, swapped)
     acts = pl.read_parquet(swapped / "actions.parquet")
     acts.with_columns(((pl.col("action") + 1) % 4).cast(pl.UInt8)).write_parquet(swapped / "actions.parquet")
-    _rehash(swapped)
+    resign(swapped)
     assert not replay(swapped).ok
 
     summary = tmp_path / "summary"
@@ -135,7 +131,7 @@ def test_tampered_bundles_are_caught(tiny, tmp_path):
     s = json.loads((summary / "summary.json").read_text())
     s["mean_delay_s"] = 1.0
     (summary / "summary.json").write_text(json.dumps(s))
-    _rehash(summary)
+    resign(summary)
     report = replay(summary)
     assert not report.ok and "summary.json: mean_delay_s" in report.mismatches[0]
 
@@ -166,8 +162,8 @@ def test_learning_scheduler_trains_on_the_training_stream_then_evaluates(tiny, t
 
 
 def test_learning_hooks_order_and_stream_separation(tiny):
-    from bench.experiments.runner import run_episode
     from bench.engine.system import System
+    from bench.experiments.runner import run_episode
     from schedulers import make
 
     system = System.build(tiny, 0)

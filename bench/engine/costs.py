@@ -55,16 +55,41 @@ class CostModel:
     def n_servers(self) -> int:
         return int(self.capacity_gcps.shape[0])
 
-    def new_state(self) -> Any:
-        """Per-episode state of a stateful model (None for stateless ones)."""
+    random_loads = False  # whether some cost is drawn at execution (then workloads carry exec_noise)
+
+    def new_state(self, n_rows: int | None = None) -> Any:
+        """Per-episode state of a stateful model (None for stateless ones). `n_rows`: units that hold state
+        (default one per server; the event model with several workers per server keeps one per worker)."""
         return None
 
     def copy_state(self, state: Any) -> Any:
         return None
 
     def counters(self, state: Any) -> dict[str, int]:
-        """What the episode's state counted so far (stateful models: e.g. {"cold_starts": n}); {} otherwise."""
+        """What the episode's state counted so far (stateful models: {"cold_starts": n, "evictions": m}); {} otherwise."""
         return {}
+
+    def load_record(self, state: Any, n_tasks: int) -> np.ndarray:
+        """The model-load time each task paid (part of the compute `chosen` charges); zeros without residency."""
+        return np.zeros(n_tasks)
+
+    def energy_j(self, wl: Workload, lo: int, hi: int, actions: np.ndarray) -> np.ndarray | None:
+        """Energy of each task on its chosen server (joules), or None where the cost model has no energy."""
+        return None
+
+    def warm_compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        """Compute-time table with every model resident (no load): what a request needs at best."""
+        return self.compute_s(wl, lo, hi, None)
+
+    def best_service_s(self, wl: Workload, chunk: int = 4096) -> np.ndarray:
+        """Each task's delay without any wait on its best allowed server, warm: the denominator of slowdown."""
+        out = np.empty(wl.n_tasks)
+        for lo in range(0, wl.n_tasks, chunk):
+            hi = min(lo + chunk, wl.n_tasks)
+            service = self.upload_s(wl, lo, hi) + self.warm_compute_s(wl, lo, hi) + self.download_s(wl, lo, hi)
+            mask = self.mask(wl, lo, hi)
+            out[lo:hi] = (service if mask is None else np.where(mask, service, np.inf)).min(axis=1)
+        return out
 
     # ---- tables over all servers, for the tasks lo:hi (what schedulers see) ----------------------
     def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:
@@ -88,15 +113,16 @@ class CostModel:
         return None
 
     # ---- the same costs for one chosen server per task (what the environment charges) ----------
-    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> np.ndarray:
-        """Compute time of each task on its chosen server; a stateful model updates `state` in task order."""
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """Compute time (model load included) of each task on its chosen server; a stateful model updates `state`
+        in task order, in the state rows `rows` (default: the chosen servers')."""
         raise NotImplementedError
 
-    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(upload_s, compute_s, download_s) of each task on its chosen server."""
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(upload_s, compute_s, download_s) of each task on its chosen server; compute includes a model load."""
         inv = self.inv_rate[actions]
         upload = np.where(actions == wl.origin[lo:hi], 0.0, wl.size_mbit[lo:hi] * inv)
-        return upload, self.compute_s_chosen(wl, lo, hi, actions, state), wl.result_mbit[lo:hi] * inv
+        return upload, self.compute_s_chosen(wl, lo, hi, actions, state, rows), wl.result_mbit[lo:hi] * inv
 
 
 class CycleCosts(CostModel):
@@ -109,7 +135,7 @@ class CycleCosts(CostModel):
     def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:
         return wl.work_gcycles[lo:hi, None] * self.inv_capacity[None, :]
 
-    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> np.ndarray:
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None, rows: np.ndarray | None = None) -> np.ndarray:
         return wl.work_gcycles[lo:hi] * self.inv_capacity[actions]
 
     def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +148,12 @@ class CycleCosts(CostModel):
         )
         return compute, service
 
-    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def best_service_s(self, wl: Workload, chunk: int = 0) -> np.ndarray:
+        out = np.empty(wl.n_tasks)
+        _cycle_best(wl.size_mbit, wl.work_gcycles, wl.result_mbit, wl.origin, self.inv_capacity, self.inv_rate, out)
+        return out
+
+    def chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = hi - lo
         upload, compute, download = np.empty(n), np.empty(n), np.empty(n)
         _cycle_chosen(
@@ -141,6 +172,18 @@ def _cycle_tables(size, work, result, origin, inv_capacity, inv_rate, compute, s
             up = 0.0 if a == origin[i] else size[i] * inv_rate[a]
             compute[i, a] = c
             service[i, a] = up + c + result[i] * inv_rate[a]
+
+
+@njit(cache=True, nogil=True)
+def _cycle_best(size, work, result, origin, inv_capacity, inv_rate, out):  # pragma: no cover - compiled
+    """min over servers of the service time (no table in memory: 1,000 servers x 1,000,000 tasks fit)."""
+    for i in range(out.shape[0]):
+        best = np.inf
+        for a in range(inv_capacity.shape[0]):
+            s = (0.0 if a == origin[i] else size[i] * inv_rate[a]) + work[i] * inv_capacity[a] + result[i] * inv_rate[a]
+            if s < best:
+                best = s
+        out[i] = best
 
 
 @njit(cache=True, nogil=True)

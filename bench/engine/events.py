@@ -31,7 +31,7 @@ from numba import njit
 
 from bench.core.errors import SchedulerError
 from bench.engine.costs import CostModel
-from bench.engine.slotted import EpisodeTrace, check_actions
+from bench.engine.slotted import EpisodeTrace, check_actions, finished_trace
 from schedulers.interface import Batch, Scheduler, SlotFeedback
 from tasks.workload import Workload
 
@@ -90,8 +90,6 @@ class EventEnv:
         self.gpus = np.ones(self.n_servers, dtype=np.int64) if gpus is None else np.asarray(gpus, dtype=np.int64)
         if self.gpus.shape != (self.n_servers,) or (self.gpus < 1).any():
             raise ValueError(f"gpus = {self.gpus.tolist()} is not allowed; expected one integer >= 1 per server")
-        if costs.stateful and (self.gpus > 1).any():
-            raise ValueError("several workers per server with a stateful cost model (models resident per worker) is not supported yet")
         self.physical = accounting == "physical"
         self._wl: Workload | None = None
 
@@ -115,7 +113,8 @@ class EventEnv:
         self._worker = np.zeros(n, dtype=np.int64)
         self._completed: tuple[int, int, int, np.ndarray, np.ndarray] | None = None
         self._last = (0, 0)
-        self._state = self.costs.new_state()
+        self._per_worker = self.costs.stateful and int(self.gpus.max()) > 1  # residency per worker: charge one request at a time
+        self._state = self.costs.new_state(self.n_servers * self._free.shape[1] if self._per_worker else None)
         self._enter_window()
 
     @property
@@ -216,9 +215,12 @@ class EventEnv:
         a = check_actions(actions, lo, window_end, wl, self.costs, who, expected=expected)
         hi = lo + a.shape[0]
         self._begin_instant(float(wl.arrival_s[lo]))
-        up, comp, down = self.costs.chosen(wl, lo, hi, a, self._state)
-        _serve(wl.arrival_s[lo:hi], a, up, comp, down, self._free, self.physical,
-               self._wait[lo:hi], self._delay[lo:hi], self._start[lo:hi], self._worker[lo:hi])
+        if self._per_worker:
+            up, comp, down = self._charge_per_worker(wl, lo, hi, a)
+        else:
+            up, comp, down = self.costs.chosen(wl, lo, hi, a, self._state)
+            _serve(wl.arrival_s[lo:hi], a, up, comp, down, self._free, self.physical,
+                   self._wait[lo:hi], self._delay[lo:hi], self._start[lo:hi], self._worker[lo:hi])
         same_instant = wl.arrival_s[lo:hi] == self._instant
         np.add.at(self._assigned, a[same_instant], comp[same_instant])
         self._actions[lo:hi] = a
@@ -231,6 +233,20 @@ class EventEnv:
         self._completed = (window, int(wl.slot_offsets[window]), hi, self._window_start_backlog, backlog_at(self._free, next_start))
         self._enter_window()
         return True
+
+    def _charge_per_worker(self, wl: Workload, lo: int, hi: int, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Models resident per worker: which worker serves a request decides whether it pays a load, and the load
+        decides when that worker is free for the next one, so requests are charged one at a time."""
+        n, g = hi - lo, self._free.shape[1]
+        up, comp, down = np.empty(n), np.empty(n), np.empty(n)
+        for k in range(n):
+            i, server = lo + k, int(a[k])
+            worker = int(np.argmin(self._free[server]))
+            u, c, d = self.costs.chosen(wl, i, i + 1, a[k : k + 1], self._state, rows=np.array([server * g + worker]))
+            up[k], comp[k], down[k] = u[0], c[0], d[0]
+            _serve(wl.arrival_s[i : i + 1], a[k : k + 1], u, c, d, self._free, self.physical,
+                   self._wait[i : i + 1], self._delay[i : i + 1], self._start[i : i + 1], self._worker[i : i + 1])
+        return up, comp, down
 
     def _enter_window(self) -> None:
         """Move to the next request's window and record the backlog at that window's start."""
@@ -277,23 +293,10 @@ class EventEnv:
             raise RuntimeError(f"the episode is not over ({self._pos} of {self.workload.n_tasks} requests placed)")
         wl = self.workload
         horizon = self.n_windows * self.slot_s
-        end = self._start + self._compute
-        counters = self.costs.counters(self._state)
-        return EventTrace(
-            workload=wl,
-            actions=_ro(self._actions),
-            upload_s=_ro(self._upload),
-            compute_s=_ro(self._compute),
-            download_s=_ro(self._download),
-            wait_s=_ro(self._wait),
-            delay_s=_ro(self._delay),
-            backlog_s=_ro(np.maximum(np.where(np.isfinite(self._free), self._free, 0.0).max(axis=1) - horizon, 0.0)[None, :]),
-            cold_starts=counters.get("cold_starts", 0),
-            arrival_s=wl.arrival_s,
-            start_s=_ro(self._start),
-            end_s=_ro(end),
-            worker=_ro(self._worker),
-        )
+        left = np.maximum(np.where(np.isfinite(self._free), self._free, 0.0).max(axis=1) - horizon, 0.0)[None, :]
+        return finished_trace(EventTrace, self.costs, self._state, wl, self._actions, self._upload, self._compute, self._download,
+                              self._wait, self._delay, left, arrival_s=wl.arrival_s, start_s=_ro(self._start),
+                              end_s=_ro(self._start + self._compute), worker=_ro(self._worker))
 
     def evaluate(self, workload: Workload, actions: np.ndarray, who: str = "actions") -> EventTrace:
         """Replay fixed actions (one per request, decision order) through the same bookkeeping, window by window."""

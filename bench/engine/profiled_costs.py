@@ -25,9 +25,14 @@ architecture cost the same but are loaded, kept and evicted separately.
 Cold starts: a measured profile's load time is its median (deterministic). A published profile's load
 time may be the mean of a fitted load-latency distribution (profiles/data/load-latency/): then the
 tables a scheduler sees (compute_s, Batch) hold that expected load, and the load a task really pays is
-drawn when it runs (compute_s_chosen), from the episode's own stream (`new_state(rng)`), one draw per
-task so that every scheduler's task i that loads pays the same draw (paired comparisons). Without a
-stream the expected load is charged. The load each task paid is recorded (`load_record`).
+drawn when it runs (compute_s_chosen), from the workload's `exec_noise` (one (z, u) pair per task, drawn by
+bench.engine.system from the episode's own cold-start stream), so that every scheduler's task i that loads
+pays the same draw (paired comparisons). Without it the expected load is charged. The load each task paid is
+recorded (`load_record`).
+
+Several workers per server (event time model): each worker (GPU) has the server's memory and its own resident
+set; the environment names the worker's memory row when it charges. A scheduler's table counts a model as
+resident on a server when any of its workers holds it.
 
 Units for learners and capacity-weighted rules: a task's "work" is its warm compute time on the fastest
 server that can run it (reference seconds), and a server's capacity is the mix-weighted mean of its
@@ -51,23 +56,20 @@ GIB = 2**30
 
 @dataclass
 class ResidentState:
-    """Which models each server holds: stamp[a, u] >= 0 when residency unit u is resident (last use or load
-    order), else -1; units 0..M-1 are the architectures, M + k the workload's model k (grown as they appear),
-    unit_arch[u] the architecture of unit u. The episode's counters; and, for random cold starts, the stream
-    and its per-task draws (never copied)."""
+    """Which models each memory holds: stamp[r, u] >= 0 when residency unit u is resident in memory r (a server,
+    or one worker of it) by last use or load order, else -1; units 0..M-1 are the architectures, M + k the
+    workload's model k (grown as they appear), unit_arch[u] the architecture of unit u. The episode's counters, and
+    the load each task paid (never copied into what a scheduler sees)."""
 
     stamp: np.ndarray  # (B, U) int64
     unit_arch: np.ndarray  # (U,) int64, -1 for a unit not seen yet
     clock: np.ndarray  # (1,) int64, the next stamp
     cold_starts: np.ndarray  # (1,) int64, loads so far in the episode
     evictions: np.ndarray  # (1,) int64, models evicted so far in the episode
-    rng: np.random.Generator | None = None  # the episode's cold-start stream (None: charge expected loads)
-    z: np.ndarray | None = None  # (N,) standard normal draw per task, drawn at the first charge
-    u: np.ndarray | None = None  # (N,) uniform draw per task: the mixture component
     load: np.ndarray | None = None  # (N,) load time each task paid (0 when warm), filled as tasks run
 
     def copy(self) -> "ResidentState":
-        """The residency and counters only: a copy (what a scheduler gets) never holds the draws."""
+        """The residency and counters only (what a scheduler gets): not the record of loads paid."""
         return ResidentState(self.stamp.copy(), self.unit_arch.copy(), self.clock.copy(), self.cold_starts.copy(), self.evictions.copy())
 
     def resident(self, server: int) -> np.ndarray:
@@ -187,13 +189,13 @@ class ProfiledCosts(CostModel):
         )
 
     # ---- state ------------------------------------------------------------------------------------
-    def new_state(self, rng: np.random.Generator | None = None) -> ResidentState:
-        """A fresh episode: nothing resident. `rng` is the episode's cold-start stream (used only when some load is
-        random); without it a random cold start costs its expected value."""
+    def new_state(self, n_rows: int | None = None) -> ResidentState:
+        """A fresh episode: nothing resident, in `n_rows` memories (one per server, or one per worker of the event
+        model's servers: row r belongs to server r // (n_rows // B)). Random loads are drawn from the workload's
+        exec_noise (the episode's cold-start stream), so every scheduler meets the same draws."""
         one = lambda: np.zeros(1, np.int64)  # noqa: E731
         n_arch = len(self.models)
-        return ResidentState(np.full((self.n_servers, n_arch), -1, dtype=np.int64), np.arange(n_arch, dtype=np.int64), one(), one(), one(),
-                             rng if self.random_loads else None)
+        return ResidentState(np.full((n_rows or self.n_servers, n_arch), -1, dtype=np.int64), np.arange(n_arch, dtype=np.int64), one(), one(), one())
 
     def copy_state(self, state: ResidentState | None) -> ResidentState | None:
         return None if state is None else state.copy()
@@ -227,8 +229,11 @@ class ProfiledCosts(CostModel):
             return table + self.load_s[m]
         unit = self.units(wl, lo, hi)
         known = unit < state.stamp.shape[1]
+        held = state.stamp >= 0
+        if held.shape[0] != self.n_servers:  # one memory per worker: resident when any worker of the server holds it
+            held = held.reshape(self.n_servers, -1, held.shape[1]).any(axis=1)
         resident = np.zeros(table.shape, dtype=bool)
-        resident[known] = state.stamp.T[unit[known]] >= 0
+        resident[known] = held.T[unit[known]]
         return table + np.where(resident, 0.0, self.load_s[m])
 
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
@@ -237,14 +242,14 @@ class ProfiledCosts(CostModel):
             raise ValueError("this workload has tasks without a request class (a cycle-cost workload); profiled costs need tasks.mix")
         return self.fits[c]
 
-    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: ResidentState | None = None) -> np.ndarray:
+    def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: ResidentState | None = None,
+                         rows: np.ndarray | None = None) -> np.ndarray:
         if state is None:
             raise ValueError("ProfiledCosts charges need the environment's resident state")
         if state.load is None:
             state.load = np.zeros(wl.n_tasks)
-            if state.rng is not None:  # one draw per task, in task order: the same for every scheduler
-                state.z = state.rng.standard_normal(wl.n_tasks)
-                state.u = state.rng.random(wl.n_tasks)
+        actions = np.asarray(actions, dtype=np.int64)
+        rows = actions if rows is None else np.asarray(rows, dtype=np.int64)
         out = np.empty(hi - lo)
         c = wl.task_class[lo:hi]
         arch = self.class_model[c]
@@ -252,14 +257,18 @@ class ProfiledCosts(CostModel):
         if unit.shape[0]:
             state.grow(int(unit.max()) + 1)
             state.unit_arch[unit] = arch  # a unit is one model of one architecture
-        draws = state.z is not None
-        z = state.z[lo:hi] if draws else np.zeros(0)
-        u = state.u[lo:hi] if draws else np.zeros(0)
-        _charge(actions, unit, arch, self.fixed_s[c, actions] + wl.steps[lo:hi] * self.per_step_s[c, actions],
+        noise = getattr(wl, "exec_noise", None)
+        draws = self.random_loads and noise is not None  # one (z, u) per task, drawn with the workload
+        z = noise[lo:hi, 0] if draws else np.zeros(0)
+        u = noise[lo:hi, 1] if draws else np.zeros(0)
+        _charge(actions, rows, unit, arch, self.fixed_s[c, actions] + wl.steps[lo:hi] * self.per_step_s[c, actions],
                 self.peak_bytes[c, actions], self.load_s, self.weights_bytes, state.unit_arch, self.memory_bytes, self.lru,
                 state.stamp, state.clock, state.cold_starts, state.evictions,
                 self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, state.load[lo:hi], out)
         return out
+
+    def warm_compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        return self.warm_s(wl, lo, hi)
 
     # ---- energy ----------------------------------------------------------------------------------
     @property
@@ -277,30 +286,31 @@ class ProfiledCosts(CostModel):
 
 
 @njit(cache=True, nogil=True)
-def _charge(actions, unit, arch, warm, peak, load_s, weights, unit_arch, memory, lru, stamp, clock, cold_starts, evictions,
+def _charge(actions, rows, unit, arch, warm, peak, load_s, weights, unit_arch, memory, lru, stamp, clock, cold_starts, evictions,
             load_dist, mix_cum, mix_mu, mix_sigma, draws, z, u, load_out, out):  # pragma: no cover - compiled
-    """Resident-set bookkeeping in decision order (module docstring); out[i] = compute time of task i and
-    load_out[i] = the load it paid. unit[i] is task i's residency unit, arch[i] its architecture."""
+    """Resident-set bookkeeping in decision order (module docstring); out[i] = compute time of task i (load
+    included) and load_out[i] = the load it paid. unit[i] is task i's residency unit, arch[i] its architecture,
+    rows[i] the memory that serves it (its server's, or one worker's of it)."""
     n_units = stamp.shape[1]
     for i in range(actions.shape[0]):
-        a, m, r = actions[i], unit[i], arch[i]
+        a, row, m, r = actions[i], rows[i], unit[i], arch[i]
         used = 0.0
         for k in range(n_units):
-            if k != m and stamp[a, k] >= 0:
+            if k != m and stamp[row, k] >= 0:
                 used += weights[unit_arch[k], a]
         while used + peak[i] > memory[a]:
             victim, oldest = -1, 2**62
             for k in range(n_units):
-                if k != m and stamp[a, k] >= 0 and stamp[a, k] < oldest:
-                    victim, oldest = k, stamp[a, k]
+                if k != m and stamp[row, k] >= 0 and stamp[row, k] < oldest:
+                    victim, oldest = k, stamp[row, k]
             if victim < 0:
                 break  # nothing left to evict: the mask guarantees peak <= memory
-            stamp[a, victim] = -1
+            stamp[row, victim] = -1
             used -= weights[unit_arch[victim], a]
             evictions[0] += 1
         cost = warm[i]
         load = 0.0
-        if stamp[a, m] < 0:
+        if stamp[row, m] < 0:
             load = load_s[r, a]
             d = load_dist[r, a]
             if draws and d >= 0:  # a lognormal mixture: the component by u, the value by z
@@ -309,9 +319,9 @@ def _charge(actions, unit, arch, warm, peak, load_s, weights, unit_arch, memory,
                     j += 1
                 load = np.exp(mix_mu[d, j] + mix_sigma[d, j] * z[i])
             cold_starts[0] += 1
-            stamp[a, m] = clock[0]
+            stamp[row, m] = clock[0]
         elif lru:
-            stamp[a, m] = clock[0]
+            stamp[row, m] = clock[0]
         clock[0] += 1
         load_out[i] = load
         out[i] = cost + load

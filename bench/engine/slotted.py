@@ -19,7 +19,7 @@ task. Decisions must not cross a slot boundary: the backlog update happens betwe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numba import njit
@@ -45,17 +45,26 @@ def _place(actions, upload, compute, download, backlog, assigned, wait_out, dela
 
 @dataclass(frozen=True, eq=False)
 class EpisodeTrace:
-    """Every task's decision and delay parts after an episode (arrays in decision order, seconds)."""
+    """Every task's decision and delay parts after an episode (arrays in decision order, seconds):
+    delay = upload + wait + load + compute + download."""
 
     workload: Workload
     actions: np.ndarray
     upload_s: np.ndarray
-    compute_s: np.ndarray
+    compute_s: np.ndarray  # warm compute (the model resident)
     download_s: np.ndarray
     wait_s: np.ndarray
     delay_s: np.ndarray
     backlog_s: np.ndarray  # (slots + 1, B): backlog at the start of each slot, and after the last
     cold_starts: int = 0  # model loads during the episode (stateful cost models; 0 otherwise)
+    load_s: np.ndarray | None = None  # model-load time each task paid (None: the cost model has no residency)
+    evictions: int = 0  # models evicted during the episode
+    energy_j: np.ndarray | None = None  # energy of each task where the cost model has it
+    costs: Any = None  # the cost model that charged it (for per-task references such as the best no-wait delay)
+
+    def best_service_s(self) -> np.ndarray:
+        """Each task's delay with no wait on its best allowed server, warm (the denominator of slowdown)."""
+        return self.costs.best_service_s(self.workload)
 
 
 class SlottedEnv:
@@ -236,17 +245,8 @@ class SlottedEnv:
         """The episode's per-task record; only after the last task has been placed."""
         if not self.done:
             raise RuntimeError(f"the episode is not over ({self._pos} of {self.workload.n_tasks} tasks placed)")
-        return EpisodeTrace(
-            workload=self.workload,
-            actions=_ro(self._actions),
-            upload_s=_ro(self._upload),
-            compute_s=_ro(self._compute),
-            download_s=_ro(self._download),
-            wait_s=_ro(self._wait),
-            delay_s=_ro(self._delay),
-            backlog_s=_ro(self._backlog),
-            cold_starts=self.costs.counters(self._state).get("cold_starts", 0),
-        )
+        return finished_trace(EpisodeTrace, self.costs, self._state, self.workload, self._actions, self._upload, self._compute,
+                              self._download, self._wait, self._delay, self._backlog)
 
     def evaluate(self, workload: Workload, actions: np.ndarray, who: str = "actions") -> EpisodeTrace:
         """Replay fixed actions (one per task, decision order) through the same bookkeeping, slot by slot."""
@@ -258,6 +258,29 @@ class SlottedEnv:
         while not self.done:
             self.step(actions[self._pos : int(offsets[self._slot + 1])], who=who)
         return self.trace()
+
+
+def finished_trace(kind, costs: CostModel, state: Any, wl: Workload, actions, upload, charged, download, wait, delay, backlog, **extra):
+    """The trace of a finished episode: the charged compute split into model load and warm compute, the cost
+    model's counters and per-task energy."""
+    counters = costs.counters(state)
+    load = costs.load_record(state, wl.n_tasks) if costs.stateful else None
+    return kind(
+        workload=wl,
+        actions=_ro(actions),
+        upload_s=_ro(upload),
+        compute_s=_ro(charged - load if load is not None else charged),
+        download_s=_ro(download),
+        wait_s=_ro(wait),
+        delay_s=_ro(delay),
+        backlog_s=_ro(backlog),
+        cold_starts=counters.get("cold_starts", 0),
+        load_s=None if load is None else _ro(load),
+        evictions=counters.get("evictions", 0),
+        energy_j=costs.energy_j(wl, 0, wl.n_tasks, actions),
+        costs=costs,
+        **extra,
+    )
 
 
 def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: CostModel, who: str, expected: int | None = None) -> np.ndarray:

@@ -8,6 +8,7 @@ event model), an arrival process over slots x slot_s seconds, or a window of a r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -71,7 +72,18 @@ class System:
 
     # ---- episodes --------------------------------------------------------------------------------------
     def workload(self, episode: int, *, training: bool = False) -> Workload:
-        """The tasks of evaluation (or training) episode `episode`: identical for every scheduler."""
+        """The tasks of evaluation (or training) episode `episode`: identical for every scheduler. Where a cost is
+        drawn at execution (random cold starts), the workload carries its draws, from the episode's own stream."""
+        wl = self._requests(episode, training)
+        if self.costs.random_loads:
+            rng = self.streams.cold_starts(episode, training)
+            z, u = rng.standard_normal(wl.n_tasks), rng.random(wl.n_tasks)
+            noise = np.stack([z, u], axis=1)
+            noise.flags.writeable = False
+            wl = dataclasses.replace(wl, exec_noise=noise)
+        return wl
+
+    def _requests(self, episode: int, training: bool) -> Workload:
         rng = self.streams.training(episode) if training else self.streams.evaluation(episode)
         sc, class_work = self.scenario, getattr(self.costs, "class_work", None)
         tasks, ep = sc.tasks, sc.episode

@@ -1,8 +1,9 @@
 """Result bundles: one directory per run, written atomically (docs/results.md).
 
     manifest.json     schema version, what ran (scheduler, parameters, resolved scenario and its hash,
-                      seeds, protocol), provenance (suite version, git revision, packages, host), timing,
-                      and the SHA-256 of every other file
+                      seeds, protocol, time model), provenance (suite version, git revision, packages, host),
+                      timing, the SHA-256 and size of every other file, and (schema 2) `digest`, the SHA-256 of
+                      the manifest's own canonical JSON
     summary.json      the run summary (what `bench run --json` prints)
     episodes.parquet  one row per (seed, evaluation episode): the metrics of bench.engine.metrics
     actions.parquet   the server chosen for every evaluation task (seed, episode, action; decision order);
@@ -10,7 +11,13 @@
     training.parquet  learning schedulers: one row per (seed, training episode), the learning curve
     checkpoint.pt     learning schedulers: each seed's trained policy (torch.save of plain tensors), as
                       evaluation started; `bench run --checkpoint DIR` evaluates it without training
-    tasks.parquet     optional (--task-records): every task's attributes, decision and delay parts
+    tasks.parquet     optional (--task-records): every task's attributes, decision, delay parts, arrival,
+                      start and end times and the worker that served it
+    source/           plugins (not built-in schedulers): the scheduler's code, so that verification can re-run it
+
+Reading a bundle treats it as untrusted input (bench.experiments.bundle_checks): names confined to the bundle,
+sizes checked before reading, every file and the manifest hashed, the tables checked against each other.
+Bundles of schema 1 (before the event time model) still read, replay and compare.
 
 A bundle is written into a hidden sibling directory and renamed into place, so a crash never leaves a
 half-written bundle, and an existing bundle is replaced only after the new one is complete.
@@ -33,13 +40,20 @@ import numpy as np
 import polars as pl
 
 from bench.core.errors import BundleError
+from bench.experiments.bundle_checks import (
+    INTEGER_COLUMNS, SOURCE_FILE_LIMIT, SOURCE_TOTAL_LIMIT, check_tables, checked_size, digest, member, read_json_file,
+    read_parquet_file,
+)
 from bench.core.io import check_creatable
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.core.provenance import provenance as current_provenance
 from bench.experiments.runner import Checkpoint, RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 BUNDLE_KIND = "aigc-edge-bench/run"
+# what a bundle states but replay cannot recompute from its actions: shown as reported until `verify` re-measures it
+REPORTED = ("timing", "training", "provenance")
 
 
 def sha256_file(path: Path) -> str:
@@ -83,10 +97,8 @@ def _action_dtype(n_servers: int) -> pl.DataType:
 
 def _episodes_frame(result: RunResult) -> pl.DataFrame:
     columns = ["seed", "episode", *EPISODE_METRICS, *TIMING_METRICS]
-    return pl.DataFrame([{k: r[k] for k in columns} for r in result.rows]).with_columns(
-        pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32), pl.col("tasks").cast(pl.UInt32),
-        pl.col("slo_attainment").cast(pl.Float64), pl.col("cold_starts").cast(pl.UInt32),
-    )
+    types = {c: (pl.UInt64 if c == "seed" else pl.UInt32) if c in INTEGER_COLUMNS else pl.Float64 for c in columns}
+    return pl.DataFrame([{k: r[k] for k in columns} for r in result.rows], schema=types)
 
 
 def _actions_frame(result: RunResult) -> pl.DataFrame:
@@ -197,12 +209,16 @@ def write_bundle(
         summary = result.summary()
         files["summary.json"] = tmp / "summary.json"
         _write_json(files["summary.json"], summary)
+        source = carry_source(result, tmp)
+        files.update({name: tmp / name for name in source.get("files", ())})
 
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "kind": BUNDLE_KIND,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": command if command is not None else sys.argv,
+            "mode": "simulated",
+            "time_model": result.scenario.episode.time_model or "slotted",
             "scheduler": {
                 "name": result.scheduler,
                 "ref": result.scheduler_ref or result.scheduler,
@@ -210,29 +226,70 @@ def write_bundle(
                 "params": result.scheduler_params,
                 "learns": result.learns,
                 "batch_unit": result.batch_unit,
+                **({"source": {k: v for k, v in source.items() if k != "files"}} if source else {}),
             },
             "scenario": {
                 "name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict(),
                 **({"profiles_sha256": result.scenario.profile_hashes()} if result.scenario.servers.hardware else {}),
+                **({"trace_sha256": result.scenario.trace_hash()} if result.scenario.tasks.trace is not None else {}),
             },
             "seeds": result.seeds,
             "protocol": {"eval_episodes": result.episodes, "train_episodes": result.train_episodes},
             **({"trained_from_checkpoint": result.checkpoint_info} if result.checkpoint_info else {}),
             "streams": {
                 "generator": "numpy PCG64",
-                "seeding": "SeedSequence(seed, spawn_key=(purpose, episode)); purposes: 0 evaluation, 1 training, 2 scheduler, 3 environment",
+                "seeding": "SeedSequence(seed, spawn_key=(purpose, ...)); purposes: 0 evaluation (episode), 1 training (episode), "
+                           "2 scheduler, 3 environment, 4 cold starts (training, episode), 5 load probe",
             },
             "provenance": provenance if provenance is not None else current_provenance(),
             **(extra or {}),
             "timing": summary["timing"],
-            "files": {name: sha256_file(path) for name, path in files.items()},
+            "reported": list(REPORTED),
+            "files": {name: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for name, path in sorted(files.items())},
         }
+        manifest["digest"] = digest(manifest)
         _write_json(tmp / "manifest.json", manifest)
         _install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def carry_source(result: RunResult, tmp: Path) -> dict[str, Any]:
+    """Copy a plugin's code into the bundle (source/), so that verification can re-run exactly it; built-ins
+    carry none (the suite's version names their code). Returns the manifest's `scheduler.source` entry."""
+    import importlib
+    import inspect
+
+    module_name, _, qualname = result.scheduler_class.partition(":")
+    if module_name.split(".")[0] in ("schedulers", "bench"):
+        return {}
+    try:
+        module = importlib.import_module(module_name) if module_name not in sys.modules else sys.modules[module_name]
+        file = Path(inspect.getsourcefile(module) or "")
+    except Exception:  # a class without a source file (built in C, made at run time)
+        return {"note": "no source file found for the scheduler's module; it cannot be verified by re-running"}
+    if not file.is_file():
+        return {"note": "no source file found for the scheduler's module; it cannot be verified by re-running"}
+    if module_name.startswith("aigc_edge_bench_plugin_"):  # loaded from path/to/file.py:Class
+        root, files, entry, loader = file.parent, [file], f"{file.name}:{qualname}", "file"
+    else:
+        depth = module_name.count(".") + (1 if file.name == "__init__.py" else 0)
+        root = file.parents[depth]
+        package = root / module_name.split(".")[0]
+        files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts) if package.is_dir() else [file]
+        entry, loader = result.scheduler_class, "module"
+    total = sum(p.stat().st_size for p in files)
+    if len(files) > 500 or total > SOURCE_TOTAL_LIMIT or any(p.stat().st_size > SOURCE_FILE_LIMIT for p in files):
+        return {"note": f"the scheduler's code ({len(files)} files, {total:,} bytes) is beyond the limits of a bundle's source/; it cannot be verified by re-running"}
+    names = []
+    for p in files:
+        name = "source/" + p.relative_to(root).as_posix()
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, tmp / name)
+        names.append(name)
+    return {"loader": loader, "entry": entry, "files": names}
 
 
 def save_checkpoint(result: RunResult, states: dict[int, dict[str, Any]], path: Path) -> None:
@@ -297,35 +354,61 @@ class Bundle:
     episodes: pl.DataFrame
     actions: pl.DataFrame
 
+    @property
+    def version(self) -> int:
+        return int(self.manifest["schema_version"])
+
     def episode_actions(self, seed: int, episode: int) -> np.ndarray:
-        sel = self.actions.filter((pl.col("seed") == seed) & (pl.col("episode") == episode))
-        return sel["action"].to_numpy().astype(np.int64)
+        if not hasattr(self, "_by_episode"):
+            parts = self.actions.partition_by("seed", "episode", as_dict=True, maintain_order=True)
+            self._by_episode = {(int(s), int(e)): df["action"].to_numpy().astype(np.int64) for (s, e), df in parts.items()}
+        return self._by_episode.get((int(seed), int(episode)), np.zeros(0, dtype=np.int64))
 
 
 def read_bundle(path: Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle; with `verify`, check the schema version and every file's SHA-256 first."""
+    """Read a bundle as untrusted input (bench.experiments.bundle_checks); with `verify` (the default), every file
+    is hashed and the tables are checked. Any problem is one BundleError line."""
     path = Path(path)
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise BundleError(f"{path}: not a result bundle (no manifest.json)")
+    where = str(path)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
-    if manifest.get("kind") != BUNDLE_KIND or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(
-            f"{path}: schema {manifest.get('kind')!r} v{manifest.get('schema_version')!r} is not supported; expected {BUNDLE_KIND} v{SCHEMA_VERSION}"
-        )
-    files = manifest.get("files", {})
+        manifest_path = member(path, "manifest.json", where=where)
+    except BundleError:
+        raise BundleError(f"{path}: not a result bundle (no manifest.json, or not a regular file)") from None
+    checked_size(manifest_path, "manifest.json", None, where=where)
+    manifest = read_json_file(manifest_path, "manifest.json", where=where)
+    if not isinstance(manifest, dict) or manifest.get("kind") != BUNDLE_KIND or manifest.get("schema_version") not in SUPPORTED_VERSIONS:
+        kind, version = (manifest.get("kind"), manifest.get("schema_version")) if isinstance(manifest, dict) else (None, None)
+        raise BundleError(f"{path}: schema {kind!r} v{version!r} is not supported; expected {BUNDLE_KIND} v{'/'.join(map(str, SUPPORTED_VERSIONS))}")
+    version = manifest["schema_version"]
+    if version >= 2 and manifest.get("digest") != digest(manifest):
+        raise BundleError(f"{path}: manifest.json does not match its digest (the manifest was changed after it was written)")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"{path}: the manifest's files table is missing")
     for name in ("summary.json", "episodes.parquet", "actions.parquet"):
         if name not in files:
             raise BundleError(f"{path}: the manifest lists no {name}")
+    source_bytes = 0
+    paths = {}
+    for name, entry in files.items():
+        recorded = entry if version == 1 else entry.get("sha256") if isinstance(entry, dict) else None
+        size = entry.get("bytes") if version >= 2 and isinstance(entry, dict) else None
+        if not isinstance(recorded, str):
+            raise BundleError(f"{path}: the manifest's entry for {name!r} has no SHA-256")
+        f = member(path, name, where=where)
+        nbytes = checked_size(f, name, size, where=where) if (verify or name in ("summary.json", "episodes.parquet", "actions.parquet")) else 0
+        if name.startswith("source/"):
+            source_bytes += nbytes
+            if source_bytes > SOURCE_TOTAL_LIMIT:
+                raise BundleError(f"{path}: source/ holds more than {SOURCE_TOTAL_LIMIT:,} bytes; the limit for a plugin's code")
+        if verify and sha256_file(f) != recorded:
+            raise BundleError(f"{path}: {name} does not match its SHA-256 in the manifest (the file was changed)")
+        paths[name] = f
+    summary = read_json_file(paths["summary.json"], "summary.json", where=where)
+    if not isinstance(summary, dict):
+        raise BundleError(f"{path}: summary.json is not a JSON object")
+    episodes = read_parquet_file(paths["episodes.parquet"], "episodes.parquet", where=where)
+    actions = read_parquet_file(paths["actions.parquet"], "actions.parquet", where=where)
     if verify:
-        for name, digest in files.items():
-            f = path / name
-            if not f.is_file():
-                raise BundleError(f"{path}: {name} is missing")
-            if sha256_file(f) != digest:
-                raise BundleError(f"{path}: {name} does not match its SHA-256 in the manifest (the file was changed)")
-    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    return Bundle(path, manifest, summary, pl.read_parquet(path / "episodes.parquet"), pl.read_parquet(path / "actions.parquet"))
+        check_tables(manifest, episodes, actions, where=where)
+    return Bundle(path, manifest, summary, episodes, actions)

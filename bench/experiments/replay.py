@@ -63,6 +63,8 @@ def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], N
             if on_trace is not None:
                 on_trace(int(seed), e, trace)
             again = episode_metrics(trace)
+            if bundle.version == 1:  # schema 1 counted a model load in the compute part
+                again["mean_compute_s"] += again["mean_load_s"]
             for key in EPISODE_METRICS:
                 if key in row and not same_value(again[key], row[key]):
                     report.mismatches.append(f"seed {seed} episode {e}: {key} is {row[key]!r} in the bundle, {again[key]!r} on replay")

@@ -9,6 +9,7 @@ name, description or protocol defaults), so two files that describe the same sys
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,9 +35,15 @@ __all__ = [
 ]
 
 
+MAX_SERVERS = 10_000  # the scale benchmark runs 1,000 servers
+MAX_TASKS = 20_000_000  # expected requests of one episode (the scale benchmark runs 1,000,000)
+MAX_SLOTS = 1_000_000
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # hardware ids and model names become file names
+
+
 @dataclass(frozen=True)
 class ServersConfig:
-    count: int = option(help="number of edge servers B, one per base station", ge=1, le=65535)
+    count: int = option(help="number of edge servers B, one per base station", ge=1, le=MAX_SERVERS)
     capacity_gcps: tuple[float, ...] | None = option(
         None, help="computing capacity f_b of each server in Gcycles/s, one value per server (cycle-cost scenarios)", gt=0
     )
@@ -73,6 +80,9 @@ class ServersConfig:
 
     def __post_init__(self) -> None:
         profiled = self.hardware is not None
+        for i, hw in enumerate(self.hardware or ()):
+            if not NAME.match(hw) or ".." in hw:
+                raise ConfigError(f"hardware[{i}]", hw, "a hardware id of letters, digits, '.', '_' and '-' (bench list profiles)")
         if isinstance(self.gpus, tuple) and len(self.gpus) != self.count:
             raise ConfigError("gpus", list(self.gpus), f"one number for all servers or {self.count} values, one per server (servers.count = {self.count})")
         for name in ("hardware", "memory_gib"):
@@ -142,6 +152,10 @@ class TaskClass:
     resolution: int = option(512, help="image side in px (a resolution measured in the profiles)", ge=8)
     batch: int = option(1, help="images per request (a batch size measured in the profiles)", ge=1)
     deadline_s: float | None = option(None, help="service-level objective: the delay a request should not exceed (SLO attainment)", gt=0)
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.model) or ".." in self.model:
+            raise ConfigError("model", self.model, "a zoo model name of letters, digits, '.', '_' and '-' (bench list models)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +230,7 @@ class Scenario:
     description: str = option("", help="one paragraph for humans")
 
     def __post_init__(self) -> None:
+        self._check_size()
         if not self.episode.event:
             for where, value in (("tasks.arrivals", self.tasks.arrivals), ("tasks.trace", self.tasks.trace)):
                 if value is not None:
@@ -230,6 +245,23 @@ class Scenario:
             if self.servers.hardware is None:
                 raise ConfigError("servers.hardware", None, "one profiled hardware id per server (required with tasks.mix)")
             raise ConfigError("tasks.mix", None, "[[tasks.mix]] request classes (required with servers.hardware)")
+
+    def _check_size(self) -> None:
+        """Refuse, before anything is allocated, an episode too large to run (a scenario may come from an untrusted
+        bundle): at most MAX_TASKS expected requests per episode and MAX_SLOTS slots."""
+        ep, tasks = self.episode, self.tasks
+        if ep.slots > MAX_SLOTS:
+            raise ConfigError("episode.slots", ep.slots, f"at most {MAX_SLOTS:,}")
+        if tasks.arrivals_per_bs is not None:
+            most = ep.slots * self.servers.count * tasks.arrivals_per_bs[1]
+            if most > MAX_TASKS:
+                raise ConfigError("tasks.arrivals_per_bs", list(tasks.arrivals_per_bs), f"at most {MAX_TASKS:,} tasks per episode "
+                                  f"(slots x servers x high = {most:,})")
+        if tasks.arrivals is not None:
+            expected = tasks.arrivals.rate_per_s * ep.slots * ep.slot_s
+            if expected > MAX_TASKS:
+                raise ConfigError("tasks.arrivals.rate_per_s", tasks.arrivals.rate_per_s, f"at most {MAX_TASKS:,} expected requests per episode "
+                                  f"(rate x slots x slot_s = {expected:,.0f})")
 
     @property
     def hash(self) -> str:
