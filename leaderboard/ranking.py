@@ -31,33 +31,14 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from bench.experiments.summary import t_interval
+from bench.experiments.summary import Over, episodes_independent, pairing, t_interval  # noqa: F401 (re-exported for the site)
 
 ALPHA = 0.05  # family-wise error per scenario
 LEVEL = 0.95  # the confidence level of the intervals shown
-Over = Literal["episodes", "seeds"]
 
 
 class NotComputable(ValueError):
     """A comparison or interval that the data cannot give; the message is the reason shown on the site."""
-
-
-def episodes_independent(scenario_config: Mapping) -> bool:
-    """Whether the evaluation episodes of one seed are independent samples for a scheduler that does not learn.
-
-    They are unless the scenario draws something once per seed from the environment stream (tasks/streams.py):
-    server capacities or link rates drawn from a range, or a per-index task table without fixed legacy seeds.
-    `scenario_config` is a scenario as a dict (a bundle manifest's scenario.config)."""
-    servers = scenario_config.get("servers") or {}
-    tasks = scenario_config.get("tasks") or {}
-    if servers.get("capacity_gcps_range") is not None or servers.get("rate_mbps_range") is not None:
-        return False
-    return not (tasks.get("attributes") == "per-index" and tasks.get("per_index_legacy_seeds") is None)
-
-
-def pairing(learns_a: bool, learns_b: bool, independent: bool) -> Over:
-    """What a pair is compared over (module docstring): episodes only for two non-learners on independent episodes."""
-    return "episodes" if independent and not (learns_a or learns_b) else "seeds"
 
 
 def paired_differences(a: pl.DataFrame, b: pl.DataFrame, over: Over, metric: str = "mean_delay_s") -> np.ndarray:

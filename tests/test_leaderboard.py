@@ -117,7 +117,26 @@ def test_pooling_needs_one_configuration(results, tmp_path):
 def test_compare_prints_paired_differences(results):
     r = runner.invoke(app, ["compare", str(results / "random"), str(results / "opt-ts"), "-m", "mean_delay_s"])
     assert r.exit_code == 0, r.output
-    assert "seed 0" in r.stdout and "mean_delay_s" in r.stdout and "yes" in r.stdout  # random is significantly worse
+    assert "mean_delay_s" in r.stdout and "B better" in r.stdout and "0: +" in r.stdout  # random is significantly worse
+    data = json.loads(runner.invoke(app, ["compare", str(results / "random"), str(results / "opt-ts"), "-m", "mean_delay_s", "--json"]).stdout)
+    m = data["metrics"][0]
+    assert m["metric"] == "mean_delay_s" and m["better"] == "b" and m["difference"] == pytest.approx(m["a_mean"] - m["b_mean"])
+    assert m["a_mean"] > m["b_mean"] and data["unpaired_episodes"] == {"a": 0, "b": 0}
+
+
+def test_compare_by_name_and_warns_about_unpaired_episodes(results, tmp_path):
+    """Review defects: compare took only paths, showed no means or direction, and dropped unpaired episodes silently."""
+    one_seed = tmp_path / "one"
+    shutil.copytree(results / "opt-ts" / "seed-0", one_seed)
+    committed = tmp_path / "committed"
+    shutil.copytree(results / "random", committed / "tiny" / "random")  # the layout of leaderboard/results
+    r = runner.invoke(app, ["compare", str(one_seed), "random", "--results", str(committed), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "warning: 0 episode(s) of A and" in r.stderr and "left out" in r.stderr
+    data = json.loads(r.stdout)
+    assert data["b"]["label"].startswith("random (committed,") and data["unpaired_episodes"]["a"] == 0 and data["unpaired_episodes"]["b"] > 0
+    r = runner.invoke(app, ["compare", "nope", str(one_seed), "--results", str(committed)])
+    assert r.exit_code == 2 and "neither a bundle path nor" in r.stderr
 
 
 EVIL_LINK = '<a href="https://evil.example/login">opt-ts (official)</a>'

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import experiments, info, leaderboard, profile, run, trace
+from bench.cli import experiments, info, leaderboard, profile, run, scaffold, trace
 
 app = typer.Typer(
     name="bench",
@@ -26,6 +26,7 @@ app.command("list")(info.list_)
 app.command("scenario")(info.scenario)
 app.command("scheduler")(info.scheduler_info)
 app.command("check-scheduler")(info.check_scheduler)
+app.command("new-scheduler")(scaffold.new_scheduler)
 app.command("profile")(profile.profile)
 app.command("sweep")(experiments.sweep)
 app.command("check")(experiments.check)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import fail, guarded, out
+from bench.cli.common import err, fail, guarded, out
 
 
 def _arrivals(sc) -> str:
@@ -118,13 +118,30 @@ def scheduler_info(name: str = typer.Argument(..., help="scheduler name, plugin 
 
 
 def check_scheduler(
-    scheduler: str = typer.Argument(..., help="scheduler name, plugin name, or module:Class"),
+    scheduler: str = typer.Argument(..., help="scheduler name, plugin name, module:Class or path/to/file.py:Class"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="hyper-parameter KEY=VALUE (repeatable)"),
+    sandbox: bool = typer.Option(False, "--sandbox", help="isolate the scheduler's code fully (no network, read-only file system; docs/sandbox.md)"),
+    wall_limit: float = typer.Option(300.0, "--wall-limit", help="seconds the checks may take (a scheduler that hangs fails, it does not hang this command)"),
 ) -> None:
-    """Run the conformance checks for a scheduler on the `tiny` scenario (exit 1 if any fails)."""
-    from bench.experiments.conformance import check
+    """Run the conformance checks for a scheduler on the `tiny` scenario (exit 1 if any fails).
 
-    report = guarded(lambda: check(scheduler, param or []))
+    A scheduler that is not built in runs in a child process with a wall-time limit (and, with --sandbox, the
+    sandbox's isolation), so a hang, a crash or an exit fails the check instead of this command."""
+    from schedulers.registry import BUILTINS
+
+    if scheduler in BUILTINS and not sandbox:
+        from bench.experiments.conformance import check
+
+        report = guarded(lambda: check(scheduler, param or []))
+    else:
+        from bench.experiments.sandbox import Limits, check_sandboxed
+
+        outcome = guarded(lambda: check_sandboxed(scheduler, param or [], limits=Limits(wall_s=wall_limit), isolate=sandbox))
+        if not outcome.ok:
+            if sandbox:
+                err.print(outcome.report(), highlight=False, soft_wrap=True)
+            fail(f"check-scheduler {scheduler}: {outcome.reason}", code=1)
+        report = outcome.checks
     t = Table(title=f"conformance of {scheduler}", title_justify="left", header_style="bold")
     for col in ("check", "result", "detail"):
         t.add_column(col)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.table import Table
 
 from bench.cli.common import err, fail, guarded, out
 
@@ -66,10 +67,26 @@ def profile(
     except OSError as exc:
         fail(f"--out = {out_file} is not allowed: it cannot be written ({exc.strerror}); expected a writable path")
     worst = max(g.step.spread for g in result.grid)
+    _print_profile(result)
     out.print(f"wrote {out_file} ({result.hardware.id}, {len(result.grid)} grid points, per-step spread at most {worst:.1%})")
     if worst > 0.05:
         err.print(f"[yellow]note:[/] a per-step spread above 5% ({worst:.1%}): the machine was busy or its clocks vary; "
                   "medians are kept, but consider more --repeats, --threads 1 on a shared CPU, or a quieter machine", highlight=False)
+
+
+def _print_profile(p: Any) -> None:
+    """What was measured, per grid point: the numbers the profile file holds."""
+    gib = 2**30
+    t = Table(title=f"{p.model.name} on {p.hardware.id} ({p.provenance.dtype}; load {p.load_s:.2f} s, weights {p.weights_bytes / gib:.2f} GiB)",
+              title_justify="left", header_style="bold")
+    for col in ("resolution", "batch", "step (median)", "spread", "text encoding", "VAE decode", "peak memory", "energy / step"):
+        t.add_column(col, justify="right")
+    for g in p.grid:
+        c = p.costs_at(g.resolution, g.batch)
+        energy = f"{c.energy_j_per_step:.2f} J" if c.energy_j_per_step is not None else "-"
+        t.add_row(f"{g.resolution} px", str(g.batch), f"{c.step_s * 1e3:.1f} ms", f"{g.step.spread:.1%}", f"{c.text_s * 1e3:.1f} ms",
+                  f"{c.vae_s * 1e3:.1f} ms", f"{c.peak_bytes / gib:.2f} GiB", energy)
+    out.print(t)
 
 
 def _profile_command(req: Any) -> str:

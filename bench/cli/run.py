@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -38,11 +37,16 @@ def run(
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
+    sandbox: bool = typer.Option(False, "--sandbox", help="run the scheduler's code in the sandbox (limits, no network; docs/sandbox.md); metrics are recomputed from its actions"),
+    wall_limit: float = typer.Option(3600.0, "--wall-limit", help="with --sandbox: seconds of wall time"),
+    cpu_limit: Optional[float] = typer.Option(None, "--cpu-limit", help="with --sandbox: seconds of CPU time (default: no limit beyond the wall time)"),
+    memory_limit: float = typer.Option(4.0, "--memory-limit", help="with --sandbox: GiB of resident memory"),
 ) -> None:
     """Train (learning schedulers) and evaluate a scheduler; print a summary and write a result bundle.
 
     The bundle (metrics, every action, the trained policy, a manifest of what ran) goes to --out, or to a new
     timestamped folder under ./runs/; --no-save writes nothing. Every run says where its results went.
+    A scheduler given by module:Class or a file runs that code in this process, unless --sandbox.
     """
     from bench.core.io import new_run_dir, write_marker
     from bench.experiments.bundles import check_out_dir, load_checkpoint, write_bundle
@@ -60,33 +64,46 @@ def run(
     if train_episodes is not None and train_episodes < 0:
         fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
 
+    from schedulers.registry import BUILTINS
+
+    confined = sandbox and scheduler not in BUILTINS  # untrusted code: never imported into this process
+
     def prepare():
         sc = resolve_scenario(scenario, set_ or [], trace)
-        cls = resolve(scheduler)
-        if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
-            fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
-        parse_params(cls, scheduler, param_list)
         target = None
         if not no_save:
             target = out_dir if out_dir is not None else new_run_dir(RUNS_ROOT, scheduler.rsplit(":", 1)[-1], Path(scenario).stem)
             check_out_dir(target, overwrite)
-        ckpt = None
-        if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+        if confined:  # the child resolves the scheduler and checks its parameters and checkpoint
+            return sc, None, ckpt, target
+        cls = resolve(scheduler)
+        if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
+            fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
+        parse_params(cls, scheduler, param_list)
+        if ckpt is not None:
             if not cls.learns:
                 fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
-            ckpt = load_checkpoint(checkpoint)
             ckpt.check(label(scheduler, cls), sc, chosen_seeds, config_dict(make(scheduler, param_list)))
         return sc, cls, ckpt, target
 
     sc, cls, ckpt, target = guarded(prepare)
+    learns = cls.learns if cls is not None else None  # unknown until the sandboxed child says
     n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
-    n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
+    if cls is None:
+        n_train = train_episodes
+    else:
+        n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
 
     show_progress = err.is_terminal if progress is None else progress
-    total = len(chosen_seeds) * (n_eval + n_train)
+    total = len(chosen_seeds) * (n_eval + (n_train or 0)) if cls is not None else None
+    sandbox_report: list = []
 
     def execute():
         kwargs = dict(params=param_list, seeds=chosen_seeds, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
+        if sandbox:
+            return _run_sandboxed(sc, scheduler, kwargs, Limits(wall_s=wall_limit, cpu_s=cpu_limit, memory_bytes=int(memory_limit * 2**30)),
+                                  show_progress, sandbox_report)
         if not show_progress:
             return run_scheduler(sc, scheduler, **kwargs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -96,7 +113,10 @@ def run(
             task = bar.add_task(f"{scheduler} on {sc.name}", total=total, label="")
             return run_scheduler(sc, scheduler, progress=lambda label: bar.update(task, advance=1, label=label), **kwargs)
 
+    from bench.experiments.sandbox import Limits
+
     result = guarded(execute)
+    learns = result.learns if learns is None else learns
     summary = result.summary()
     if target is not None:
         if out_dir is None:
@@ -104,10 +124,11 @@ def run(
             write_marker(RUNS_ROOT, "runs")
         command = ["bench", "run", "--scheduler", scheduler, "--scenario", scenario, *(["--trace", trace] if trace else []), *_pairs("--set", set_), *_pairs("--param", param_list),
                    "--seed", ",".join(map(str, chosen_seeds)), "--episodes", str(n_eval)]
-        command += ["--train-episodes", str(n_train)] if cls.learns and ckpt is None else []
+        command += ["--train-episodes", str(result.train_episodes)] if learns and ckpt is None else []
         command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
-        command += ["--task-records"] * task_records + ["--no-checkpoint"] * no_checkpoint + ["--out", str(target)]
-        guarded(lambda: write_bundle(result, target, overwrite=overwrite, task_records=task_records, command=command, checkpoint=not no_checkpoint))
+        command += ["--task-records"] * task_records + ["--no-checkpoint"] * no_checkpoint + ["--sandbox"] * sandbox + ["--out", str(target)]
+        extra = sandbox_report[0].manifest_entry() if sandbox_report else None
+        guarded(lambda: write_bundle(result, target, overwrite=overwrite, task_records=task_records, command=command, checkpoint=not no_checkpoint, extra=extra))
     if as_json:
         print(json.dumps(summary, allow_nan=False))
     else:
@@ -115,8 +136,31 @@ def run(
     if target is None:
         err.print("results not saved (--no-save)", highlight=False)
     else:
-        stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if cls.learns and not no_checkpoint else "") + " and a manifest"
+        stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if learns and not no_checkpoint else "") + " and a manifest"
         err.print(f"results saved to {target}/ ({stored}); bench replay {target} recomputes them", highlight=False, soft_wrap=True)
+
+
+def _run_sandboxed(sc, scheduler: str, kwargs: dict, limits, show_progress: bool, report: list):
+    """`bench run --sandbox`: the run in the sandbox; its report to stderr; its failure as one line."""
+    from bench.experiments.sandbox import run_sandboxed
+
+    if show_progress:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task(f"{scheduler} on {sc.name} (sandboxed)", total=None, label="")
+            outcome = run_sandboxed(sc, scheduler, limits=limits, progress=lambda label: bar.update(task, label=label), **kwargs)
+    else:
+        outcome = run_sandboxed(sc, scheduler, limits=limits, **kwargs)
+    err.print(outcome.report(), highlight=False, soft_wrap=True)
+    if not outcome.ok:
+        tail = outcome.log_tail.strip().splitlines()[-5:]
+        if tail:
+            err.print("the sandboxed process's last lines:\n  " + "\n  ".join(tail), highlight=False, soft_wrap=True)
+        fail(f"sandboxed run of '{scheduler}' failed: {outcome.reason}")
+    report.append(outcome)
+    return outcome.result
 
 
 def resolve_scenario(ref: str, overrides: List[str], trace: Optional[str] = None):
@@ -173,35 +217,84 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def compare(
-    a: Path = typer.Argument(..., help="bundle, or directory of bundles of one scheduler configuration (A)"),
-    b: Path = typer.Argument(..., help="the same for B"),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metrics to compare (default: all delay metrics)"),
+    a: str = typer.Argument(..., help="A: a bundle, a directory of bundles of one scheduler configuration, or a built-in's name (its committed results)"),
+    b: str = typer.Argument(..., help="B: the same"),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="the scenario of a name's committed results (default: the other side's, or paper)"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metrics to compare (repeatable; default: delays, slowdown and offloading)"),
+    results: Optional[Path] = typer.Option(None, "--results", help="where names are looked up (default: leaderboard/results of this checkout)"),
+    as_json: bool = typer.Option(False, "--json", help="print the comparison as one JSON object"),
 ) -> None:
-    """Paired difference A - B of each metric, per seed and overall, with its 95% confidence interval."""
-    from bench.experiments.compare import paired, pool
+    """Paired comparison A - B: both means, the signed difference with its 95% interval, and which is better.
+
+    Every scheduler sees the same tasks for a (scenario, seed), so differences are taken episode by episode
+    (over per-seed means for learners). Episodes only one side has are left out, with a warning."""
+    from bench.experiments.compare import compare as compare_sets
+
+    ra, rb = _result_sets(a, b, scenario, results)
+    metrics = list(metric) if metric else ["mean_delay_s", "p50_delay_s", "p95_delay_s", "p99_delay_s", "mean_wait_s", "mean_slowdown", "offload_fraction"]
+    c = guarded(lambda: compare_sets(ra, rb, metrics))
+    if c.unpaired != (0, 0):
+        err.print(f"warning: {c.unpaired[0]} episode(s) of A and {c.unpaired[1]} of B have no pair on the other side (other seeds or episodes); "
+                  f"they are left out: {c.paired_episodes} paired episodes compared", highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(c.to_dict(), allow_nan=False))
+        return
+    data = c.to_dict()
+    t = Table(title=f"A = {ra.label}, B = {rb.label}, scenario {ra.scenario}: {c.paired_episodes} paired episodes", title_justify="left", header_style="bold")
+    for col in ("metric", "A", "B", "A - B", "95% CI of A - B", "over", "verdict"):
+        t.add_column(col, justify="left" if col in ("metric", "over", "verdict") else "right")
+    for m in data["metrics"]:
+        ci = f"[{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}]" if m["ci95"] else "-"
+        verdict = {"a": "A better", "b": "B better"}.get(m["better"]) or ({"a": "A higher", "b": "B higher"}.get(m["higher"]) or "not separated")
+        t.add_row(m["metric"], f"{m['a_mean']:.4f}", f"{m['b_mean']:.4f}", f"{m['difference']:+.4f}", ci, m["over"], verdict)
+    out.print(t)
+    per_seed = {m["metric"]: m["per_seed"] for m in data["metrics"]}.get("mean_delay_s")
+    if per_seed and len(per_seed) > 1:
+        out.print("A - B in mean delay per seed: " + ", ".join(f"{s}: {v:+.4f}" for s, v in per_seed.items()), highlight=False)
+
+
+def _result_sets(a: str, b: str, scenario: Optional[str], results: Optional[Path]):
+    """Each side as a pooled result set: a path to bundles, or a built-in's committed results on the scenario."""
     from bench.experiments.bundles import read_bundle
+    from bench.experiments.compare import pool
     from leaderboard.submission import find_bundle_dirs
 
-    def load(p: Path):
+    def from_path(p: Path):
         dirs = find_bundle_dirs(p)
         if not dirs:
             fail(f"{p}: no result bundle (no manifest.json) found")
         return pool([read_bundle(d) for d in dirs], label=str(p))
 
-    ra, rb = guarded(lambda: load(a)), guarded(lambda: load(b))
-    metrics = list(metric) if metric else ["mean_delay_s", "p50_delay_s", "p95_delay_s", "p99_delay_s", "mean_wait_s", "offload_fraction"]
-    diffs = guarded(lambda: paired(ra, rb, metrics))
-    seeds = sorted(diffs[0].per_seed)
-    t = Table(title=f"A - B: A = {ra.scheduler} ({escape(str(a))}), B = {rb.scheduler} ({escape(str(b))}), scenario {ra.scenario}", title_justify="left", header_style="bold")
-    t.add_column("metric")
-    for s in seeds:
-        t.add_column(f"seed {s}", justify="right")
-    for col in ("overall", "95% CI", "over", "significant"):
-        t.add_column(col, justify="right")
-    for d in diffs:
-        ci = f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]" if d.ci else "-"
-        t.add_row(d.metric, *[f"{d.per_seed[s]:+.4f}" for s in seeds], f"{d.mean:+.4f}", ci, d.over, "yes" if d.significant else "no")
-    out.print(t)
+    def is_path(ref: str) -> bool:
+        return Path(ref).exists() or "/" in ref or ref.startswith(".")
+
+    sides = {ref: guarded(lambda ref=ref: from_path(Path(ref))) for ref in (a, b) if is_path(ref)}
+    known = next(iter(sides.values()), None)
+    chosen = scenario or (known.scenario if known is not None else "paper")
+    root = results or _committed_results()
+    for ref in (a, b):
+        if ref in sides:
+            continue
+        entry = root / chosen / ref
+        if not entry.is_dir():
+            from schedulers.registry import BUILTINS
+
+            what = f"a built-in's name ({', '.join(BUILTINS)})" if ref not in BUILTINS else f"a built-in with committed results on '{chosen}'"
+            fail(f"compare: {ref!r} is neither a bundle path nor {what} under {root / chosen}")
+        sides[ref] = guarded(lambda entry=entry, ref=ref: from_path(entry))
+        sides[ref].label = f"{ref} (committed, {chosen})"
+    return sides[a], sides[b]
+
+
+def _committed_results() -> Path:
+    """The committed leaderboard results: present in a checkout of the repository, not in an installed package."""
+    import leaderboard
+
+    root = Path(leaderboard.__file__).resolve().parent / "results"
+    if not root.is_dir():
+        fail(f"compare by name needs the committed results, which are in a checkout of the repository ({root} does not exist); "
+             "pass bundle paths, or --results DIR")
+    return root
 
 
 def replay(bundle: Path = typer.Argument(..., help="a result bundle directory")) -> None:

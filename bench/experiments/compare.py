@@ -1,12 +1,14 @@
-"""Paired comparisons of two result sets on the same task streams (DESIGN.md section 5).
+"""Paired comparisons of two result sets on the same task streams (docs/metrics.md).
 
 For a (scenario, seed), every scheduler sees the same evaluation tasks, so the difference A - B of a
 metric can be taken episode by episode. The 95% interval of the mean difference is a t-interval:
-- over the paired episodes when neither scheduler learns (they vary only with the task stream);
-- over the per-seed mean differences when either learns (the training seed is a source of variance
-  that episode pairing does not remove); with one seed that is impossible, and the interval over its
-  episodes is given, saying so.
-A difference is significant when its interval excludes zero.
+- over the paired episodes when neither scheduler learns and the scenario's episodes are independent
+  (they vary only with the task stream);
+- over the per-seed mean differences when either learns (the training seed is a source of variance that
+  episode pairing does not remove) or when the scenario draws something once per seed; with one seed that is
+  impossible, and the interval over its episodes is given, saying so.
+A difference is significant when its interval excludes zero. Episodes that only one side has are left out
+and counted (`Comparison.unpaired`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import polars as pl
 
 from bench.core.errors import BenchError
 from bench.engine.metrics import EPISODE_METRICS
-from bench.experiments.summary import t_interval
+from bench.experiments.summary import episodes_independent, pairing, t_interval
 from bench.experiments.bundles import Bundle
 
 
@@ -75,29 +77,73 @@ class Difference:
         return self.ci is not None and (self.ci[0] > 0 or self.ci[1] < 0)
 
 
+@dataclass
+class Comparison:
+    """A - B for each metric, and the means of both sides over the paired episodes."""
+
+    a: ResultSet
+    b: ResultSet
+    differences: list[Difference]
+    means: dict[str, tuple[float, float]]  # metric -> (mean of A, mean of B) over the paired episodes
+    paired_episodes: int
+    unpaired: tuple[int, int]  # episodes of A without a pair in B, and of B without one in A
+
+    def to_dict(self) -> dict:
+        return {
+            "a": {"label": self.a.label, "scheduler": self.a.scheduler, "params": self.a.params, "seeds": self.a.seeds},
+            "b": {"label": self.b.label, "scheduler": self.b.scheduler, "params": self.b.params, "seeds": self.b.seeds},
+            "scenario": self.a.scenario,
+            "scenario_hash": self.a.scenario_hash,
+            "paired_episodes": self.paired_episodes,
+            "unpaired_episodes": {"a": self.unpaired[0], "b": self.unpaired[1]},
+            "metrics": [
+                {"metric": d.metric, "a_mean": self.means[d.metric][0], "b_mean": self.means[d.metric][1], "difference": d.mean,
+                 "ci95": list(d.ci) if d.ci else None, "over": d.over, "significant": d.significant,
+                 "higher": None if not d.significant else ("a" if d.mean > 0 else "b"),
+                 "better": None if not d.significant or DIRECTION.get(d.metric, "lower") is None
+                 else ("a" if (d.mean < 0) == (DIRECTION.get(d.metric, "lower") == "lower") else "b"),
+                 "per_seed": {str(k): v for k, v in d.per_seed.items()}}
+                for d in self.differences
+            ],
+        }
+
+
+# which way is better: delays, slowdown, loads, evictions, energy lower; attainment and throughput higher; some
+# metrics describe behaviour and have no better direction
+DIRECTION = {"slo_attainment": "higher", "throughput_per_s": "higher", "offload_fraction": None, "deadline_tasks": None}
+
+
 def paired(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS) -> list[Difference]:
     """A - B for each metric over the (seed, episode) pairs both have."""
+    return compare(a, b, metrics).differences
+
+
+def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS) -> Comparison:
+    """The paired comparison of A and B (module docstring)."""
     if a.scenario_hash != b.scenario_hash:
         raise BenchError(f"{a.label} and {b.label} ran on different scenarios ({a.scenario} {a.scenario_hash[:12]} vs {b.scenario} {b.scenario_hash[:12]}); paired comparison needs the same task streams")
     joined = a.episodes.join(b.episodes, on=["seed", "episode"], suffix="_b")
     if joined.height == 0:
         raise BenchError(f"{a.label} and {b.label} share no (seed, episode); paired comparison needs common seeds")
-    learns = a.learns or b.learns
+    independent = all(episodes_independent(r.bundles[0].manifest["scenario"]["config"]) if r.bundles and r.bundles[0].version >= 2 else True for r in (a, b))
+    over_seeds = pairing(a.learns, b.learns, independent) == "seeds"
     seeds = sorted(int(s) for s in joined["seed"].unique())
-    out = []
+    out, means = [], {}
     for metric in metrics:
         if metric == "tasks" or metric not in a.episodes.columns or metric not in b.episodes.columns:
             continue  # bundles written before a metric existed lack its column
         both = joined.drop_nulls([metric, f"{metric}_b"]).filter(pl.col(metric).is_not_nan() & pl.col(f"{metric}_b").is_not_nan())
         if both.height == 0:
             continue  # e.g. SLO attainment where no task has a deadline
-        joined_m = both
-        d = (joined_m[metric] - joined_m[f"{metric}_b"]).to_numpy().astype(float)
-        per_seed_df = joined_m.with_columns((pl.col(metric) - pl.col(f"{metric}_b")).alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
+        d = (both[metric] - both[f"{metric}_b"]).to_numpy().astype(float)
+        per_seed_df = both.with_columns((pl.col(metric) - pl.col(f"{metric}_b")).alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
         per_seed = dict(zip(per_seed_df["seed"].to_list(), per_seed_df["_d"].to_list()))
-        if learns and len(seeds) > 1:
+        if over_seeds and len(seeds) > 1:
             ci, over = t_interval(np.array(list(per_seed.values()))), f"{len(seeds)} per-seed means"
         else:
-            ci, over = t_interval(d), f"{d.shape[0]} paired episodes" + (" (one training seed)" if learns else "")
+            why = " (one training seed)" if a.learns or b.learns else (" (one seed; per-seed draws not varied)" if over_seeds else "")
+            ci, over = t_interval(d), f"{d.shape[0]} paired episodes{why}"
         out.append(Difference(metric, float(d.mean()), ci, over, {int(k): float(v) for k, v in per_seed.items()}))
-    return out
+        means[metric] = (float(both[metric].mean()), float(both[f"{metric}_b"].mean()))
+    unpaired = (a.episodes.height - joined.height, b.episodes.height - joined.height)
+    return Comparison(a, b, out, means, joined.height, unpaired)

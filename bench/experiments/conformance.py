@@ -2,7 +2,8 @@
 
 Each check runs real episodes through the environment and reports pass, fail (with the reason) or skip:
 - builds:             the registry finds the class and builds it with the given parameters;
-- valid decisions:    every output has the right shape, integer servers in range, allowed by the mask;
+- valid decisions:    every output has exactly one integer server per task, in range, allowed by the mask;
+- event time model:   the same on `tiny` in continuous time (Poisson arrivals, requests one instant at a time);
 - respects masks:     the same on a variant of `tiny` where a random subset of servers is forbidden per task;
 - reproducible:       the same seed gives the same decisions, even after Python's and numpy's global random
                       state change (all randomness must come from `self.rng`);
@@ -127,6 +128,22 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
         return f"{tasks + warm} decisions in {episodes + 1} episodes"
 
     results.append(_attempt("valid decisions", valid))
+
+    def event_time():
+        from bench.scenarios import scenario_from_dict
+
+        data = scenario.to_dict()
+        data["episode"]["time_model"] = "event"
+        data["tasks"].pop("arrivals_per_bs")
+        data["tasks"]["arrivals"] = {"process": "poisson", "rate_per_s": 22.0}  # tiny's mean load
+        event = System.build(scenario_from_dict(data, source="tiny in the event time model"), 0)
+        sched = _fresh(name, params, event)
+        if cls.learns:
+            _episodes(sched, event, event.env(), 1, training=True)
+        _, _, tasks = _episodes(sched, event, event.env(), 2)
+        return f"{tasks} decisions in 2 episodes of Poisson arrivals"
+
+    results.append(_attempt("event time model", event_time))
 
     def masks():
         masked = SlottedEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)

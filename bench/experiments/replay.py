@@ -14,7 +14,7 @@ from typing import Callable
 from bench.engine.slotted import EpisodeTrace
 from bench.core.errors import BenchError, BundleError
 from bench.engine.metrics import EPISODE_METRICS, episode_metrics, same_value
-from bench.experiments.summary import summarize
+from bench.experiments.summary import episodes_independent, summarize
 from bench.experiments.bundles import Bundle, read_bundle
 from bench.scenarios import scenario_from_dict
 from bench.engine.system import System
@@ -76,7 +76,8 @@ def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], N
     if extra:
         report.mismatches.append(f"episodes.parquet has rows outside the protocol's seeds and episodes: {extra[:5]}")
     if not report.mismatches:
-        again = summarize(list(stored.values()), learns=bool(m["scheduler"]["learns"]))
+        independent = episodes_independent(m["scenario"]["config"]) if bundle.version >= 2 else True  # schema 1: episodes always
+        again = summarize(list(stored.values()), learns=bool(m["scheduler"]["learns"]), independent=independent)
         for key, value in again.items():
             if bundle.summary.get(key) != value:
                 report.mismatches.append(f"summary.json: {key} is {bundle.summary.get(key)!r}; the episodes give {value!r}")

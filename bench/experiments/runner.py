@@ -22,7 +22,7 @@ from bench.core.errors import BenchError, SchedulerError
 from bench.engine.events import EventEnv
 from bench.engine.slotted import EpisodeTrace, SlottedEnv
 from bench.engine.metrics import episode_metrics
-from bench.experiments.summary import converged_episode, summarize
+from bench.experiments.summary import converged_episode, episodes_independent, summarize
 from bench.scenarios import Scenario
 from bench.engine.system import System
 from schedulers.interface import Scheduler
@@ -145,7 +145,7 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """The run's summary; everything outside `timing` is reproducible byte for byte."""
         rows = self.rows
-        metrics = summarize(rows, learns=self.learns)
+        metrics = summarize(rows, learns=self.learns, independent=episodes_independent(self.scenario.to_dict()))
         tasks = sum(r["tasks"] for r in rows)
         decision_ns = sum(r["decision_us_per_task"] * r["tasks"] * 1e3 for r in rows)
         out = {

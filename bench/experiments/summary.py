@@ -3,9 +3,11 @@
 Over a run (`summary.json`, `bench run --json`):
     mean_delay_s           mean over evaluation episodes (and seeds) of each episode's mean_delay_s
     ci95_delay_s           95% t-interval [low, high] of mean_delay_s: over episodes for schedulers that do
-                           not learn (their results vary only with the task stream), over per-seed means for
-                           learning schedulers (they also vary with the training seed; with one seed, over
-                           its episodes, saying so in ci95_over); null if n < 2
+                           not learn (their results vary only with the task stream) where the scenario draws
+                           nothing once per seed; over per-seed means for learning schedulers (they also vary
+                           with the training seed) and wherever servers or task tables are drawn per seed
+                           (a seed's episodes are then dependent); with one seed, over its episodes, saying so
+                           in ci95_over; null if n < 2
     other metrics          mean over episodes of the per-episode value, skipping nulls (null if all are)
 
 Training (learning schedulers, `summary["training"]`):
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 from scipy import stats
 
 from bench.engine.metrics import EPISODE_METRICS
+
+Over = Literal["episodes", "seeds"]
 
 
 def converged_episode(curve: list[float] | np.ndarray, window: int = 10, tail: int = 50, tolerance: float = 0.05) -> int | None:
@@ -59,30 +63,51 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] |
     return (mean - half, mean + half)
 
 
-def delay_interval(episode_delays: np.ndarray, seeds: np.ndarray, *, learns: bool) -> tuple[tuple[float, float] | None, str]:
-    """The 95% interval of a mean delay and what it is over (the rule of the module docstring):
-    episodes for schedulers that do not learn; per-seed means for learners, or, with one training seed,
-    its episodes (saying so)."""
+def episodes_independent(scenario_config: Mapping) -> bool:
+    """Whether the evaluation episodes of one seed are independent samples for a scheduler that does not learn.
+
+    They are unless the scenario draws something once per seed from the environment stream (tasks/streams.py):
+    server capacities or link rates drawn from a range, or a per-index task table without fixed legacy seeds.
+    `scenario_config` is a scenario as a dict (a bundle manifest's scenario.config)."""
+    servers = scenario_config.get("servers") or {}
+    tasks = scenario_config.get("tasks") or {}
+    if servers.get("capacity_gcps_range") is not None or servers.get("rate_mbps_range") is not None:
+        return False
+    return not (tasks.get("attributes") == "per-index" and tasks.get("per_index_legacy_seeds") is None)
+
+
+def pairing(learns_a: bool, learns_b: bool, independent: bool = True) -> Over:
+    """What a pair is compared over (module docstring): episodes only for two non-learners on independent episodes."""
+    return "episodes" if independent and not (learns_a or learns_b) else "seeds"
+
+
+def delay_interval(episode_delays: np.ndarray, seeds: np.ndarray, *, learns: bool, independent: bool = True) -> tuple[tuple[float, float] | None, str]:
+    """The 95% interval of a mean delay and what it is over (the rule of the module docstring): episodes for
+    schedulers that do not learn on a scenario whose episodes are independent; per-seed means otherwise (a
+    learner varies with its training seed; anything drawn once per seed makes a seed's episodes dependent), or,
+    with a single seed, its episodes (saying so)."""
     episode_delays = np.asarray(episode_delays, dtype=np.float64)
     seeds = np.asarray(seeds)
     unique = np.unique(seeds)
-    if learns and unique.size > 1:
-        per_seed = np.array([episode_delays[seeds == s].mean() for s in unique])
-        return t_interval(per_seed), "seeds"
-    if learns:
-        return t_interval(episode_delays), "episodes of one training seed (training-seed variance not included)"
+    if pairing(learns, learns, independent) == "seeds":
+        if unique.size > 1:
+            per_seed = np.array([episode_delays[seeds == s].mean() for s in unique])
+            return t_interval(per_seed), "seeds"
+        why = "one training seed (training-seed variance not included)" if learns else "one seed (what is drawn per seed does not vary)"
+        return t_interval(episode_delays), f"episodes of {why}"
     return t_interval(episode_delays), "episodes"
 
 
-def summarize(rows: list[dict[str, Any]], *, learns: bool) -> dict[str, Any]:
-    """Run-level metrics from per-episode rows (each with `seed` and the EPISODE_METRICS)."""
+def summarize(rows: list[dict[str, Any]], *, learns: bool, independent: bool = True) -> dict[str, Any]:
+    """Run-level metrics from per-episode rows (each with `seed` and the EPISODE_METRICS); `independent`: whether
+    the scenario's episodes are independent (`episodes_independent`)."""
     seeds = sorted({r["seed"] for r in rows})
     delays = np.array([r["mean_delay_s"] for r in rows])
     per_seed = [
         {"seed": s, "mean_delay_s": float(np.mean([r["mean_delay_s"] for r in rows if r["seed"] == s]))}
         for s in seeds
     ]
-    ci, ci_over = delay_interval(delays, np.array([r["seed"] for r in rows]), learns=learns)
+    ci, ci_over = delay_interval(delays, np.array([r["seed"] for r in rows]), learns=learns, independent=independent)
     out: dict[str, Any] = {
         "mean_delay_s": float(delays.mean()),
         "ci95_delay_s": list(ci) if ci is not None else None,
@@ -136,7 +161,8 @@ def summarize_bundles(bundles: Sequence[Any]) -> BundleSummary:
     learns = bool(first["scheduler"]["learns"])
     episodes = pl.concat([b.episodes for b in bundles], how="diagonal_relaxed").sort("seed", "episode")
     delays, seeds = episodes["mean_delay_s"].to_numpy(), episodes["seed"].to_numpy()
-    ci, over = delay_interval(delays, seeds, learns=learns)
+    independent = episodes_independent(first["scenario"]["config"]) if first.get("schema_version", 1) >= 2 else True
+    ci, over = delay_interval(delays, seeds, learns=learns, independent=independent)
     per_seed = episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")
     curves = [pl.read_parquet(b.path / "training.parquet") for b in bundles if (b.path / "training.parquet").is_file()]
     curve = pl.concat(curves, how="diagonal_relaxed").sort("seed", "episode") if curves else None
