@@ -118,7 +118,7 @@ def ranking_table(view: ScenarioView, full: bool) -> str:
     head.append('<th title="mean over episodes of mean_slowdown (docs/metrics.md); – where the bundles lack it">mean slowdown</th>')
     if slo:
         head.append('<th title="share of tasks with a deadline that met it">SLO attainment</th>')
-    head += ['<th title="wall-clock time the scheduler spent deciding, measured on the submitter\'s machine">decision (µs/task, reported)</th>', "<th>seeds</th>"]
+    head += ['<th title="wall-clock time the scheduler spent deciding per task: reported by the submitter\'s machine, or re-measured (✓) where the entry was verified">decision (µs/task)</th>', "<th>seeds</th>"]
     rows = []
     for e in view.entries:
         cells = [f'<td class="rank">{rank_cell(e.rank)}</td>', f'<td class="l">{entry_name(e, swatch=view.swatch(e) if full else "")}</td>', f"<td>{fmt(e.mean)}</td>", f"<td>{_ci(e.ci)}</td>"]
@@ -130,7 +130,7 @@ def ranking_table(view: ScenarioView, full: bool) -> str:
         cells.append(f"<td>{fmt(e.slowdown, 2)}</td>")
         if slo:
             cells.append(f"<td>{pct(e.slo)}</td>")
-        cells += [f"<td>{fmt(e.decision_us, 2)}</td>", f"<td>{len(e.result.seeds)}</td>"]
+        cells += [f"<td>{_decision(e)}</td>", f"<td>{len(e.result.seeds)}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table class="ranking"><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
@@ -151,21 +151,30 @@ def scenario_rule(view: ScenarioView) -> str:
     )
 
 
+def _decision(e) -> str:
+    """A decision time and where it comes from: ✓ re-measured by verify, else reported."""
+    if e.decision_us is None:
+        return "–"
+    return f'{fmt(e.decision_us, 2)} <span class="note" title="re-measured by bench leaderboard verify">✓</span>' if e.verified else \
+        f'{fmt(e.decision_us, 2)} <span class="note" title="reported by the submitter\'s machine">rep.</span>'
+
+
 def decision_table(view: ScenarioView) -> str:
     """Decision times (reported, compared only on one CPU model) and training, per entry."""
     rows = []
     for e in view.entries:
         rel = f"×{e.decision_vs_fastest:.2f}" if e.decision_vs_fastest is not None else "–"
         rows.append(
-            f'<tr><td class="l">{entry_name(e, link=False, swatch=view.swatch(e))}</td><td>{fmt(e.decision_us, 2)}</td><td class="l">{esc("; ".join(e.cpus)) or "–"}</td><td>{rel}</td>'
+            f'<tr><td class="l">{entry_name(e, link=False, swatch=view.swatch(e))}</td><td>{_decision(e)}</td><td class="l">{esc("; ".join(e.cpus)) or "–"}</td><td>{rel}</td>'
             f"<td>{e.train_episodes or '–'}</td><td>{'–' if e.converged is None else f'{e.converged:.0f}'}</td></tr>"
         )
     return (
         "<h2>Decision time and training</h2>"
-        '<p class="note">Decision times are <b>reported</b>: the wall-clock time the scheduler spent deciding, per task, measured on the '
-        "submitter's machine (not re-measured here). They are compared only among entries measured on the same CPU model: "
+        '<p class="note">Decision times are the wall-clock time the scheduler spent deciding, per task. Most are <b>reported</b>: '
+        "measured on the submitter's machine, not re-measured here. Those marked ✓ were <b>re-measured</b> by <code>bench leaderboard verify</code>, "
+        "which re-ran the entry (docs/leaderboard.md). They are compared only among entries measured on the same CPU model: "
         "“vs fastest” is the ratio to the fastest entry measured on that model.</p>"
-        '<div class="scroll"><table><thead><tr><th class="l">entry</th><th>decision (µs/task, reported)</th><th class="l">measured on (CPU model)</th>'
+        '<div class="scroll"><table><thead><tr><th class="l">entry</th><th>decision (µs/task)</th><th class="l">measured on (CPU model)</th>'
         "<th>vs fastest on the same CPU</th><th>training episodes</th><th>converged (episodes)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )

@@ -44,6 +44,7 @@ from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
 
 DEFAULT_RESULTS = Path(__file__).with_name("results")
+DEFAULT_VERIFIED = Path(__file__).with_name("verified")  # verify records of the committed results (bench leaderboard verify --record)
 MARKER = ".aigc-edge-bench-site"
 CURVE_WINDOW = 10
 
@@ -72,6 +73,7 @@ class Entry:
     train_episodes: int
     curve: tuple[np.ndarray, np.ndarray] | None
     quantiles: np.ndarray | None
+    verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
     rank: Rank | None = None
     on_front: bool = False
     decision_vs_fastest: float | None = None
@@ -90,7 +92,7 @@ def _column_mean(df: pl.DataFrame, column: str) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _entry(v: Validation, independent: bool) -> Entry:
+def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None) -> Entry:
     r = v.result
     s = summarize_bundles(r.bundles)
     over = pairing(r.learns, r.learns, independent)
@@ -101,11 +103,17 @@ def _entry(v: Validation, independent: bool) -> Entry:
         if k:
             curve = (np.arange(k, len(y) + 1), np.convolve(y, np.ones(k) / k, mode="valid"))
     cpus = tuple(sorted({str(b.manifest.get("provenance", {}).get("host", {}).get("cpu") or "unknown CPU") for b in r.bundles}))
+    checked = [(records or {}).get(b.manifest.get("digest") or "") for b in r.bundles]
+    verified = bool(checked) and all(c is not None and c.get("ok") is True for c in checked)
+    decision = s.decision_us_per_task
+    if verified:  # re-measured by the verifier, on its machine: what the site shows instead of the submitter's figure
+        decision = float(np.mean([c["decision_us_per_task"] for c in checked]))
+        cpus = tuple(sorted({str(c.get("machine", {}).get("cpu") or "unknown CPU") for c in checked}))
     return Entry(
         id=v.submission.entry_id, label=v.submission.label, validation=v, scenario=r.scenario, scheduler=r.scheduler, learns=r.learns, over=over,
         mean=s.mean_delay_s, ci=mean_interval(r.episodes, over), p95=_column_mean(r.episodes, "p95_delay_s"), p99=_column_mean(r.episodes, "p99_delay_s"),
         slowdown=_column_mean(r.episodes, "mean_slowdown"), slo=_column_mean(r.episodes, "slo_attainment"), parts=s.parts_s,
-        decision_us=s.decision_us_per_task, cpus=cpus, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
+        decision_us=decision, cpus=cpus, verified=verified, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
         quantiles=v.delay_quantiles,
     )
 
@@ -273,10 +281,13 @@ def _relative(path: Path, roots: list[Path]) -> str:
     return Path(path).name
 
 
-def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, bounds: Mapping[str, float] | None = None) -> SiteReport:
+def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, bounds: Mapping[str, float] | None = None,
+               records: Mapping[str, dict] | None = None) -> SiteReport:
     """Validate the submissions under `roots` and write the site to `out` (checked first: see check_out).
 
-    `bounds` maps a scenario to a lower bound on its mean delay (seconds); where given, the gap to it is shown."""
+    `bounds` maps a scenario to a lower bound on its mean delay (seconds); where given, the gap to it is shown.
+    `records` maps a bundle digest to its verify record (leaderboard.verify.read_records): an entry whose bundles
+    all passed is marked verified and shows its re-measured decision time."""
     import plotly.offline
 
     roots = [Path(r) for r in roots]
@@ -296,7 +307,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
         independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
-        view = _scenario_view(name, [_entry(v, independent) for v in group], independent, bounds.get(name))
+        view = _scenario_view(name, [_entry(v, independent, records) for v in group], independent, bounds.get(name))
         views.append(view)
         entries += view.entries
     foot = footer(built, results_commit(roots))

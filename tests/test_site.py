@@ -338,7 +338,7 @@ def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
 
     def entry(label, slowdown, slo, scheduler="x"):
         return SimpleNamespace(id=label, label=label, scheduler=scheduler, rank=Rank(1, 2, (), (), ()), mean=2.0, ci=(1.9, 2.1), p95=3.0, p99=4.0, on_front=True,
-                               slowdown=slowdown, slo=slo, decision_us=1.5, result=SimpleNamespace(seeds=[0, 1, 2]))
+                               slowdown=slowdown, slo=slo, decision_us=1.5, verified=False, result=SimpleNamespace(seeds=[0, 1, 2]))
 
     without = ScenarioView("tiny", "", [entry("a", None, None, "opt-ts"), entry("b", None, None)], [], True)
     html = ranking_table(without, full=True)

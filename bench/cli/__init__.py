@@ -36,6 +36,7 @@ leaderboard_app = typer.Typer(help="Validate submissions and build the static le
 leaderboard_app.command("validate")(leaderboard.leaderboard_validate)
 leaderboard_app.command("build")(leaderboard.leaderboard_build)
 leaderboard_app.command("populate")(leaderboard.leaderboard_populate)
+leaderboard_app.command("verify")(leaderboard.leaderboard_verify)
 app.add_typer(leaderboard_app, name="leaderboard")
 
 trace_app = typer.Typer(help="Import public request traces into the suite's format and inspect them.", no_args_is_help=True, rich_markup_mode=None)

@@ -1,4 +1,4 @@
-"""`bench leaderboard validate | build | populate`."""
+"""`bench leaderboard validate | verify | build | populate`."""
 
 from __future__ import annotations
 
@@ -39,14 +39,18 @@ def leaderboard_validate(
 
 def leaderboard_build(
     results: Optional[List[Path]] = typer.Option(None, "--results", help="directories of submissions (repeatable; default: the committed results)"),
-    out_dir: Path = typer.Option(Path("site"), "--out", "-o", help="directory of the site (replaced)"),
+    out_dir: Path = typer.Option(Path("site"), "--out", "-o", help="directory of the site: new, empty, or an earlier site (replaced)"),
+    verified: Optional[Path] = typer.Option(None, "--verified", help="verify records (bench leaderboard verify --record DIR; default: leaderboard/verified of this checkout)"),
 ) -> None:
     """Build the static, offline leaderboard site from validated submissions."""
-    from leaderboard.site import DEFAULT_RESULTS, build_site
+    from leaderboard.site import DEFAULT_RESULTS, DEFAULT_VERIFIED, build_site
+    from leaderboard.verify import read_records
 
     roots = list(results) if results else [DEFAULT_RESULTS]
-    report = guarded(lambda: build_site(roots, out_dir, progress=lambda line: err.print(escape(line), highlight=False)))
-    out.print(f"site written to {out_dir}/index.html: {len(report.entries)} entries, {len(report.invalid)} invalid submission(s) left out", highlight=False)
+    records = read_records(verified or DEFAULT_VERIFIED)
+    report = guarded(lambda: build_site(roots, out_dir, progress=lambda line: err.print(escape(line), highlight=False), records=records))
+    out.print(f"site written to {report.out}/index.html: {len(report.entries)} entries ({sum(e.verified for e in report.entries)} verified), "
+              f"{len(report.invalid)} invalid submission(s) left out", highlight=False)
 
 
 def leaderboard_populate(
@@ -60,3 +64,37 @@ def leaderboard_populate(
 
     written = guarded(lambda: populate(scenario, out_dir, trained, progress=lambda line: err.print(escape(line), highlight=False), schedulers=list(scheduler) if scheduler else None))
     out.print(f"{len(written)} bundles written under {out_dir}/{scenario}", highlight=False)
+
+
+def leaderboard_verify(
+    paths: List[Path] = typer.Argument(..., help="bundles, or directories of bundles (every bundle below is verified)"),
+    num_seeds: Optional[int] = typer.Option(None, "--num-seeds", help="re-run only the first N seeds of each bundle (default: all)"),
+    tolerance: float = typer.Option(0.10, "--tolerance", help="learners: largest relative difference of the retrained mean delay from the claimed one"),
+    record: Optional[Path] = typer.Option(None, "--record", help="write a verify record per bundle (JSON, named by its digest) into this directory"),
+    allow_unisolated: bool = typer.Option(False, "--allow-unisolated", help="verify plugin code even where the sandbox cannot isolate network and file system"),
+    wall_limit: float = typer.Option(3600.0, "--wall-limit", help="seconds each sandboxed re-run may take"),
+) -> None:
+    """Re-run the scheduler each bundle names and compare: a rule must reproduce the stored actions exactly, a
+    learner retrained within the claimed budget its claimed delay within the tolerance (exit 1 if any fails)."""
+    from leaderboard.submission import find_bundle_dirs
+    from leaderboard.verify import verify_bundle, write_record
+
+    bundles = [d for p in paths for d in guarded(lambda p=p: find_bundle_dirs(p) if p.exists() else fail(f"{p}: no such file or directory"))]
+    if not bundles:
+        fail(f"no result bundles under {', '.join(map(str, paths))}")
+    failed = 0
+    for path in bundles:
+        v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit)
+        if record is not None:
+            guarded(lambda v=v: write_record(v, record))
+        if v.ok:
+            delay = f"mean delay {v.rerun_mean_delay_s:.4f} s" + ("" if v.check.startswith("rule") else f" (claimed {v.claimed_mean_delay_s:.4f} s)")
+            out.print(f"[green]VERIFIED[/] {escape(v.scheduler)} at {escape(str(path))}: {v.check}, seeds {v.seeds}, {delay}, "
+                      f"decision {v.decision_us_per_task:.2f} µs/task re-measured ({v.measured_in})", highlight=False, soft_wrap=True)
+        else:
+            failed += 1
+            out.print(f"[red]FAILED[/]   {escape(v.scheduler)} at {escape(str(path))}", highlight=False)
+            for line in v.reasons:
+                out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)

@@ -161,8 +161,10 @@ def run_sandboxed(
     limits: Limits | None = None,
     isolate: bool = True,
     progress: Progress | None = None,
+    sys_path: Sequence[str] = (),
 ) -> SandboxOutcome:
     """Train (learners) and evaluate `scheduler` in the sandbox; the outcome holds a RunResult when it succeeded.
+    `sys_path`: directories the child imports from first (a submission's carried source/).
 
     `scheduler` is a built-in or plugin name, `module:Class` or `path/to/file.py:Class`; only a built-in is
     imported by this process (to know its parameters), everything else is imported by the child alone.
@@ -182,7 +184,8 @@ def run_sandboxed(
         checkpoint.check(scheduler, scenario, seeds, trusted["scheduler_params"])
     ref = _absolute_reference(scheduler)
     task = {"kind": "run", "scenario": scenario.to_dict(), "scenario_hash": scenario.hash, "scheduler": ref, "params": param_data,
-            "seeds": seeds, "episodes": episodes, "train_episodes": train_episodes, "checkpoint": None, "checkpoint_params": None}
+            "seeds": seeds, "episodes": episodes, "train_episodes": train_episodes, "checkpoint": None, "checkpoint_params": None,
+            "sys_path": [str(Path(d).resolve()) for d in sys_path]}
 
     def prepare(work: Path) -> None:
         import torch
@@ -239,7 +242,7 @@ def _session(task: dict, limits: Limits, isolate: bool, progress: Progress | Non
         task = {**task, "status_fd": status_w, "progress_fd": progress_w,
                 "limits": {"cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes)},
                 "mount_namespace": ns.mount, "probe_dirs": _probe_dirs(work), "host_netns": _netns_inode(),
-                "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [os.getcwd()]}
+                "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [*task.get("sys_path", []), os.getcwd()]}
         (work / "task.json").write_text(json.dumps(task), encoding="utf-8")
         command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox_worker", str(work)]
         ended = _Supervisor(command, work, _child_env(work), limits, status_r, status_w, progress_r, progress_w, cgroup).run(progress)

@@ -1,0 +1,224 @@
+"""`bench leaderboard verify`: believe a submission because it was re-run, not because its files agree.
+
+Validation (leaderboard/validate.py) recomputes every metric from the stored actions, so a bundle cannot claim a
+delay its actions do not give. It cannot tell who chose the actions, nor how long a policy trained. Verification
+re-runs the scheduler the manifest names on the bundle's scenario and seeds:
+
+- a rule (a scheduler that does not learn) must reproduce the stored actions exactly, episode by episode: its
+  decisions are a function of the task stream and its seed. Actions that the named scheduler does not produce
+  are rejected, whatever their metrics;
+- a learner is retrained from scratch within the claimed training budget on the chosen seeds and evaluated on the
+  same episodes; learner runs are bit-identical only on the same machine and software, so the retrained mean
+  delay must lie within `tolerance` (relative, default 10%) of the claimed mean over the same seeds. An edited
+  budget (20 episodes claimed as 2) or another policy's actions moves it by far more (docs/leaderboard.md gives
+  the measured margins);
+- the decision time is re-measured by the re-run (reported values are never shown as measured).
+
+Built-in schedulers run in this process (their code is the suite's). Any other scheduler runs from the source the
+bundle carries (source/), in the sandbox (bench.experiments.sandbox), which must isolate the network and the file
+system unless `allow_unisolated`; without carried source a plugin cannot be verified. A verify record (JSON) ties
+the verdict to the bundle's digest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import bench
+from bench.core.errors import BenchError
+from bench.core.io import utc_stamp
+from bench.core.provenance import host_info
+from bench.experiments.bundle_checks import member
+from bench.experiments.bundles import Bundle, read_bundle
+from bench.experiments.replay import replay
+from bench.experiments.runner import RunResult, run
+from bench.scenarios import scenario_from_dict
+from schedulers.registry import BUILTINS, resolve
+
+TOLERANCE = 0.10  # learners: largest relative difference of the retrained mean delay from the claimed one
+RECORD_KIND = "aigc-edge-bench/verify"
+
+
+@dataclass
+class Verification:
+    bundle: str
+    digest: str | None
+    scheduler: str
+    ok: bool = False
+    reasons: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    check: str = ""  # what was compared: "rule: actions" or "learner: metrics"
+    claimed_mean_delay_s: float | None = None
+    rerun_mean_delay_s: float | None = None
+    decision_us_per_task: float | None = None  # re-measured by the re-run
+    measured_in: str = ""  # "process" (built-in) or "sandbox"
+    sandbox: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        host = host_info()
+        return {"kind": RECORD_KIND, "created_utc": utc_stamp(), "suite_version": bench.__version__,
+                "machine": {"cpu": host["cpu"], "cores": host["cores"]}, **asdict(self)}
+
+
+def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TOLERANCE, allow_unisolated: bool = False,
+                  wall_s: float = 3600.0, progress: Callable[[str], None] | None = None) -> Verification:
+    """Verify one bundle (module docstring); `seeds`: re-run the first N of its seeds (default: all of them)."""
+    start = time.perf_counter()
+    try:
+        bundle = read_bundle(path)
+    except BenchError as exc:
+        return Verification(str(path), None, "?", reasons=[f"schema: {exc}"])
+    m = bundle.manifest
+    v = Verification(str(path), m.get("digest"), m["scheduler"]["name"])
+    try:
+        report = replay(bundle)
+    except BenchError as exc:
+        v.reasons.append(f"replay: {exc}")
+        return v
+    if not report.ok:
+        v.reasons += [f"replay: {line}" for line in report.mismatches[:3]]
+        return v
+    chosen = [int(s) for s in m["seeds"]][: seeds or None]
+    v.seeds = chosen
+    learns = bool(m["scheduler"]["learns"])
+    v.check = "learner: metrics" if learns else "rule: actions"
+    try:
+        result = _rerun(bundle, chosen, v, allow_unisolated, wall_s, progress)
+    except BenchError as exc:
+        v.reasons.append(f"re-run: {exc}")
+        return v
+    if result is None:
+        return v
+    v.decision_us_per_task = result.summary()["timing"]["decision_us_per_task"]
+    if learns:
+        _compare_learner(bundle, result, chosen, tolerance, v)
+    else:
+        _compare_actions(bundle, result, chosen, v)
+    v.ok = not v.reasons
+    v.wall_s = time.perf_counter() - start
+    return v
+
+
+def _rerun(bundle: Bundle, seeds: list[int], v: Verification, allow_unisolated: bool, wall_s: float,
+           progress: Callable[[str], None] | None) -> RunResult | None:
+    m = bundle.manifest
+    scenario = scenario_from_dict(m["scenario"]["config"], source=f"{bundle.path}/manifest.json scenario")
+    sched = m["scheduler"]
+    ref = sched.get("ref", sched["name"])
+    episodes, train = int(m["protocol"]["eval_episodes"]), int(m["protocol"]["train_episodes"])
+    if ref in BUILTINS:
+        if sched.get("class") != _builtin_class(ref):
+            v.reasons.append(f"scheduler: the manifest names the built-in '{ref}' with class {sched.get('class')!r}; the built-in is {_builtin_class(ref)}")
+            return None
+        v.measured_in = "process"
+        return run(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes,
+                   train_episodes=train if sched["learns"] else None, progress=progress)
+    return _rerun_sandboxed(bundle, scenario, seeds, episodes, train, v, allow_unisolated, wall_s)
+
+
+def _builtin_class(name: str) -> str:
+    cls = resolve(name)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _rerun_sandboxed(bundle: Bundle, scenario, seeds, episodes, train, v: Verification, allow_unisolated: bool, wall_s: float) -> RunResult | None:
+    from bench.experiments.sandbox import Limits, run_sandboxed
+
+    sched = bundle.manifest["scheduler"]
+    source = sched.get("source") or {}
+    names = [n for n in bundle.manifest["files"] if n.startswith("source/")]
+    if not names or source.get("loader") not in ("file", "module") or not source.get("entry"):
+        v.reasons.append("source: the bundle carries no code of its scheduler (source/); a plugin is verified by re-running its code"
+                         + (f" ({source['note']})" if source.get("note") else ""))
+        return None
+    root = Path(tempfile.mkdtemp(prefix="aigc-verify-"))
+    try:
+        for name in names:  # names and files were confined and hashed when the bundle was read
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(member(bundle.path, name, where=str(bundle.path)), target)
+        src = root / "source"
+        if source["loader"] == "file":
+            file, _, cls = source["entry"].rpartition(":")
+            ref, sys_path = f"{src / file}:{cls}", ()
+        else:
+            ref, sys_path = source["entry"], (str(src),)
+        outcome = run_sandboxed(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes,
+                                train_episodes=train if sched["learns"] else 0, limits=Limits(wall_s=wall_s), isolate=True, sys_path=sys_path)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    v.measured_in = "sandbox"
+    v.sandbox = outcome.report().splitlines()
+    isolated = outcome.isolation.network.startswith("isolated") and outcome.isolation.filesystem.startswith("read-only")
+    if not isolated and not allow_unisolated:
+        v.reasons.append(f"sandbox: not isolated here ({outcome.isolation.network}; {outcome.isolation.filesystem}); "
+                         "a submission's code is verified only in isolation (--allow-unisolated to override, on a machine without secrets)")
+        return None
+    if not outcome.ok:
+        v.reasons.append(f"sandbox: {outcome.reason}")
+        return None
+    result = outcome.result
+    if result.scheduler != sched["name"] or result.scheduler_params != sched["params"] or result.learns != sched["learns"]:
+        v.reasons.append(f"scheduler: the carried code is '{result.scheduler}' (learns {result.learns}, parameters {result.scheduler_params}); "
+                         f"the manifest says '{sched['name']}' (learns {sched['learns']}, parameters {sched['params']})")
+        return None
+    return result
+
+
+def _compare_actions(bundle: Bundle, result: RunResult, seeds: list[int], v: Verification) -> None:
+    for s in result.per_seed:
+        for row, actions in zip(s.rows, s.actions):
+            stored = bundle.episode_actions(s.seed, row["episode"])
+            if not np.array_equal(stored, actions):
+                i = int(np.argmax(stored != actions)) if stored.shape == actions.shape else 0
+                v.reasons.append(f"actions: seed {s.seed} episode {row['episode']}: the named scheduler chose server {int(actions[i])} for task {i}; "
+                                 f"the bundle has {int(stored[i]) if i < stored.shape[0] else 'nothing'} (actions that '{v.scheduler}' does not produce)")
+                return
+    v.claimed_mean_delay_s = v.rerun_mean_delay_s = float(result.summary()["mean_delay_s"])
+
+
+def _compare_learner(bundle: Bundle, result: RunResult, seeds: list[int], tolerance: float, v: Verification) -> None:
+    eps = bundle.episodes
+    claimed = float(eps.filter(eps["seed"].is_in(seeds))["mean_delay_s"].mean())
+    rerun = float(np.mean([r["mean_delay_s"] for r in result.rows]))
+    v.claimed_mean_delay_s, v.rerun_mean_delay_s = claimed, rerun
+    if not abs(rerun - claimed) <= tolerance * abs(claimed):
+        v.reasons.append(f"training: retrained within the claimed budget ({bundle.manifest['protocol']['train_episodes']} episodes), seeds {seeds} "
+                         f"give a mean delay of {rerun:.4f} s; the bundle claims {claimed:.4f} s ({100 * (rerun / claimed - 1):+.1f}%, "
+                         f"tolerance {100 * tolerance:.0f}%)")
+
+
+def write_record(v: Verification, directory: Path) -> Path:
+    """The verify record, named by the bundle's digest, written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{(v.digest or 'no-digest')[:16]}-{Path(v.bundle).name}.json"
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(json.dumps(v.record(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(directory / name)
+    return directory / name
+
+
+def read_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """Verify records by bundle digest (the site shows an entry as verified when all its bundles have one that passed)."""
+    records: dict[str, dict[str, Any]] = {}
+    if not directory.is_dir():
+        return records
+    for path in sorted(directory.glob("*.json")):
+        try:
+            if path.stat().st_size > 1 << 20:
+                continue
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("kind") == RECORD_KIND and isinstance(data.get("digest"), str):
+            records[data["digest"]] = data
+    return records
