@@ -117,7 +117,8 @@ def generate_workload(
         raise ValueError("a per-index scenario needs its IndexTable (see tasks.workload.index_table)")
     attrs = _attributes(cfg, n, rng, table, index, class_work)
     slot = np.repeat(np.arange(n_slots, dtype=np.int64), counts.sum(axis=1))
-    return _assemble(counts, *attrs, index=index, arrival_s=slot * float(slot_s))
+    model = checkpoint_models(cfg, attrs[4], rng) if cfg.checkpoints is not None else None
+    return _assemble(counts, *attrs, index=index, arrival_s=slot * float(slot_s), model=model)
 
 
 def arrivals_workload(
@@ -163,6 +164,8 @@ def arrivals_workload(
     first = np.r_[0, np.flatnonzero(np.diff(key[by_key])) + 1]
     rank = np.empty(n, dtype=np.int64)
     rank[by_key] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    if model is None and cfg.checkpoints is not None:
+        model = checkpoint_models(cfg, klass, rng)
     model = np.full(n, -1, dtype=np.int64) if model is None else model.astype(np.int64)
     return _assemble(counts, size, density, k, result, klass, deadline, index=rank, arrival_s=t, slot=slot, origin=o,
                      model=model, images=images, grouped=False)
@@ -184,6 +187,20 @@ def _attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: Ind
         work = class_work.fixed_s[klass] + steps * class_work.per_step_s[klass]
         deadlines = np.array([np.inf if c.deadline_s is None else c.deadline_s for c in cfg.mix])
         return size, work / steps, steps, result, klass, deadlines[klass]
+    return _cycle_attributes(cfg, n, rng, table, index, size)
+
+
+def checkpoint_models(cfg: "TasksConfig", klass: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each request's checkpoint (`tasks.checkpoints`): a model id unique per (architecture, checkpoint rank), drawn
+    by popularity after every other attribute (so the rest of the stream is as without checkpoints)."""
+    c = cfg.checkpoints
+    architectures = sorted({m.model for m in cfg.mix})
+    arch = np.array([architectures.index(m.model) for m in cfg.mix], dtype=np.int64)[klass]
+    rank = rng.choice(c.count, size=klass.shape[0], p=c.shares()).astype(np.int64)
+    return arch * c.count + rank
+
+
+def _cycle_attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None, size: np.ndarray):
     if index is not None:
         density, steps, result = table.density[index], table.steps[index], table.result_mbit[index]
     else:

@@ -380,7 +380,8 @@ def test_edge_gpu_preset_uses_published_profiles_and_residency_matters(edge_gpu)
     costs = edge_gpu.costs
     assert {type(store.load(store.find(hw, c.model))) for hw in set(sc.servers.hardware) for c in sc.tasks.mix
             if (hw, c.model) in store.for_servers(sc.servers.hardware, sc.tasks.mix)} == {PublishedProfile}
-    assert "slotted" in sc.description.lower() and "scenario choice" in sc.description
+    assert "event time model" in sc.description.lower() and "scenario choice" in sc.description and sc.episode.event
+    assert sc.tasks.checkpoints.count == 73 and sc.tasks.checkpoints.shares()[:10].sum() == pytest.approx(0.871, abs=0.001)
     mix = sc.tasks.mix
     w = np.array([c.weight for c in mix])
     share = lambda pred: w[[pred(c) for c in mix]].sum() / w.sum()  # noqa: E731

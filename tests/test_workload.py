@@ -82,3 +82,27 @@ def test_workload_from_arrays_validates_and_copies():
     assert wl.size_mbit[0] == 2.0
     with pytest.raises(ValueError, match="shape"):
         workload_from_arrays(counts, size[:3], [0.2] * 4, [5] * 4, [0.7] * 4)
+
+
+def test_checkpoint_popularity_draws_a_model_per_request_after_everything_else():
+    """tasks.checkpoints: each request is for one checkpoint of its class's architecture (its own model for residency),
+    drawn by a Zipf-Mandelbrot popularity after the other attributes, which stay as without checkpoints."""
+    import dataclasses
+
+    from bench.engine.system import System
+
+    sc = load_scenario("edge-gpu")
+    with_ckpt = System.build(sc, 0).workload(0)
+    plain = System.build(dataclasses.replace(sc, tasks=dataclasses.replace(sc.tasks, checkpoints=None)), 0).workload(0)
+    np.testing.assert_array_equal(with_ckpt.task_class, plain.task_class)
+    np.testing.assert_array_equal(with_ckpt.steps, plain.steps)
+    assert (plain.model == -1).all()
+    archs = sorted({c.model for c in sc.tasks.mix})
+    arch = np.array([archs.index(c.model) for c in sc.tasks.mix])[with_ckpt.task_class]
+    count = sc.tasks.checkpoints.count
+    assert ((with_ckpt.model // count) == arch).all() and ((with_ckpt.model % count) < count).all()
+    shares = sc.tasks.checkpoints.shares()
+    assert shares[0] == max(shares) and abs(shares.sum() - 1) < 1e-12
+    many = System.build(sc, 1)
+    ranks = np.concatenate([many.workload(e).model % count for e in range(30)])
+    assert abs(np.mean(ranks == 0) - shares[0]) < 0.05  # the most popular checkpoint's share, about 30%

@@ -26,6 +26,7 @@ __all__ = [
     "ServersConfig",
     "EpisodeConfig",
     "TasksConfig",
+    "CheckpointsConfig",
     "LegacySeeds",
     "ProtocolConfig",
     "Scenario",
@@ -159,6 +160,22 @@ class TaskClass:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CheckpointsConfig:
+    """Model popularity: each request is for one of `count` checkpoints of its class's architecture, checkpoint r
+    (1 = the most requested) with probability proportional to (r + offset)^-exponent (Zipf-Mandelbrot). Each
+    checkpoint is its own model for residency (loaded, kept and evicted on its own), costed as its architecture."""
+
+    count: int = option(help="checkpoints per architecture", ge=1, le=100_000)
+    exponent: float = option(help="Zipf-Mandelbrot exponent s of the popularity (r + offset)^-s", ge=0)
+    offset: float = option(0.0, help="Zipf-Mandelbrot offset (0: plain Zipf)", gt=-1)
+
+    def shares(self) -> np.ndarray:
+        r = np.arange(1, self.count + 1, dtype=np.float64)
+        w = (r + self.offset) ** -self.exponent
+        return w / w.sum()
+
+
+@dataclass(frozen=True, kw_only=True)
 class TasksConfig:
     arrivals_per_bs: tuple[int, int] | None = option(
         None, help="tasks arriving at each base station in each slot, integer-uniform in [low, high] (in the event time "
@@ -183,6 +200,10 @@ class TasksConfig:
     mix: tuple[TaskClass, ...] | None = option(
         None, help="profile-driven scenarios: the request classes (model, steps, resolution, batch, deadline), "
         "each task drawn from them by weight"
+    )
+    checkpoints: CheckpointsConfig | None = option(
+        None, help="profile-driven scenarios: model popularity over many checkpoints per architecture, each its own model "
+        "for residency (absent: one model per architecture)"
     )
     arrivals: ArrivalConfig | None = option(
         None, help="event time model: an arrival process (Poisson, Gamma renewal, MMPP, optionally diurnal) over the "
@@ -210,6 +231,8 @@ class TasksConfig:
             raise ConfigError("arrivals_per_bs", list(self.arrivals_per_bs), "a range whose high is >= 1 (no task would ever arrive)")
         if self.attributes == "per-index" and self.arrivals_per_bs is None:
             raise ConfigError("attributes", self.attributes, '"per-task" with arrivals or trace (per-index tables need arrivals_per_bs)')
+        if self.checkpoints is not None and self.mix is None:
+            raise ConfigError("checkpoints", to_dict(self.checkpoints), "to be absent unless the tasks come from a profile-driven mix")
         if self.per_index_legacy_seeds is not None and self.attributes != "per-index":
             raise ConfigError("per_index_legacy_seeds", to_dict(self.per_index_legacy_seeds), 'to be absent unless attributes = "per-index"')
 
