@@ -44,6 +44,14 @@ RULES: dict[str, ScenarioRule] = {
     "paper": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=500),
     "paper-iid": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=500),
     "tiny": ScenarioRule(min_seeds=3, min_eval_episodes=10, max_train_episodes=40),
+    # continuous time: the paper's servers and load under Poisson and bursty arrivals (one episode: 59 s, ~31,000 requests)
+    "paper-poisson": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=500),
+    "paper-bursty": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=500),
+    # a replayed trace: an episode is one of its evaluation windows, the same for every seed; all 13 of them
+    "azure-code": ScenarioRule(min_seeds=3, min_eval_episodes=13, max_train_episodes=200),
+    # measured (CPU) and published (GPU) costs with memory limits and cold starts
+    "edge-cpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
+    "edge-gpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
 }
 
 RANKING_RULE = (
