@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.core.errors import BenchError
+from bench.core.io import read_marker, write_marker
 from bench.experiments.bundles import load_checkpoint, write_bundle
 from bench.experiments.runner import run
 from bench.scenarios import load_scenario
@@ -33,6 +34,9 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
     rule = RULES[scenario]
     sc = load_scenario(scenario)
     n_seeds = seeds or rule.min_seeds
+    out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, "results")
     written = []
     for name in schedulers or list(BUILTINS):
         cls = resolve(name)

@@ -7,7 +7,7 @@
     SITE/invalid.html               submissions that failed validation, with every reason
     SITE/data/                      the numbers behind every page, as CSV and Parquet
     SITE/plotly.min.js              plotly.js, beside the pages (no CDN, no server)
-    SITE/.aigc-edge-bench-site      the marker: only a directory holding it is ever replaced by a build
+    SITE/.aigc-edge-bench           the suite's marker (kind "site"): only a directory holding it is ever replaced
 
 Untrusted text is made safe by leaderboard/escaping.py (HTML, Plotly markup, <script> JSON, CSV formulas).
 The ranking statistics are leaderboard/ranking.py; the charts leaderboard/charts.py; the HTML leaderboard/pages.py.
@@ -33,6 +33,8 @@ import polars as pl
 
 import bench
 from bench.core.errors import BenchError
+from bench.core.io import MARKER as CORE_MARKER
+from bench.core.io import read_marker, write_marker
 from bench.experiments.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
@@ -45,7 +47,7 @@ from leaderboard.validate import QUANTILES, Validation, validate
 
 DEFAULT_RESULTS = Path(__file__).with_name("results")
 DEFAULT_VERIFIED = Path(__file__).with_name("verified")  # verify records of the committed results (bench leaderboard verify --record)
-MARKER = ".aigc-edge-bench-site"
+MARKER = CORE_MARKER  # bench.core.io: {"kind": "site", ...}
 CURVE_WINDOW = 10
 
 
@@ -158,6 +160,11 @@ def _scenario_body(view: ScenarioView) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- output directory
+def _is_site(directory: Path) -> bool:
+    marker = read_marker(directory)
+    return marker is not None and marker.get("kind") == "site"
+
+
 def check_out(out: Path, roots: list[Path]) -> Path:
     """The site directory, refused (BenchError, one line) unless it is new, empty, or a site a build wrote (MARKER).
 
@@ -178,7 +185,7 @@ def check_out(out: Path, roots: list[Path]) -> Path:
     if target.exists() or out.exists():
         if not target.is_dir():
             raise BenchError(f"--out = {shown!r} is not allowed; it exists and is not a directory")
-        if any(target.iterdir()) and not (target / MARKER).is_file():
+        if any(target.iterdir()) and not _is_site(target):
             raise BenchError(f"--out = {shown!r} is not allowed; it is a non-empty directory that no site build wrote (no {MARKER}); expected a new or empty directory or an earlier site")
     return target
 
@@ -189,7 +196,7 @@ def _swap_in(tmp: Path, target: Path) -> None:
         tmp.rename(target)
         return
     old = target.parent / f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    earlier_site = (target / MARKER).is_file()
+    earlier_site = _is_site(target)
     if not earlier_site and any(target.iterdir()):
         raise BenchError(f"--out = {str(target)!r} is not allowed; files appeared in it during the build")
     target.rename(old)
@@ -317,7 +324,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     try:
         tmp.chmod(0o755)
         (tmp / "data").mkdir()
-        (tmp / MARKER).write_text("Written by `bench leaderboard build`; the next build replaces this directory.\n", encoding="utf-8")
+        write_marker(tmp, "site")
         (tmp / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
         table_rows = []
         for view in views:

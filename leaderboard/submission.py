@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.core.config import from_dict, option, tomllib
 from bench.core.errors import BenchError, ConfigError
+from bench.core.io import read_text
 from bench.experiments.bundles import Bundle, read_bundle
 
 
@@ -41,7 +42,7 @@ def read_meta(directory: Path) -> SubmissionMeta | None:
     if not path.is_file():
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path, "submission.toml", limit=1 << 20))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("submission.toml", str(path), f"valid TOML ({exc})") from None
     return from_dict(SubmissionMeta, data, source=str(path))

@@ -284,7 +284,7 @@ def test_out_dir_rules(tmp_path, monkeypatch):
     empty.mkdir()
     assert site.check_out(empty, [results]) == empty.resolve()
     assert site.check_out(tmp_path / "new" / "site", [results]) == (tmp_path / "new" / "site").resolve()
-    (precious / site.MARKER).write_text("")
+    (precious / site.MARKER).write_text('{"kind": "site"}')
     assert site.check_out(precious, [results]) == precious.resolve()  # a site built before may be replaced
 
 

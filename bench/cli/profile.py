@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import err, fail, guarded, out
+from bench.core.io import read_marker, write_marker
 
 
 def profile(
@@ -63,6 +64,9 @@ def profile(
 
         result = guarded(lambda: profile_model(req, progress=advance))
     try:
+        if out_dir is not None and read_marker(out_dir) is None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_marker(out_dir, "profiles")
         save_profile(result, out_file)
     except OSError as exc:
         fail(f"--out = {out_file} is not allowed: it cannot be written ({exc.strerror}); expected a writable path")

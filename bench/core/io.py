@@ -71,3 +71,30 @@ def new_run_dir(root: Path, *parts: str) -> Path:
     while candidate.exists():
         candidate, k = Path(root) / f"{stem}-{k}", k + 1
     return candidate
+
+
+def read_text(path: Path, field: str, *, limit: int = 16 * 2**20) -> str:
+    """A small text file (a scenario, a sweep, a submission.toml) as UTF-8, refused with one line naming `field`
+    when it is missing, not a regular file, larger than `limit` bytes or not UTF-8."""
+    from bench.core.errors import ConfigError
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError:
+        raise ConfigError(field, str(path), "an existing file") from None
+    if not path.is_file():
+        raise ConfigError(field, str(path), "a regular file")
+    if info.st_size > limit:
+        raise ConfigError(field, str(path), f"a file of at most {limit:,} bytes (it has {info.st_size:,})")
+    data = path.read_bytes()[: limit + 1]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(field, str(path), f"UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r})") from None
+
+
+def first_line(exc: BaseException, width: int = 300) -> str:
+    """An exception's message as one line, cut to `width` characters (for messages from libraries)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -44,7 +44,7 @@ from bench.experiments.bundle_checks import (
     INTEGER_COLUMNS, SOURCE_FILE_LIMIT, SOURCE_TOTAL_LIMIT, check_tables, checked_size, digest, member, read_json_file,
     read_parquet_file,
 )
-from bench.core.io import check_creatable
+from bench.core.io import check_creatable, first_line
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.core.provenance import provenance as current_provenance
 from bench.experiments.runner import Checkpoint, RunResult
@@ -306,14 +306,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
     import torch
 
     path = Path(path)
-    file = path / "checkpoint.pt" if path.is_dir() else path
-    if not file.is_file():
-        raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; expected a bundle directory with a checkpoint.pt, or a checkpoint file")
+    if path.is_dir() and (path / "manifest.json").exists():  # a bundle: read it as untrusted input first
+        listed = read_bundle(path).manifest["files"]
+        if "checkpoint.pt" not in listed:
+            raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; the bundle holds no trained policy (it was written with --no-checkpoint)")
+        file = member(path, "checkpoint.pt", where=str(path))
+    else:
+        file = path / "checkpoint.pt" if path.is_dir() else path
+        if not file.is_file():
+            raise BundleError(f"--checkpoint = {str(path)!r} is not allowed; expected a bundle directory with a checkpoint.pt, or a checkpoint file")
+    checked_size(file, "checkpoint.pt", None, where=str(path))
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
         ckpt = Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path), sha256=sha256_file(file))
     except Exception as exc:  # corrupt or foreign file
-        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {exc})") from None
+        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {first_line(exc, 160)})") from None
     if path.is_dir() and (path / "manifest.json").is_file():
         # a bundle also tells how the policy was trained: its budget, learning curves and counters
         bundle = read_bundle(path)

@@ -44,6 +44,7 @@ import polars as pl
 
 from bench.core.config import tomllib
 from bench.core.errors import BenchError, ConfigError
+from bench.core.io import read_text
 from bench.experiments.summary import summarize_bundles
 
 KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid"}
@@ -228,7 +229,7 @@ def load_spec(path: Path) -> SweepSpec:
     if not path.is_file():
         raise ConfigError("sweep file", str(path), "an existing .toml file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path, "sweep file"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("sweep file", str(path), f"valid TOML ({exc})") from None
     return spec_from_dict(data, str(path))

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.core.config import apply_overrides, canonical_hash, from_dict, option, to_dict, tomllib
 from bench.core.errors import ConfigError
+from bench.core.io import read_text
 from tasks.arrivals import ArrivalConfig
 from tasks.traces import TraceConfig
 
@@ -381,7 +382,7 @@ def load_scenario(ref: str | Path = "paper", overrides: Iterable[str] = ()) -> S
         if not path.is_file():
             raise ConfigError("--scenario", ref_text, f"an existing .toml file or a preset ({', '.join(preset_names())})")
         source = str(path)
-        data = _read_toml(path.read_text(encoding="utf-8"), source)
+        data = _read_toml(read_text(path, "--scenario"), source)
     else:
         if ref_text not in preset_names():
             raise ConfigError("--scenario", ref_text, f"a preset ({', '.join(preset_names())}) or a path to a .toml file")
