@@ -109,7 +109,7 @@ class LeastLoadedScheduler(Scheduler):
 
     def decide(self, batch: Batch) -> np.ndarray:
         # only the wait counts (no service term); the scan starts at the origin, so ties go to it
-        return place_greedily(batch, np.zeros((len(batch), batch.n_servers)), batch.origin)
+        return place_greedily(batch, None, batch.origin)
 
 
 @njit(cache=True)

@@ -32,3 +32,24 @@ def test_gym_episode_equals_runner_episode():
     env.reset()
     second = run(env.scenario, "local", seeds=[2], episodes=2).rows[1]
     assert env._env.workload.n_tasks == second["tasks"]
+
+
+EVENT = "bench.engine.gym_env:aigc-edge-bench/MultiEdgeEvent-v0"
+
+
+def test_event_engine_id_passes_the_env_checker_and_gives_the_runners_delays():
+    env = gymnasium.make(EVENT, scenario="tiny-poisson")
+    check_env(env.unwrapped, skip_render_check=True)
+    env = env.unwrapped
+    obs, info = env.reset(seed=4)
+    delays, done = [], False
+    while not done:
+        waits = obs[3 + 4 : 3 + 8]
+        assert (waits >= 0).all() and ((obs[3 + 8 :] >= 0) & (obs[3 + 8 :] <= 1)).all()
+        obs, reward, done, truncated, info = env.step(int(np.argmax(obs[3:7])))  # the origin: as `local` decides
+        delays.append(info["delay_s"])
+    assert np.mean(delays) == run(env.scenario, "local", seeds=[4], episodes=1).summary()["mean_delay_s"]
+    import pytest
+
+    with pytest.raises(ValueError, match="is slotted"):
+        gymnasium.make(EVENT, scenario="tiny")

@@ -145,6 +145,11 @@ class EventEnv:
     def assigned_s(self) -> np.ndarray:
         return self._assigned
 
+    def free_workers(self) -> np.ndarray:
+        """The share of each server's workers idle at the next request's instant."""
+        idle = (self._free <= self._now()).sum(axis=1)
+        return idle / self.gpus
+
     def _now(self) -> float:
         wl = self.workload
         return float(wl.arrival_s[self._pos]) if self._pos < wl.n_tasks else self.n_windows * self.slot_s

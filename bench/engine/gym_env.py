@@ -5,6 +5,7 @@ suite imports it. Use it as
 
     import gymnasium
     env = gymnasium.make("bench.engine.gym_env:aigc-edge-bench/MultiEdge-v0", scenario="tiny")
+    env = gymnasium.make("bench.engine.gym_env:aigc-edge-bench/MultiEdgeEvent-v0", scenario="tiny-poisson")  # event time model
 
 Each step places the current task (decision order: slot, base station, arrival index) on the server
 given by the action; the reward is minus the task's delay, known at once because its wait depends only
@@ -31,6 +32,7 @@ from bench.scenarios import Scenario, load_scenario
 from bench.engine.system import System
 
 ENV_ID = "aigc-edge-bench/MultiEdge-v0"
+EVENT_ENV_ID = "aigc-edge-bench/MultiEdgeEvent-v0"
 
 
 class MultiEdgeGymEnv(gymnasium.Env):
@@ -90,9 +92,39 @@ class MultiEdgeGymEnv(gymnasium.Env):
         return self._observation(), reward, terminated, False, {**parts, "action_mask": self._mask()}
 
 
+class MultiEdgeEventGymEnv(MultiEdgeGymEnv):
+    """The event time model, one request per step (decision order: arrival time, origin). The observation keeps the
+    slotted layout with the queue part at the request's arrival instant:
+
+        [d, w, o, one-hot origin (B), wait_s (B), free_workers (B)]
+
+    wait_s[a] is the exact wait a request placed on a now would have (every earlier placement included: there is
+    no slot start), free_workers[a] the share of a's workers idle at that instant. Delays are exact (FIFO workers)."""
+
+    def __init__(self, scenario: str | Scenario = "tiny-poisson", overrides: Iterable[str] = (), training: bool = False):
+        super().__init__(scenario, overrides, training)
+        if not self.scenario.episode.event:
+            raise ValueError(f"scenario '{self.scenario.name}' is slotted; {EVENT_ENV_ID} needs episode.time_model = \"event\" (use {ENV_ID})")
+
+    def _observation(self) -> np.ndarray:
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        env = self._env
+        if env.done:
+            return obs
+        i, b = env.position, self.n_servers
+        wl = env.workload
+        obs[0], obs[1], obs[2] = wl.size_mbit[i], wl.work_gcycles[i], wl.result_mbit[i]
+        obs[3 + wl.origin[i]] = 1.0
+        obs[3 + b : 3 + 2 * b] = env.backlog_s
+        obs[3 + 2 * b :] = env.free_workers()
+        return obs
+
+
 def register() -> None:
     if ENV_ID not in gymnasium.registry:
         gymnasium.register(id=ENV_ID, entry_point="bench.engine.gym_env:MultiEdgeGymEnv")
+    if EVENT_ENV_ID not in gymnasium.registry:
+        gymnasium.register(id=EVENT_ENV_ID, entry_point="bench.engine.gym_env:MultiEdgeEventGymEnv")
 
 
 register()
