@@ -16,6 +16,7 @@ def sweep(
     spec_file: Optional[Path] = typer.Argument(None, help="sweep specification (.toml); or give --scenario/--scheduler/--vary/--num-seeds"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="directory of the sweep's bundles (a re-run resumes it)"),
     scenario: Optional[List[str]] = typer.Option(None, "--scenario", help="preset or .toml (repeatable; default paper)"),
+    trace: Optional[str] = typer.Option(None, "--trace", help="replay this trace through every scenario's servers and costs (bench run --trace)"),
     scheduler: Optional[List[str]] = typer.Option(None, "--scheduler", "-s", help="scheduler (repeatable)"),
     vary: Optional[List[str]] = typer.Option(None, "--vary", help="a scenario field and its values, e.g. --vary 'servers.capacity_scale=[0.8, 1.0, 1.2]' (repeatable: the grid is their product)"),
     num_seeds: Optional[int] = num_seeds_option("seeds 0..N-1 of every cell (default 1)"),
@@ -38,6 +39,8 @@ def sweep(
             if scenario or scheduler or vary or seeds is not None:
                 fail("a sweep file and --scenario/--scheduler/--vary/--num-seeds are not allowed together; expected one of them")
             spec = sw.load_spec(spec_file)
+            if trace is not None:
+                spec.trace = trace
             if episodes is not None:
                 spec.episodes = episodes
             if train_episodes is not None:
@@ -52,6 +55,7 @@ def sweep(
                 grid=sw.parse_vary(vary or []),
                 episodes=episodes,
                 train_episodes=train_episodes,
+                trace=trace,
             )
         spec.validate()
         if executor not in ("local", "ray"):

@@ -165,15 +165,9 @@ def _run_sandboxed(sc, scheduler: str, kwargs: dict, limits, show_progress: bool
 
 def resolve_scenario(ref: str, overrides: List[str], trace: Optional[str] = None):
     """A preset or file, replayed from `trace` when given (bench.experiments.trace_replay), then the --set overrides."""
-    from bench.scenarios import load_scenario, scenario_from_dict
+    from bench.experiments.trace_replay import load_replayed
 
-    if trace is None:
-        return load_scenario(ref, overrides)
-    from bench.core.config import apply_overrides
-    from bench.experiments.trace_replay import with_trace
-
-    replayed = with_trace(load_scenario(ref), trace)
-    return scenario_from_dict(apply_overrides(replayed.to_dict(), overrides), source=f"{ref} with --trace {trace}") if overrides else replayed
+    return load_replayed(ref, overrides, trace)
 
 
 def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:

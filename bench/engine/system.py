@@ -23,7 +23,7 @@ from bench.scenarios import Scenario
 from schedulers.interface import EnvInfo
 from tasks.arrivals import arrivals, draw_origins
 from tasks.streams import Streams
-from tasks.traces import Trace, Windows, model_rank_index, model_ranks, rescale_to_rate, replay_windows, window_trace
+from tasks.traces import Trace, Windows, model_rank_index, model_ranks, read_trace, rescale_to_rate, replay_windows, resolve_trace, window_trace
 from tasks.workload import IndexTable, Workload, arrivals_workload, generate_workload, index_table
 
 @dataclass(frozen=True, eq=False)
@@ -126,18 +126,29 @@ class System:
         )
 
     @cached_property
+    def raw_trace(self) -> Trace:
+        """The scenario's trace as recorded (before time scaling)."""
+        return read_trace(resolve_trace(self.scenario.tasks.trace.source))
+
+    @cached_property
     def replay(self) -> tuple[Trace, Windows]:
         """The scenario's trace, scaled as it says, and its training and evaluation windows."""
         cfg = self.scenario.tasks.trace
         if cfg.utilisation is None:
             return replay_windows(cfg)
-        raw, _ = replay_windows(cfg)
-        return replay_windows(cfg, rate_per_s=self._rate_for(raw, cfg.utilisation))
+        return replay_windows(cfg, rate_per_s=self._rate_for(self.raw_trace, cfg.utilisation))
+
+    def check_episodes(self, episodes: int) -> None:
+        """Refuse, before anything runs, more evaluation episodes than a replayed trace has evaluation windows."""
+        windows = self.replay[1]
+        if episodes > len(windows.eval):
+            raise ConfigError("episodes", episodes, f"at most {len(windows.eval)}: the trace has {len(windows.eval)} evaluation windows of {windows.window_s:g} s "
+                              f"(with min_requests = {self.scenario.tasks.trace.min_requests})")
 
     @cached_property
     def model_ranks(self) -> tuple[str, ...]:
-        """A replayed trace's model ids, most requested first (over the whole trace)."""
-        return model_ranks(self.replay[0])
+        """A replayed trace's model ids, most requested first (over the whole trace; time scaling does not matter)."""
+        return model_ranks(self.raw_trace)
 
     def _rate_for(self, trace: Trace, utilisation: float) -> float:
         """Requests/s at which the work arriving is `utilisation` x the total capacity: the trace's mean work per

@@ -208,6 +208,8 @@ def run(
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds = {list(seeds)} is not allowed; expected distinct non-negative integers")
 
+    if scenario.tasks.trace is not None:  # a replayed trace has as many evaluation episodes as evaluation windows
+        System.build(scenario, seeds[0]).check_episodes(episodes)
     start = time.perf_counter()
     probe = make(scheduler, params)
     result = RunResult(

@@ -47,7 +47,7 @@ from bench.core.errors import BenchError, ConfigError
 from bench.core.io import read_text
 from bench.experiments.summary import summarize_bundles
 
-KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid"}
+KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid", "trace"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,13 @@ class Cell:
     seed: int
     episodes: int | None = None
     train_episodes: int | None = None
+    trace: str | None = None  # replay this trace through the scenario (bench run --trace)
+
+    def load(self):
+        """The cell's scenario: the preset or file, the trace, the grid point."""
+        from bench.experiments.trace_replay import load_replayed
+
+        return load_replayed(self.scenario, self.overrides, self.trace)
 
     @property
     def point(self) -> str:
@@ -69,14 +76,14 @@ class Cell:
         return self.scheduler + (f"[{','.join(self.params)}]" if self.params else "")
 
     def relpath(self) -> Path:
-        return Path(scenario_folder(self.scenario)) / _slug_point(self.overrides) / _slug_scheduler(self.scheduler, self.params) / f"seed-{self.seed}"
+        folder = scenario_folder(self.scenario) + (f"+trace-{_slug(Path(self.trace).stem)}-{_short_hash([self.trace])}" if self.trace else "")
+        return Path(folder) / _slug_point(self.overrides) / _slug_scheduler(self.scheduler, self.params) / f"seed-{self.seed}"
 
     def expected(self) -> dict[str, Any]:
         """What this cell's bundle must record: anything else in its folder belongs to another sweep."""
-        from bench.scenarios import load_scenario
         from schedulers.registry import resolve
 
-        scenario = load_scenario(self.scenario, self.overrides)
+        scenario = self.load()
         learns = resolve(self.scheduler).learns
         train = (scenario.protocol.train_episodes if self.train_episodes is None else self.train_episodes) if learns else 0
         return {
@@ -89,6 +96,8 @@ class Cell:
 
     def command(self) -> list[str]:
         cmd = ["bench", "run", "--scheduler", self.scheduler, "--scenario", self.scenario, "--seed", str(self.seed)]
+        if self.trace is not None:
+            cmd += ["--trace", self.trace]
         for o in self.overrides:
             cmd += ["--set", o]
         for p in self.params:
@@ -148,6 +157,7 @@ class SweepSpec:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     episodes: int | None = None
     train_episodes: int | None = None
+    trace: str | None = None
 
     def points(self) -> list[tuple[str, ...]]:
         keys = list(self.grid)
@@ -155,7 +165,7 @@ class SweepSpec:
 
     def cells(self) -> list[Cell]:
         return [
-            Cell(sc, point, name, params, seed, self.episodes, self.train_episodes)
+            Cell(sc, point, name, params, seed, self.episodes, self.train_episodes, self.trace)
             for sc in self.scenarios
             for point in self.points()
             for name, params in self.schedulers
@@ -164,12 +174,12 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Every scenario at every grid point, and every scheduler with its parameters, before anything runs."""
-        from bench.scenarios import load_scenario
+        from bench.experiments.trace_replay import load_replayed
         from schedulers.registry import parse_params, resolve
 
         for sc in self.scenarios:
             for point in self.points():
-                load_scenario(sc, point)
+                load_replayed(sc, point, self.trace)
         for name, params in self.schedulers:
             parse_params(resolve(name), name, list(params))
         if not self.seeds:
@@ -222,7 +232,14 @@ def spec_from_dict(data: dict[str, Any], source: str) -> SweepSpec:
         grid=dict(grid),
         episodes=data.get("episodes"),
         train_episodes=data.get("train_episodes"),
+        trace=_trace(data.get("trace"), source),
     )
+
+
+def _trace(value: Any, source: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("trace", value, "a trace file's path or a shipped trace's name", source=source)
+    return value
 
 
 def load_spec(path: Path) -> SweepSpec:
@@ -256,9 +273,8 @@ def execute_cell(cell: Cell) -> dict[str, Any]:
     try:
         from bench.core.provenance import provenance
         from bench.experiments.runner import run
-        from bench.scenarios import load_scenario
 
-        scenario = load_scenario(cell.scenario, cell.overrides)
+        scenario = cell.load()
         result = run(scenario, cell.scheduler, params=list(cell.params), seeds=[cell.seed], episodes=cell.episodes, train_episodes=cell.train_episodes)
         return {"result": result, "provenance": provenance()}
     except BaseException as exc:  # a cell's failure is data, reported beside the results

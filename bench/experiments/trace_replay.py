@@ -34,3 +34,18 @@ def with_trace(scenario: Scenario, source: str, *, window_s: float | None = None
     data["name"] = f"{scenario.name}+trace"
     data["description"] = f"{scenario.name}'s servers and costs, arrivals replayed from the trace {source} at utilisation {utilisation:.3g}"
     return scenario_from_dict(data, source=f"{scenario.name} with --trace {source}")
+
+
+def load_replayed(ref: str, overrides, trace: str | None = None) -> Scenario:
+    """A preset or scenario file, its arrivals replaced by `trace` when given, then the `key=value` overrides
+    (applied after the replay, so they may set tasks.trace fields such as window_s)."""
+    from bench.core.config import apply_overrides
+    from bench.scenarios import load_scenario
+
+    overrides = list(overrides)
+    if trace is None:
+        return load_scenario(ref, overrides)
+    replayed = with_trace(load_scenario(ref), trace)
+    if not overrides:
+        return replayed
+    return scenario_from_dict(apply_overrides(replayed.to_dict(), overrides), source=f"{ref} with the trace {trace}")
