@@ -1,4 +1,4 @@
-"""The seed paper's system model as a plain per-task Python loop, written straight from DESIGN.md section 2.
+"""The seed paper's system model as a plain per-task Python loop, written straight from docs/environment.md.
 
 Deliberately naive and independent of the suite's code: backlog and placed work in Gcycles, one task at a
 time, the delay formulas exactly as stated. Tests compare the vectorised environment against it, and the

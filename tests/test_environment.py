@@ -1,4 +1,4 @@
-"""The environment against hand-computed delays and against a per-task loop straight from DESIGN.md."""
+"""The environment against hand-computed delays and against a per-task loop straight from docs/environment.md."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The `paper` preset reproduces the reference figures (DESIGN.md section 2).
+"""The `paper` preset reproduces the reference figures (docs/paper.md).
 
 Reference: Opt-TS 7.52 s, random 16.44 s, local-only 17.07 s (means over 150-200 episodes of an
 independent re-implementation; the reference code agrees). Per-episode standard deviation is 0.6-1.0 s,

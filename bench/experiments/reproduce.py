@@ -24,7 +24,7 @@ import polars as pl
 from bench.experiments.summary import summarize_bundles
 from bench.experiments.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
 
-# the paper's reported values after convergence (DESIGN.md section 2): delay range and episodes to converge
+# the paper's reported values after convergence (docs/paper.md): delay range and episodes to converge
 PAPER = {"lad-ts": ("7.6-7.9", "~60"), "d2sac-ts": ("8.3-8.8", "~150"), "sac-ts": ("8.7-9.0", "~200"), "dqn-ts": ("9.4-9.6", "~300"), "opt-ts": ("7.4-7.5", "-")}
 
 
