@@ -21,15 +21,25 @@ def _uniform_allowed(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     return np.argmax(np.cumsum(mask, axis=1) > k[:, None], axis=1)
 
 
+def instants(arrival: np.ndarray) -> np.ndarray:
+    """Start of each run of equal arrival times (the instants of an event-time window batch), and the end."""
+    return np.r_[0, np.flatnonzero(arrival[1:] != arrival[:-1]) + 1, arrival.shape[0]]
+
+
 class RandomScheduler(Scheduler):
     name = "random"
     summary = "uniformly random allowed server"
     batch_unit = "slot"
+    event_batches = "window"  # a window is decided instant by instant, with the draws one call per instant makes
 
     def decide(self, batch: Batch) -> np.ndarray:
-        if not batch.has_mask:
+        if batch.has_mask:
+            return _uniform_allowed(self.rng, batch.mask)  # one uniform per task: the same however a window is cut
+        if batch.free_at_s is None:
             return self.rng.integers(0, batch.n_servers, size=len(batch))
-        return _uniform_allowed(self.rng, batch.mask)
+        # bounded integers are drawn in blocks: draw them per instant, as per-instant calls would
+        bounds = instants(batch.arrival_s)
+        return np.concatenate([self.rng.integers(0, batch.n_servers, size=int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 class WeightedRandomScheduler(Scheduler):
@@ -145,17 +155,91 @@ def _two_choices(u1, u2, compute, mask, backlog, assigned, out):  # pragma: no c
         placed[best] += compute[i, best]
 
 
+@njit(cache=True)
+def _two_choices_window(u1, u2, compute, mask, free, arrival, upload, physical, out):  # pragma: no cover - compiled
+    """`_two_choices` over an event-time window, with the queue view of one call per instant (see
+    schedulers.opt_ts.greedy_place_window for the bookkeeping it mirrors)."""
+    n_servers, n_workers = free.shape
+    free = free.copy()
+    soonest = np.empty(n_servers)
+    for a in range(n_servers):
+        m = free[a, 0]
+        for w in range(1, n_workers):
+            if free[a, w] < m:
+                m = free[a, w]
+        soonest[a] = m
+    snap = soonest.copy()
+    placed = np.zeros(n_servers)
+    touched = np.empty(u1.shape[0], dtype=np.int64)
+    n_touched = 0
+    instant = -np.inf
+    for i in range(u1.shape[0]):
+        t = arrival[i]
+        if t != instant:
+            instant = t
+            for k in range(n_touched):
+                a = touched[k]
+                snap[a] = soonest[a]
+                placed[a] = 0.0
+            n_touched = 0
+        allowed = 0
+        for a in range(n_servers):
+            if mask[i, a]:
+                allowed += 1
+        k1 = int(u1[i] * allowed)
+        first = _kth_allowed(mask[i], k1)
+        best = first
+        if allowed > 1:
+            k2 = int(u2[i] * (allowed - 1))
+            if k2 >= k1:
+                k2 += 1
+            second = _kth_allowed(mask[i], k2)
+            d1, d2 = snap[first] - t, snap[second] - t
+            if (d2 if d2 > 0.0 else 0.0) + placed[second] < (d1 if d1 > 0.0 else 0.0) + placed[first]:
+                best = second
+        out[i] = best
+        c = compute[i, best]
+        if placed[best] == 0.0:
+            touched[n_touched] = best
+            n_touched += 1
+        placed[best] += c
+        w = 0
+        for k in range(1, n_workers):
+            if free[best, k] < free[best, w]:
+                w = k
+        ready = t + upload[i, best] if physical else t
+        start = free[best, w] if free[best, w] > ready else ready
+        free[best, w] = start + c
+        m = free[best, 0]
+        for k in range(1, n_workers):
+            if free[best, k] < m:
+                m = free[best, k]
+        soonest[best] = m
+
+
 class PowerOfTwoScheduler(Scheduler):
     name = "p2c"
     summary = "power of two choices: two distinct random allowed servers, the one with the smaller expected wait"
     batch_unit = "slot"
+    event_batches = "window-if-stateless"  # its compiled kernel reproduces one call per instant, draws included
 
     def decide(self, batch: Batch) -> np.ndarray:
         n = len(batch)
-        u1 = self.rng.random(n)
-        u2 = self.rng.random(n)
         out = np.empty(n, dtype=np.int64)
-        _two_choices(u1, u2, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, out)
+        if batch.free_at_s is None:
+            u1 = self.rng.random(n)
+            u2 = self.rng.random(n)
+            _two_choices(u1, u2, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, out)
+            return out
+        # one call per instant draws u1 then u2 for its tasks; a window draws them all at once and takes, for the
+        # instant starting at s with m tasks, u1 = u[2s : 2s + m] and u2 = u[2s + m : 2s + 2m] (the same numbers)
+        u = self.rng.random(2 * n)
+        bounds = instants(batch.arrival_s)
+        starts, sizes = np.repeat(bounds[:-1], np.diff(bounds)), np.repeat(np.diff(bounds), np.diff(bounds))
+        j = np.arange(n) - starts
+        u1, u2 = u[2 * starts + j], u[2 * starts + sizes + j]
+        upload = batch.upload_s if batch.physical else np.zeros((0, 0))
+        _two_choices_window(u1, u2, batch.compute_s, batch.mask, batch.free_at_s, batch.arrival_s, upload, batch.physical, out)
         return out
 
 

@@ -100,7 +100,7 @@ def test_limit_case_equals_the_slotted_paper_model(paper, name):
 def test_window_kernels_decide_as_one_call_per_instant(poisson, overrides):
     """The built-ins' compiled window kernels give the decisions of the plain per-instant interface."""
     system = System.build(load_scenario(poisson, overrides), 3)
-    for name in ["opt-ts", "least-loaded", "weighted-random", "round-robin", "local"]:
+    for name in ["opt-ts", "least-loaded", "p2c", "random", "weighted-random", "round-robin", "local"]:
         traces = []
         for mode in ("window", "instant"):
             sched = make(name)
@@ -117,7 +117,7 @@ def test_window_kernels_with_simultaneous_arrivals(tiny):
     wl = arrivals_workload(tiny.tasks, arrival, rng.integers(0, 4, 300), slot_s=1.0, n_windows=4, n_servers=4, rng=rng)
     system = System.build(load_scenario("tiny", EVENT), 0)
     env = EventEnv(system.costs, 1.0, 4, np.array([1, 2, 1, 2]))
-    for name in ("opt-ts", "least-loaded"):
+    for name in ("opt-ts", "least-loaded", "p2c", "random"):
         out = []
         for mode in ("window", "instant"):
             sched = make(name)
