@@ -176,7 +176,7 @@ def test_site_build_escapes_and_ships_data(hostile_site):
     assert "<script>alert(1)</script>" not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
     assert index.count('<tr><td class="rank">') == 6
     assert (site / "plotly.min.js").stat().st_size > 1_000_000 and "cdn.plot.ly/plotly" not in index
-    assert (site / ".aigc-edge-bench-site").is_file()
+    assert json.loads((site / ".aigc-edge-bench").read_text())["kind"] == "site"  # the suite's marker
     for page in site.glob("*.html"):
         text = page.read_text()
         assert 'href="https://evil.example' not in text and "<a href=\"https" not in text, page.name  # no live link

@@ -132,7 +132,9 @@ def run(
     if as_json:
         print(json.dumps(summary, allow_nan=False))
     else:
-        _print_summary(summary)
+        from bench.experiments.bound import bound_gap
+
+        _print_summary(summary, bound_gap(sc, result.rows))  # only from cached bounds (bench bound): never computed here
     if target is None:
         err.print("results not saved (--no-save)", highlight=False)
     else:
@@ -174,7 +176,7 @@ def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:
     return [x for v in values or [] for x in (flag, v)]
 
 
-def _print_summary(s: dict[str, Any]) -> None:
+def _print_summary(s: dict[str, Any], gap: Optional[dict[str, Any]] = None) -> None:
     ci = s["ci95_delay_s"]
     title = f"{s['scheduler']} on {s['scenario']} · seeds {s['seeds']} · {s['episodes']} evaluation episodes per seed"
     if s["train_episodes"]:
@@ -185,6 +187,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     table.add_column("meaning")
     ci_text = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"
     table.add_row("mean delay (s)", fmt(s["mean_delay_s"]), "mean over episodes of the mean task delay (paper metric)")
+    if gap is not None:
+        bound = f"at most {100 * gap['excess_over_lower_bound']:.1f}% above optimal" if gap["excess_over_lower_bound"] is not None else ""
+        table.add_row("lower bound (s)", fmt(gap["lower_bound_mean_delay_s"]), f"no assignment does better (bench bound, cached); this run is {bound}")
+        if gap["optimum_mean_delay_s"] is not None:
+            table.add_row("optimum (s)", fmt(gap["optimum_mean_delay_s"]), f"proven offline optimum; this run is {100 * gap['excess_over_optimum']:+.1f}% above it")
     table.add_row("95% CI (s)", ci_text, f"t-interval over {s['ci95_over']}")
     table.add_row("p50 / p95 / p99 (s)", f"{fmt(s['p50_delay_s'], 2)} / {fmt(s['p95_delay_s'], 2)} / {fmt(s['p99_delay_s'], 2)}", "task delay percentiles, mean over episodes")
     table.add_row("upload / wait / compute / download (s)", " / ".join(fmt(s[k], 3) for k in ("mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")), "delay parts")

@@ -1,0 +1,145 @@
+"""`bench bound`: how far from optimal — each episode's lower bound and (small instances) exact optimum, beside the built-ins."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from bench.cli.common import (
+    err,
+    fail,
+    fmt,
+    guarded,
+    legacy_seeds_option,
+    num_seeds_option,
+    out,
+    pick_num_seeds,
+    seed_list,
+)
+
+AUTO_CUT_TASKS = 30  # an episode too large for the exact model is also solved cut to its first slots, up to this many tasks
+
+
+def bound(
+    scenario: str = typer.Option("paper", "--scenario", help="preset name (bench list) or path to a scenario .toml file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set episode.slots=1 (repeatable)"),
+    slots: Optional[int] = typer.Option(None, "--slots", help="cut every episode to this many slots (the same as --set episode.slots=N)"),
+    seed: Optional[List[str]] = typer.Option(None, "--seed", help="seeds: 7, 0,3,5 or 10-19 (repeatable); default 0"),
+    num_seeds: Optional[int] = num_seeds_option(),
+    legacy_seeds: Optional[int] = legacy_seeds_option(),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="evaluation episodes per seed"),
+    exact: bool = typer.Option(True, "--exact/--no-exact", help="also solve the exact model (HiGHS) where the instance is small enough"),
+    time_limit: float = typer.Option(30.0, "--time-limit", help="seconds the solver may spend per episode"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse and store bounds in the cache ($AIGC_EDGE_BENCH_CACHE/bounds)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress on stderr (default: when stderr is a terminal)"),
+) -> None:
+    """Lower bound on every scheduler's mean delay and, on small instances, the exact offline optimum, beside opt-ts and the best built-in rule.
+
+    When the episodes are too large for the exact model and --slots is not given, they are also solved cut to their
+    first slots (at most 30 tasks): the optimum of a small instance of the same scenario, beside opt-ts on it."""
+    from bench.experiments.bound import bound_report, check_time_model
+    from bench.scenarios import load_scenario
+
+    overrides = list(set_ or [])
+    if slots is not None:
+        if slots < 1:
+            fail(f"--slots = {slots} is not allowed; expected an integer >= 1")
+        overrides.append(f"episode.slots={slots}")
+    chosen = seed_list(seed, pick_num_seeds(num_seeds, legacy_seeds))
+    if episodes < 1:
+        fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
+    if not time_limit > 0:
+        fail(f"--time-limit = {time_limit} is not allowed; expected a number of seconds > 0")
+
+    def prepare():
+        sc = load_scenario(scenario, overrides)
+        check_time_model(sc)
+        return sc
+
+    sc = guarded(prepare)
+    show = err.is_terminal if progress is None else progress
+    report_progress = (lambda label: err.print(f"bound: {label}", highlight=False)) if show else None
+    report = guarded(lambda: bound_report(sc, chosen, episodes, exact=exact, time_limit_s=time_limit, use_cache=cache, progress=report_progress))
+    cut = None
+    too_large = any(e["exact_status"] == "skipped" and not e["warm_compute"] for e in report["per_episode"])
+    if exact and slots is None and too_large:
+        k = guarded(lambda: _slots_that_fit(sc, chosen[0]))
+        if k:
+            cut_sc = guarded(lambda: load_scenario(scenario, [*overrides, f"episode.slots={k}"]))
+            cut = guarded(lambda: bound_report(cut_sc, chosen, episodes, exact=True, time_limit_s=time_limit, use_cache=cache, progress=report_progress))
+            report["cut"] = {"slots": k, **cut}
+    if as_json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        _print_report(report)
+        if cut is not None:
+            out.print("")
+            out.print(f"the episodes are too large for the exact model; cut to their first {report['cut']['slots']} slot(s), "
+                      "they are small instances of the same scenario (--slots N chooses the cut):", highlight=False)
+            _print_report(cut)
+
+
+def _slots_that_fit(scenario, seed: int) -> int:
+    """The most leading slots of the first episode whose tasks number at most AUTO_CUT_TASKS (0 if not even one)."""
+    from bench.engine.system import System
+
+    per_slot = System.build(scenario, seed).workload(0).counts.sum(axis=1)
+    fits = per_slot.cumsum() <= AUTO_CUT_TASKS
+    return int(np.argmin(fits)) if not fits.all() else 0  # the leading run of slots that fit
+
+
+def _solver_text(e: dict[str, Any]) -> str:
+    status = e["exact_status"]
+    if status in ("optimal", "time-limit", "no-solution"):
+        return f"{status} ({fmt(e['exact_seconds'], 1)} s)"
+    if status == "skipped":
+        return "skipped: cold starts" if e["warm_compute"] else "skipped: too large"
+    return status
+
+
+def _optimum_text(optimum: Any, best: Any) -> str:
+    if optimum is not None:
+        return fmt(optimum, 4)
+    return f"≤ {fmt(best, 4)}" if best is not None else "-"
+
+
+def _gap_text(gap: Any) -> str:
+    if gap is None:
+        return "-"
+    return f"{100 * gap:.1f}%" if gap >= 1e-3 else "0" if gap < 1e-9 else f"{gap:.0e}"
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    title = (f"bounds on {r['scenario']} · seeds {r['seeds']} · {r['episodes']} episode(s) per seed · {r['slots']} slots, "
+             f"{r['servers']} servers, {r['tasks']:,} tasks · mean delay (s)")
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in ("seed", "episode", "tasks", "no-wait floor", "lower bound", "optimum", "gap", "solver", "opt-ts", "best built-in"):
+        t.add_column(col, justify="left" if col in ("solver", "best built-in") else "right")
+    for e in r["per_episode"]:
+        t.add_row(str(e["seed"]), str(e["episode"]), f"{e['tasks']:,}", fmt(e["no_wait_floor_s"], 4), fmt(e["lower_bound_s"], 4),
+                  _optimum_text(e["optimum_s"], e["best_found_s"]), _gap_text(e["gap"]), _solver_text(e), fmt(e["opt_ts_s"], 4),
+                  f"{fmt(e['best_builtin_s'], 4)} ({e['best_builtin']})")
+    t.add_row("all", "", f"{r['tasks']:,}", fmt(r["no_wait_floor_mean_delay_s"], 4), fmt(r["lower_bound_mean_delay_s"], 4),
+              _optimum_text(r["optimum_mean_delay_s"], r["best_found_mean_delay_s"]), _gap_text(r["optimality_gap"]), "",
+              fmt(r["opt_ts_mean_delay_s"], 4), f"{fmt(r['best_builtin_mean_delay_s'], 4)} ({r['best_builtin']})", style="bold")
+    out.print(t)
+    lines = [f"lower bound = {fmt(r['lower_bound_over_floor'], 1)} x the no-wait floor; opt-ts = {fmt(r['opt_ts_over_lower_bound'], 3)} x the lower bound"]
+    if r["optimum_mean_delay_s"] is not None:
+        lines.append(f"lower bound / optimum = {fmt(r['lower_bound_over_optimum'], 4)}; opt-ts / optimum = {fmt(r['opt_ts_over_optimum'], 4)}")
+    elif r["optimality_gap"] is not None:
+        lines.append(f"optimum not proven: it lies in [{fmt(r['dual_bound_mean_delay_s'], 4)}, {fmt(r['best_found_mean_delay_s'], 4)}] (gap {100 * r['optimality_gap']:.1f}%)")
+    if r["warm_compute"]:
+        lines.append("cold starts: the lower bound uses warm compute times (valid, looser); no exact model")
+    reasons = sorted({e["exact_reason"] for e in r["per_episode"] if e["exact_status"] == "skipped" and not e["warm_compute"]})
+    if reasons:
+        lines.append(f"exact model: {reasons[0]}")
+    timing = r["timing"]
+    lines.append(f"time: lower bound {fmt(timing['lower_bound_s'], 2)} s, exact {fmt(timing['exact_s'], 1)} s, "
+                 f"{timing['cached_episodes']} episode(s) from the cache, {fmt(timing['wall_s'], 1)} s in all")
+    for line in lines:
+        out.print(line, highlight=False)
