@@ -54,7 +54,6 @@ class ScenarioView:
     entries: list["Entry"]  # ordered by mean delay; comparison indices refer to this order
     comparisons: list[Comparison]
     independent: bool
-    bound: float | None = None
     styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
 
     def swatch(self, e: "Entry") -> str:
@@ -63,6 +62,10 @@ class ScenarioView:
     @property
     def reference(self) -> "Entry | None":
         return next((e for e in self.entries if e.scheduler == GREEDY_REFERENCE), None)
+
+    @property
+    def has_bound(self) -> bool:
+        return any(e.bound is not None for e in self.entries)
 
     @property
     def has_slo(self) -> bool:
@@ -108,10 +111,10 @@ def _ci(ci: tuple[float, float] | None) -> str:
 
 def ranking_table(view: ScenarioView, full: bool) -> str:
     """The ranking of one scenario; the scenario page (full) adds the mean/p95 front and the chart swatches."""
-    ref, bound, slo = view.reference, view.bound, view.has_slo
+    ref, bound, slo = view.reference, view.has_bound, view.has_slo
     head = ['<th>rank</th>', '<th class="l">entry</th>', "<th>mean delay (s)</th>", "<th>95% CI</th>"]
-    if bound is not None:
-        head.append('<th title="(mean - lower bound) / lower bound">gap to bound</th>')
+    if bound:
+        head.append('<th title="(mean - lower bound) / lower bound, the bound over the entry\'s own episodes (bench bound): the entry is at most this far above the optimum">gap to bound</th>')
     head += [f'<th title="relative to {GREEDY_REFERENCE}, {GREEDY_NOTE}: a reference, not an optimum">vs {GREEDY_REFERENCE.replace("-", "&#8209;")}*</th>', "<th>p95 (s)</th>", "<th>p99 (s)</th>"]
     if full:
         head.append('<th title="on the front of mean against p95: no other entry has both a lower mean and a lower p95">mean/p95 front</th>')
@@ -122,8 +125,8 @@ def ranking_table(view: ScenarioView, full: bool) -> str:
     rows = []
     for e in view.entries:
         cells = [f'<td class="rank">{rank_cell(e.rank)}</td>', f'<td class="l">{entry_name(e, swatch=view.swatch(e) if full else "")}</td>', f"<td>{fmt(e.mean)}</td>", f"<td>{_ci(e.ci)}</td>"]
-        if bound is not None:
-            cells.append(f"<td>{pct((e.mean - bound) / bound, sign=True) if bound > 0 else '–'}</td>")
+        if bound:
+            cells.append(f"<td>{pct(e.gap, sign=True)}</td>")
         cells += [f"<td>{pct(e.mean / ref.mean - 1, sign=True) if ref and ref.mean > 0 else '–'}</td>", f"<td>{fmt(e.p95, 2)}</td>", f"<td>{fmt(e.p99, 2)}</td>"]
         if full:
             cells.append(f'<td>{"<span class=front>●</span>" if e.on_front else ""}</td>')
@@ -218,10 +221,10 @@ def parts_table(view: ScenarioView) -> str:
     return f'<div class="scroll"><table><thead><tr><th class="l">entry</th>{head}<th>total (ms)</th></tr></thead><tbody>{rows}</tbody></table></div>'
 
 
-def index_body(views: list[ScenarioView]) -> str:
+def index_body(views: list[ScenarioView], live: list["Entry"] | None = None) -> str:
     sections = "".join(
         f'<h2><a href="scenario-{esc(v.name)}.html">{esc(v.name)}</a></h2><p class="note">{inline_code(v.description)}</p>{ranking_table(v, full=False)}'
-        + (f'<p class="note">Lower bound on the mean delay: {fmt(v.bound)} s.</p>' if v.bound is not None else "")
+        + bound_note(v)
         for v in views
     )
     return (
@@ -229,6 +232,7 @@ def index_body(views: list[ScenarioView]) -> str:
         "Every delay is recomputed from the submitted actions before it is shown (replay), and the data behind every table "
         'is downloadable: <a href="data/leaderboard.csv">leaderboard.csv</a> · <a href="data/leaderboard.parquet">leaderboard.parquet</a>.</p>'
         + (sections or "<p>No valid entries.</p>")
+        + live_section(live or [])
         + f'<p class="rule">{esc(RANKING_RULE)}<br>{esc(PAIRING_RULE)}<br>{esc(TRADE_OFF_RULE)}</p>'
         + reference_note()
     )
@@ -240,7 +244,51 @@ def reference_note() -> str:
             'Validity rules: <a href="invalid.html">invalid submissions</a> lists every failed check.</p>')
 
 
-def entry_body(e: "Entry", view: ScenarioView) -> str:
+def bound_note(view: ScenarioView) -> str:
+    """What the gap column means and the bound's value(s); empty when no entry has a bound."""
+    values = sorted({round(e.bound, 3) for e in view.entries if e.bound is not None})
+    if not values:
+        return ""
+    shown = f"{fmt(values[0])} s" if len(values) == 1 else f"{fmt(values[0])}–{fmt(values[-1])} s (entries cover different episodes)"
+    missing = sum(e.bound is None for e in view.entries)
+    return (f'<p class="note">Lower bound on the mean delay (<code>bench bound</code>, docs/bounds.md): {shown}. No assignment of these '
+            "episodes' requests does better, so an entry's gap to it is an upper limit on its distance from the optimum."
+            + (f" {missing} entr{'y' if missing == 1 else 'ies'} ran episodes the bounds file does not cover (–)." if missing else "") + "</p>")
+
+
+LIVE_NOTE = ("Measured on real model servers (bench live, docs/live.md): delays are the recorded timestamps of one run on one "
+             "machine, checked for consistency and recomputed from the records, but a run cannot be repeated to the same numbers. "
+             "They are reported, shown apart and never ranked with simulated entries.")
+
+
+def _sim_to_real(e: "Entry") -> float | None:
+    """The run's own sim-to-real error of the mean delay (reported by the submitter's run; not recomputed)."""
+    report = (e.result.bundles[0].manifest.get("live") or {}).get("sim_to_real") or {}
+    try:
+        value = float(report["overall"]["error_pct"]["mean_delay_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def live_section(entries: list["Entry"]) -> str:
+    """The index's table of live entries: measured, reported, not ranked."""
+    if not entries:
+        return ""
+    rows = "".join(
+        f'<tr><td class="l">{entry_name(e)}</td><td class="l">{esc(e.scenario)}</td><td>{int(e.result.episodes["tasks"].sum())}</td><td>{fmt(e.mean)}</td>'
+        f"<td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{pct(None if (x := _sim_to_real(e)) is None else x / 100, sign=True)}</td>"
+        f'<td class="l">{esc("; ".join(e.cpus)) or "–"}</td></tr>'
+        for e in sorted(entries, key=lambda e: (e.scenario, e.mean, e.label))
+    )
+    return ('<h2>Live runs (measured, reported)</h2>'
+            f'<p class="note">{esc(LIVE_NOTE)}</p><div class="scroll"><table><thead><tr><th class="l">entry</th><th class="l">scenario</th><th>requests</th>'
+            '<th>mean delay (s)</th><th>p95 (s)</th><th>p99 (s)</th><th title="(simulated - measured) / measured mean delay, the run\'s own bench live --compare-sim (reported)">simulator error</th>'
+            f'<th class="l">machine</th></tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+def entry_body(e: "Entry", view: ScenarioView | None) -> str:
+    """One entry's page; `view` is None for a live entry (not ranked)."""
     r = e.result
     meta = e.validation.submission.meta
     m0 = r.bundles[0].manifest
@@ -257,16 +305,19 @@ def entry_body(e: "Entry", view: ScenarioView) -> str:
         about += (f"<p><b>Hyper-parameter tuning:</b> {inline_code(meta.hyperparameter_tuning)}</p>" if meta.hyperparameter_tuning else "")
     rank = e.rank
     standing = ""
-    if rank is not None:
+    if view is None:
+        error = _sim_to_real(e)
+        standing = f'<p class="note">{esc(LIVE_NOTE)}' + (f" The simulator's error on this run's mean delay: {error:+.1f}% (reported)." if error is not None else "") + "</p>"
+    elif rank is not None:
         def names(idx: tuple[int, ...]) -> str:
             return ", ".join(esc(view.entries[i].label) for i in idx) or "none"
 
         standing = (f'<p class="note">Significantly better: {names(rank.better)}. Significantly worse: {names(rank.worse)}.'
                     + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
     metrics = (
-        "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
+        "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>lower bound (s)</th><th>gap to bound</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
         "<th>decision (µs/task, reported)</th><th class=\"l\">measured on</th></tr></thead><tbody>"
-        f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
+        f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.bound)}</td><td>{pct(e.gap, sign=True)}</td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
         f"<td>{pct(e.slo)}</td><td>{fmt(e.decision_us, 2)}</td><td class=\"l\">{esc('; '.join(e.cpus)) or '–'}</td></tr></tbody></table>"
     )
     prov_rows = []
@@ -289,8 +340,11 @@ def entry_body(e: "Entry", view: ScenarioView) -> str:
         if "trained_from_checkpoint" in m0:
             training += f"<p class=\"note\">Evaluated from a checkpoint (SHA-256 <code>{esc(m0['trained_from_checkpoint']['sha256'])}</code>) whose training is reported here.</p>"
     return (
-        f"<h1>{entry_name(e, link=False)}</h1><p>Scheduler <code>{esc(r.scheduler)}</code> on <a href=\"scenario-{esc(e.scenario)}.html\">{esc(e.scenario)}</a> "
-        f"(scenario hash <code>{esc(r.scenario_hash[:16])}</code>): rank {rank_cell(rank)}, {m0['protocol']['eval_episodes']} evaluation episodes per seed.</p>{standing}{about}"
+        f"<h1>{entry_name(e, link=False)}</h1><p>Scheduler <code>{esc(r.scheduler)}</code> on "
+        + (f"{esc(e.scenario)}, live" if view is None else f"<a href=\"scenario-{esc(e.scenario)}.html\">{esc(e.scenario)}</a>")
+        + f" (scenario hash <code>{esc(r.scenario_hash[:16])}</code>): "
+        + ("measured, not ranked" if view is None else f"rank {rank_cell(rank)}")
+        + f", {m0['protocol']['eval_episodes']} evaluation episodes per seed.</p>{standing}{about}"
         f"{metrics}"
         f"<h2>Per seed</h2><table><thead><tr><th>seed</th><th>episodes</th><th>mean delay (s)</th><th>p95 (s)</th></tr></thead><tbody>{seed_rows}</tbody></table>"
         f"<h2>Hyper-parameters</h2><table><tbody>{params}</tbody></table>{training}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import polars as pl

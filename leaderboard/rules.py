@@ -5,14 +5,16 @@ LoadGen reports why a run is INVALID:
 
   schema      every bundle is an aigc-edge-bench/run bundle of the supported schema version
   integrity   every file matches the SHA-256 recorded in its manifest; no listed file is missing
-  scenario    the scenario is a leaderboard preset, and its configuration hashes to the preset's hash today
+  scenario    the scenario is a leaderboard preset (a live one for live bundles), and its configuration hashes to
+              the preset's hash today
   pooling     bundles pooled into one entry share scheduler, parameters, scenario and protocol; seeds differ
   seeds       at least `min_seeds` distinct seeds
   episodes    at least `min_eval_episodes` evaluation episodes per seed
   training    learning schedulers: at most `max_train_episodes` training episodes per seed
   disclosure  learning schedulers: submission.toml states how the hyper-parameters were chosen
   replay      regenerating each seed's evaluation tasks and re-applying the stored actions reproduces every
-              stored metric exactly, and summary.json equals the summary of the episodes
+              stored metric exactly, and summary.json equals the summary of the episodes; for a live bundle, its
+              metrics recomputed from its recorded timestamps equal the stored ones, and the records are consistent
 
 Ranking, per scenario (leaderboard/ranking.py computes it): entries are listed by mean delay. Every pair of
 entries is compared by a two-sided paired t-test of their difference in mean delay on identical task streams:
@@ -52,6 +54,12 @@ RULES: dict[str, ScenarioRule] = {
     # measured (CPU) and published (GPU) costs with memory limits and cold starts
     "edge-cpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
     "edge-gpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
+}
+
+# Live runs (bench live): measured on real model servers, one episode per seed; shown apart from the simulated
+# entries and never ranked with them (their timestamps cannot be recomputed like simulated actions: "reported")
+LIVE_RULES: dict[str, ScenarioRule] = {
+    "live-cpu": ScenarioRule(min_seeds=1, min_eval_episodes=1, max_train_episodes=0),
 }
 
 RANKING_RULE = (

@@ -35,11 +35,12 @@ import bench
 from bench.core.errors import BenchError
 from bench.core.io import MARKER as CORE_MARKER
 from bench.core.io import read_marker, write_marker
+from bench.experiments.bound_file import ScenarioBounds, find_bounds
 from bench.experiments.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
-from leaderboard.pages import GREEDY_NOTE, GREEDY_REFERENCE, ScenarioView, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
+from leaderboard.pages import GREEDY_NOTE, GREEDY_REFERENCE, ScenarioView, bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
 from leaderboard.ranking import Over, Rank, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
@@ -76,6 +77,7 @@ class Entry:
     curve: tuple[np.ndarray, np.ndarray] | None
     quantiles: np.ndarray | None
     verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
+    bound: float | None = None  # lower bound on the mean delay over this entry's own episodes (a bounds file, bench bound)
     rank: Rank | None = None
     on_front: bool = False
     decision_vs_fastest: float | None = None
@@ -83,6 +85,11 @@ class Entry:
     @property
     def result(self):
         return self.validation.result
+
+    @property
+    def gap(self) -> float | None:
+        """(mean - lower bound) / lower bound over the same episodes: how far above optimal the entry is at most."""
+        return (self.mean - self.bound) / self.bound if self.bound else None
 
 
 def _column_mean(df: pl.DataFrame, column: str) -> float | None:
@@ -94,7 +101,20 @@ def _column_mean(df: pl.DataFrame, column: str) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None) -> Entry:
+def _bound(v: Validation, bounds: list[ScenarioBounds]) -> float | None:
+    """The mean lower bound over the entry's episodes, from a bounds file of its scenario hash that covers all of them."""
+    r = v.result
+    hashes = {b.manifest["scenario"]["hash"] for b in r.bundles}
+    triples = list(r.episodes.select("seed", "episode", "tasks").iter_rows())
+    for b in bounds:
+        if hashes == {b.scenario_hash}:
+            value = b.mean_over(triples)
+            if value is not None:
+                return value
+    return None
+
+
+def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None) -> Entry:
     r = v.result
     s = summarize_bundles(r.bundles)
     over = pairing(r.learns, r.learns, independent)
@@ -108,7 +128,7 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
     checked = [(records or {}).get(b.manifest.get("digest") or "") for b in r.bundles]
     verified = bool(checked) and all(c is not None and c.get("ok") is True for c in checked)
     decision = s.decision_us_per_task
-    if verified:  # re-measured by the verifier, on its machine: what the site shows instead of the submitter's figure
+    if verified and all(c.get("decision_us_per_task") is not None for c in checked):  # re-measured by the verifier, on its machine: shown instead of the submitter's figure
         decision = float(np.mean([c["decision_us_per_task"] for c in checked]))
         cpus = tuple(sorted({str(c.get("machine", {}).get("cpu") or "unknown CPU") for c in checked}))
     return Entry(
@@ -116,11 +136,11 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
         mean=s.mean_delay_s, ci=mean_interval(r.episodes, over), p95=_column_mean(r.episodes, "p95_delay_s"), p99=_column_mean(r.episodes, "p99_delay_s"),
         slowdown=_column_mean(r.episodes, "mean_slowdown"), slo=_column_mean(r.episodes, "slo_attainment"), parts=s.parts_s,
         decision_us=decision, cpus=cpus, verified=verified, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
-        quantiles=v.delay_quantiles,
+        quantiles=v.delay_quantiles, bound=_bound(v, bounds or []),
     )
 
 
-def _scenario_view(name: str, entries: list[Entry], independent: bool, bound: float | None) -> ScenarioView:
+def _scenario_view(name: str, entries: list[Entry], independent: bool) -> ScenarioView:
     """Rank one scenario's entries (leaderboard/ranking.py) and set what the pages show about them."""
     entries = sorted(entries, key=lambda e: (e.mean, e.label, e.id))
     comparisons = compare_all([e.result for e in entries], independent)
@@ -134,7 +154,7 @@ def _scenario_view(name: str, entries: list[Entry], independent: bool, bound: fl
         description = load_scenario(name).description
     except BenchError:
         description = ""
-    return ScenarioView(name, description, entries, comparisons, independent, bound, charts.styles(len(entries)))
+    return ScenarioView(name, description, entries, comparisons, independent, styles=charts.styles(len(entries)))
 
 
 def _scenario_body(view: ScenarioView) -> str:
@@ -143,9 +163,8 @@ def _scenario_body(view: ScenarioView) -> str:
         for e, st in zip(view.entries, view.styles)
     ]
     name = view.name
-    bound = f'<p class="note">Lower bound on the mean delay of this scenario: {view.bound:.3f} s (the "gap to bound" column).</p>' if view.bound is not None else ""
     body = (
-        f'<h1>{esc(name)}</h1><p class="note">{inline_code(view.description)}</p>{bound}'
+        f'<h1>{esc(name)}</h1><p class="note">{inline_code(view.description)}</p>{bound_note(view)}'
         + ranking_table(view, full=True) + scenario_rule(view) + reference_note()
         + "<h2>Mean delay</h2>" + charts.figure_html(charts.mean_chart(series), f"mean-{name}")
         + '<p class="note">Each interval is of one entry\'s mean alone. The ranking compares pairs on identical task streams, '
@@ -236,6 +255,8 @@ class SiteReport:
     invalid: list[Validation]
     out: Path
     views: list[ScenarioView]
+    bound_problems: list[str]  # bounds files that did not check out (left unused, listed on the invalid page)
+    live: list[Entry]  # live runs (bench live): measured, shown apart, not ranked
 
 
 def _leaderboard_rows(view: ScenarioView) -> list[dict]:
@@ -249,7 +270,7 @@ def _leaderboard_rows(view: ScenarioView) -> list[dict]:
             "decision_us_per_task_reported": e.decision_us, "decision_cpu": "; ".join(e.cpus), "decision_vs_fastest_same_cpu": e.decision_vs_fastest,
             "converged_episode": e.converged, "train_episodes": e.train_episodes, "seeds": len(e.result.seeds),
             "vs_opt_ts": (e.mean / ref.mean - 1) if ref and ref.mean > 0 else None,
-            "lower_bound_s": view.bound, "gap_to_bound": (e.mean - view.bound) / view.bound if view.bound else None,
+            "lower_bound_s": e.bound, "gap_to_bound": e.gap,
         })
     return rows
 
@@ -288,18 +309,19 @@ def _relative(path: Path, roots: list[Path]) -> str:
     return Path(path).name
 
 
-def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, bounds: Mapping[str, float] | None = None,
-               records: Mapping[str, dict] | None = None) -> SiteReport:
+def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, records: Mapping[str, dict] | None = None) -> SiteReport:
     """Validate the submissions under `roots` and write the site to `out` (checked first: see check_out).
 
-    `bounds` maps a scenario to a lower bound on its mean delay (seconds); where given, the gap to it is shown.
+    Bounds files under `roots` (bench/experiments/bound_file.py, written by `bench bound --out`) give each entry
+    whose episodes they cover its gap to the lower bound; a bounds file that does not check out is listed on the
+    invalid page.
     `records` maps a bundle digest to its verify record (leaderboard.verify.read_records): an entry whose bundles
     all passed is marked verified and shows its re-measured decision time."""
     import plotly.offline
 
     roots = [Path(r) for r in roots]
     target = check_out(out, roots)
-    bounds = dict(bounds or {})
+    bounds, bound_problems = find_bounds(roots)
     built = datetime.now(timezone.utc)
 
     validations = []
@@ -308,13 +330,14 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
         if progress:
             progress(f"{'valid' if validations[-1].valid else 'INVALID'}: {sub.label}")
     invalid = [v for v in validations if not v.valid]
-    valid = [v for v in validations if v.valid]
+    valid = [v for v in validations if v.valid and not v.result.live]
+    live = [_entry(v, False, records) for v in validations if v.valid and v.result.live]  # measured: shown apart, never ranked
     scenarios = [s for s in RULES if any(v.result.scenario == s for v in valid)]
     views, entries = [], []
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
         independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
-        view = _scenario_view(name, [_entry(v, independent, records) for v in group], independent, bounds.get(name))
+        view = _scenario_view(name, [_entry(v, independent, records, bounds.get(name)) for v in group], independent)
         views.append(view)
         entries += view.entries
     foot = footer(built, results_commit(roots))
@@ -345,11 +368,17 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
         table = pl.DataFrame(table_rows) if table_rows else pl.DataFrame()
         _write_csv(table, tmp / "data" / "leaderboard.csv")
         table.write_parquet(tmp / "data" / "leaderboard.parquet")
-        (tmp / "index.html").write_text(page("Rankings", index_body(views), scenarios, foot), encoding="utf-8")
+        for e in live:
+            _write_csv(e.result.episodes, tmp / "data" / f"entry-{e.id}.csv")
+            e.result.episodes.write_parquet(tmp / "data" / f"entry-{e.id}.parquet")
+            (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, None), scenarios, foot), encoding="utf-8")
+        (tmp / "index.html").write_text(page("Rankings", index_body(views, live), scenarios, foot), encoding="utf-8")
         bad = "".join(
             f'<h2>{esc(v.submission.label)}</h2><p class="note">{esc(_relative(v.submission.root, roots))}</p><ul>' + "".join(f'<li class="bad">{esc(_hide_roots(f, roots))}</li>' for f in v.failures) + "</ul>"
             for v in invalid
         ) or "<p>None: every submission passed every check.</p>"
+        if bound_problems:
+            bad += "<h2>Bounds files</h2><ul>" + "".join(f'<li class="bad">{esc(_hide_roots(p, roots))}</li>' for p in bound_problems) + "</ul>"
         (tmp / "invalid.html").write_text(page("Invalid submissions", "<h1>Invalid submissions</h1>" + bad, scenarios, foot), encoding="utf-8")
         for path in tmp.rglob("*"):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -357,4 +386,4 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SiteReport(entries, invalid, target, views)
+    return SiteReport(entries, invalid, target, views, [_hide_roots(p, roots) for p in bound_problems], live)

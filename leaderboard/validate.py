@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 
 from bench.experiments.compare import ResultSet, pool
 from bench.core.errors import BenchError
 from bench.experiments.replay import replay
 from bench.scenarios import load_scenario, scenario_from_dict
-from leaderboard.rules import RULES
+from leaderboard.rules import LIVE_RULES, RULES
 from leaderboard.submission import Submission
 
 QUANTILES = np.linspace(0.0, 1.0, 201)
@@ -49,9 +50,10 @@ def validate(sub: Submission, *, check_replay: bool = True, collect_delays: bool
     v.result = result
     first = sub.bundles[0].manifest
     name = first["scenario"]["name"]
-    rule = RULES.get(name)
+    rules = LIVE_RULES if result.live else RULES
+    rule = rules.get(name)
     if rule is None:
-        fail(f"scenario: '{name}' is not a leaderboard scenario; expected one of {', '.join(RULES)}")
+        fail(f"scenario: '{name}' is not a leaderboard scenario{' for live runs' if result.live else ''}; expected one of {', '.join(rules)}")
         return v
     preset_hash = load_scenario(name).hash
     for b in sub.bundles:
@@ -89,6 +91,8 @@ def validate(sub: Submission, *, check_replay: bool = True, collect_delays: bool
                 fail(f"replay: {b.path}: {line}")
             if len(report.mismatches) > 3:
                 fail(f"replay: {b.path}: ... and {len(report.mismatches) - 3} more mismatches")
+        if collect_delays and result.live and not v.failures:  # the measured delays of the completed requests
+            delays = [b.tasks().filter(pl.col("status") == "done")["delay_s"].to_numpy() for b in sub.bundles]
         if collect_delays and delays and not v.failures:
             v.delay_quantiles = np.quantile(np.concatenate(delays), QUANTILES)
     return v

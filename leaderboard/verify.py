@@ -12,7 +12,9 @@ re-runs the scheduler the manifest names on the bundle's scenario and seeds:
   delay must lie within `tolerance` (relative, default 10%) of the claimed mean over the same seeds. An edited
   budget (20 episodes claimed as 2) or another policy's actions moves it by far more (docs/leaderboard.md gives
   the measured margins);
-- the decision time is re-measured by the re-run (reported values are never shown as measured).
+- the decision time is re-measured by the re-run (reported values are never shown as measured);
+- a live bundle (bench live) cannot be re-run to the same numbers: its metrics are recomputed from its recorded
+  timestamps (replay) and nothing more; it stays "reported" on the site.
 
 Built-in schedulers run in this process (their code is the suite's). Any other scheduler runs from the source the
 bundle carries (source/), in the sandbox (bench.experiments.sandbox), which must isolate the network and the file
@@ -89,6 +91,11 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
         return v
     chosen = [int(s) for s in m["seeds"]][: seeds or None]
     v.seeds = chosen
+    if m.get("mode") == "live":  # measured on real servers: nothing to re-run; its records were recomputed above
+        v.check = "live: records recomputed (a live run cannot be re-run)"
+        v.ok = True
+        v.wall_s = time.perf_counter() - start
+        return v
     learns = bool(m["scheduler"]["learns"])
     v.check = "learner: metrics" if learns else "rule: actions"
     try:

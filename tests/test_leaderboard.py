@@ -162,7 +162,15 @@ def hostile(results, tmp_path_factory):
 @pytest.fixture(scope="module")
 def hostile_site(hostile, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "site"
-    return build_site([hostile], out, bounds={"tiny": 1.0}), out
+    rows = pl.concat([pl.read_parquet(f) for f in sorted((hostile / "opt-ts").glob("seed-*/episodes.parquet"))])
+    scenario_hash = json.loads((hostile / "opt-ts" / "seed-0" / "manifest.json").read_text())["scenario"]["hash"]
+    episodes = [{"seed": s, "episode": e, "tasks": n, "lower_bound_s": 1.0, "no_wait_floor_s": 0.5, "optimum_s": None}
+                for s, e, n in rows.select("seed", "episode", "tasks").iter_rows()]
+    record = {"kind": "bounds", "version": 1, "scenario": "tiny", "scenario_hash": scenario_hash, "time_model": "slotted", "episodes": episodes}
+    (hostile / "bounds.json").write_text(json.dumps(record))
+    forged = dict(record, episodes=[dict(e, lower_bound_s=float("nan")) for e in episodes])  # hostile: NaN where a bound goes
+    (hostile / "opt-ts" / "bounds.json").write_text(json.dumps(forged))
+    return build_site([hostile], out), out
 
 
 def _scripts(html: str) -> list[str]:
@@ -193,6 +201,7 @@ def test_site_build_escapes_and_ships_data(hostile_site):
     raw = (site / "data" / "leaderboard.csv").read_text()
     assert not any(cell.startswith(("=", "+", "@")) for line in raw.splitlines() for cell in line.split(","))
     scenario_page = (site / "scenario-tiny.html").read_text()
+    assert "Bounds files" in (site / "invalid.html").read_text() and "lower_bound_s" in (site / "invalid.html").read_text()
     assert "gap to bound" in scenario_page and "Holm" in scenario_page and "a greedy full-information rule" in scenario_page
     assert "optimal" not in scenario_page.lower().replace("not optimal", "")
     entry = next(e for e in report.entries if e.label == EVIL_LINK)

@@ -336,14 +336,16 @@ def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
     assert site._column_mean(eps, "mean_slowdown") == pytest.approx(3.0)
     assert site._column_mean(eps, "slo_attainment") is None and site._column_mean(eps, "absent") is None
 
-    def entry(label, slowdown, slo, scheduler="x"):
+    def entry(label, slowdown, slo, scheduler="x", bound=None):
         return SimpleNamespace(id=label, label=label, scheduler=scheduler, rank=Rank(1, 2, (), (), ()), mean=2.0, ci=(1.9, 2.1), p95=3.0, p99=4.0, on_front=True,
-                               slowdown=slowdown, slo=slo, decision_us=1.5, verified=False, result=SimpleNamespace(seeds=[0, 1, 2]))
+                               slowdown=slowdown, slo=slo, decision_us=1.5, verified=False, result=SimpleNamespace(seeds=[0, 1, 2]),
+                               bound=bound, gap=(2.0 - bound) / bound if bound else None)
 
     without = ScenarioView("tiny", "", [entry("a", None, None, "opt-ts"), entry("b", None, None)], [], True)
     html = ranking_table(without, full=True)
     assert "SLO attainment" not in html and "mean slowdown" in html and "gap to bound" not in html
     assert "a greedy full-information rule" in html and html.count("<tr>") == 3
-    with_slo = ScenarioView("tiny", "", [entry("a", 1.25, 0.9731, "opt-ts"), entry("b", 2.5, None)], [], True, bound=1.6)
+    with_slo = ScenarioView("tiny", "", [entry("a", 1.25, 0.9731, "opt-ts", bound=1.6), entry("b", 2.5, None)], [], True)
     html = ranking_table(with_slo, full=False)
     assert "SLO attainment" in html and "97.3%" in html and "1.25" in html and "gap to bound" in html and "+25.0%" in html
+    assert html.count("<td>–</td>") >= 2  # entry b: no bound for its episodes, and no SLO

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import bound, experiments, info, leaderboard, profile, run, scaffold, trace
+from bench.cli import bound, experiments, info, leaderboard, live, profile, run, scaffold, trace
 
 app = typer.Typer(
     name="bench",
@@ -29,6 +29,7 @@ app.command("check-scheduler")(info.check_scheduler)
 app.command("new-scheduler")(scaffold.new_scheduler)
 app.command("profile")(profile.profile)
 app.command("bound")(bound.bound)
+app.command("live")(live.live)
 app.command("sweep")(experiments.sweep)
 app.command("check")(experiments.check)
 app.command("reproduce-paper")(experiments.reproduce_paper)

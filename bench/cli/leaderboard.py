@@ -49,8 +49,11 @@ def leaderboard_build(
     roots = list(results) if results else [DEFAULT_RESULTS]
     records = read_records(verified or DEFAULT_VERIFIED)
     report = guarded(lambda: build_site(roots, out_dir, progress=lambda line: err.print(escape(line), highlight=False), records=records))
-    out.print(f"site written to {report.out}/index.html: {len(report.entries)} entries ({sum(e.verified for e in report.entries)} verified), "
-              f"{len(report.invalid)} invalid submission(s) left out", highlight=False)
+    for problem in report.bound_problems:
+        err.print(f"bounds file not used: {escape(problem)}", highlight=False)
+    with_bound = sum(e.bound is not None for e in report.entries)
+    out.print(f"site written to {report.out}/index.html: {len(report.entries)} entries ({sum(e.verified for e in report.entries)} verified, "
+              f"{with_bound} with a gap to a lower bound), {len(report.live)} live run(s) shown apart, {len(report.invalid)} invalid submission(s) left out", highlight=False)
 
 
 def leaderboard_populate(
@@ -87,7 +90,9 @@ def leaderboard_verify(
         v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit)
         if record is not None:
             guarded(lambda v=v: write_record(v, record))
-        if v.ok:
+        if v.ok and v.check.startswith("live"):
+            out.print(f"[green]CHECKED[/]  {escape(v.scheduler)} at {escape(str(path))}: {v.check}; its metrics stay reported", highlight=False, soft_wrap=True)
+        elif v.ok:
             delay = f"mean delay {v.rerun_mean_delay_s:.4f} s" + ("" if v.check.startswith("rule") else f" (claimed {v.claimed_mean_delay_s:.4f} s)")
             out.print(f"[green]VERIFIED[/] {escape(v.scheduler)} at {escape(str(path))}: {v.check}, seeds {v.seeds}, {delay}, "
                       f"decision {v.decision_us_per_task:.2f} µs/task re-measured ({v.measured_in})", highlight=False, soft_wrap=True)

@@ -162,7 +162,7 @@ def _training_frame(result: RunResult) -> pl.DataFrame | None:
     return pl.DataFrame(rows).with_columns(pl.col("seed").cast(pl.UInt64), pl.col("episode").cast(pl.UInt32))
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
@@ -208,7 +208,7 @@ def write_bundle(
             _tasks_frame(result).write_parquet(files["tasks.parquet"], compression="zstd")
         summary = result.summary()
         files["summary.json"] = tmp / "summary.json"
-        _write_json(files["summary.json"], summary)
+        write_json(files["summary.json"], summary)
         source = carry_source(result, tmp)
         files.update({name: tmp / name for name in source.get("files", ())})
 
@@ -248,8 +248,8 @@ def write_bundle(
             "files": {name: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for name, path in sorted(files.items())},
         }
         manifest["digest"] = digest(manifest)
-        _write_json(tmp / "manifest.json", manifest)
-        _install(tmp, out)
+        write_json(tmp / "manifest.json", manifest)
+        install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -333,7 +333,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return ckpt
 
 
-def _install(tmp: Path, out: Path) -> None:
+def install(tmp: Path, out: Path) -> None:
     """Move the finished bundle into place; an old bundle is removed only once the new one is there."""
     if out.exists():
         if not any(out.iterdir()):
@@ -365,6 +365,11 @@ class Bundle:
     def version(self) -> int:
         return int(self.manifest["schema_version"])
 
+    def tasks(self) -> pl.DataFrame:
+        """tasks.parquet: every request's record (always in a live bundle; in a simulated one with --task-records)."""
+        where = str(self.path)
+        return read_parquet_file(member(Path(self.path), "tasks.parquet", where=where), "tasks.parquet", where=where)
+
     def episode_actions(self, seed: int, episode: int) -> np.ndarray:
         if not hasattr(self, "_by_episode"):
             parts = self.actions.partition_by("seed", "episode", as_dict=True, maintain_order=True)
@@ -392,9 +397,12 @@ def read_bundle(path: Path, *, verify: bool = True) -> Bundle:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{path}: the manifest's files table is missing")
-    for name in ("summary.json", "episodes.parquet", "actions.parquet"):
+    mode = manifest.get("mode", "simulated")
+    if mode not in ("simulated", "live"):
+        raise BundleError(f"{path}: mode = {str(mode)[:40]!r} is not supported; expected simulated or live")
+    for name in ("summary.json", "episodes.parquet", "actions.parquet") + (("tasks.parquet",) if mode == "live" else ()):
         if name not in files:
-            raise BundleError(f"{path}: the manifest lists no {name}")
+            raise BundleError(f"{path}: the manifest lists no {name}" + (" (a live bundle's metrics are recomputed from its records)" if name == "tasks.parquet" else ""))
     source_bytes = 0
     paths = {}
     for name, entry in files.items():

@@ -42,6 +42,11 @@ class ResultSet:
     def seeds(self) -> list[int]:
         return sorted(int(s) for s in self.episodes["seed"].unique())
 
+    @property
+    def live(self) -> bool:
+        """Measured on real servers (bench live): its metrics come from timestamps, not from a simulation."""
+        return bool(self.bundles) and self.bundles[0].manifest.get("mode") == "live"
+
 
 def pool(bundles: Iterable[Bundle], label: str | None = None) -> ResultSet:
     """Pool bundles of one scheduler configuration and scenario; their seeds must not overlap."""
@@ -49,12 +54,14 @@ def pool(bundles: Iterable[Bundle], label: str | None = None) -> ResultSet:
     if not bundles:
         raise BenchError("no bundles to pool")
     first = bundles[0].manifest
-    key = (first["scheduler"]["name"], first["scheduler"]["params"], first["scenario"]["hash"], first["protocol"])
+    def key(m: dict) -> tuple:
+        return (m["scheduler"]["name"], m["scheduler"]["params"], m["scenario"]["hash"], m["protocol"], m.get("mode", "simulated"))
+
     seen: set[int] = set()
     for b in bundles:
         m = b.manifest
-        if (m["scheduler"]["name"], m["scheduler"]["params"], m["scenario"]["hash"], m["protocol"]) != key:
-            raise BenchError(f"{b.path}: another scheduler configuration, scenario or protocol than {bundles[0].path}; bundles can only be pooled when all agree")
+        if key(m) != key(first):
+            raise BenchError(f"{b.path}: another scheduler configuration, scenario, protocol or mode (simulated or live) than {bundles[0].path}; bundles can only be pooled when all agree")
         overlap = seen & set(m["seeds"])
         if overlap:
             raise BenchError(f"{b.path}: seed(s) {sorted(overlap)} appear in more than one bundle")

@@ -35,6 +35,11 @@ def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], N
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(Path(bundle))
     m = bundle.manifest
+    if m.get("mode") == "live":  # measured, not simulated: its metrics are recomputed from the recorded timestamps
+        from bench.experiments.live_records import replay_live
+
+        problems = replay_live(bundle)
+        return ReplayReport(episodes=len(bundle.episodes), mismatches=problems)
     try:
         scenario = scenario_from_dict(m["scenario"]["config"], source=f"{bundle.path}/manifest.json scenario")
     except BenchError as exc:

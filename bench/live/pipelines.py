@@ -77,6 +77,7 @@ class Generated:
     text_s: float
     denoise_s: float  # the denoising loop, pipeline set-up included
     vae_s: float  # decode and post-processing
+    first_step_s: float = 0.0  # from the end of text encoding to the end of the first step (the pipeline's set-up and one step)
 
     @property
     def digest(self) -> str:
@@ -208,7 +209,7 @@ class Pipeline:
             image = np.asarray(out.images, dtype=np.float32)
             t2 = time.perf_counter()
         last = marks[-1] if marks else t1
-        return Generated(image=image, text_s=t1 - t0, denoise_s=last - t1, vae_s=t2 - last)
+        return Generated(image=image, text_s=t1 - t0, denoise_s=last - t1, vae_s=t2 - last, first_step_s=(marks[0] - t1) if marks else 0.0)
 
 
 def _sync(device: torch.device) -> None:

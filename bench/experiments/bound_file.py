@@ -1,0 +1,143 @@
+"""A scenario's per-episode lower bounds as a file beside its results, so the leaderboard can show each entry's gap.
+
+`bench bound --scenario S --seeds 0-2 --episodes K --out leaderboard/results/S/bounds.json` writes it; the site
+build reads it (leaderboard/site.py) and puts beside every entry whose episodes it covers the gap
+(entry mean - bound mean over the same episodes) / bound mean. The file is read as untrusted input: its size,
+every field and every value are checked, and a record is used for an entry only when its scenario hash and each
+episode's task count agree with the entry's bundles.
+
+    {"kind": "bounds", "version": 1, "scenario": "paper", "scenario_hash": "...", "time_model": "slotted",
+     "episodes": [{"seed": 0, "episode": 0, "tasks": 29871, "lower_bound_s": 3.52, "no_wait_floor_s": 0.04,
+                   "optimum_s": null}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from bench.core.errors import BenchError
+
+FILE_NAME = "bounds.json"
+KIND = "bounds"
+VERSION = 1
+MAX_BYTES = 4_000_000
+MAX_EPISODES = 20_000
+_EPISODE_FIELDS = ("seed", "episode", "tasks", "lower_bound_s", "no_wait_floor_s", "optimum_s")
+
+
+@dataclass(frozen=True)
+class ScenarioBounds:
+    """One scenario's lower bound (and optimum where proven) per (seed, episode)."""
+
+    scenario: str
+    scenario_hash: str
+    time_model: str
+    lower: Mapping[tuple[int, int], float]
+    tasks: Mapping[tuple[int, int], int]
+    optimum: Mapping[tuple[int, int], float]
+
+    def mean_over(self, episodes: Iterable[tuple[int, int, int]]) -> float | None:
+        """Mean lower bound over (seed, episode, tasks) triples; None unless every one is covered with that task count."""
+        values = []
+        for seed, episode, tasks in episodes:
+            key = (int(seed), int(episode))
+            if key not in self.lower or self.tasks[key] != int(tasks):
+                return None
+            values.append(self.lower[key])
+        return math.fsum(values) / len(values) if values else None
+
+
+def write_bounds_file(path: Path, scenario: str, scenario_hash: str, time_model: str, bounds: Iterable[Any]) -> Path:
+    """Write EpisodeBound records (bench.experiments.bound) as a bounds file, atomically."""
+    episodes = [{"seed": b.seed, "episode": b.episode, "tasks": b.tasks, "lower_bound_s": b.lower_bound_s,
+                 "no_wait_floor_s": b.no_wait_floor_s, "optimum_s": b.optimum_s} for b in bounds]
+    record = {"kind": KIND, "version": VERSION, "scenario": scenario, "scenario_hash": scenario_hash, "time_model": time_model,
+              "episodes": sorted(episodes, key=lambda e: (e["seed"], e["episode"]))}
+    path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file path (for example .../{FILE_NAME}), not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, allow_nan=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def read_bounds_file(path: Path) -> ScenarioBounds:
+    """Read and check a bounds file; BenchError naming the file, the field and the bad value otherwise."""
+    path = Path(path)
+    where = f"{path.name} in {path.parent.name}"
+
+    def bad(field: str, value: Any, allowed: str) -> BenchError:
+        return BenchError(f"{where}: {field} = {str(value)[:80]!r} is not allowed; expected {allowed}")
+
+    if path.is_symlink() or not path.is_file():
+        raise bad("file", "a link or not a file", "a regular file")
+    if path.stat().st_size > MAX_BYTES:
+        raise bad("size", path.stat().st_size, f"at most {MAX_BYTES} bytes")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise bad("content", type(exc).__name__, "UTF-8 JSON") from None
+    if not isinstance(data, dict) or set(data) != {"kind", "version", "scenario", "scenario_hash", "time_model", "episodes"}:
+        raise bad("fields", sorted(data) if isinstance(data, dict) else type(data).__name__, "kind, version, scenario, scenario_hash, time_model, episodes")
+    if data["kind"] != KIND or data["version"] != VERSION:
+        raise bad("kind/version", f"{data['kind']}/{data['version']}", f"{KIND}/{VERSION}")
+    for name in ("scenario", "scenario_hash", "time_model"):
+        if not isinstance(data[name], str) or not 0 < len(data[name]) <= 200:
+            raise bad(name, data[name], "a non-empty string")
+    if data["time_model"] not in ("slotted", "event"):
+        raise bad("time_model", data["time_model"], "slotted or event")
+    eps = data["episodes"]
+    if not isinstance(eps, list) or not 0 < len(eps) <= MAX_EPISODES:
+        raise bad("episodes", f"{type(eps).__name__} of {len(eps) if isinstance(eps, list) else '?'}", f"a list of 1 to {MAX_EPISODES} records")
+    lower: dict[tuple[int, int], float] = {}
+    tasks: dict[tuple[int, int], int] = {}
+    optimum: dict[tuple[int, int], float] = {}
+    for i, e in enumerate(eps):
+        if not isinstance(e, dict) or set(e) != set(_EPISODE_FIELDS):
+            raise bad(f"episodes[{i}]", e, f"a record with {', '.join(_EPISODE_FIELDS)}")
+        for name in ("seed", "episode", "tasks"):
+            if type(e[name]) is not int or not 0 <= e[name] < 2**63:
+                raise bad(f"episodes[{i}].{name}", e[name], "an integer >= 0")
+        key = (e["seed"], e["episode"])
+        if key in lower:
+            raise bad(f"episodes[{i}]", f"seed {key[0]} episode {key[1]}", "each (seed, episode) once")
+        if not _number(e["lower_bound_s"]) or not _number(e["no_wait_floor_s"]) or not 0 <= e["no_wait_floor_s"] <= e["lower_bound_s"] * (1 + 1e-12):
+            raise bad(f"episodes[{i}].lower_bound_s", e["lower_bound_s"], "a finite number at least the no-wait floor, which is >= 0")
+        if e["optimum_s"] is not None and not (_number(e["optimum_s"]) and e["optimum_s"] >= e["lower_bound_s"] * (1 - 1e-9)):
+            raise bad(f"episodes[{i}].optimum_s", e["optimum_s"], "null or a finite number at least the lower bound")
+        lower[key], tasks[key] = float(e["lower_bound_s"]), e["tasks"]
+        if e["optimum_s"] is not None:
+            optimum[key] = float(e["optimum_s"])
+    return ScenarioBounds(data["scenario"], data["scenario_hash"], data["time_model"], lower, tasks, optimum)
+
+
+def find_bounds(roots: Iterable[Path]) -> tuple[dict[str, list[ScenarioBounds]], list[str]]:
+    """Every bounds file under the results roots, by scenario name; and one line per file that did not check out."""
+    found: dict[str, list[ScenarioBounds]] = {}
+    problems: list[str] = []
+    for root in roots:
+        for path in sorted(Path(root).rglob(FILE_NAME)):
+            try:
+                b = read_bounds_file(path)
+            except BenchError as exc:
+                problems.append(str(exc))
+                continue
+            found.setdefault(b.scenario, []).append(b)
+    return found, problems

@@ -1,0 +1,60 @@
+"""Bounds files (bench/experiments/bound_file.py): written atomically, read as untrusted input, used only where they fit."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bench.core.errors import BenchError
+from bench.experiments.bound_file import find_bounds, read_bounds_file, write_bounds_file
+
+
+def _bounds(n=3):
+    return [SimpleNamespace(seed=0, episode=e, tasks=10 + e, lower_bound_s=2.0 + e, no_wait_floor_s=1.0, optimum_s=None if e else 2.5) for e in range(n)]
+
+
+def test_round_trip_and_mean_over(tmp_path):
+    path = write_bounds_file(tmp_path / "tiny" / "bounds.json", "tiny", "abc", "slotted", reversed(_bounds()))
+    b = read_bounds_file(path)
+    assert (b.scenario, b.scenario_hash, b.time_model) == ("tiny", "abc", "slotted")
+    assert b.mean_over([(0, 0, 10), (0, 2, 12)]) == pytest.approx(3.0)
+    assert b.mean_over([(0, 0, 11)]) is None  # another workload: task counts differ
+    assert b.mean_over([(0, 0, 10), (1, 0, 10)]) is None  # an episode the file does not cover
+    assert b.optimum == {(0, 0): 2.5}
+    assert not list(path.parent.glob("*.tmp"))
+    with pytest.raises(BenchError, match="not a directory"):
+        write_bounds_file(tmp_path, "tiny", "abc", "slotted", _bounds())
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d.update(kind="results"), "kind/version"),
+    (lambda d: d.update(extra=1), "fields"),
+    (lambda d: d.update(time_model="quantum"), "time_model"),
+    (lambda d: d.update(episodes=[]), "episodes"),
+    (lambda d: d["episodes"][0].update(seed=-1), r"episodes\[0\].seed"),
+    (lambda d: d["episodes"][0].update(tasks=True), r"episodes\[0\].tasks"),
+    (lambda d: d["episodes"][1].update(lower_bound_s=float("inf")), r"episodes\[1\].lower_bound_s"),
+    (lambda d: d["episodes"][1].update(lower_bound_s=0.5), r"episodes\[1\].lower_bound_s"),  # below its own floor
+    (lambda d: d["episodes"][0].update(optimum_s=1.0), r"episodes\[0\].optimum_s"),  # an optimum below the bound
+    (lambda d: d["episodes"].append(dict(d["episodes"][0])), r"episodes\[3\]"),  # a duplicate episode
+])
+def test_hostile_files_are_refused_naming_the_field(tmp_path, change, field):
+    path = write_bounds_file(tmp_path / "bounds.json", "tiny", "abc", "slotted", _bounds())
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match=field):
+        read_bounds_file(path)
+
+
+def test_find_bounds_lists_what_does_not_check_out(tmp_path):
+    write_bounds_file(tmp_path / "a" / "bounds.json", "tiny", "abc", "slotted", _bounds())
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bounds.json").write_text("{not json")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "bounds.json").write_bytes(b"0" * 4_000_001)
+    found, problems = find_bounds([tmp_path])
+    assert list(found) == ["tiny"] and len(problems) == 2
+    assert any("UTF-8 JSON" in p for p in problems) and any("size" in p for p in problems)
