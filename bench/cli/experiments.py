@@ -97,19 +97,24 @@ def sweep(
 
 
 def check(
-    update: bool = typer.Option(False, "--update", help="rewrite the baseline from this code (deliberately)"),
+    update: bool = typer.Option(False, "--update", help="rewrite the baseline from this code (deliberately), learners' noise measurements included"),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="baseline file (default: the one committed with the suite)"),
     jobs: int = typer.Option(2, "--jobs", "-j", help="parallel cells"),
+    power: bool = typer.Option(False, "--power", help="print the gate's power table from the baseline (docs/regression.md) and run nothing"),
 ) -> None:
-    """Regression gate: run a fixed, fast set of cells and fail (exit 1) if a delay metric regressed."""
-    from bench.experiments import gate
+    """Regression gate: run a fixed, fast set of cells and fail (exit 1) if a delay metric changed (either way)."""
+    from bench.experiments import gate, gate_power
 
     path = baseline or gate.DEFAULT_BASELINE
     cells = gate.default_cells()
+    if power:
+        out.print(gate_power.markdown(guarded(lambda: gate_power.power_rows(gate.load_baseline(path)))), highlight=False, soft_wrap=True)
+        return
     if update:
         measured = guarded(lambda: gate.measure(cells, jobs=jobs))
-        gate.write_baseline(path, measured, cells)
-        out.print(f"baseline written to {path} ({len(cells)} cells)", highlight=False)
+        noise = guarded(lambda: gate_power.measure_noise(cells, jobs=jobs))
+        gate.write_baseline(path, measured, cells, noise)
+        out.print(f"baseline written to {path} ({len(cells)} cells, learners' noise re-measured)", highlight=False)
         return
     base = guarded(lambda: gate.load_baseline(path))
     measured = guarded(lambda: gate.measure(cells, jobs=jobs))
@@ -125,12 +130,13 @@ def _print_gate(report) -> None:
     for col in ("cell", "metric", "baseline", "now", "change", "tolerance", "verdict", "detail"):
         t.add_column(col)
     for f in shown:
-        style = "red" if f.verdict == "regressed" else "green"
+        style = "red" if f.verdict == "regressed" else "yellow"
         t.add_row(escape(f.cell), f.metric, f"{f.baseline:.6g}", f"{f.now:.6g}", f"{100 * f.change:+.2f}%", escape(f.tolerance), f"[{style}]{f.verdict}[/]", escape(f.detail))
     if shown:
         out.print(t)
     ok = sum(f.verdict == "ok" for f in report.findings)
-    out.print(f"{ok} metric checks unchanged, {sum(f.verdict == 'improved' for f in report.findings)} improved, {sum(f.verdict == 'regressed' for f in report.findings)} regressed", highlight=False)
+    out.print(f"{ok} metric checks unchanged, {sum(f.verdict == 'improved' for f in report.findings)} improved, {sum(f.verdict == 'regressed' for f in report.findings)} regressed"
+              + (" (both fail; record a deliberate change with --update)" if report.failed else ""), highlight=False)
     for key in report.missing:
         err.print(f"[red]missing[/] {escape(key)}: not in the baseline (or with other seeds); run `bench check --update` deliberately", highlight=False)
 
