@@ -14,7 +14,7 @@ import polars as pl
 
 from leaderboard.charts import Style
 from leaderboard.escaping import esc, inline_code
-from leaderboard.ranking import ALPHA, Comparison, Rank
+from leaderboard.ranking import ALPHA, Comparison, Rank, separable_difference
 from leaderboard.rules import PAIRING_RULE, RANKING_RULE, RULES, TRADE_OFF_RULE
 
 if TYPE_CHECKING:
@@ -147,9 +147,16 @@ def scenario_rule(view: ScenarioView) -> str:
         if view.independent else "it draws something once per seed, so every pair is compared over per-seed means"
     )
     errors = f" {len(view.errors)} comparison(s) could not be computed (†; listed below): they are neither a difference nor a tie." if view.errors else ""
+    resolution = ""
+    mean = float(np.median([e.mean for e in view.entries])) if view.entries else 0.0
+    for over, what in (("seeds", "pairs over per-seed means (every pair with a learner)"), ("episodes", "pairs over episodes")):
+        found = separable_difference(view.comparisons, over, view.tested)
+        if found is not None and mean > 0:
+            resolution += (f" What the data can separate, {what}: differences above about {fmt(found[0])} s ({pct(found[0] / mean)} of the median "
+                           f"entry's mean) at Holm's strictest step, with {found[1]} {over} per pair (median over those pairs).")
     return (
         f'<p class="rule">{esc(RANKING_RULE)}<br><b>{esc(view.name)}:</b> {pairing}; {view.tested} of {n * (n - 1) // 2} pairs tested, '
-        f"Holm-adjusted together at a family-wise error of {ALPHA:.0%}. Every entry has at least {rule.min_seeds} seeds × {rule.min_eval_episodes} evaluation episodes.{errors}"
+        f"Holm-adjusted together at a family-wise error of {ALPHA:.0%}. Every entry has at least {rule.min_seeds} seeds × {rule.min_eval_episodes} evaluation episodes.{errors}{esc(resolution)}"
         f"<br>{esc(TRADE_OFF_RULE)}</p>"
     )
 

@@ -211,6 +211,20 @@ def mean_interval(episodes: pl.DataFrame, over: Over, metric: str = "mean_delay_
     return t_interval(v, level)
 
 
+def separable_difference(comparisons: Sequence[Comparison], over: Over, tests: int, alpha: float = ALPHA) -> tuple[float, int] | None:
+    """What the ranking can separate among pairs over `over`: the median, over those pairs, of the smallest mean
+    difference that Holm's first (strictest) step declares, t(n-1, 1 - alpha / (2 tests)) * sd / sqrt(n), with each
+    pair's own sd of its paired differences and n; and that median n. None without such a pair."""
+    found = []
+    for c in comparisons:
+        if c.error is None and c.over == over and c.n >= 2 and c.t not in (None, 0.0) and c.mean is not None and np.isfinite(c.t):
+            sd = abs(c.mean / c.t) * math.sqrt(c.n)  # t = mean / (sd / sqrt(n))
+            found.append((float(stats.t.ppf(1 - alpha / (2 * max(tests, 1)), c.n - 1)) * sd / math.sqrt(c.n), c.n))
+    if not found:
+        return None
+    return float(np.median([f[0] for f in found])), int(np.median([f[1] for f in found]))
+
+
 def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[bool]:
     """Whether each point is on the front of lower-is-better (x, y): no other point is lower on both."""
     x = np.asarray(xs, dtype=np.float64)

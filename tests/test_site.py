@@ -30,6 +30,7 @@ from leaderboard.ranking import (
     paired_t_test,
     pareto_front,
     ranks,
+    separable_difference,
 )
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -123,6 +124,19 @@ def test_ranking_separates_ties_and_shows_errors_apart():
     assert (r[0].best, r[0].worst, r[0].text) == (1, 3, "1–3")  # beats `worse`; its pair with `lonely` is unknown
     assert (r[2].best, r[2].worst) == (3, 4) and r[2].better == (0, 1)
     assert r[3].errors == (0, 1, 2) and (r[3].best, r[3].worst) == (1, 4)  # an error is not a tie: listed as errors
+
+
+def test_separable_difference_is_the_difference_holms_first_step_declares():
+    rng = np.random.default_rng(1)
+    base = {s: list(5.0 + rng.normal(0, 1.0, 10)) for s in range(3)}
+    a, b = Fake(False, _episodes(base)), Fake(False, _episodes({s: [v + 0.3 + rng.normal(0, 0.2) for v in vs] for s, vs in base.items()}))
+    (c,) = compare_all([a, b], independent=True)
+    d = paired_differences(a.episodes, b.episodes, "episodes")
+    found, n = separable_difference([c], "episodes", tests=10)
+    assert n == 30 and found == pytest.approx(stats.t.ppf(1 - 0.05 / 20, 29) * d.std(ddof=1) / np.sqrt(30))
+    # a difference of exactly that size is declared at that step, a little less is not
+    assert paired_t_test(d - d.mean() + found * 1.001).p < 0.05 / 10 < paired_t_test(d - d.mean() + found * 0.999).p
+    assert separable_difference([c], "seeds", tests=10) is None  # no pair over seeds
 
 
 def test_learners_are_compared_over_seeds_and_one_common_seed_is_an_error():
