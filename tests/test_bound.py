@@ -247,7 +247,9 @@ def test_cli_json(tmp_path, monkeypatch):
     (["--episodes", "0"], "--episodes = 0"),
     (["--slots", "0"], "--slots = 0"),
     (["--time-limit", "0"], "--time-limit = 0"),
-    (["--scenario", "tiny-poisson"], "episode.time_model = 'event'"),
+    (["--requests", "5"], "--requests"),
+    (["--solver", "cplex"], "--solver"),
+    (["--slots", "1", "--out", "b.json"], "--out is not allowed with --requests or --slots"),
     (["--set", "servers.colour=1"], "unknown key"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
@@ -255,3 +257,26 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
     r = cli.invoke(app, ["bound", "--scenario", "tiny", *args])
     assert r.exit_code == 2
     assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_out_writes_a_bounds_file_the_site_reads(tmp_path, monkeypatch):
+    from bench.experiments.bound_file import read_bounds_file
+
+    monkeypatch.setenv("AIGC_EDGE_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results" / "tiny" / "bounds.json"
+    r = cli.invoke(app, ["bound", "--scenario", "tiny", "--seed", "0-1", "--episodes", "2", "--no-exact", "--json", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    b = read_bounds_file(out)
+    assert b.scenario_hash == load_scenario("tiny").hash and b.time_model == "slotted" and len(b.lower) == 4
+    assert b.lower[(1, 1)] == next(e["lower_bound_s"] for e in report["per_episode"] if (e["seed"], e["episode"]) == (1, 1))
+    rows = run(load_scenario("tiny"), "opt-ts", seeds=[0, 1], episodes=2).rows  # the bound covers exactly these episodes
+    assert b.mean_over([(r["seed"], r["episode"], r["tasks"]) for r in rows]) == pytest.approx(report["lower_bound_mean_delay_s"])
+
+
+def test_event_optimum_is_the_same_from_highs_and_from_branch_and_bound(tmp_path, monkeypatch):
+    sc = load_scenario("tiny-poisson")
+    system = System.build(sc, 0)
+    a = bd.episode_bound(system, 0, cut=8)
+    b = bd.episode_bound(system, 0, cut=8, solver="highs")
+    assert a.exact_status == b.exact_status == "optimal" and a.optimum_s == pytest.approx(b.optimum_s, rel=1e-9)

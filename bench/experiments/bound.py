@@ -3,10 +3,11 @@
 Every arrival of an episode is known in advance. The optimum is over assignments, each server serving its tasks
 in decision order as the engine does; the lower bound covers the same space, so no scheduler's mean delay on
 an episode can be below it. The formulations live per time model (`bench.experiments.bound_slotted` for the
-slotted model); this module picks one, caches what it computed per (scenario hash, seed, episode), and puts the
-bounds beside the rule-based built-ins' results.
+slotted model, `bench.experiments.bound_event` for the event model); this module picks one, caches what it
+computed per (scenario hash, seed, episode, cut), and puts the bounds beside the rule-based built-ins' results.
 
     bounds = compute_bounds(scenario, seeds=[0], episodes=2)        # computed, or read from the cache
+    cut, _ = compute_bounds(scenario, [0], 2, cut=20)                # event model: each episode's first requests (<= 20)
     cached = cached_bounds(scenario, seeds=[0], episodes=2)          # only what the cache holds (None if any is missing)
     gap = bound_gap(scenario, run_result.rows)                       # for `bench run`: None unless every episode is cached
 
@@ -31,12 +32,13 @@ import numpy as np
 
 from bench.core.errors import ConfigError
 from bench.engine.system import System
-from bench.experiments import bound_slotted
+from bench.experiments import bound_event, bound_slotted
 from bench.scenarios import Scenario
 
-BOUND_VERSION = 1  # raise when a formulation changes what it computes: older cache files are then recomputed
+BOUND_VERSION = 2  # raise when a formulation changes what it computes: older cache files are then recomputed
 DEFAULT_TIME_LIMIT_S = 30.0
 EXACT_STATUSES = ("optimal", "time-limit", "no-solution", "skipped", "not-attempted")
+SOLVERS = ("auto", "highs")  # auto: HiGHS's MILP (slotted), branch and bound (event); highs: HiGHS's MILP for both
 
 Progress = Callable[[str], None]
 
@@ -48,10 +50,10 @@ class EpisodeBound:
     seed: int
     episode: int
     tasks: int
-    lower_bound_s: float  # valid for every assignment: max(floor, transfers + max(srpt, parallel))
+    lower_bound_s: float  # valid for every assignment: max(floor, transfers + max(srpt, parallel)); event: per busy period
     no_wait_floor_s: float  # each task's cheapest service, as if nothing ever waited
-    srpt_bound_s: float
-    parallel_bound_s: float
+    srpt_bound_s: float  # the single-machine relaxation (event: the larger of SRPT and mean busy time per busy period)
+    parallel_bound_s: float  # per slot (slotted) or per instant (event)
     warm_compute: bool  # the cost model has cold starts: the bound uses warm compute times (still valid); no exact model
     exact_status: str  # see EXACT_STATUSES
     optimum_s: float | None  # the proven optimum (solver gap <= 1e-6)
@@ -98,29 +100,44 @@ def _finite(x: Any) -> bool:
 
 
 # ---- one episode ------------------------------------------------------------------------------------
-def check_time_model(scenario: Scenario) -> None:
-    """The formulations cover the slotted model; the event model's has not been written yet (docs/bounds.md)."""
-    if scenario.episode.event:
-        raise ConfigError("episode.time_model", "event", "the slotted time model (absent): bench bound has no formulation of the event model yet")
-    if scenario.tasks.arrivals_per_bs is None:
-        raise ConfigError("tasks.arrivals_per_bs", None, "per-slot arrivals: bench bound covers the slotted model")
+def time_model(scenario: Scenario) -> str:
+    return "event" if scenario.episode.event else "slotted"
 
 
-def episode_bound(system: System, episode: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> EpisodeBound:
-    """Compute the lower bound and (with `exact`, when the model is small enough) the optimum of one episode."""
-    check_time_model(system.scenario)
-    wl = system.workload(episode)
-    inst = bound_slotted.SlottedInstance.build(system.costs, wl, system.scenario.episode.slot_s)
-    lb = bound_slotted.lower_bound(inst)
+def check_time_model(scenario: Scenario, cut: int | None = None) -> None:
+    """Both time models have a formulation; a slotted scenario needs per-slot arrivals, and only event-time
+    episodes are cut to their first requests (a slotted one is cut with episode.slots)."""
+    if not scenario.episode.event and scenario.tasks.arrivals_per_bs is None:
+        raise ConfigError("tasks.arrivals_per_bs", None, "per-slot arrivals: the slotted model's bound needs them")
+    if cut is not None and not scenario.episode.event:
+        raise ConfigError("--requests", cut, 'an event-time scenario (episode.time_model = "event"); cut a slotted one with --slots')
+    if cut is not None and (type(cut) is not int or cut < 1):
+        raise ConfigError("--requests", cut, "an integer >= 1")
+
+
+def episode_bound(system: System, episode: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                  cut: int | None = None, solver: str = "auto") -> EpisodeBound:
+    """Compute the lower bound and (with `exact`, when the model is small enough) the optimum of one episode, or
+    with `cut` (event model) of its first requests: its leading whole windows holding at most `cut`, else the first
+    `cut` (bound_event.prefix_length)."""
+    check_time_model(system.scenario, cut)
+    if system.event:
+        inst = bound_event.EventInstance.from_system(system, episode, max_tasks=cut)
+        lb = bound_event.lower_bound(inst)
+        solve = bound_event.solve_milp if solver == "highs" else bound_event.solve_exact  # the big-M MILP is far slower (docs/bounds.md)
+    else:
+        inst = bound_slotted.SlottedInstance.build(system.costs, system.workload(episode), system.scenario.episode.slot_s)
+        lb = bound_slotted.lower_bound(inst)
+        solve = bound_slotted.solve_exact
     if exact:
-        r = bound_slotted.solve_exact(inst, time_limit_s)
+        r = solve(inst, time_limit_s)
     else:
         r = bound_slotted.ExactResult("not-attempted", None, None, None, None, None, 0.0, "--no-exact")
     lower = lb.mean_delay_s
     if r.objective_s is not None and lower > r.objective_s * (1 + 1e-9):
         raise RuntimeError(f"seed {system.seed} episode {episode}: lower bound {lower!r} above an assignment's delay {r.objective_s!r} (a bug)")
     return EpisodeBound(
-        seed=system.seed, episode=episode, tasks=wl.n_tasks,
+        seed=system.seed, episode=episode, tasks=inst.n_tasks,
         lower_bound_s=lower, no_wait_floor_s=lb.floor_s, srpt_bound_s=lb.srpt_s, parallel_bound_s=lb.parallel_s,
         warm_compute=not inst.exact_table,
         exact_status=r.status, optimum_s=r.objective_s if r.optimal else None, best_found_s=r.objective_s,
@@ -136,34 +153,39 @@ def cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "aigc-edge-bench") / "bounds"
 
 
-def cache_path(scenario_hash: str, seed: int, episode: int, root: Path | None = None) -> Path:
-    return (root or cache_dir()) / scenario_hash / f"seed{seed}-episode{episode}.json"
+def cache_path(scenario_hash: str, seed: int, episode: int, root: Path | None = None, cut: int | None = None) -> Path:
+    name = f"seed{seed}-episode{episode}" + ("" if cut is None else f"-first{cut}")
+    return (root or cache_dir()) / scenario_hash / f"{name}.json"
 
 
-def read_cached(scenario_hash: str, seed: int, episode: int, root: Path | None = None) -> EpisodeBound | None:
-    """The cached bound of an episode, or None when there is none or the file does not check out."""
-    path = cache_path(scenario_hash, seed, episode, root)
+def read_cached(scenario_hash: str, seed: int, episode: int, root: Path | None = None, cut: int | None = None,
+                model: str | None = None) -> EpisodeBound | None:
+    """The cached bound of an episode (or of its cut), or None when there is none or the file does not check out;
+    with `model`, the record must be of that time model."""
+    path = cache_path(scenario_hash, seed, episode, root, cut)
     try:
         if path.stat().st_size > 1_000_000:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != BOUND_VERSION or data.get("time_model") != "slotted":
+        if not isinstance(data, dict) or data.get("version") != BOUND_VERSION or data.get("time_model") not in ("slotted", "event"):
             return None
-        if data.get("scenario_hash") != scenario_hash:
+        if data.get("scenario_hash") != scenario_hash or data.get("cut") != cut or (model is not None and data["time_model"] != model):
+            return None
+        if cut is not None and data["time_model"] != "event":
             return None
         bound = EpisodeBound.from_dict(data["bound"])
     except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable, not JSON, or values that do not check out
         return None
-    if bound.seed != seed or bound.episode != episode:
+    if bound.seed != seed or bound.episode != episode or (cut is not None and bound.tasks > cut):
         return None
     return bound
 
 
-def write_cached(scenario_hash: str, bound: EpisodeBound, root: Path | None = None) -> Path:
+def write_cached(scenario_hash: str, bound: EpisodeBound, root: Path | None = None, *, model: str = "slotted", cut: int | None = None) -> Path:
     """Write one episode's record atomically (a temporary file in the same folder, then a rename)."""
-    path = cache_path(scenario_hash, bound.seed, bound.episode, root)
+    path = cache_path(scenario_hash, bound.seed, bound.episode, root, cut)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"version": BOUND_VERSION, "time_model": "slotted", "scenario_hash": scenario_hash, "bound": bound.to_dict()}
+    record = {"version": BOUND_VERSION, "time_model": model, "scenario_hash": scenario_hash, "cut": cut, "bound": bound.to_dict()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -185,27 +207,30 @@ def _satisfies(b: EpisodeBound, exact: bool, time_limit_s: float) -> bool:
 # ---- many episodes --------------------------------------------------------------------------------------
 def compute_bounds(
     scenario: Scenario, seeds: Sequence[int], episodes: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    use_cache: bool = True, root: Path | None = None, progress: Progress | None = None,
+    use_cache: bool = True, root: Path | None = None, progress: Progress | None = None, cut: int | None = None, solver: str = "auto",
 ) -> tuple[list[EpisodeBound], int]:
-    """Bounds of evaluation episodes 0..episodes-1 of each seed, from the cache where it answers; (bounds, cached count)."""
-    check_time_model(scenario)
+    """Bounds of evaluation episodes 0..episodes-1 of each seed (or, with `cut`, of their first requests), from the
+    cache where it answers; (bounds, cached count)."""
+    check_time_model(scenario, cut)
     if episodes < 1:
         raise ConfigError("--episodes", episodes, "an integer >= 1")
     if not time_limit_s > 0:
         raise ConfigError("--time-limit", time_limit_s, "a number of seconds > 0")
-    h = scenario.hash
+    if solver not in SOLVERS:
+        raise ConfigError("--solver", solver, " or ".join(SOLVERS))
+    h, model = scenario.hash, time_model(scenario)
     out: list[EpisodeBound] = []
     hits = 0
     for seed in seeds:
         system = None
         for e in range(episodes):
-            b = read_cached(h, seed, e, root) if use_cache else None
+            b = read_cached(h, seed, e, root, cut, model) if use_cache else None
             if b is not None and _satisfies(b, exact, time_limit_s):
                 hits += 1
             else:
                 system = system or System.build(scenario, seed)
-                b = episode_bound(system, e, exact=exact, time_limit_s=time_limit_s)
-                write_cached(h, b, root)
+                b = episode_bound(system, e, exact=exact, time_limit_s=time_limit_s, cut=cut, solver=solver)
+                write_cached(h, b, root, model=model, cut=cut)
             out.append(b)
             if progress:
                 progress(f"seed {seed} episode {e}")
@@ -218,12 +243,10 @@ def cached_bounds(scenario: Scenario, seeds: Sequence[int], episodes: int, root:
     Never computes anything: `bench run` calls it so that a run stays fast and shows a gap only where
     `bench bound` has already been run on the same scenario (hash), seeds and episodes.
     """
-    if scenario.episode.event:
-        return None
     out = []
     for seed in seeds:
         for e in range(episodes):
-            b = read_cached(scenario.hash, seed, e, root)
+            b = read_cached(scenario.hash, seed, e, root, model=time_model(scenario))
             if b is None:
                 return None
             out.append(b)
@@ -240,7 +263,7 @@ def bound_gap(scenario: Scenario, rows: Sequence[Mapping[str, Any]], root: Path 
         return None
     found = {}
     for r in rows:
-        b = read_cached(scenario.hash, int(r["seed"]), int(r["episode"]), root)
+        b = read_cached(scenario.hash, int(r["seed"]), int(r["episode"]), root, model=time_model(scenario))
         if b is None:
             return None
         found[int(r["seed"]), int(r["episode"])] = b
@@ -257,21 +280,42 @@ def bound_gap(scenario: Scenario, rows: Sequence[Mapping[str, Any]], root: Path 
 
 
 # ---- the report of `bench bound` ------------------------------------------------------------------------
-def bound_report(
-    scenario: Scenario, seeds: Sequence[int], episodes: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    use_cache: bool = True, root: Path | None = None, progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Bounds per episode and overall, beside opt-ts and every rule-based built-in on the same episodes."""
-    from bench.experiments.runner import run
-    from schedulers.registry import builtin_names
+def builtin_delays(scenario: Scenario, seeds: Sequence[int], episodes: int, cut: int | None = None) -> dict[str, dict[tuple[int, int], float]]:
+    """Each rule-based built-in's mean delay per (seed, episode), run as `bench run` runs it; with `cut`, on each
+    episode's first requests (the instance the cut bound is of): one scheduler per seed, reset as the runner does,
+    playing the cut episodes in order."""
+    from bench.experiments.runner import run, run_episode
+    from schedulers.registry import builtin_names, make
 
-    start = time.perf_counter()
-    bounds, hits = compute_bounds(scenario, seeds, episodes, exact=exact, time_limit_s=time_limit_s, use_cache=use_cache, root=root, progress=progress)
-    t_bounds = time.perf_counter() - start
     delays: dict[str, dict[tuple[int, int], float]] = {}
     for name in builtin_names(learns=False):
-        result = run(scenario, name, seeds=list(seeds), episodes=episodes)
-        delays[name] = {(r["seed"], r["episode"]): float(r["mean_delay_s"]) for r in result.rows}
+        if cut is None:
+            result = run(scenario, name, seeds=list(seeds), episodes=episodes)
+            delays[name] = {(r["seed"], r["episode"]): float(r["mean_delay_s"]) for r in result.rows}
+            continue
+        delays[name] = {}
+        for seed in seeds:
+            system = System.build(scenario, seed)
+            sched = make(name)
+            sched.reset(system.info(), system.streams.scheduler())
+            for e in range(episodes):
+                inst = bound_event.EventInstance.from_system(system, e, max_tasks=cut)
+                trace, _ = run_episode(inst.env(), sched, inst.workload, episode=e, training=False, who=f"scheduler '{name}'")
+                delays[name][seed, e] = float(trace.delay_s.mean()) if inst.n_tasks else 0.0
+    return delays
+
+
+def bound_report(
+    scenario: Scenario, seeds: Sequence[int], episodes: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    use_cache: bool = True, root: Path | None = None, progress: Progress | None = None, cut: int | None = None, solver: str = "auto",
+) -> dict[str, Any]:
+    """Bounds per episode and overall, beside opt-ts and every rule-based built-in on the same episodes (or, with
+    `cut`, on the same first requests of each episode)."""
+    start = time.perf_counter()
+    bounds, hits = compute_bounds(scenario, seeds, episodes, exact=exact, time_limit_s=time_limit_s, use_cache=use_cache, root=root,
+                                  progress=progress, cut=cut, solver=solver)
+    t_bounds = time.perf_counter() - start
+    delays = builtin_delays(scenario, seeds, episodes, cut)
     means = {name: float(np.mean(list(d.values()))) for name, d in delays.items()}
     best = min(means, key=means.get)
 
@@ -301,9 +345,10 @@ def bound_report(
     return {
         "scenario": scenario.name,
         "scenario_hash": scenario.hash,
-        "time_model": "slotted",
+        "time_model": time_model(scenario),
         "seeds": list(seeds),
         "episodes": episodes,
+        "cut_requests": cut,  # event model: each episode cut to its first requests (at most this many)
         "slots": scenario.episode.slots,
         "servers": scenario.n_servers,
         "tasks": int(sum(b.tasks for b in bounds)),
