@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import polars as pl
@@ -193,3 +194,35 @@ def test_converged_episode_rule():
     e = converged_episode(curve)
     window = np.convolve(curve, np.ones(10) / 10, mode="valid")
     assert window[e - 10] <= 10.5 < window[e - 11]
+
+
+def test_git_revision_dirty_ignores_only_the_results_the_suite_writes(tmp_path):
+    """Regenerating leaderboard/results in a clean checkout must not mark the new bundles as made by modified code."""
+    import subprocess
+
+    from bench.core import provenance
+
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    (repo / "leaderboard" / "results").mkdir(parents=True)
+    shutil.copy(provenance.__file__, repo / "bench" / "provenance.py")
+    (repo / "bench" / "__init__.py").write_text("")
+    (repo / "bench" / "engine.py").write_text("x = 1\n")
+    (repo / "leaderboard" / "results" / "r.json").write_text("{}")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    code = f"import sys; sys.path.insert(0, {str(repo)!r}); import bench, bench.provenance as p; print(p.git_revision()['dirty'])"
+
+    def dirty():
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    assert dirty() == "False"
+    (repo / "leaderboard" / "results" / "r.json").write_text('{"new": 1}')
+    assert dirty() == "False"  # results rewritten: still the same code
+    (repo / "bench" / "engine.py").write_text("x = 2\n")
+    assert dirty() == "True"  # code changed

@@ -27,16 +27,21 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+NOT_CODE = ("leaderboard/results", "leaderboard/verified")  # results the suite writes into its own checkout: not a change of code
+
+
 @lru_cache(maxsize=1)
 def git_revision() -> dict[str, Any]:
-    """The suite's git commit and whether its working tree had changes, when it runs from a checkout."""
+    """The suite's git commit and whether its tracked files had changes (results it wrote itself, NOT_CODE, aside:
+    regenerating the committed results must not mark them as made by modified code), when it runs from a checkout."""
     root = Path(bench.__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
             return {"revision": None, "dirty": None}
         status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in NOT_CODE)],
+            capture_output=True, text=True, timeout=5,
         )
         return {"revision": rev.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
