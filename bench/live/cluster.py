@@ -29,6 +29,7 @@ from bench.live.server import ModelServer, ServerSpec
 
 START_TIMEOUT_S = 600.0  # starting a server: importing torch and diffusers, writing and loading its models
 GRACE_S = 10.0  # after shutdown, how long the processes Ray started get to exit before they are killed
+KILL_WAIT_S = 5.0  # then how long a killed one may take to be gone
 THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
 
 
@@ -179,10 +180,17 @@ class LiveCluster:
             self._previous_sigterm = None
 
     def record_processes(self, exclude: dict[int, int] | None = None) -> None:
-        """Remember the processes started under this one (Ray's services and workers) and their ports."""
+        """Remember the processes this cluster started and their ports: at start, the driver's new children (Ray's
+        services, less `exclude`, what ran before); later, those and their descendants (Ray's workers), never
+        another child of this process (a test's subprocess, multiprocessing's resource tracker)."""
         if not self.started_cluster:
             return
-        now = {p: s for p, s in descendants().items() if not exclude or p not in exclude}
+        if not self.processes:
+            now = {p: s for p, s in descendants().items() if not exclude or p not in exclude}
+        else:
+            now = {}
+            for pid in alive(self.processes):
+                now.update(descendants(pid))
         self.processes.update(now)
         self.ports |= listening_ports(now)
 
@@ -266,11 +274,15 @@ class LiveCluster:
         deadline = time.monotonic() + GRACE_S
         while alive(self.processes) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for pid in alive(self.processes):
+        killed = alive(self.processes)
+        for pid in killed:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        deadline = time.monotonic() + KILL_WAIT_S  # SIGKILL is delivered, not instant (a process in a system call)
+        while killed and alive(self.processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def leftovers(self) -> tuple[list[int], set[int]]:
         """Processes started by this cluster still alive, and ports they held still listening (both empty after close)."""
