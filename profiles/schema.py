@@ -22,8 +22,6 @@ rejected before its fields are read.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +30,7 @@ import numpy as np
 
 from bench.core.config import from_dict, option, to_dict
 from bench.core.errors import MISSING, ConfigError
+from bench.core.io import write_json_atomic
 
 SCHEMA = "aigc-edge-bench/profile"
 SCHEMA_VERSION = 2  # 2 added `source` (measured or published); version 1 files are measured profiles
@@ -150,8 +149,33 @@ class PointCosts:
     energy_j_per_step: float | None  # joules per step, where the profile has it
 
 
+class _Grid:
+    """The grid lookups both profile kinds share (their `grid` holds points with `resolution` and `batch`)."""
+
+    grid: tuple[Any, ...]
+
+    @property
+    def resolutions(self) -> list[int]:
+        return sorted({p.resolution for p in self.grid})
+
+    @property
+    def batches(self) -> list[int]:
+        return sorted({p.batch for p in self.grid})
+
+    def has_point(self, resolution: int, batch: int) -> bool:
+        return any(p.resolution == resolution and p.batch == batch for p in self.grid)
+
+
+def _grid_point(profile: _Grid, resolution: int, batch: int, allowed: str) -> Any:
+    for p in profile.grid:
+        if p.resolution == resolution and p.batch == batch:
+            return p
+    have = ", ".join(f"{p.resolution}px x{p.batch}" for p in profile.grid)
+    raise ConfigError("resolution", f"{resolution}px batch {batch}", f"{allowed} ({have})")
+
+
 @dataclass(frozen=True)
-class Profile:
+class Profile(_Grid):
     """A measured profile (`source = "measured"`)."""
 
     schema: str = option(help=f"always {SCHEMA!r}")
@@ -166,23 +190,8 @@ class Profile:
     source: Literal["measured"] = option("measured", help="measured by this suite's profiler (version 1 files: always)")
 
     # ---- lookups (what the cost model needs) ---------------------------------------------------------
-    @property
-    def resolutions(self) -> list[int]:
-        return sorted({p.resolution for p in self.grid})
-
-    @property
-    def batches(self) -> list[int]:
-        return sorted({p.batch for p in self.grid})
-
     def point(self, resolution: int, batch: int) -> GridPoint:
-        for p in self.grid:
-            if p.resolution == resolution and p.batch == batch:
-                return p
-        have = ", ".join(f"{p.resolution}px x{p.batch}" for p in self.grid)
-        raise ConfigError("resolution", f"{resolution}px batch {batch}", f"a point measured in the {self.model.name} profile on {self.hardware.id} ({have})")
-
-    def has_point(self, resolution: int, batch: int) -> bool:
-        return any(p.resolution == resolution and p.batch == batch for p in self.grid)
+        return _grid_point(self, resolution, batch, f"a point measured in the {self.model.name} profile on {self.hardware.id}")
 
     def text_s(self, batch: int) -> float:
         for t in self.text:
@@ -411,7 +420,7 @@ class Compilation:
 
 
 @dataclass(frozen=True)
-class PublishedProfile:
+class PublishedProfile(_Grid):
     """A profile of published figures (`source = "published"`); see the module docstring."""
 
     schema: str = option(help=f"always {SCHEMA!r}")
@@ -426,23 +435,8 @@ class PublishedProfile:
     cold_start: PublishedColdStart = option(help="model load time")
     out_of_memory: tuple[OutOfMemory, ...] | None = option(None, help="points a source reports as out of memory on this GPU")
 
-    @property
-    def resolutions(self) -> list[int]:
-        return sorted({p.resolution for p in self.grid})
-
-    @property
-    def batches(self) -> list[int]:
-        return sorted({p.batch for p in self.grid})
-
     def point(self, resolution: int, batch: int) -> PublishedPoint:
-        for p in self.grid:
-            if p.resolution == resolution and p.batch == batch:
-                return p
-        have = ", ".join(f"{p.resolution}px x{p.batch}" for p in self.grid)
-        raise ConfigError("resolution", f"{resolution}px batch {batch}", f"a point of the published {self.model.name} profile on {self.hardware.id} ({have})")
-
-    def has_point(self, resolution: int, batch: int) -> bool:
-        return any(p.resolution == resolution and p.batch == batch for p in self.grid)
+        return _grid_point(self, resolution, batch, f"a point of the published {self.model.name} profile on {self.hardware.id}")
 
     def text_figure(self, batch: int) -> Figure:
         for t in self.text:
@@ -706,21 +700,7 @@ def save_profile(profile: AnyProfile, path: str | Path) -> Path:
 def _write_json(data: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: profiles are shared (servers.profile_dirs)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, data)  # usual permissions: profiles are shared (servers.profile_dirs)
 
 
 # ==== load-latency distributions (profiles/data/load-latency/<name>.json) ================================

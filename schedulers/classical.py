@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from schedulers.interface import Batch, Scheduler
+from schedulers.window import earliest_free, new_instant, serve
 from schedulers.opt_ts import place_greedily
 
 
@@ -158,16 +159,10 @@ def _two_choices(u1, u2, compute, mask, backlog, assigned, out):  # pragma: no c
 @njit(cache=True)
 def _two_choices_window(u1, u2, compute, mask, free, arrival, upload, physical, out):  # pragma: no cover - compiled
     """`_two_choices` over an event-time window, with the queue view of one call per instant (see
-    schedulers.opt_ts.greedy_place_window for the bookkeeping it mirrors)."""
-    n_servers, n_workers = free.shape
+    schedulers.window for the bookkeeping)."""
+    n_servers = free.shape[0]
     free = free.copy()
-    soonest = np.empty(n_servers)
-    for a in range(n_servers):
-        m = free[a, 0]
-        for w in range(1, n_workers):
-            if free[a, w] < m:
-                m = free[a, w]
-        soonest[a] = m
+    soonest = earliest_free(free)
     snap = soonest.copy()
     placed = np.zeros(n_servers)
     touched = np.empty(u1.shape[0], dtype=np.int64)
@@ -177,10 +172,7 @@ def _two_choices_window(u1, u2, compute, mask, free, arrival, upload, physical, 
         t = arrival[i]
         if t != instant:
             instant = t
-            for k in range(n_touched):
-                a = touched[k]
-                snap[a] = soonest[a]
-                placed[a] = 0.0
+            new_instant(snap, soonest, placed, touched, n_touched)
             n_touched = 0
         allowed = 0
         for a in range(n_servers):
@@ -198,23 +190,8 @@ def _two_choices_window(u1, u2, compute, mask, free, arrival, upload, physical, 
             if (d2 if d2 > 0.0 else 0.0) + placed[second] < (d1 if d1 > 0.0 else 0.0) + placed[first]:
                 best = second
         out[i] = best
-        c = compute[i, best]
-        if placed[best] == 0.0:
-            touched[n_touched] = best
-            n_touched += 1
-        placed[best] += c
-        w = 0
-        for k in range(1, n_workers):
-            if free[best, k] < free[best, w]:
-                w = k
         ready = t + upload[i, best] if physical else t
-        start = free[best, w] if free[best, w] > ready else ready
-        free[best, w] = start + c
-        m = free[best, 0]
-        for k in range(1, n_workers):
-            if free[best, k] < m:
-                m = free[best, k]
-        soonest[best] = m
+        n_touched = serve(best, compute[i, best], ready, free, soonest, placed, touched, n_touched)
 
 
 class PowerOfTwoScheduler(Scheduler):

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from schedulers.interface import Batch, Scheduler
+from schedulers.window import earliest_free, new_instant, serve
 
 
 @njit(cache=True)
@@ -46,23 +47,11 @@ def greedy_place(extra, use_extra, compute, mask, backlog, assigned, first, out)
 
 @njit(cache=True)
 def greedy_place_window(extra, use_extra, compute, upload, mask, free, arrival, physical, first, out):  # pragma: no cover - compiled
-    """`greedy_place` over an event-time window: the same choices as one call per instant would make.
-
-    A call per instant sees, for each server, the wait at the instant's start, max(min_w free - t, 0), exactly as
-    the environment computes `Batch.backlog_s`, plus what the instant's earlier tasks placed (`assigned_s`). Here
-    the earliest free time of each server is kept up to date (`soonest`), and a snapshot of it at the instant's start
-    (`snap`) is refreshed only for the servers the previous instant touched: the scan stays O(servers) per task, as
-    in the slotted kernel. After each choice the worker that serves the task is advanced as the environment does
-    (bench/engine/events.py: the earliest free worker; service starts at max(ready, free))."""
-    n_servers, n_workers = free.shape
+    """`greedy_place` over an event-time window: the same choices as one call per instant would make (the
+    bookkeeping is schedulers.window's)."""
+    n_servers = free.shape[0]
     free = free.copy()
-    soonest = np.empty(n_servers)
-    for a in range(n_servers):
-        m = free[a, 0]
-        for w in range(1, n_workers):
-            if free[a, w] < m:
-                m = free[a, w]
-        soonest[a] = m
+    soonest = earliest_free(free)
     snap = soonest.copy()
     placed = np.zeros(n_servers)
     touched = np.empty(compute.shape[0], dtype=np.int64)
@@ -72,10 +61,7 @@ def greedy_place_window(extra, use_extra, compute, upload, mask, free, arrival, 
         t = arrival[i]
         if t != instant:
             instant = t
-            for k in range(n_touched):
-                a = touched[k]
-                snap[a] = soonest[a]
-                placed[a] = 0.0
+            new_instant(snap, soonest, placed, touched, n_touched)
             n_touched = 0
         best = -1
         best_value = np.inf
@@ -93,23 +79,8 @@ def greedy_place_window(extra, use_extra, compute, upload, mask, free, arrival, 
             if a == n_servers:
                 a = 0
         out[i] = best
-        c = compute[i, best]
-        if placed[best] == 0.0:
-            touched[n_touched] = best
-            n_touched += 1
-        placed[best] += c
-        w = 0
-        for k in range(1, n_workers):
-            if free[best, k] < free[best, w]:
-                w = k
         ready = t + upload[i, best] if physical else t
-        start = free[best, w] if free[best, w] > ready else ready
-        free[best, w] = start + c
-        m = free[best, 0]
-        for k in range(1, n_workers):
-            if free[best, k] < m:
-                m = free[best, k]
-        soonest[best] = m
+        n_touched = serve(best, compute[i, best], ready, free, soonest, placed, touched, n_touched)
 
 
 NO_EXTRA = np.zeros((0, 0))

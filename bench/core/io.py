@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,27 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write `data` as JSON to `path` whole or not at all: a temporary file in the same folder, synced, then renamed
+    over `path` (a reader never sees half a file; a failure leaves what was there). Usual permissions, not mkstemp's."""
+    path = Path(path)
+    text = json.dumps(data, allow_nan=False, indent=1) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def utc_stamp() -> str:

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from bench.core.errors import ConfigError
+from bench.core.io import write_json_atomic
 from bench.engine.system import System
 from bench.experiments import bound_event, bound_slotted
 from bench.scenarios import Scenario
@@ -186,15 +186,7 @@ def write_cached(scenario_hash: str, bound: EpisodeBound, root: Path | None = No
     path = cache_path(scenario_hash, bound.seed, bound.episode, root, cut)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"version": BOUND_VERSION, "time_model": model, "scenario_hash": scenario_hash, "cut": cut, "bound": bound.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, allow_nan=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, record)
 
 
 def _satisfies(b: EpisodeBound, exact: bool, time_limit_s: float) -> bool:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.core.errors import BenchError
+from bench.core.io import write_json_atomic
 
 FILE_NAME = "bounds.json"
 KIND = "bounds"
@@ -63,15 +62,7 @@ def write_bounds_file(path: Path, scenario: str, scenario_hash: str, time_model:
     if path.is_dir():
         raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file path (for example .../{FILE_NAME}), not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, allow_nan=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, record)
 
 
 def _number(x: Any) -> bool:

@@ -117,6 +117,22 @@ def _actions_frame(result: RunResult) -> pl.DataFrame:
     )
 
 
+def workload_columns(wl: Any) -> dict[str, np.ndarray]:
+    """A workload's per-request columns of tasks.parquet, in its dtypes (simulated and live bundles alike)."""
+    return {
+        "slot": wl.slot.astype(np.uint32),
+        "origin": wl.origin.astype(np.uint32),
+        "index": wl.index.astype(np.uint32),
+        "size_mbit": wl.size_mbit,
+        "work_gcycles": wl.work_gcycles,
+        "steps": wl.steps.astype(np.uint32),
+        "result_mbit": wl.result_mbit,
+        "task_class": wl.task_class.astype(np.int32),
+        "deadline_s": wl.deadline_s,
+        "images": wl.images.astype(np.uint32),
+    }
+
+
 def _tasks_frame(result: RunResult) -> pl.DataFrame:
     frames = []
     for s in result.per_seed:
@@ -129,16 +145,7 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                     {
                         "seed": np.full(wl.n_tasks, s.seed, dtype=np.uint64),
                         "episode": np.full(wl.n_tasks, row["episode"], dtype=np.uint32),
-                        "slot": wl.slot.astype(np.uint32),
-                        "origin": wl.origin.astype(np.uint32),
-                        "index": wl.index.astype(np.uint32),
-                        "size_mbit": wl.size_mbit,
-                        "work_gcycles": wl.work_gcycles,
-                        "steps": wl.steps.astype(np.uint32),
-                        "result_mbit": wl.result_mbit,
-                        "task_class": wl.task_class.astype(np.int32),
-                        "deadline_s": wl.deadline_s,
-                        "images": wl.images.astype(np.uint32),
+                        **workload_columns(wl),
                         "arrival_s": wl.arrival_s,
                         "action": tr.actions.astype(np.uint32),
                         "worker": (tr.worker if getattr(tr, "worker", None) is not None else np.zeros(wl.n_tasks, np.int64)).astype(np.uint16),
@@ -245,11 +252,8 @@ def write_bundle(
             **(extra or {}),
             "timing": summary["timing"],
             "reported": list(REPORTED),
-            "files": {name: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for name, path in sorted(files.items())},
         }
-        manifest["digest"] = digest(manifest)
-        write_json(tmp / "manifest.json", manifest)
-        install(tmp, out)
+        seal(tmp, out, manifest, files)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -331,6 +335,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
             rows = curve.filter(pl.col("seed") == seed).drop("seed").to_dicts() if curve is not None else []
             ckpt.training[seed] = {"rows": [{"seed": seed, **r} for r in rows], "stats": stats.get(seed, {})}
     return ckpt
+
+
+def seal(tmp: Path, out: Path, manifest: dict[str, Any], files: dict[str, Path]) -> None:
+    """Finish a bundle written in `tmp`: the manifest gets the file table (SHA-256 and size of each) and its own
+    digest over all of it, then the folder is installed at `out`."""
+    manifest["files"] = {name: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for name, path in sorted(files.items())}
+    manifest["digest"] = digest(manifest)
+    write_json(tmp / "manifest.json", manifest)
+    install(tmp, out)
 
 
 def install(tmp: Path, out: Path) -> None:

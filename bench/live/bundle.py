@@ -37,8 +37,8 @@ import polars as pl
 
 from bench.core.provenance import provenance as current_provenance
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
-from bench.experiments.bundle_checks import INTEGER_COLUMNS, digest
-from bench.experiments.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, install, sha256_file, write_json
+from bench.experiments.bundle_checks import INTEGER_COLUMNS
+from bench.experiments.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, seal, write_json
 from bench.experiments.summary import summarize
 from bench.live.session import LiveResult
 
@@ -152,11 +152,8 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
             "live": manifest_live(result),
             "timing": s["timing"],
             "reported": list(REPORTED),
-            "files": {name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for name, p in sorted(files.items())},
         }
-        manifest["digest"] = digest(manifest)
-        write_json(tmp / "manifest.json", manifest)
-        install(tmp, out)
+        seal(tmp, out, manifest, files)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

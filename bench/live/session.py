@@ -34,6 +34,7 @@ from bench.engine.system import System
 from bench.live import compare as sim
 from bench.live.cluster import LiveCluster, LiveError, import_ray, one_line
 from bench.live.gateway import FAILED, Gateway, Records, request_seed
+from bench.experiments.bundles import workload_columns
 from bench.experiments.live_records import delay_parts, live_metrics
 from bench.live.server import ServerSpec
 from bench.scenarios import Scenario
@@ -392,16 +393,7 @@ def tasks_frame(wl: Any, r: Records, costs: Any, seed: int, episode: int, time_s
         "episode": np.zeros(n, dtype=np.uint32),  # the bundle's one episode (the manifest names the scenario's)
         "request": np.arange(n, dtype=np.uint32),
         "request_seed": np.array([request_seed(seed, episode, i) for i in range(n)], dtype=np.uint64),
-        "slot": wl.slot.astype(np.uint32),
-        "origin": wl.origin.astype(np.uint32),
-        "index": wl.index.astype(np.uint32),
-        "size_mbit": wl.size_mbit,
-        "work_gcycles": wl.work_gcycles,
-        "steps": wl.steps.astype(np.uint32),
-        "result_mbit": wl.result_mbit,
-        "task_class": wl.task_class.astype(np.int32),
-        "deadline_s": wl.deadline_s,
-        "images": wl.images.astype(np.uint32),
+        **workload_columns(wl),
         "action": r.action.astype(np.int32),
         "first_server": r.first_action.astype(np.int32),
         "worker": np.zeros(n, dtype=np.uint16),

@@ -1,0 +1,59 @@
+"""Bookkeeping that the compiled rules share to decide an event-time window as one call per instant would.
+
+A call per instant sees, for each server, the wait at the instant's start, max(min_w free - t, 0), exactly as the
+environment computes `Batch.backlog_s`, plus what the instant's earlier tasks placed (`assigned_s`). A kernel keeps
+each server's earliest free time up to date (`soonest`) and a snapshot of it at the instant's start (`snap`),
+refreshed only for the servers the previous instant touched, so its scan stays O(servers) per task. A placed task is
+served as the environment serves it (bench/engine/events.py): by the earliest free worker, from max(ready, free).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def earliest_free(free):  # pragma: no cover - compiled
+    """Each server's earliest free time over its workers (`free`: servers x workers)."""
+    n_servers, n_workers = free.shape
+    soonest = np.empty(n_servers)
+    for a in range(n_servers):
+        m = free[a, 0]
+        for w in range(1, n_workers):
+            if free[a, w] < m:
+                m = free[a, w]
+        soonest[a] = m
+    return soonest
+
+
+@njit(cache=True)
+def new_instant(snap, soonest, placed, touched, n_touched):  # pragma: no cover - compiled
+    """At a new instant: refresh the snapshot of the servers the previous instant touched and clear their work."""
+    for k in range(n_touched):
+        a = touched[k]
+        snap[a] = soonest[a]
+        placed[a] = 0.0
+
+
+@njit(cache=True)
+def serve(best, c, ready, free, soonest, placed, touched, n_touched):  # pragma: no cover - compiled
+    """Count `c` seconds placed on server `best` this instant and serve it by its earliest free worker from
+    `ready`; returns the new number of touched servers."""
+    if placed[best] == 0.0:
+        touched[n_touched] = best
+        n_touched += 1
+    placed[best] += c
+    n_workers = free.shape[1]
+    w = 0
+    for k in range(1, n_workers):
+        if free[best, k] < free[best, w]:
+            w = k
+    start = free[best, w] if free[best, w] > ready else ready
+    free[best, w] = start + c
+    m = free[best, 0]
+    for k in range(1, n_workers):
+        if free[best, k] < m:
+            m = free[best, k]
+    soonest[best] = m
+    return n_touched
