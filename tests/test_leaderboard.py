@@ -14,12 +14,15 @@ from typer.testing import CliRunner
 
 import bench
 from bench.cli import app
+from bench.experiments.bound_file import read_bounds_file
 from bench.experiments.bundles import write_bundle
 from bench.experiments.runner import run
 from bench.scenarios import load_scenario
+from leaderboard.rules import RULES
 from leaderboard.site import build_site
 from leaderboard.submission import discover
 from leaderboard.validate import validate
+from schedulers.registry import builtin_names
 from tests.forge import resign
 
 runner = CliRunner()
@@ -271,8 +274,21 @@ def test_committed_results_are_valid_and_build(tmp_path):
     failures = {s.label: v.failures for s in subs if not (v := validate(s)).valid}
     assert not failures
     report = build_site([COMMITTED], tmp_path / "site")
-    assert not report.invalid and len(report.entries) == len(subs)
+    assert not report.invalid and len(report.entries) + len(report.live) == len(subs)
+    assert not report.bound_problems
     scenarios = {e.scenario for e in report.entries}
-    for scenario in scenarios:
+    assert set(RULES) <= scenarios  # every scenario with leaderboard rules has committed results
+    for scenario in RULES:  # each with every built-in
         names = {e.result.scheduler for e in report.entries if e.scenario == scenario}
-        assert {"opt-ts", "random", "lad-ts"} <= names
+        assert set(builtin_names()) <= names, (scenario, set(builtin_names()) - names)
+    for scenario in RULES:  # and a lower bound over the same episodes, shown beside each entry
+        bounds = read_bounds_file(COMMITTED / scenario / "bounds.json")
+        assert bounds.scenario == scenario
+        gaps = [e.gap for e in report.entries if e.scenario == scenario]
+        assert gaps and all(g is not None and g >= 0.0 for g in gaps), (scenario, gaps)  # no entry below its bound
+
+
+def test_committed_results_stay_small():
+    """Every clone carries them: the actions that replay needs, compressed, and nothing else."""
+    total = sum(p.stat().st_size for root in (COMMITTED, COMMITTED.with_name("verified")) for p in root.rglob("*") if p.is_file())
+    assert total < 64 * 2**20, f"leaderboard/results and leaderboard/verified hold {total / 2**20:.1f} MiB"
