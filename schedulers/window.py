@@ -16,15 +16,19 @@ from numba import njit
 @njit(cache=True)
 def earliest_free(free):  # pragma: no cover - compiled
     """Each server's earliest free time over its workers (`free`: servers x workers)."""
-    n_servers, n_workers = free.shape
-    soonest = np.empty(n_servers)
-    for a in range(n_servers):
-        m = free[a, 0]
-        for w in range(1, n_workers):
-            if free[a, w] < m:
-                m = free[a, w]
-        soonest[a] = m
+    soonest = np.empty(free.shape[0])
+    for a in range(free.shape[0]):
+        soonest[a] = _min_free(free, a)
     return soonest
+
+
+@njit(cache=True)
+def _min_free(free, a):  # pragma: no cover - compiled
+    m = free[a, 0]
+    for w in range(1, free.shape[1]):
+        if free[a, w] < m:
+            m = free[a, w]
+    return m
 
 
 @njit(cache=True)
@@ -51,9 +55,5 @@ def serve(best, c, ready, free, soonest, placed, touched, n_touched):  # pragma:
             w = k
     start = free[best, w] if free[best, w] > ready else ready
     free[best, w] = start + c
-    m = free[best, 0]
-    for k in range(1, n_workers):
-        if free[best, k] < m:
-            m = free[best, k]
-    soonest[best] = m
+    soonest[best] = _min_free(free, best)
     return n_touched
