@@ -323,7 +323,7 @@ def entry_body(e: "Entry", view: ScenarioView | None) -> str:
                     + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
     metrics = (
         "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>lower bound (s)</th><th>gap to bound</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
-        "<th>decision (µs/task, reported)</th><th class=\"l\">measured on</th></tr></thead><tbody>"
+        f"<th>decision (µs/task, {'re-measured by verify' if e.verified else 'reported'})</th><th class=\"l\">measured on</th></tr></thead><tbody>"
         f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.bound)}</td><td>{pct(e.gap, sign=True)}</td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
         f"<td>{pct(e.slo)}</td><td>{fmt(e.decision_us, 2)}</td><td class=\"l\">{esc('; '.join(e.cpus)) or '–'}</td></tr></tbody></table>"
     )

@@ -64,6 +64,19 @@ def test_honest_bundles_verify_and_records_tie_to_the_digest(bundles, tmp_path):
     assert read_records(tmp_path / "records")[digest]["ok"] is True and path.name.startswith(digest[:16])
 
 
+def test_the_site_says_which_decision_times_verify_re_measured(tmp_path):
+    from leaderboard.site import build_site
+
+    results, tiny = tmp_path / "results", load_scenario("tiny")
+    for name in ("p2c", "random"):  # the leaderboard's minimum protocol on tiny
+        write_bundle(run(tiny, name, seeds=[0, 1, 2], episodes=10), results / "tiny" / name)
+    write_record(verify_bundle(results / "tiny" / "p2c"), tmp_path / "records")
+    report = build_site([results], tmp_path / "site", records=read_records(tmp_path / "records"))
+    pages = {e.result.scheduler: (tmp_path / "site" / f"entry-{e.id}.html").read_text() for e in report.entries}
+    assert "decision (µs/task, re-measured by verify)" in pages["p2c"]
+    assert "decision (µs/task, reported)" in pages["random"]
+
+
 def test_another_schedulers_actions_are_rejected(bundles, tmp_path):
     """A manifest claiming opt-ts over p2c's actions: its files agree, replay passes, verify does not."""
     forged = _copy(bundles, "p2c", tmp_path)
