@@ -35,7 +35,7 @@ import bench
 from bench.core.errors import BenchError
 from bench.core.io import MARKER as CORE_MARKER
 from bench.core.io import read_marker, write_marker
-from bench.experiments.bound_file import ScenarioBounds, find_bounds
+from bench.experiments.bound_file import ScenarioBounds, contradiction, find_bounds
 from bench.experiments.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
@@ -112,6 +112,27 @@ def _bound(v: Validation, bounds: list[ScenarioBounds]) -> float | None:
             if value is not None:
                 return value
     return None
+
+
+def _refuted(bounds: dict[str, list[ScenarioBounds]], valid: list[Validation]) -> list[str]:
+    """Drop the bounds files that a valid entry's episode beats (a bound no assignment can beat); one line each."""
+    problems = []
+    for name, files in bounds.items():
+        kept = []
+        for b in files:
+            why = None
+            for v in valid:
+                if v.result.scenario == name and {x.manifest["scenario"]["hash"] for x in v.result.bundles} == {b.scenario_hash}:
+                    why = contradiction(b, v.result.episodes.select("seed", "episode", "tasks", "mean_delay_s").iter_rows())
+                    if why:
+                        why = f"bounds file of {name}: refuted by {v.result.scheduler}: {why}"
+                        break
+            if why:
+                problems.append(why)
+            else:
+                kept.append(b)
+        bounds[name] = kept
+    return problems
 
 
 def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None) -> Entry:
@@ -332,6 +353,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     invalid = [v for v in validations if not v.valid]
     valid = [v for v in validations if v.valid and not v.result.live]
     live = [_entry(v, False, records) for v in validations if v.valid and v.result.live]  # measured: shown apart, never ranked
+    bound_problems += _refuted(bounds, valid)
     scenarios = [s for s in RULES if any(v.result.scenario == s for v in valid)]
     views, entries = [], []
     for name in scenarios:

@@ -50,11 +50,14 @@ def test_hostile_files_are_refused_naming_the_field(tmp_path, change, field):
 
 
 def test_find_bounds_lists_what_does_not_check_out(tmp_path):
-    write_bounds_file(tmp_path / "a" / "bounds.json", "tiny", "abc", "slotted", _bounds())
+    write_bounds_file(tmp_path / "tiny" / "bounds.json", "tiny", "abc", "slotted", _bounds())
+    write_bounds_file(tmp_path / "tiny" / "an-entry" / "bounds.json", "tiny", "abc", "slotted", _bounds())  # inside an entry: not read
+    write_bounds_file(tmp_path / "paper" / "bounds.json", "tiny", "abc", "slotted", _bounds())  # another scenario's folder
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "bounds.json").write_text("{not json")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "bounds.json").write_bytes(b"0" * 4_000_001)
     found, problems = find_bounds([tmp_path])
-    assert list(found) == ["tiny"] and len(problems) == 2
+    assert list(found) == ["tiny"] and len(found["tiny"]) == 1 and len(problems) == 3
+    assert any("expected the folder's scenario, 'paper'" in p for p in problems)
     assert any("UTF-8 JSON" in p for p in problems) and any("size" in p for p in problems)

@@ -167,13 +167,36 @@ def hostile_site(hostile, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "site"
     rows = pl.concat([pl.read_parquet(f) for f in sorted((hostile / "opt-ts").glob("seed-*/episodes.parquet"))])
     scenario_hash = json.loads((hostile / "opt-ts" / "seed-0" / "manifest.json").read_text())["scenario"]["hash"]
-    episodes = [{"seed": s, "episode": e, "tasks": n, "lower_bound_s": 1.0, "no_wait_floor_s": 0.5, "optimum_s": None}
+    episodes = [{"seed": s, "episode": e, "tasks": n, "lower_bound_s": 0.1, "no_wait_floor_s": 0.05, "optimum_s": None}
                 for s, e, n in rows.select("seed", "episode", "tasks").iter_rows()]
     record = {"kind": "bounds", "version": 1, "scenario": "tiny", "scenario_hash": scenario_hash, "time_model": "slotted", "episodes": episodes}
-    (hostile / "bounds.json").write_text(json.dumps(record))
+    (hostile / "tiny").mkdir()  # a scenario's folder beside its entries: where the site reads its bound
+    (hostile / "tiny" / "bounds.json").write_text(json.dumps(record))
     forged = dict(record, episodes=[dict(e, lower_bound_s=float("nan")) for e in episodes])  # hostile: NaN where a bound goes
     (hostile / "opt-ts" / "bounds.json").write_text(json.dumps(forged))
     return build_site([hostile], out), out
+
+
+def test_a_bound_is_read_from_the_scenario_folder_only_and_dropped_when_an_entry_beats_it(results, tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(results / "opt-ts", root / "tiny" / "opt-ts")
+    rows = pl.concat([pl.read_parquet(f) for f in sorted((root / "tiny" / "opt-ts").glob("seed-*/episodes.parquet"))])
+    scenario_hash = json.loads((root / "tiny" / "opt-ts" / "seed-0" / "manifest.json").read_text())["scenario"]["hash"]
+
+    def record(factor):
+        episodes = [{"seed": s, "episode": e, "tasks": n, "lower_bound_s": d * factor, "no_wait_floor_s": 0.0, "optimum_s": None}
+                    for s, e, n, d in rows.select("seed", "episode", "tasks", "mean_delay_s").iter_rows()]
+        return json.dumps({"kind": "bounds", "version": 1, "scenario": "tiny", "scenario_hash": scenario_hash, "time_model": "slotted", "episodes": episodes})
+
+    (root / "tiny" / "opt-ts" / "bounds.json").write_text(record(0.5))  # brought by a submission: never read
+    report = build_site([root], tmp_path / "site")
+    assert report.entries[0].bound is None and report.entries[0].gap is None and not report.bound_problems
+    (root / "tiny" / "bounds.json").write_text(record(1.2))  # above what opt-ts achieved: refuted
+    report = build_site([root], tmp_path / "site2")
+    assert report.entries[0].gap is None and any("refuted by opt-ts" in p for p in report.bound_problems)
+    (root / "tiny" / "bounds.json").write_text(record(0.5))
+    report = build_site([root], tmp_path / "site3")
+    assert report.entries[0].gap == pytest.approx(1.0)
 
 
 def _scripts(html: str) -> list[str]:
@@ -199,7 +222,7 @@ def test_site_build_escapes_and_ships_data(hostile_site):
         assert f"aigc-edge-bench {bench.__version__}" in text and " UTC · " in text, page.name  # the footer
     table = pl.read_csv(site / "data" / "leaderboard.csv")
     assert table.height == 6 and table.filter(pl.col("scheduler") == "opt-ts")["rank"].to_list() == [1, 1]
-    assert table.schema["mean_delay_s"] == pl.Float64 and table["gap_to_bound"].to_list() == pytest.approx((table["mean_delay_s"] - 1.0).to_list())
+    assert table.schema["mean_delay_s"] == pl.Float64 and table["gap_to_bound"].to_list() == pytest.approx(((table["mean_delay_s"] - 0.1) / 0.1).to_list())
     assert "'" + EVIL_FORMULA in table["entry"].to_list() and EVIL_FORMULA not in table["entry"].to_list()
     raw = (site / "data" / "leaderboard.csv").read_text()
     assert not any(cell.startswith(("=", "+", "@")) for line in raw.splitlines() for cell in line.split(","))

@@ -120,15 +120,31 @@ def read_bounds_file(path: Path) -> ScenarioBounds:
 
 
 def find_bounds(roots: Iterable[Path]) -> tuple[dict[str, list[ScenarioBounds]], list[str]]:
-    """Every bounds file under the results roots, by scenario name; and one line per file that did not check out."""
+    """The bounds file of each scenario folder of the results roots (ROOT/SCENARIO/bounds.json, beside the entries,
+    never inside one: a submission cannot bring its own bound), by scenario name; and one line per file that did
+    not check out."""
     found: dict[str, list[ScenarioBounds]] = {}
     problems: list[str] = []
     for root in roots:
-        for path in sorted(Path(root).rglob(FILE_NAME)):
+        for path in sorted(Path(root).glob(f"*/{FILE_NAME}")):
             try:
                 b = read_bounds_file(path)
             except BenchError as exc:
                 problems.append(str(exc))
                 continue
+            if b.scenario != path.parent.name:
+                problems.append(f"{path}: scenario = {b.scenario!r} is not allowed here; expected the folder's scenario, {path.parent.name!r}")
+                continue
             found.setdefault(b.scenario, []).append(b)
     return found, problems
+
+
+def contradiction(bounds: ScenarioBounds, episodes: Iterable[tuple[int, int, int, float]]) -> str | None:
+    """Why a result shows the bound false, or None. No assignment does better than a lower bound, so an episode
+    (seed, episode, tasks, mean delay) whose delay lies below the bound for the same requests refutes the file."""
+    for seed, episode, tasks, delay in episodes:
+        key = (int(seed), int(episode))
+        bound = bounds.lower.get(key)
+        if bound is not None and bounds.tasks[key] == int(tasks) and delay < bound * (1 - 1e-9) - 1e-12:
+            return f"seed {key[0]} episode {key[1]}: a result's mean delay {delay:.6g} s is below the bound {bound:.6g} s"
+    return None
