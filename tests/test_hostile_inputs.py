@@ -178,6 +178,8 @@ CLI_CASES = [
     ("an unknown preset", "", ["run", "-s", "opt-ts", "--scenario", "nope", "--no-save"], "--scenario = 'nope'"),
     ("a trace that does not exist", "", ["run", "-s", "opt-ts", "--scenario", "tiny", "--trace", "TMP/none.parquet", "--no-save"], "trace = "),
     ("a trace in /proc", "", ["run", "-s", "opt-ts", "--scenario", "tiny", "--trace", "/proc/kmsg", "--no-save"], "trace = '/proc/kmsg'"),
+    ("bound --out in /proc", "", ["bound", "--scenario", "tiny", "--seed", "0", "--no-exact", "--out", "/proc/x.json"], "expected a path outside /proc"),
+    ("bound --out under a file", "a-file", ["bound", "--scenario", "tiny", "--seed", "0", "--no-exact", "--out", "TMP/f/bounds.json"], "is a file"),
 ]
 
 

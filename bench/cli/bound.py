@@ -70,6 +70,10 @@ def bound(
         fail("--out is not allowed with --requests or --slots; expected whole episodes (a bounds file covers a scenario's episodes)")
 
     def prepare():
+        if out_file is not None:
+            from bench.experiments.bound_file import check_bounds_out
+
+            check_bounds_out(out_file)  # before any work
         sc = load_scenario(scenario, overrides)
         check_time_model(sc, requests)
         return sc

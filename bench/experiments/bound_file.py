@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.core.errors import BenchError
-from bench.core.io import write_json_atomic
+from bench.core.io import check_creatable, write_json_atomic
 
 FILE_NAME = "bounds.json"
 KIND = "bounds"
@@ -58,11 +58,21 @@ def write_bounds_file(path: Path, scenario: str, scenario_hash: str, time_model:
                  "no_wait_floor_s": b.no_wait_floor_s, "optimum_s": b.optimum_s} for b in bounds]
     record = {"kind": KIND, "version": VERSION, "scenario": scenario, "scenario_hash": scenario_hash, "time_model": time_model,
               "episodes": sorted(episodes, key=lambda e: (e["seed"], e["episode"]))}
+    path = check_bounds_out(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_json_atomic(path, record)
+    except OSError as exc:
+        raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file that can be written ({exc.strerror or exc})") from None
+
+
+def check_bounds_out(path: Path) -> Path:
+    """Refuse, before any work, an --out that is a directory or cannot be created (below a file, not writable, /proc)."""
     path = Path(path)
     if path.is_dir():
         raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file path (for example .../{FILE_NAME}), not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json_atomic(path, record)
+    check_creatable(path, "--out")
+    return path
 
 
 def _number(x: Any) -> bool:
