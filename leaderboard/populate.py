@@ -11,6 +11,8 @@ without storing the checkpoint itself, to keep the committed results small.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +49,8 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
                 source = (trained / scenario / "base" / name / f"seed-{seed}") if trained else None
                 if source is None or not (source / "checkpoint.pt").is_file():
                     raise BenchError(f"{name} seed {seed}: no trained policy at {source} (train it first, e.g. bench reproduce-paper --scenario {scenario} --out DIR, then --trained DIR)")
-                checkpoint = load_checkpoint(source)
+                # recorded relative to --trained (TRAINED/...): committed results carry no path of the machine that made them
+                checkpoint = dataclasses.replace(load_checkpoint(source), source=f"TRAINED/{scenario}/base/{name}/seed-{seed}")
             result = run(sc, name, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint)
             command = ["bench", "run", "--scheduler", name, "--scenario", scenario, "--seed", str(seed), "--episodes", str(rule.min_eval_episodes)]
             if checkpoint is not None:

@@ -311,6 +311,23 @@ def test_committed_results_are_valid_and_build(tmp_path):
         assert gaps and all(g is not None and g >= 0.0 for g in gaps), (scenario, gaps)  # no entry below its bound
 
 
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_committed_results_carry_no_path_of_the_machine_that_made_them():
+    for path in sorted(COMMITTED.rglob("*.json")):
+        absolute = [v for v in _strings(json.loads(path.read_text())) if os.path.isabs(v)]
+        assert not absolute, (path, absolute[:3])
+
+
 def test_committed_results_stay_small():
     """Every clone carries them: the actions that replay needs, compressed, and nothing else."""
     total = sum(p.stat().st_size for root in (COMMITTED, COMMITTED.with_name("verified")) for p in root.rglob("*") if p.is_file())
