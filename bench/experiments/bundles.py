@@ -117,6 +117,16 @@ def _actions_frame(result: RunResult) -> pl.DataFrame:
     )
 
 
+def scenario_record(sc: Any) -> dict[str, Any]:
+    """The manifest's `scenario` entry: name, hash, the resolved configuration, and the hashes of the profiles and
+    the trace it reads (simulated and live bundles alike)."""
+    return {
+        "name": sc.name, "hash": sc.hash, "config": sc.to_dict(),
+        **({"profiles_sha256": sc.profile_hashes()} if sc.servers.hardware else {}),
+        **({"trace_sha256": sc.trace_hash()} if sc.tasks.trace is not None else {}),
+    }
+
+
 def workload_columns(wl: Any) -> dict[str, np.ndarray]:
     """A workload's per-request columns of tasks.parquet, in its dtypes (simulated and live bundles alike)."""
     return {
@@ -235,11 +245,7 @@ def write_bundle(
                 "batch_unit": result.batch_unit,
                 **({"source": {k: v for k, v in source.items() if k != "files"}} if source else {}),
             },
-            "scenario": {
-                "name": result.scenario.name, "hash": result.scenario.hash, "config": result.scenario.to_dict(),
-                **({"profiles_sha256": result.scenario.profile_hashes()} if result.scenario.servers.hardware else {}),
-                **({"trace_sha256": result.scenario.trace_hash()} if result.scenario.tasks.trace is not None else {}),
-            },
+            "scenario": scenario_record(result.scenario),
             "seeds": result.seeds,
             "protocol": {"eval_episodes": result.episodes, "train_episodes": result.train_episodes},
             **({"trained_from_checkpoint": result.checkpoint_info} if result.checkpoint_info else {}),

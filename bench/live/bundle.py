@@ -38,7 +38,7 @@ import polars as pl
 from bench.core.provenance import provenance as current_provenance
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.experiments.bundle_checks import INTEGER_COLUMNS
-from bench.experiments.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, seal, write_json
+from bench.experiments.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, scenario_record, seal, write_json
 from bench.experiments.summary import summarize
 from bench.live.session import LiveResult
 
@@ -132,7 +132,6 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
         result.frame.write_parquet(files["tasks.parquet"], compression="zstd")
         s = summary(result)
         write_json(files["summary.json"], s)
-        sc = result.scenario
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "kind": BUNDLE_KIND,
@@ -142,8 +141,7 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
             "time_model": "event",
             "scheduler": {"name": result.scheduler, "ref": result.scheduler_ref, "class": result.scheduler_class,
                           "params": result.scheduler_params, "learns": False, "batch_unit": result.batch_unit},
-            "scenario": {"name": sc.name, "hash": sc.hash, "config": sc.to_dict(), "profiles_sha256": sc.profile_hashes(),
-                         **({"trace_sha256": sc.trace_hash()} if sc.tasks.trace is not None else {})},
+            "scenario": scenario_record(result.scenario),
             "seeds": [result.seed],
             "protocol": {"eval_episodes": 1, "train_episodes": 0},
             "streams": {"generator": "numpy PCG64", "seeding": "the scenario's episode from SeedSequence(seed, spawn_key=(0, episode)) "

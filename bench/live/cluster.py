@@ -57,9 +57,9 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
     return int(rest[1]), rest[0], int(rest[19])
 
 
-def descendants(root: int | None = None) -> dict[int, int]:
-    """{pid: start time} of every living descendant of `root` (default: this process), from /proc (Linux)."""
-    root = os.getpid() if root is None else root
+def descendants(*roots: int) -> dict[int, int]:
+    """{pid: start time} of every living descendant of `roots` (default: this process), from one read of /proc (Linux)."""
+    roots = roots or (os.getpid(),)
     children: dict[int, list[int]] = {}
     starts: dict[int, int] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
@@ -70,7 +70,7 @@ def descendants(root: int | None = None) -> dict[int, int]:
             continue
         children.setdefault(st[0], []).append(int(entry))
         starts[int(entry)] = st[2]
-    out, stack = {}, [root]
+    out, stack = {}, list(roots)
     while stack:
         for child in children.get(stack.pop(), []):
             if child not in out:
@@ -188,9 +188,7 @@ class LiveCluster:
         if not self.processes:
             now = {p: s for p, s in descendants().items() if not exclude or p not in exclude}
         else:
-            now = {}
-            for pid in alive(self.processes):
-                now.update(descendants(pid))
+            now = descendants(*alive(self.processes))
         self.processes.update(now)
         self.ports |= listening_ports(now)
 
