@@ -62,6 +62,7 @@ ATTACKS = textwrap.dedent('''
 
         def decide(self, batch):
             block = np.ones(8 * 2**30, dtype=np.uint8)  # 8 GiB, every page touched
+            print("allocated all of it", flush=True)
             return super().decide(batch) + int(block[-1]) - 1
 
 
@@ -78,9 +79,17 @@ ATTACKS = textwrap.dedent('''
 
         def decide(self, batch):
             block = b"x" * 2**20
-            for i in range(4096):  # 4 GiB in files of 1 MiB, each under the per-file limit
+            for i in range(4096):  # 4 GiB in files of 1 MiB, each under the per-file limit, as fast as it can
                 with open(f"fill-{i}", "wb") as f:
                     f.write(block)
+
+
+    class Toucher(Local):
+        name = "toucher"
+
+        def decide(self, batch):
+            for i in range(100_000):  # empty files: no bytes, only entries
+                open(f"{os.environ['TMPDIR']}/t-{i}", "wb").close()
 
 
     class Spawner(Local):
@@ -264,7 +273,8 @@ def _running(text: str) -> list[int]:
         ("Raiser", Limits(), r"exception in decide: ValueError: boom"),
         ("TooMany", Limits(), r"scheduler 'too-many' returned (\d+) actions for a batch of (\d+)"),
         ("Outside", Limits(), r"scheduler 'outside' returned server 99 for task 0 \(slot 0, base station 0\); allowed: 0\.\.3"),
-        ("Filler", Limits(output_bytes=64 * 2**20), r"wrote more than 64\.0 MiB into its work directory"),
+        ("Filler", Limits(output_bytes=64 * 2**20), r"wrote more than 64\.0 MiB into its work directory( \(its tmpfs is full\))?"),
+        ("Toucher", Limits(max_files=1000), r"created more than 1,000 files in its work directory( \(its tmpfs is full\))?"),
         ("Spawner", Limits(max_processes=8), r"started more than 8 processes"),
         pytest.param("Hog", Limits(memory_bytes=2**30), r"exceeded 1\.0 GiB resident memory", marks=pytest.mark.slow),
         pytest.param("Spinner", Limits(cpu_s=4), r"exceeded 4 s CPU time", marks=pytest.mark.slow),
@@ -279,9 +289,13 @@ def test_each_attack_fails_with_its_own_reason_and_leaves_no_process(plugin, tin
     if cls == "TooMany":
         assert int(match.group(1)) == int(match.group(2)) + 1
     if cls == "Hog":
-        assert 2**30 < outcome.usage.peak_memory_bytes < 3 * 2**30  # stopped long before 8 GiB
-    if cls == "Filler":
-        assert 64 * 2**20 < outcome.usage.output_bytes < 2**30  # stopped long before 4 GiB
+        assert outcome.usage.peak_memory_bytes > 2**30 and "allocated all of it" not in outcome.log_tail  # stopped before 8 GiB
+    if cls in ("Filler", "Toucher"):
+        if namespaces().mount:  # the kernel holds the limit: never past it, however fast the disk
+            assert outcome.isolation.output.startswith("hard (its work directory is its own tmpfs"), outcome.isolation.output
+            assert outcome.usage.output_bytes <= limits.output_bytes
+        else:  # only watched: the report says so (docs/sandbox.md gives how far past it a writer got)
+            assert outcome.isolation.output.startswith("watched only ("), outcome.isolation.output
     assert _tree(os.getpid()) <= before
 
 
@@ -291,7 +305,7 @@ def test_a_hang_is_killed_at_the_wall_time_with_everything_it_started(plugin, ti
     before = _tree(os.getpid())
     outcome = run_sandboxed(tiny, plugin("Sleeper"), params={"token": token}, seeds=[0], episodes=1, limits=Limits(wall_s=10))
     assert not outcome.ok and outcome.reason == "killed after 10.0 s wall time"
-    assert 10 <= outcome.usage.wall_s < 15
+    assert outcome.usage.wall_s >= 10  # not before its limit (how long after: docs/sandbox.md, measured)
     assert "spawned" in outcome.log_tail  # the detached grandchild existed ...
     assert not _running(f"1000.{token}")  # ... and is gone
     assert _tree(os.getpid()) <= before
@@ -403,6 +417,7 @@ def test_without_namespaces_the_report_says_so_and_the_limits_still_hold(plugin,
     assert lines[0] == "network: not isolated (unprivileged user namespaces are not available here: mocked)"
     assert lines[1].startswith("processes: not isolated (unprivileged user namespaces are not available here: mocked)")
     assert lines[2] == "filesystem: not isolated (unprivileged user namespaces are not available here: mocked)"
+    assert lines[5].startswith("output: watched only (unprivileged user namespaces are not available here: mocked): ")
     failed = run_sandboxed(tiny, plugin("Raiser"), seeds=[0], episodes=1)
     assert failed.reason == "exception in decide: ValueError: boom"
 
@@ -422,7 +437,7 @@ def test_check_scheduler_runs_in_the_sandbox(plugin):
     outcome = check_sandboxed("least-loaded", episodes=1)
     assert outcome.ok, outcome.report()
     assert [c.name for c in outcome.checks][:2] == ["builds", "valid decisions"] and outcome.checks[1].passed
-    failed = check_sandboxed(plugin("Raiser"), episodes=1, limits=Limits(wall_s=60), isolate=False)
+    failed = check_sandboxed(plugin("Raiser"), episodes=1, limits=Limits(wall_s=600), isolate=False)
     assert failed.ok and not failed.checks[1].passed and "ValueError: boom" in failed.checks[1].detail
     assert failed.isolation.network == "not isolated (isolation turned off)"
 

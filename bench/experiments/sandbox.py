@@ -5,8 +5,9 @@ a child (bench.experiments.sandbox_worker) and the parent keeps only plain data 
 
 - Limits: wall time (the parent kills the child's whole process group, and its pid namespace goes with it), CPU
   time (RLIMIT_CPU in the child), resident memory (a cgroup v2 `memory.max` where this process may create one,
-  and always a watch of the child's process tree), output size and file count in its work directory, number of
-  processes. A crash, hang, exit, huge allocation or invalid action fails the run with a one-line reason.
+  and always a watch of the child's process tree), output size and file count (its writable directory is a tmpfs
+  of exactly that size where it has a mount namespace, so the kernel refuses the excess; watched otherwise),
+  number of processes. A crash, hang, exit, huge allocation or invalid action fails the run with a one-line reason.
 - Isolation where Linux allows it (`unshare`): own user, network, mount and pid namespaces; every mount read-only
   except the child's fresh work directory; no capabilities; a minimal environment. The report says what worked.
 - Trust: the parent never unpickles what the child wrote. Actions come back as .npy (allow_pickle=False), the
@@ -50,7 +51,7 @@ from schedulers.registry import BUILTINS
 GiB = 2**30
 MiB = 2**20
 POLL_S = 0.05  # how often the parent checks the child's memory and wall time
-OUTPUT_POLL_S = 0.5  # how often it measures the work directory
+OUTPUT_POLL_S = 0.5  # how often it measures the work directory (a report where the tmpfs enforces the limit)
 RESULT_JSON_BYTES = 64 * MiB
 REPORTED = (
     "timing: decision_us_per_task, train_s, eval_s, wall_s (measured inside the sandboxed process)",
@@ -97,6 +98,7 @@ class Isolation:
     filesystem: str
     privileges: str
     memory: str
+    output: str
 
     def lines(self) -> list[str]:
         return [f"{k}: {v}" for k, v in asdict(self).items()]
@@ -179,6 +181,8 @@ def run_sandboxed(
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
     param_data = _plain_params(params)
+    if checkpoint is not None:  # the hyper-parameters the policy was trained with, unless given (and then checked)
+        param_data = checkpoint.fill(scheduler, param_data)
     trusted = _builtin_facts(scheduler, param_data) if scheduler in BUILTINS else None
     if trusted is not None and checkpoint is not None and trusted["learns"]:
         checkpoint.check(scheduler, scenario, seeds, trusted["scheduler_params"])
@@ -231,25 +235,29 @@ def _session(task: dict, limits: Limits, isolate: bool, progress: Progress | Non
         raise BenchError(f"the sandbox needs Linux (/proc, namespaces); this is {sys.platform}")
     work = Path(tempfile.mkdtemp(prefix="aigc-sandbox-"))
     cgroup = None
+    supervisor = None
     try:
-        (work / "tmp").mkdir()
+        (work / "rw").mkdir()
         ns = namespaces() if isolate else Namespaces(reason="isolation turned off")
         if prepare is not None:
             prepare(work)
         cgroup, cgroup_note = _MemoryCgroup.create(limits.memory_bytes)
-        status_r, status_w = os.pipe()
-        progress_r, progress_w = os.pipe()
-        task = {**task, "status_fd": status_w, "progress_fd": progress_w,
-                "limits": {"cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes)},
+        pipes = _Pipes()
+        task = {**task, "status_fd": pipes.status_w, "progress_fd": pipes.progress_w, "ack_fd": pipes.ack_r,
+                "limits": {"cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes), "max_files": int(limits.max_files)},
                 "mount_namespace": ns.mount, "probe_dirs": _probe_dirs(work), "host_netns": _netns_inode(),
                 "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [*task.get("sys_path", []), os.getcwd()]}
         (work / "task.json").write_text(json.dumps(task), encoding="utf-8")
         command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox_worker", str(work)]
-        ended = _Supervisor(command, work, _child_env(work), limits, status_r, status_w, progress_r, progress_w, cgroup).run(progress)
-        isolation = _isolation(ns, ended.status.get("isolation"), cgroup, cgroup_note)
-        reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, work, "checks.json" if task["kind"] == "check" else "result.json")
-        yield SandboxOutcome(False, reason or "", limits, isolation, ended.usage, None, ended.log_tail), work / "out"
+        supervisor = _Supervisor(command, work, _child_env(work), limits, pipes, cgroup)
+        ended = supervisor.run(progress)
+        out = supervisor.output_root() / "out"
+        isolation = _isolation(ns, ended.status.get("isolation"), cgroup, cgroup_note, limits, supervisor.pin is not None)
+        reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, out, "checks.json" if task["kind"] == "check" else "result.json")
+        yield SandboxOutcome(False, reason or "", limits, isolation, ended.usage, None, ended.log_tail), out
     finally:
+        if supervisor is not None:
+            supervisor.release()
         if cgroup is not None:
             cgroup.remove()
         _remove_tree(work)
@@ -421,8 +429,9 @@ def cgroup_base(mountinfo: str, cgroup: str) -> tuple[Path | None, str]:
 def _child_env(work: Path) -> dict[str, str]:
     """A minimal environment: no secrets, nothing of the user's but thread counts and library paths."""
     env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
-    env.update({"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work / "tmp"), "PYTHONNOUSERSITE": "1",
-                "NUMBA_CACHE_DIR": str(work / ".numba-cache"), "LANG": env.get("LANG", "C.UTF-8")})
+    rw = work / "rw"
+    env.update({"PATH": "/usr/bin:/bin", "HOME": str(rw), "TMPDIR": str(rw / "tmp"), "PYTHONNOUSERSITE": "1",
+                "NUMBA_CACHE_DIR": str(rw / ".numba-cache"), "LANG": env.get("LANG", "C.UTF-8")})
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     return env
 
@@ -440,14 +449,31 @@ class _Ended:
     usage: Usage
     log_tail: str
     returncode: int
+    output_full: str | None = None  # the tmpfs refused more: why, in the words of the limit
+
+
+class _Pipes:
+    """The child's channels: status (init -> parent, the worker never holds it), progress (worker -> parent),
+    ack (parent -> init: the parent holds the work file system open; the worker may start)."""
+
+    def __init__(self) -> None:
+        self.status_r, self.status_w = os.pipe()
+        self.progress_r, self.progress_w = os.pipe()
+        self.ack_r, self.ack_w = os.pipe()
+
+    def child_ends(self) -> tuple[int, int, int]:
+        return self.status_w, self.progress_w, self.ack_r
 
 
 class _Supervisor:
     """Start the child, watch its limits, kill its whole tree on a breach, and collect what the init reported."""
 
-    def __init__(self, command, work, env, limits, status_r, status_w, progress_r, progress_w, cgroup):
+    def __init__(self, command, work, env, limits, pipes: _Pipes, cgroup):
         self.command, self.work, self.env, self.limits, self.cgroup = command, work, env, limits, cgroup
-        self.status_r, self.status_w, self.progress_r, self.progress_w = status_r, status_w, progress_r, progress_w
+        self.pipes = pipes
+        self.status_r, self.progress_r = pipes.status_r, pipes.progress_r
+        self.pin: int | None = None  # a descriptor of the child's own tmpfs, opened before its worker starts
+        self.acked = False
         self.kill_reason: str | None = None
         self.seen: dict[int, int] = {}  # pid -> start time of every process seen in the child's tree
         self.cpu_ticks: dict[int, int] = {}  # pid -> CPU time last seen (what a killed tree never reports)
@@ -458,13 +484,13 @@ class _Supervisor:
         start = time.monotonic()
         try:
             proc = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
-                                    pass_fds=(self.status_w, self.progress_w), start_new_session=True)
+                                    pass_fds=self.pipes.child_ends(), start_new_session=True)
         except BaseException:
-            for fd in (log_r, self.status_r, self.progress_r):
+            for fd in (log_r, self.status_r, self.progress_r, self.pipes.ack_w):
                 os.close(fd)
             raise
         finally:
-            for fd in (log_w, self.status_w, self.progress_w):
+            for fd in (log_w, *self.pipes.child_ends()):
                 os.close(fd)
         pipes = {self.status_r: bytearray(), self.progress_r: bytearray(), log_r: bytearray()}
         status_lines: list[bytes] = []
@@ -474,6 +500,8 @@ class _Supervisor:
         try:
             while True:
                 self._read(pipes, status_lines, labels, log, log_r, timeout=POLL_S)
+                if status_lines and not self.acked:
+                    self._ack(proc.pid, status_lines[0])
                 if labels and progress is not None:
                     for text in labels:
                         progress(text)
@@ -499,8 +527,8 @@ class _Supervisor:
                         self._stop(proc.pid, f"started more than {self.limits.max_processes} processes")
                 if now >= next_output and self.kill_reason is None:
                     next_output = now + OUTPUT_POLL_S
-                    size, files = _dir_usage(self.work, self.limits.max_files)
-                    self.usage.output_bytes = size
+                    size, files = self._output_usage()
+                    self.usage.output_bytes = max(self.usage.output_bytes, size)
                     if size > self.limits.output_bytes:
                         self._stop(proc.pid, f"wrote more than {_size(self.limits.output_bytes)} into its work directory")
                     elif files > self.limits.max_files:
@@ -514,12 +542,15 @@ class _Supervisor:
             self._read(pipes, status_lines, labels, log, log_r, timeout=0.0)
             for fd in pipes:
                 os.close(fd)
+            if not self.acked:
+                os.close(self.pipes.ack_w)
+                self.acked = True
         proc.returncode = os.waitstatus_to_exitcode(status)
         self.usage.wall_s = time.monotonic() - start
         # the child and every descendant it waited for, or what the watch saw when the tree was killed unreaped
         self.usage.cpu_s = max(rusage.ru_utime + rusage.ru_stime, sum(self.cpu_ticks.values()) / _CLK_TCK)
         self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rusage.ru_maxrss * 1024, self.cgroup.peak() if self.cgroup else 0)
-        self.usage.output_bytes = max(self.usage.output_bytes, _dir_usage(self.work, self.limits.max_files)[0])
+        self.usage.output_bytes = max(self.usage.output_bytes, self._output_usage()[0])
         status_info: dict[str, Any] = {}
         for line in status_lines:
             try:
@@ -531,7 +562,58 @@ class _Supervisor:
                     if key in message and key not in status_info:
                         status_info[key] = message[key]
         tail = log[-8192:].decode("utf-8", "replace")
-        return _Ended(self.kill_reason, status_info, self.usage, tail, proc.returncode)
+        return _Ended(self.kill_reason, status_info, self.usage, tail, proc.returncode, self._full())
+
+    def _ack(self, pid: int, first_status: bytes) -> None:
+        """The init reported its isolation: hold its tmpfs open (when it made one), then let the worker start.
+
+        The tmpfs lives in the child's mount namespace only; a descriptor opened through /proc/PID/root keeps it
+        readable here after that namespace is gone, and the worker has not run yet, so it is the init's mount."""
+        try:
+            facts = json.loads(first_status).get("isolation") or {}
+            tmpfs = bool((facts.get("output") or {}).get("tmpfs"))
+        except (ValueError, AttributeError):
+            tmpfs = False
+        if tmpfs:
+            try:
+                self.pin = os.open(f"/proc/{pid}/root{self.work / 'rw'}", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                if os.fstat(self.pin).st_dev == os.stat(self.work).st_dev:  # not the tmpfs: read the host directory
+                    os.close(self.pin)
+                    self.pin = None
+            except OSError:
+                self.pin = None
+        try:
+            os.write(self.pipes.ack_w, b"1")
+        except OSError:
+            pass
+        os.close(self.pipes.ack_w)
+        self.acked = True
+
+    def output_root(self) -> Path:
+        """Where the child's writable directory is read from: its own tmpfs (held open), or the host directory."""
+        return Path(f"/proc/self/fd/{self.pin}") if self.pin is not None else self.work / "rw"
+
+    def _output_usage(self) -> tuple[int, int]:
+        if self.pin is None:
+            return _dir_usage(self.work / "rw", self.limits.max_files)
+        st = os.fstatvfs(self.pin)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree - 1
+
+    def _full(self) -> str | None:
+        if self.pin is None:
+            return None
+        st = os.fstatvfs(self.pin)
+        if st.f_bavail == 0:
+            return f"wrote more than {_size(self.limits.output_bytes)} into its work directory (its tmpfs is full)"
+        if st.f_favail == 0:
+            return f"created more than {self.limits.max_files:,} files in its work directory (its tmpfs is full)"
+        return None
+
+    def release(self) -> None:
+        """Close the tmpfs: the kernel frees it (the namespace that mounted it is gone)."""
+        if self.pin is not None:
+            os.close(self.pin)
+            self.pin = None
 
     def _read(self, pipes, status_lines, labels, log, log_r, timeout: float) -> None:
         """Read what the pipes hold (up to one wait of `timeout`); keep status lines, progress labels and a log tail."""
@@ -647,10 +729,12 @@ def _dir_usage(root: Path, max_entries: int) -> tuple[int, int]:
 
 
 # ---- how it ended -----------------------------------------------------------------------------------------------
-def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, work: Path, done_file: str) -> str | None:
+def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, out: Path, done_file: str) -> str | None:
     """None when the worker finished; otherwise the one-line reason, from what the parent knows first."""
     if cgroup is not None and cgroup.oom_kills():
         return f"exceeded {_size(limits.memory_bytes)} memory (cgroup memory.max)"
+    if ended.output_full:
+        return ended.output_full
     worker = ended.status.get("worker")
     if "isolation" not in ended.status:
         detail = _last_line(ended.log_tail)
@@ -670,20 +754,20 @@ def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, wo
         return "the sandbox lost track of its worker"
     if code == 2:
         try:
-            data = json.loads(_read_output(work / "out", ["error.json"], 64 * 1024))
+            data = json.loads(_read_output(out, ["error.json"], 64 * 1024))
             return _one_line(str(data["reason"]))[:500] or "the scheduler failed without a reason"
         except (_Invalid, ValueError, KeyError, TypeError):
             return "exited with code 2 before finishing"
     if code == 0:
         try:
-            os.lstat(work / "out" / done_file)
+            os.lstat(out / done_file)
             return None
         except OSError:
             return "exited with code 0 before finishing (SystemExit or os._exit in the scheduler?)"
     return f"exited with code {code} before finishing"
 
 
-def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_note: str) -> Isolation:
+def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_note: str, limits: Limits, tmpfs: bool) -> Isolation:
     facts = facts if isinstance(facts, dict) else {}
     started = bool(facts)
     net = facts.get("network") or {}
@@ -718,7 +802,15 @@ def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_
         memory = f"cgroup v2 memory.max and a {watch}"
     else:
         memory = f"{watch} (no cgroup: {cgroup_note or facts.get('cgroup', 'not joined')})"
-    return Isolation(network, processes, filesystem, privileges, memory)
+    sizes = f"{_size(limits.output_bytes)} in {limits.max_files:,} files"
+    if tmpfs:
+        output = f"hard (its work directory is its own tmpfs of {sizes}: the kernel refuses more)"
+    else:
+        why = (facts.get("output") or {}).get("reason") or (ns.reason if not ns.mount else "") or (
+            "the file system is not isolated" if started else "the sandbox did not start")
+        output = (f"watched only ({why}): the work directory is measured every {OUTPUT_POLL_S:g} s, "
+                  f"a fast writer gets past {sizes} before it is seen; one file at most {_size(limits.output_bytes)} (RLIMIT_FSIZE)")
+    return Isolation(network, processes, filesystem, privileges, memory, output)
 
 
 # ---- reading the child's output as plain data ----------------------------------------------------------------------

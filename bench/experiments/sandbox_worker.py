@@ -5,12 +5,13 @@ processes:
 
 - the init (trusted code, standard library only, before any scheduler code exists in the process): reads
   WORKDIR/task.json; joins the memory cgroup it is given; inside its own mount namespace makes every mount
-  read-only except WORKDIR; sets the CPU-time and file-size limits; drops every capability (inside a user
-  namespace the child is "root" there) and forbids new privileges; reports what it achieved on the status pipe;
-  then forks the worker and reports, on the same pipe, how the worker ended. In a pid namespace the init is
-  process 1, so when it exits the kernel kills everything the scheduler started.
+  read-only and mounts a tmpfs of the output limit's size on WORKDIR/rw (the only writable place); sets the
+  CPU-time and file-size limits; drops every capability (inside a user namespace the child is "root" there) and
+  forbids new privileges; reports what it achieved on the status pipe and waits until the parent has opened the
+  tmpfs; then forks the worker and reports, on the same pipe, how the worker ended. In a pid namespace the init
+  is process 1, so when it exits the kernel kills everything the scheduler started.
 - the worker (holds no status pipe): imports the suite, then the scheduler (from here on the process is
-  untrusted), runs bench.experiments.runner.run and writes into WORKDIR/out: one .npy of actions per
+  untrusted), runs bench.experiments.runner.run and writes into WORKDIR/rw/out: one .npy of actions per
   (seed, evaluation episode), result.json (what cannot be recomputed: timings, learning curves, counters),
   checkpoint.pt (learners: torch.save of plain tensors), or error.json with a one-line reason.
 
@@ -48,9 +49,11 @@ EXIT_OK, EXIT_FAILED = 0, 2  # the worker's exit codes when it ends by itself
 def main(argv: list[str]) -> None:
     work = Path(argv[1]).resolve()
     task = json.loads((work / "task.json").read_text(encoding="utf-8"))
-    status_fd, progress_fd = int(task["status_fd"]), int(task["progress_fd"])
+    status_fd, progress_fd, ack_fd = int(task["status_fd"]), int(task["progress_fd"]), int(task["ack_fd"])
     facts = _isolate(task, work)
     _send(status_fd, {"isolation": facts})
+    os.read(ack_fd, 1)  # the parent holds the work file system open before any scheduler code can write to it
+    os.close(ack_fd)
     worker = os.fork()
     if worker == 0:
         os.close(status_fd)
@@ -97,9 +100,14 @@ def _isolate(task: dict, work: Path) -> dict:
     facts: dict = {}
     if task.get("cgroup"):
         facts["cgroup"] = _join_cgroup(task["cgroup"])
+    rw = work / "rw"  # the only place the worker may write: its home, temporary and output directories
     if task.get("mount_namespace"):
-        facts["filesystem"] = _read_only_except(work, [Path(p) for p in task.get("probe_dirs", [])])
-        os.chdir(work)  # the current directory still pointed into the mount under the new (writable) bind mount
+        facts["filesystem"] = _read_only_except(rw, [Path(p) for p in task.get("probe_dirs", [])])
+        if facts["filesystem"].get("ok"):
+            facts["output"] = _own_tmpfs(rw, int(task["limits"]["output_bytes"]), int(task["limits"]["max_files"]))
+    os.chdir(rw)  # (again, in a mount namespace: the current directory still pointed below the mounts just made)
+    for sub in ("tmp", "out"):
+        (rw / sub).mkdir(exist_ok=True)
     facts["network"] = _network_facts(task.get("host_netns"))
     facts["pid1"] = os.getpid() == 1
     _set_limits(task["limits"])
@@ -154,6 +162,18 @@ def _read_only_except(work: Path, probes: list[Path]) -> dict:
             refused.append(f"{point} ({os.strerror(err)})")
     writable = [str(p) for p in probes if _can_create(p)]
     return {"ok": not refused and not writable, "refused": refused[:5], "writable": writable}
+
+
+def _own_tmpfs(rw: Path, size: int, files: int) -> dict:
+    """A tmpfs of exactly the output limit on `rw`: the kernel refuses every byte and file past it (ENOSPC).
+
+    It exists only in this mount namespace; the parent reads it through a descriptor it opens before the worker
+    starts (bench.experiments.sandbox), which keeps it alive after the namespace is gone."""
+    options = f"size={size},nr_inodes={files + 1},mode=0700".encode()  # +1: the root directory is an inode
+    flags = MS_NOSUID | MS_NODEV
+    if _libc().mount(b"tmpfs", str(rw).encode(), b"tmpfs", flags, options) != 0:
+        return {"tmpfs": False, "reason": f"mounting a tmpfs failed ({os.strerror(ctypes.get_errno())})"}
+    return {"tmpfs": True}
 
 
 def _can_create(directory: Path) -> bool:
@@ -222,11 +242,10 @@ class HookFailed(BaseException):
 
 
 def _work(task: dict, work: Path, progress_fd: int) -> int:
-    out = work / "out"
+    out = work / "rw" / "out"
     try:
-        out.mkdir(exist_ok=True)
         (out / "actions").mkdir(exist_ok=True)
-        _warm_numba_cache(Path(os.environ.get("NUMBA_CACHE_DIR", work / ".numba-cache")))
+        _warm_numba_cache(Path(os.environ.get("NUMBA_CACHE_DIR", work / "rw" / ".numba-cache")))
         if task.get("kind") == "check":
             _check(task, out)
         else:
