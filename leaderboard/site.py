@@ -252,10 +252,10 @@ def results_commit(roots: list[Path]) -> str:
     seen = []
     for root in roots:
         try:
-            rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+            rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=120, check=False)
             if rev.returncode != 0:
                 continue
-            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=5, check=False)
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=120, check=False)
         except (OSError, subprocess.SubprocessError):
             continue
         text = rev.stdout.strip()[:12] + (" with uncommitted changes" if status.returncode == 0 and status.stdout.strip() else "")

@@ -190,7 +190,7 @@ def test_lower_bound_below_every_builtin_on_random_instances(k):
 def test_lower_bound_below_opt_ts_on_presets(name):
     scenario = load_scenario(name)
     lb = be.lower_bound(instance(scenario))
-    assert lb.seconds < 2.0 and lb.mean_delay_s >= lb.floor_s
+    assert lb.mean_delay_s >= lb.floor_s  # its speed: tests/benchmarks/test_bound_speed.py
     for rule in ("opt-ts", "least-loaded", "local"):
         assert lb.mean_delay_s <= run(scenario, rule, seeds=[0], episodes=1).rows[0]["mean_delay_s"] * (1 + 1e-9), rule
     if name == "paper-poisson":  # overloaded: waiting dominates and the bound accounts for it

@@ -264,6 +264,7 @@ def test_site_in_headless_chromium(hostile_site, tmp_path):
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
         page = browser.new_page(viewport={"width": 1200, "height": 1600})
+        page.set_default_timeout(180_000)  # a guard against a hang on a loaded machine, not a speed bound
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         for name in ["index.html", "scenario-tiny.html", f"entry-{entry.id}.html", "invalid.html"]:
@@ -273,7 +274,7 @@ def test_site_in_headless_chromium(hostile_site, tmp_path):
             if name == "index.html":
                 assert page.locator("table.ranking tbody tr").count() == 6  # one row per entry
             if name.startswith("scenario"):
-                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)
+                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=180_000)  # a guard against a hang, not a speed bound
                 charts = page.locator("div.chart")
                 assert charts.count() == 5  # mean, mean/p95, distribution, learning curves, parts
                 for k in range(charts.count()):  # every chart rendered, the one with "<!--<script>" in a name included

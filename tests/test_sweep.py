@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -112,20 +113,29 @@ def test_torn_writes_and_corrupt_cells_are_redone(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_half_way_then_resume_equals_uninterrupted(tmp_path):
-    args = ["sweep", "--scenario", "tiny", "-s", "opt-ts", "-s", "weighted-random", "-s", "round-robin", "--seeds", "4", "-n", "30", "-j", "1", "--no-progress"]
-    spec = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ()), ("weighted-random", ()), ("round-robin", ())], seeds=[0, 1, 2, 3], episodes=30)
+    """Killed at a known point, whatever the machine's speed: the sweep runs its cells in order (-j 1) and the
+    gate rule (tests.test_sweep:Gate) blocks while its gate file exists, so exactly the 8 cells before it are done."""
+    args = ["sweep", "--scenario", "tiny", "-s", "opt-ts", "-s", "weighted-random", "-s", "round-robin", "-s", "tests.test_sweep:Gate",
+            "--seeds", "4", "-n", "30", "-j", "1", "--no-progress"]
+    spec = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ()), ("weighted-random", ()), ("round-robin", ()), ("tests.test_sweep:Gate", ())],
+                     seeds=[0, 1, 2, 3], episodes=30)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        done = sum(1 for c in spec.cells() if (killed / c.relpath() / "manifest.json").is_file())
-        if done >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    gate = tmp_path / "gate"
+    gate.write_text("closed")
+    env = {**os.environ, "AIGC_TEST_GATE": str(gate), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    before_gate = [c for c in spec.cells() if c.scheduler in ("opt-ts", "round-robin")]  # the order: by name, then seed
+    try:
+        deadline = time.monotonic() + 600  # a guard against a hang only; the loop ends when the gate is reached
+        while time.monotonic() < deadline and not (tmp_path / "gate.reached").exists():
+            assert proc.poll() is None, "the sweep ended before it reached the gate"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    gate.unlink()
     finished = [c for c in spec.cells() if is_complete(killed / c.relpath())]
-    assert 4 <= len(finished) < len(spec.cells()), "the kill should land half way"
+    assert finished == before_gate, [str(c.relpath()) for c in finished]
     stamps = {str(c.relpath()): (killed / c.relpath() / "manifest.json").stat().st_mtime_ns for c in finished}
     r = runner.invoke(app, [*args, "--out", str(killed)])
     assert r.exit_code == 0, r.output
@@ -148,6 +158,21 @@ def test_ray_executor_matches_local(tmp_path):
 
 
 from schedulers.interface import Scheduler  # noqa: E402
+
+
+class Gate(Scheduler):
+    """Every task to its own base station; while the file named by AIGC_TEST_GATE exists, it marks that it got there
+    (GATE.reached) and waits: a sweep stopped at a point that does not depend on the machine's speed."""
+
+    name = "gate"
+
+    def decide(self, batch):
+        gate = os.environ.get("AIGC_TEST_GATE")
+        if gate and os.path.exists(gate):
+            Path(gate + ".reached").touch()
+            while os.path.exists(gate):
+                time.sleep(0.05)
+        return np.asarray(batch.origin, dtype=np.int64)
 
 
 class Dies(Scheduler):
