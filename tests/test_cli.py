@@ -99,7 +99,7 @@ def test_python_dash_m_bench_runs():
         [sys.executable, "-m", "bench", "run", "--scheduler", "local", "--scenario", "tiny", "--episodes", "1", "--json", "--no-save"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["scheduler"] == "local" and "results not saved" in r.stderr
@@ -110,7 +110,7 @@ def test_console_script_runs_and_saves_under_runs(tmp_path):
     script = Path(sys.executable).with_name("bench")
     assert script.is_file(), "the package's console script is installed beside the interpreter"
     r = subprocess.run([str(script), "run", "-s", "least-loaded", "--scenario", "tiny", "--episodes", "1"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     saved = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     assert len(saved) == 1 and (saved[0] / "manifest.json").is_file() and saved[0].name.endswith("least-loaded-tiny")
@@ -124,3 +124,24 @@ def test_console_script_runs_and_saves_under_runs(tmp_path):
 def test_help_shows_no_placeholders_for_flags():
     r = invoke("run", "--help")
     assert r.exit_code == 0 and "--json" in r.stdout and "<bool>" not in r.stdout and "--num-seeds" in r.stdout
+
+
+def test_list_shows_a_dash_where_a_profile_has_no_measured_spread():
+    """Published profiles carry one number per figure: no spread to show, never "nan%"."""
+    r = invoke("list")
+    assert r.exit_code == 0 and "nan" not in r.stdout
+    published = [line for line in r.stdout.splitlines() if "published" in line and "cuda-t4-16gb" in line]
+    assert published and all("—" in line for line in published)
+    measured = [line for line in r.stdout.splitlines() if "cpu-intel-xeon-1t" in line and "sd15-tiny" in line]
+    assert measured and "% max" in measured[0]
+
+
+def test_evaluating_a_checkpoint_needs_no_parameters_again(tmp_path):
+    """The README's two lines in a row: train with a non-default --param, then evaluate with --checkpoint alone."""
+    out = tmp_path / "lad"
+    r = invoke("run", "-s", "lad-ts", "--scenario", "tiny", "--train-episodes", "2", "-n", "1", "--param", "actor_lr=3e-4", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    r = invoke("run", "-s", "lad-ts", "--scenario", "tiny", "-n", "1", "--checkpoint", str(out), "--json", "--no-save")
+    assert r.exit_code == 0, r.output
+    r = invoke("run", "-s", "lad-ts", "--scenario", "tiny", "-n", "1", "--checkpoint", str(out), "--param", "actor_lr=1e-4", "--no-save")
+    assert r.exit_code == 2 and "--checkpoint was trained with actor_lr = 0.0003; this run has 0.0001" in r.stderr

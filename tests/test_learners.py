@@ -334,17 +334,19 @@ def test_checkpoint_mismatches_are_refused(tmp_path):
         run(load_scenario("tiny", ["episode.slots=5"]), "sac-ts", seeds=[0], episodes=1, checkpoint=ckpt)
 
 
-def test_checkpoint_of_other_hyper_parameters_is_refused(tmp_path):
-    """A policy trained with denoising_steps=10 must not load into a 5-step actor (review defect)."""
+def test_a_checkpoint_brings_its_hyper_parameters_and_refuses_other_ones(tmp_path):
+    """A policy trained with denoising_steps=10 loads into a 10-step actor without being told (a newcomer's report:
+    evaluating a checkpoint asked for its parameters again), and never into a 5-step one (review defect)."""
     from bench.core.errors import BundleError
 
     scenario = load_scenario("tiny")
     out = write_bundle(run(scenario, "lad-ts", params=["denoising_steps=10"], seeds=[0], episodes=1, train_episodes=1), tmp_path / "b")
     ckpt = load_checkpoint(out)
     with pytest.raises(BundleError, match="trained with denoising_steps = 10; this run has 5"):
-        run(scenario, "lad-ts", seeds=[0], episodes=1, checkpoint=ckpt)
-    again = run(scenario, "lad-ts", params=["denoising_steps=10"], seeds=[0], episodes=1, checkpoint=ckpt)  # the same parameters load
-    assert again.train_episodes == 1
+        run(scenario, "lad-ts", params=["denoising_steps=5"], seeds=[0], episodes=1, checkpoint=ckpt)
+    for params in ([], ["denoising_steps=10"], {"denoising_steps": 10}):
+        again = run(scenario, "lad-ts", params=params, seeds=[0], episodes=1, checkpoint=ckpt)
+        assert again.train_episodes == 1 and again.scheduler_params["denoising_steps"] == 10
 
 
 @pytest.mark.parametrize("name", ["lad-ts", "sac-ts", "dqn-ts"])

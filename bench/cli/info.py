@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import List, Optional
 
 import typer
@@ -68,7 +69,7 @@ def list_(
             first = p.grid[0]
             t.add_row(ref.hardware, ref.model, p.provenance.dtype, ",".join(map(str, p.resolutions)), ",".join(map(str, p.batches)),
                       f"{first.step.median_s:.4g} ({first.resolution}px x{first.batch})",
-                      f"{max(g.step.spread for g in p.grid):.1%} max", p.provenance.date[:10])
+                      _spread(p), p.provenance.date[:10])
         out.print(t)
 
 
@@ -150,3 +151,9 @@ def check_scheduler(
     out.print(t)
     if any(not c.passed and not c.skipped for c in report):
         raise typer.Exit(1)
+
+
+def _spread(profile) -> str:
+    """The largest per-step spread of a measured profile; "—" where none was measured (published figures: one number each)."""
+    spreads = [g.step.spread for g in profile.grid if math.isfinite(g.step.spread)]
+    return f"{max(spreads):.1%} max" if spreads else "—"

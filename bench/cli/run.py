@@ -84,7 +84,7 @@ def run(
         if ckpt is not None:
             if not cls.learns:
                 fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
-            ckpt.check(label(scheduler, cls), sc, chosen_seeds, config_dict(make(scheduler, param_list)))
+            ckpt.check(label(scheduler, cls), sc, chosen_seeds, config_dict(make(scheduler, ckpt.fill(label(scheduler, cls), param_list))))
         return sc, cls, ckpt, target
 
     sc, cls, ckpt, target = guarded(prepare)

@@ -47,6 +47,17 @@ class Checkpoint:
     train_episodes: int | None = None
     training: dict[int, dict[str, Any]] = field(default_factory=dict)
 
+    def fill(self, scheduler: str, params: Sequence[str] | Mapping[str, Any]) -> Sequence[str] | Mapping[str, Any]:
+        """The run's hyper-parameters completed with the ones the policy was trained with: evaluating a checkpoint
+        needs none of them again. A parameter given explicitly is kept (check() refuses it when it differs), and
+        a checkpoint of another scheduler fills nothing (check() refuses it)."""
+        from bench.core.config import parse_override
+
+        if scheduler != self.scheduler:
+            return params
+        given = dict(params) if isinstance(params, Mapping) else {".".join(k): v for k, v in map(parse_override, params)}
+        return {**{k: v for k, v in self.params.items() if k not in RUNTIME_PARAMS}, **given}
+
     def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int], params: Mapping[str, Any] | None = None) -> None:
         """Refuse a checkpoint of another scheduler, scenario, hyper-parameters or seeds (one line each).
 
@@ -201,6 +212,7 @@ def run(
     if not cls.learns:
         train_episodes = 0
     elif checkpoint is not None:
+        params = checkpoint.fill(name, params)
         checkpoint.check(name, scenario, seeds, config_dict(make(scheduler, params)))
         train_episodes = checkpoint.train_episodes or 0
     elif train_episodes is None:
