@@ -38,6 +38,7 @@ import polars as pl
 
 from bench.core.config import option
 from bench.core.errors import MISSING, ConfigError
+from bench.core.io import write_parquet
 
 __all__ = [
     "COLUMNS",
@@ -93,6 +94,8 @@ SHIPPED_TRACES: dict[str, str] = {
 GENTD26_TYPES = ("TXT_2_IMG", "IMG_2_IMG", "INPAINTING")
 GENTD26_STATUSES = ("SUCCEED", "FAILED", "PENDING", "PROCESSING")
 GENTD26_TIME = "%Y-%m-%d %H:%M:%S"
+GENTD26_COLUMNS = ("gmt_create", "predict_type", "predict_status", "num_images_per_prompt", "num_inference_steps", "checkpoint_model_version_id")
+AZURE_COLUMNS = ("TIMESTAMP",)
 AZURE_TIME = "%Y-%m-%d %H:%M:%S%.f"
 
 
@@ -206,7 +209,7 @@ def write_trace(trace: Trace, path: str | Path, *, force: bool = False, metadata
     os.close(fd)
     try:
         if kind == "parquet":
-            frame.write_parquet(tmp, compression="zstd", compression_level=19, statistics=False, metadata=meta)
+            write_parquet(frame, tmp, compression="zstd", compression_level=19, statistics=False, metadata=meta)
         else:
             frame.write_csv(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
@@ -321,19 +324,18 @@ def convert_trace(
         raise ConfigError("format", source_format, f"one of {', '.join(SOURCE_FORMATS)}")
     if source_format != "gentd26" and (keep_types or keep_statuses):
         raise ConfigError("keep", list(keep_types or keep_statuses), "to be absent unless format = gentd26 (only GenTD26 has request types and statuses)")
-    data = _read_bytes(src)
-    raw = _read_csv(data, src)
-    sha = hashlib.sha256(data).hexdigest()
+    needed = GENTD26_COLUMNS if source_format == "gentd26" else AZURE_COLUMNS
+    raw, header, sha = _scan_source(src, needed)
     if raw.height == 0:
         raise TraceError(src, None, 0, "at least one request (the file has a header but no rows)", field="rows")
     if source_format == "gentd26":
+        _require_columns(header, GENTD26_COLUMNS, src, "GenTD26 lora_request_trace.csv")
         return _convert_gentd26(raw, src, sha, keep_types, keep_statuses, drop_duplicates)
+    _require_columns(header, AZURE_COLUMNS, src, "Azure LLM inference trace 2023 (TIMESTAMP, ContextTokens, GeneratedTokens)")
     return _convert_azure(raw, src, sha, drop_duplicates)
 
 
 def _convert_gentd26(raw, src, sha, keep_types, keep_statuses, drop_duplicates):
-    required = ("gmt_create", "predict_type", "predict_status", "num_images_per_prompt", "num_inference_steps", "checkpoint_model_version_id")
-    _require_columns(raw, required, src, "GenTD26 lora_request_trace.csv")
     types = _keep_set(keep_types, ("TXT_2_IMG",), GENTD26_TYPES, raw["predict_type"], "keep_types")
     statuses = _keep_set(keep_statuses, ("SUCCEED",), GENTD26_STATUSES, raw["predict_status"], "keep_statuses")
     created = _parse_time(raw["gmt_create"], GENTD26_TIME, "YYYY-MM-DD HH:MM:SS", src)
@@ -346,9 +348,9 @@ def _convert_gentd26(raw, src, sha, keep_types, keep_statuses, drop_duplicates):
     dropped: dict[str, int] = {}
     drop = _dropper(keep, dropped)
     for column, allowed in (("predict_type", types), ("predict_status", statuses)):
-        values = raw[column].fill_null("").to_numpy().astype(str)
-        for value in np.unique(values[~np.isin(values, list(allowed))]):
-            drop(values == value, f"{column} = {value or '<blank>'}")
+        values = raw[column].fill_null("")  # compared in polars: no Python string per row
+        for value in values.filter(~values.is_in(sorted(allowed))).unique().sort().to_list():
+            drop((values == value).to_numpy(), f"{column} = {value or '<blank>'}")
     for column, values in (("gmt_create", created), ("num_inference_steps", steps), ("num_images_per_prompt", images), ("checkpoint_model_version_id", model)):
         drop(values.is_null().to_numpy(), f"blank {column}")
     duplicates = _drop_duplicates(raw, keep, drop_duplicates, drop)
@@ -361,7 +363,7 @@ def _convert_gentd26(raw, src, sha, keep_types, keep_statuses, drop_duplicates):
     t = created.to_numpy()[rows]
     start = t.min()
     arrival = (t - start).astype("timedelta64[ns]").astype(np.int64) / 1e9
-    trace = _sorted_trace(arrival, model=model.to_numpy()[rows].astype(str), steps=steps_np, images=images_np)
+    trace = _sorted_trace(arrival, model=_strings(model.gather(rows)), steps=steps_np, images=images_np)
     rules = (f"predict_type in {{{', '.join(sorted(types))}}}; predict_status in {{{', '.join(sorted(statuses))}}}; "
              f"rows with a blank gmt_create, num_inference_steps, num_images_per_prompt or checkpoint_model_version_id dropped; "
              f"exact duplicates {'dropped' if drop_duplicates else 'kept'}; arrival_s = gmt_create - first kept gmt_create")
@@ -371,7 +373,6 @@ def _convert_gentd26(raw, src, sha, keep_types, keep_statuses, drop_duplicates):
 
 
 def _convert_azure(raw, src, sha, drop_duplicates):
-    _require_columns(raw, ("TIMESTAMP",), src, "Azure LLM inference trace 2023 (TIMESTAMP, ContextTokens, GeneratedTokens)")
     stamp = _parse_time(raw["TIMESTAMP"], AZURE_TIME, "YYYY-MM-DD HH:MM:SS.fffffff", src)
     n = raw.height
     keep = np.ones(n, dtype=bool)
@@ -391,6 +392,14 @@ def _convert_azure(raw, src, sha, drop_duplicates):
     return replace(trace, metadata=meta), report
 
 
+def _strings(series: pl.Series) -> np.ndarray:
+    """A string column as a numpy str array, through its distinct values (a Python object per distinct value, not
+    per row: millions of rows of a few thousand model ids)."""
+    distinct, codes = np.unique(series.unique().to_numpy().astype(str)), None
+    codes = series.replace_strict(list(distinct), list(range(len(distinct))), return_dtype=pl.UInt32).to_numpy()
+    return distinct[codes]
+
+
 def _dropper(keep: np.ndarray, dropped: dict[str, int]):
     """drop(mask, reason): un-keep the rows of mask still kept and count them under reason (first reason wins)."""
 
@@ -407,7 +416,10 @@ def _drop_duplicates(raw: pl.DataFrame, keep: np.ndarray, drop_them: bool, drop)
     """Kept rows equal, field for field, to an earlier kept row: counted, and dropped if asked."""
     kept = np.flatnonzero(keep)
     repeat = np.zeros(keep.size, dtype=bool)
-    repeat[kept] = ~raw[kept].select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
+    h0, h1 = (raw[h].to_numpy()[kept] for h in ROW_HASH)
+    order = np.lexsort((h1, h0))  # stable: the first of equal rows keeps its place
+    same = (h0[order[1:]] == h0[order[:-1]]) & (h1[order[1:]] == h1[order[:-1]])
+    repeat[kept[order[1:][same]]] = True
     if drop_them:
         drop(repeat, "exact duplicate of an earlier kept row")
     return int(repeat.sum())
@@ -443,10 +455,13 @@ def _keep_set(chosen, default, known, column: pl.Series, name: str) -> frozenset
     return frozenset(chosen)
 
 
-def _require_columns(raw: pl.DataFrame, required: Iterable[str], src, what: str) -> None:
+def _require_columns(header: Sequence[str], required: Iterable[str], src, what: str) -> None:
     for c in required:
-        if c not in raw.columns:
-            raise TraceError(src, c, MISSING, f"a column of the {what} (the header has: {', '.join(raw.columns)})")
+        if c not in header:
+            raise TraceError(src, c, MISSING, f"a column of the {what} (the header has: {', '.join(header)})")
+
+
+NS_RANGE = "between 1677-09-22 and 2262-04-11 (nanosecond timestamps)"
 
 
 def _parse_time(values: pl.Series, fmt: str, shown: str, src) -> pl.Series:
@@ -455,6 +470,13 @@ def _parse_time(values: pl.Series, fmt: str, shown: str, src) -> pl.Series:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise TraceError(src, values.name, values[row], f"a timestamp {shown}", row=row + 1)
+    # a date outside the nanosecond range wraps around silently (9999-12-31 became 1.94e9 s after 0001-01-01):
+    # the same text read in microseconds, which reach every year, must agree
+    wide = values.str.to_datetime(fmt, time_unit="us", strict=False)
+    wrapped = (parsed.dt.cast_time_unit("us") != wide).fill_null(False).to_numpy()
+    if wrapped.any():
+        row = int(np.flatnonzero(wrapped)[0])
+        raise TraceError(src, values.name, values[row], f"a timestamp {NS_RANGE}", row=row + 1)
     return parsed
 
 
@@ -697,27 +719,111 @@ def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
         frame = pl.read_csv(data, infer_schema=False)
     except pl.exceptions.PolarsError as exc:
         raise TraceError(path, None, _first_line(exc), "CSV with a header line and one request per line") from None
+    return _clean(frame)
+
+
+FIELD_CHECK_CHUNK = 32 * 2**20  # bytes per piece of a raw trace read for import: the memory used does not grow with the file
+ROW_HASH = ("__row_hash_0", "__row_hash_1")  # two 64-bit hashes of a whole row: duplicates without keeping every column
+
+
+def _scan_source(path: Path, needed: Sequence[str]) -> tuple[pl.DataFrame, list[str], str]:
+    """A raw trace read for import a chunk of lines at a time, never whole: its SHA-256, its field counts, and of
+    each chunk only the columns the import uses (stripped, blank as null) and a 128-bit hash of each whole row (for
+    exact duplicates). A 490 MB GenTD26 file took 8.8 GiB read whole. A file with quoted fields (which may hold a
+    newline) is read whole by polars instead, as before."""
+    if not path.is_file():
+        raise ConfigError("path", str(path), "an existing trace file")
+    digest = hashlib.sha256()
+    quoted, blank = False, True
+    with open(path, "rb") as f:
+        while block := f.read(FIELD_CHECK_CHUNK):
+            digest.update(block)
+            blank = blank and not block.strip()
+            quoted = quoted or b'"' in block
+    if blank:
+        raise TraceError(path, None, "<empty>", "a header line and at least one request")
+    if quoted:
+        frame = _read_csv(_read_bytes(path), path)
+        return _select(frame, needed), list(frame.columns), digest.hexdigest()
+    header, parts, line = None, [], 1  # line: the file's row number of the chunk's first line (the header is row 0)
+    for lines in _line_chunks(path):
+        if header is None:
+            first, _, lines = lines.partition(b"\n")
+            header = _header(first, path)
+        if not lines.strip(b"\r\n"):
+            continue
+        _check_field_counts(lines, path, first_row=line, expected=len(header))
+        line += lines.count(b"\n") + (not lines.endswith(b"\n"))
+        try:
+            chunk = pl.read_csv(lines, has_header=False, new_columns=header, infer_schema=False)
+        except pl.exceptions.PolarsError as exc:
+            raise TraceError(path, None, _first_line(exc), "CSV with a header line and one request per line") from None
+        parts.append(_select(_clean(chunk), needed))
+    if header is None:
+        raise TraceError(path, None, "<empty>", "a header line and at least one request")
+    frame = pl.concat(parts) if parts else _select(_clean(pl.DataFrame(schema={c: pl.String for c in header})), needed)
+    return frame, header, digest.hexdigest()
+
+
+def _line_chunks(path: Path, size: int = FIELD_CHECK_CHUNK):
+    """The file's bytes in pieces of whole lines (about `size` bytes each), the UTF-8 byte-order mark dropped."""
+    with open(path, "rb") as f:
+        rest = f.read(3)
+        if rest == b"\xef\xbb\xbf":
+            rest = b""
+        while True:
+            block = f.read(size)
+            if not block:
+                if rest:
+                    yield rest
+                return
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            yield data[: cut + 1]
+            rest = data[cut + 1:]
+
+
+def _header(line: bytes, path: Path) -> list[str]:
+    try:
+        text = line.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        raise TraceError(path, None, "invalid utf-8 sequence", "CSV with a header line and one request per line") from None
+    return [c.strip() for c in text.split(",")]
+
+
+def _clean(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.rename({c: c.strip() for c in frame.columns})
     return frame.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in frame.columns)
 
 
-def _check_field_counts(data: bytes, path: Path) -> None:
-    """Every line has as many fields as the header (vectorised; skipped when fields are quoted).
+def _select(frame: pl.DataFrame, needed: Sequence[str]) -> pl.DataFrame:
+    """The columns the import uses and the whole-row hashes (a duplicate row has both equal)."""
+    hashes = [pl.struct(pl.all()).hash(seed).alias(name) for seed, name in enumerate(ROW_HASH)]
+    return frame.select(*[c for c in frame.columns if c in needed], *hashes)
+
+
+def _check_field_counts(data: bytes, path: Path, *, first_row: int = 0, expected: int | None = None) -> None:
+    """Every line has as many fields as the header (vectorised; skipped when fields are quoted). `data` is the whole
+    file (its first line the header) or, with `expected`, a chunk of lines whose first is row `first_row`.
     A blank line is a row of blanks, as polars reads it."""
-    if b'"' in data:
+    if b'"' in data or not data:
         return
     buf = np.frombuffer(data, dtype=np.uint8)
     newline = np.flatnonzero(buf == 10)
     ends = newline if buf[-1] == 10 else np.append(newline, buf.size)
-    starts = np.concatenate(([0], newline + 1))[: ends.size]
-    commas = np.concatenate(([0], np.cumsum(buf == 44)))
-    fields = commas[ends] - commas[starts] + 1
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    fields = np.add.reduceat((buf == 44).astype(np.int32), starts) + 1 if starts.size else np.zeros(0, np.int64)
+    fields[starts == ends] = 1  # reduceat gives the next byte for an empty span
     length = ends - starts - (buf[np.maximum(ends - 1, 0)] == 13)
-    fields[length <= 0] = fields[0]  # blank lines are rows of blanks
-    bad = np.flatnonzero(fields[1:] != fields[0])
+    header = int(fields[0]) if expected is None else expected
+    fields[length <= 0] = header  # blank lines are rows of blanks
+    bad = np.flatnonzero(fields != header)
     if bad.size:
-        row = int(bad[0]) + 1
-        raise TraceError(path, None, f"{int(fields[row])} fields", f"{int(fields[0])} comma-separated fields, as in the header", row=row)
+        row = first_row + int(bad[0])
+        raise TraceError(path, None, f"{int(fields[bad[0]])} fields", f"{header} comma-separated fields, as in the header", row=row)
 
 
 def _parse_column(series: pl.Series, kind: str, allowed: str, source) -> np.ndarray:

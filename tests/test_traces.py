@@ -190,8 +190,13 @@ def test_bad_gentd26_rows_name_row_and_column_and_write_nothing(tmp_path, edit, 
         (lambda d: gentd26_file(d, rows=[GENTD26_ROWS[0]]), "gentd26", "at least one kept request"),
         (lambda d: azure_file(d), "alibaba-2020", "format = 'alibaba-2020'"),
         (lambda d: d / "missing.csv", "gentd26", "an existing trace file"),
+        # outside the nanosecond range a date wrapped around silently (arrival 1.94e9 s instead of 3.2e11 s)
+        (lambda d: azure_file(d, rows=["0001-01-01 00:00:00.0000000,1,1", "9999-12-31 00:00:00.0000000,1,1"]), "azure-llm-2023",
+         "row 1, column TIMESTAMP = '0001-01-01 00:00:00.0000000' is not allowed; expected a timestamp between 1677-09-22 and 2262-04-11"),
+        (lambda d: gentd26_file(d, rows=[GENTD26_ROWS[1].replace("2024-11-15", "9999-12-31", 1)] + list(GENTD26_ROWS[2:])), "gentd26",
+         "column gmt_create = '9999-12-31"),
     ],
-    ids=["azure-time", "azure-header-only", "empty", "missing-column", "nothing-kept", "unknown-format", "missing-file"],
+    ids=["azure-time", "azure-header-only", "empty", "missing-column", "nothing-kept", "unknown-format", "missing-file", "azure-year-1-and-9999", "gentd26-year-9999"],
 )
 def test_bad_import_inputs_fail_in_one_line_and_write_nothing(tmp_path, make, fmt, fragment):
     src = make(tmp_path)
@@ -454,3 +459,32 @@ def test_cli_import_and_info(tmp_path):
     assert r.exit_code == 0 and "8,819" in r.output
     r = runner.invoke(cli(), ["info", str(tmp_path / "nope.parquet")])
     assert r.exit_code == 2 and "error:" in r.output
+
+
+def test_a_trace_too_short_for_one_window_says_so(tmp_path):
+    """A trace whose evaluation part holds no whole window was reported as "0 evaluation windows" and nothing more."""
+    from bench.cli import app
+
+    short = tmp_path / "short.csv"
+    short.write_text("arrival_s\n" + "\n".join(f"{0.5 * i}" for i in range(40)) + "\n")
+    r = CliRunner().invoke(app, ["run", "-s", "opt-ts", "--scenario", "azure-code", "--trace", str(short), "-n", "1", "--no-save"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "holds no whole window of" in r.stderr and "a shorter tasks.trace.window_s" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("chunk", [40, 100, 1 << 20])
+def test_import_reads_a_chunk_of_lines_at_a_time_with_the_same_result(tmp_path, monkeypatch, chunk):
+    """A raw trace is read in pieces of whole lines (a 490 MB GenTD26 file took 8.8 GiB read whole; 1.76 GiB so):
+    the trace, the report and the row of an error do not depend on where the pieces end."""
+    import tasks.traces as traces
+
+    whole, whole_report = convert_trace("gentd26", gentd26_file(tmp_path, newline="\r\n"), drop_duplicates=True)
+    monkeypatch.setattr(traces, "FIELD_CHECK_CHUNK", chunk)
+    monkeypatch.setattr(traces._line_chunks, "__defaults__", (chunk,))
+    got, report = convert_trace("gentd26", gentd26_file(tmp_path, newline="\r\n"), drop_duplicates=True)
+    assert got.to_frame().equals(whole.to_frame()) and report == whole_report
+    bad = list(GENTD26_ROWS)
+    bad[10] = bad[10] + ",extra"
+    with pytest.raises(TraceError) as info:
+        convert_trace("gentd26", gentd26_file(tmp_path, rows=bad))
+    assert (info.value.row, info.value.column) == (11, None) and "12 fields" in one_line(info.value)

@@ -140,10 +140,15 @@ class System:
 
     def check_episodes(self, episodes: int) -> None:
         """Refuse, before anything runs, more evaluation episodes than a replayed trace has evaluation windows."""
-        windows = self.replay[1]
+        trace, windows = self.replay
         if episodes > len(windows.eval):
-            raise ConfigError("episodes", episodes, f"at most {len(windows.eval)}: the trace has {len(windows.eval)} evaluation windows of {windows.window_s:g} s "
-                              f"(with min_requests = {self.scenario.tasks.trace.min_requests})")
+            eval_span = float(trace.arrival_s[-1]) - windows.split_s
+            why = (f"its evaluation part, from {windows.split_s:g} s to the last arrival at {float(trace.arrival_s[-1]):g} s "
+                   f"({eval_span:g} s), holds no whole window of {windows.window_s:g} s: use a longer trace, a shorter "
+                   f"tasks.trace.window_s or a smaller tasks.trace.train_fraction") if not windows.eval and eval_span < windows.window_s else (
+                   f"the trace has {len(windows.eval)} evaluation windows of {windows.window_s:g} s (with min_requests = "
+                   f"{self.scenario.tasks.trace.min_requests}; {windows.skipped} windows held fewer requests)")
+            raise ConfigError("episodes", episodes, f"at most {len(windows.eval)}: {why}")
 
     @cached_property
     def model_ranks(self) -> tuple[str, ...]:
