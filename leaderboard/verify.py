@@ -36,7 +36,7 @@ import numpy as np
 
 import bench
 from bench.core.errors import BenchError
-from bench.core.io import utc_stamp
+from bench.core.io import utc_stamp, write_json_atomic
 from bench.core.provenance import host_info
 from bench.experiments.bundle_checks import member
 from bench.experiments.bundles import Bundle, read_bundle
@@ -208,10 +208,7 @@ def write_record(v: Verification, directory: Path) -> Path:
     """The verify record, named by the bundle's digest, written atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{(v.digest or 'no-digest')[:16]}-{Path(v.bundle).name}.json"
-    tmp = directory / f".{name}.tmp"
-    tmp.write_text(json.dumps(v.record(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(directory / name)
-    return directory / name
+    return write_json_atomic(directory / name, v.record())
 
 
 def read_records(directory: Path) -> dict[str, dict[str, Any]]:
@@ -229,3 +226,13 @@ def read_records(directory: Path) -> dict[str, dict[str, Any]]:
         if isinstance(data, dict) and data.get("kind") == RECORD_KIND and isinstance(data.get("digest"), str):
             records[data["digest"]] = data
     return records
+
+
+def merge_records(sets: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Records from several directories by digest; where two disagree about one bundle, the failed one counts."""
+    merged: dict[str, dict[str, Any]] = {}
+    for records in sets:
+        for digest, record in records.items():
+            if digest not in merged or merged[digest].get("ok") is True:
+                merged[digest] = record
+    return merged

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.core.config import from_dict, option, to_dict
 from bench.core.errors import MISSING, ConfigError
-from bench.core.io import write_json_atomic
+from bench.core.io import read_text, write_json_atomic
 
 SCHEMA = "aigc-edge-bench/profile"
 SCHEMA_VERSION = 2  # 2 added `source` (measured or published); version 1 files are measured profiles
@@ -683,10 +683,9 @@ def profile_from_dict(data: Any, source: str) -> AnyProfile:
 
 def load_profile(path: str | Path) -> AnyProfile:
     path = Path(path)
+    text = read_text(path, "profile")  # one line for a missing, huge or binary file
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("profile", str(path), "an existing profile file") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError("profile", str(path), f"valid JSON ({exc})") from None
     return profile_from_dict(data, str(path))

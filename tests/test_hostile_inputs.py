@@ -241,3 +241,73 @@ def test_refusals_happen_before_any_work(tmp_path, monkeypatch):
     (tmp_path / "f").write_text("file")
     r = runner.invoke(app, ["run", "-s", "lad-ts", "--scenario", "paper", "--out", str(tmp_path / "f" / "x")])
     assert r.exit_code == 2 and "--out" in r.stderr and "Traceback" not in r.output
+
+
+FULL_DISK = r'''
+set -u
+D=$1; BENCH="$2 -m bench"
+mount -t tmpfs -o size=16m tmpfs "$D" || exit 99
+cd "$D"
+$BENCH run -s opt-ts --scenario tiny -n 2 --out b >/dev/null 2>&1 || exit 98
+cp -r "$3" p2c
+dd if=/dev/zero of=fill bs=64k 2>/dev/null
+sha256sum b/manifest.json | cut -c1-64; echo "==="
+$BENCH run -s opt-ts --scenario tiny -n 3 --out b --overwrite 2>&1; echo "rc=$?"
+sha256sum b/manifest.json | cut -c1-64; echo "==="
+$BENCH leaderboard build --results "$4" --out site 2>&1 | grep -v "^valid: "; echo "rc=${PIPESTATUS[0]}"; echo "==="
+$BENCH leaderboard verify p2c --record rec 2>&1; echo "rc=$?"; echo "==="
+ls -A . rec
+'''
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_in_one_line_and_loses_nothing(tmp_path):
+    """run --overwrite, leaderboard build and verify --record on a full disk (a 16 MiB tmpfs in a mount namespace of
+    its own): one line each, exit 2, the old bundle intact, no staging file left behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged mount namespace here to make a small full disk in")
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "tiny"
+    script = tmp_path / "full.sh"
+    script.write_text(FULL_DISK)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["unshare", "-rm", "bash", str(script), str(disk), sys.executable, str(committed / "p2c"), str(committed)],
+                       capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    before, run_out, build_out, verify_out, listing = r.stdout.split("===\n")
+    assert "Traceback" not in r.stdout
+    lines = run_out.strip().splitlines()
+    assert lines[-3].startswith("error: No space left on device") and lines[-2] == "rc=2", run_out
+    assert lines[-1] == before.strip()  # the old bundle is the same file
+    assert build_out.strip().splitlines()[-2:] == ["error: No space left on device (nothing already written was changed)", "rc=2"], build_out
+    assert verify_out.strip().splitlines()[-1] == "rc=2" and "error: No space left on device" in verify_out, verify_out
+    assert not any(".tmp" in name for name in listing.split()), listing  # no staging file or directory left
+
+
+def test_a_profile_of_zeros_or_of_bytes_ends_in_one_line(tmp_path):
+    """A profile whose medians are all 0 ended in "ValueError: capacities and link rates must be positive", a binary
+    profile file in a UnicodeDecodeError traceback."""
+    import json
+    import shutil
+
+    shipped = Path(__file__).resolve().parents[1] / "profiles" / "data"
+    for hw in ("cpu-intel-xeon-1t", "cpu-intel-xeon-2t"):
+        shutil.copytree(shipped / hw, tmp_path / "p" / hw)
+
+    def zero(x):
+        if isinstance(x, dict):
+            return {k: (0.0 if k in ("median_s", "p25_s", "p75_s") else zero(v)) for k, v in x.items()}
+        return [zero(v) for v in x] if isinstance(x, list) else x
+
+    target = tmp_path / "p" / "cpu-intel-xeon-1t" / "sd15-tiny.json"
+    target.write_text(json.dumps(zero(json.loads(target.read_text()))))
+    r = runner.invoke(app, ["run", "-s", "opt-ts", "--scenario", "edge-cpu", "--set", f'servers.profile_dirs=["{tmp_path / "p"}"]', "-n", "1", "--no-save"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "step median_s at 64px x1 = 0.0 is not allowed; expected a number of seconds > 0" in r.stderr, r.stderr
+    target.write_bytes(bytes(range(256)) * 4)
+    r = runner.invoke(app, ["run", "-s", "opt-ts", "--scenario", "edge-cpu", "--set", f'servers.profile_dirs=["{tmp_path / "p"}"]', "-n", "1", "--no-save"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "expected UTF-8 text" in r.stderr, r.stderr

@@ -29,10 +29,16 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def guarded(fn: Callable[[], Any]) -> Any:
+    """Run a library call; a problem the user can fix ends the command with one line: a BenchError, or what the
+    operating system refused (a full disk, a read-only or missing directory, no permission). Writers stage their
+    output and rename it into place, so nothing written before is lost."""
     try:
         return fn()
     except BenchError as exc:
         fail(str(exc))
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or type(exc).__name__}{where} (nothing already written was changed)")
 
 
 MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit integers in result files
@@ -100,3 +106,35 @@ def exit_on_failed_cells(status: dict) -> None:
         err.print(f"[red]failed[/] {escape(cell)}: {escape(message)}", highlight=False, soft_wrap=True)
     if status["failed"]:
         raise typer.Exit(1)
+
+
+PLAIN_PROGRESS_EVERY_S = 30.0  # when stderr is not a terminal: one plain line at most this often (and the last one)
+
+
+class PlainProgress:
+    """Progress as plain lines on stderr for logs and pipes, where a live bar would print nothing readable:
+    the first step, then at most one line every PLAIN_PROGRESS_EVERY_S seconds, and the last step."""
+
+    def __init__(self, what: str, total: int | None, every_s: float = PLAIN_PROGRESS_EVERY_S, clock: Callable[[], float] | None = None):
+        import time
+
+        self.what, self.total, self.every_s, self.clock = what, total, every_s, clock or time.monotonic
+        self.start = self.clock()
+        self.last = -float("inf")
+        self.done = 0
+
+    def __call__(self, label: str = "", completed: int | None = None) -> None:
+        self.done = self.done + 1 if completed is None else completed
+        now = self.clock()
+        final = self.total is not None and self.done >= self.total
+        if self.done > 1 and not final and now - self.last < self.every_s:
+            return
+        self.last = now
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        share = f" ({self.done / self.total:.0%})" if self.total else ""
+        err.print(f"{self.what}: {count}{share}{' ' + label if label else ''}, {_clock(now - self.start)} elapsed", highlight=False, markup=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"

@@ -120,3 +120,24 @@ def first_line(exc: BaseException, width: int = 300) -> str:
     """An exception's message as one line, cut to `width` characters (for messages from libraries)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def write_parquet(frame: Any, path: Path, **options: Any) -> None:
+    """`frame.write_parquet(path, **options)` (a polars DataFrame), with a failure of the disk as an OSError: polars
+    reports a full disk as "parquet: File out of specification: Invalid thrift: transport error", which names
+    neither the file nor the cause. Callers stage into a temporary directory, so a failure loses nothing."""
+    import errno
+
+    import polars as pl
+
+    try:
+        frame.write_parquet(path, **options)
+    except pl.exceptions.PolarsError as exc:
+        try:
+            st = os.statvfs(Path(path).parent)
+            full = st.f_bavail == 0 or st.f_favail == 0
+        except OSError:
+            full = False
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise BenchError(f"could not write {path}: {first_line(exc)}") from None

@@ -161,6 +161,9 @@ class ProfiledCosts(CostModel):
                     if klass.model != model or not profile.has_point(klass.resolution, klass.batch):
                         continue
                     p = profile.costs_at(klass.resolution, klass.batch)
+                    if not (np.isfinite(p.step_s) and p.step_s > 0):  # zero time per step: no cost model can rank servers
+                        raise ConfigError(f"profile {refs[hw, model].path} step median_s at {klass.resolution}px x{klass.batch}", p.step_s,
+                                          "a number of seconds > 0 (a denoising step always takes time)")
                     fixed[ci, a] = p.text_s + p.vae_s
                     per_step[ci, a] = p.step_s
                     peak[ci, a] = p.peak_bytes

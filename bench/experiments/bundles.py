@@ -44,7 +44,7 @@ from bench.experiments.bundle_checks import (
     INTEGER_COLUMNS, SOURCE_FILE_LIMIT, SOURCE_TOTAL_LIMIT, check_tables, checked_size, digest, member, read_json_file,
     read_parquet_file,
 )
-from bench.core.io import check_creatable, first_line
+from bench.core.io import check_creatable, first_line, write_parquet
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.core.provenance import provenance as current_provenance
 from bench.experiments.runner import Checkpoint, RunResult
@@ -209,20 +209,20 @@ def write_bundle(
     try:
         files: dict[str, Path] = {}
         files["episodes.parquet"] = tmp / "episodes.parquet"
-        _episodes_frame(result).write_parquet(files["episodes.parquet"], compression="zstd")
+        write_parquet(_episodes_frame(result), files["episodes.parquet"], compression="zstd")
         files["actions.parquet"] = tmp / "actions.parquet"
-        _actions_frame(result).write_parquet(files["actions.parquet"], compression="zstd")
+        write_parquet(_actions_frame(result), files["actions.parquet"], compression="zstd")
         training = _training_frame(result)
         if training is not None:
             files["training.parquet"] = tmp / "training.parquet"
-            training.write_parquet(files["training.parquet"], compression="zstd")
+            write_parquet(training, files["training.parquet"], compression="zstd")
         states = {s.seed: s.state for s in result.per_seed if s.state}
         if states and checkpoint:
             files["checkpoint.pt"] = tmp / "checkpoint.pt"
             save_checkpoint(result, states, files["checkpoint.pt"])
         if task_records:
             files["tasks.parquet"] = tmp / "tasks.parquet"
-            _tasks_frame(result).write_parquet(files["tasks.parquet"], compression="zstd")
+            write_parquet(_tasks_frame(result), files["tasks.parquet"], compression="zstd")
         summary = result.summary()
         files["summary.json"] = tmp / "summary.json"
         write_json(files["summary.json"], summary)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bench.core.io import write_parquet
 from bench.core.provenance import provenance as current_provenance
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
 from bench.experiments.bundle_checks import INTEGER_COLUMNS
@@ -127,9 +128,9 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
     os.chmod(tmp, 0o777 & ~umask)
     try:
         files = {name: tmp / name for name in ("episodes.parquet", "actions.parquet", "tasks.parquet", "summary.json")}
-        episodes_frame(result).write_parquet(files["episodes.parquet"], compression="zstd")
-        actions_frame(result).write_parquet(files["actions.parquet"], compression="zstd")
-        result.frame.write_parquet(files["tasks.parquet"], compression="zstd")
+        write_parquet(episodes_frame(result), files["episodes.parquet"], compression="zstd")
+        write_parquet(actions_frame(result), files["actions.parquet"], compression="zstd")
+        write_parquet(result.frame, files["tasks.parquet"], compression="zstd")
         s = summary(result)
         write_json(files["summary.json"], s)
         manifest = {
