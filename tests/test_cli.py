@@ -145,3 +145,28 @@ def test_evaluating_a_checkpoint_needs_no_parameters_again(tmp_path):
     assert r.exit_code == 0, r.output
     r = invoke("run", "-s", "lad-ts", "--scenario", "tiny", "-n", "1", "--checkpoint", str(out), "--param", "actor_lr=1e-4", "--no-save")
     assert r.exit_code == 2 and "--checkpoint was trained with actor_lr = 0.0003; this run has 0.0001" in r.stderr
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal():
+    """Training printed nothing for minutes in a log (a newcomer's report): now the first step, a line every 30 s
+    and the last step; --no-progress prints none."""
+    r = invoke("run", "-s", "opt-ts", "--scenario", "tiny", "-n", "3", "--no-save")
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if line.startswith("opt-ts on tiny: ")]
+    assert lines[0].startswith("opt-ts on tiny: 1/3 (33%)") and lines[-1].startswith("opt-ts on tiny: 3/3 (100%)")
+    r = invoke("run", "-s", "opt-ts", "--scenario", "tiny", "-n", "3", "--no-save", "--no-progress")
+    assert r.exit_code == 0 and "opt-ts on tiny:" not in r.stderr
+
+
+def test_plain_progress_prints_at_most_one_line_per_period(monkeypatch):
+    from bench.cli import common
+
+    printed: list[str] = []
+    monkeypatch.setattr(common.err, "print", lambda text, **kw: printed.append(text))
+    now = [0.0]
+    p = common.PlainProgress("train", 100, every_s=30.0, clock=lambda: now[0])
+    for step in range(100):
+        now[0] = step * 1.0  # one step a second: lines at 0, 30, 60, 90 s and the last step
+        p(f"episode {step + 1}")
+    assert [line.split(":")[1].split()[0] for line in printed] == ["1/100", "31/100", "61/100", "91/100", "100/100"]
+    assert printed[-1] == "train: 100/100 (100%) episode 100, 1 min 39 s elapsed"

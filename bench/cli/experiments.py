@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import legacy_seeds_option, num_seeds_option, pick_num_seeds, err, exit_on_failed_cells, fail, fmt, guarded, out
+from bench.cli.common import PlainProgress, legacy_seeds_option, num_seeds_option, pick_num_seeds, err, exit_on_failed_cells, fail, fmt, guarded, out
 
 
 def sweep(
@@ -26,7 +26,7 @@ def sweep(
     executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="parallel cells (default: the CPU count)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="live progress (default: when stderr is a terminal)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress on stderr: a live bar on a terminal, else a plain line every 30 s (default: on)"),
 ) -> None:
     """Run a grid of scenarios x parameter values x schedulers x seeds as independent, resumable cells."""
     seeds = pick_num_seeds(num_seeds, legacy_seeds)
@@ -70,8 +70,11 @@ def sweep(
     show = err.is_terminal if progress is None else progress
 
     def execute():
-        if not show:
+        if progress is False:
             return sw.run_sweep(spec, out_dir, runner)
+        if not show:  # a log or a pipe: plain lines now and then
+            plain = PlainProgress("sweep", len(spec.cells()))
+            return sw.run_sweep(spec, out_dir, runner, lambda st: plain(f"done {st['done']}, failed {st['failed']}, running {st['running']}", completed=st["done"] + st["failed"]))
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
@@ -117,7 +120,8 @@ def check(
         out.print(f"baseline written to {path} ({len(cells)} cells, learners' noise re-measured)", highlight=False)
         return
     base = guarded(lambda: gate.load_baseline(path))
-    measured = guarded(lambda: gate.measure(cells, jobs=jobs))
+    seeds = PlainProgress("bench check", sum(len(c.seeds) for c in cells))  # minutes of work: say how far it got
+    measured = guarded(lambda: gate.measure(cells, jobs=jobs, progress=seeds))
     report = gate.compare(base, measured)
     _print_gate(report)
     if report.failed:

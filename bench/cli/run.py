@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import err, fail, fmt, guarded, legacy_seeds_option, num_seeds_option, out, pick_num_seeds, seed_list
+from bench.cli.common import PlainProgress, err, fail, fmt, guarded, legacy_seeds_option, num_seeds_option, out, pick_num_seeds, seed_list
 
 
 RUNS_ROOT = Path("runs")  # default home of `bench run` bundles, relative to the current directory (git-ignored)
@@ -36,7 +36,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="torch device of a learning scheduler: cpu (default), cuda or cuda:N"),
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress on stderr: a live bar on a terminal, else a plain line every 30 s (default: on)"),
     sandbox: bool = typer.Option(False, "--sandbox", help="run the scheduler's code in the sandbox (limits, no network; docs/sandbox.md); metrics are recomputed from its actions"),
     wall_limit: float = typer.Option(3600.0, "--wall-limit", help="with --sandbox: seconds of wall time"),
     cpu_limit: Optional[float] = typer.Option(None, "--cpu-limit", help="with --sandbox: seconds of CPU time (default: no limit beyond the wall time)"),
@@ -104,8 +104,10 @@ def run(
         if sandbox:
             return _run_sandboxed(sc, scheduler, kwargs, Limits(wall_s=wall_limit, cpu_s=cpu_limit, memory_bytes=int(memory_limit * 2**30)),
                                   show_progress, sandbox_report)
-        if not show_progress:
+        if progress is False:
             return run_scheduler(sc, scheduler, **kwargs)
+        if not show_progress:  # a log or a pipe: plain lines now and then
+            return run_scheduler(sc, scheduler, progress=PlainProgress(f"{scheduler} on {sc.name}", total), **kwargs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[label]}"), TimeElapsedColumn(), TimeRemainingColumn())
