@@ -1,7 +1,7 @@
 """The Plotly charts of a scenario page, as plain figure dicts (data + layout) for plotly.js.
 
-Each entry keeps one style on every chart of its page: a colour and a dash (lines) with a marker symbol
-(points) that goes with the dash. 10 colours x 6 dashes keep 60 entries apart. Every chart is scaled to its
+Each entry label keeps one style on every chart of every page (style_map: built-ins first): a colour and a dash
+(lines) with a marker symbol (points) that goes with the dash. 10 colours x 6 dashes keep 60 labels apart. Every chart is scaled to its
 own scenario's data. Figures hold raw text; leaderboard/escaping.plotly_safe escapes every string when a
 figure is written into a page (figure_html), so nothing here needs to escape.
 """
@@ -41,6 +41,14 @@ def styles(n: int) -> list[Style]:
     """n styles, all (colour, dash) pairs distinct up to len(PALETTE) * len(DASHES) entries (then they repeat)."""
     k = len(PALETTE)
     return [Style(PALETTE[i % k], DASHES[(i // k) % len(DASHES)], SYMBOLS[(i // k) % len(SYMBOLS)], PATTERNS[(i // k) % len(PATTERNS)]) for i in range(n)]
+
+
+def style_map(labels: list[str], first: list[str]) -> dict[str, Style]:
+    """One style per label for the whole site, so a scheduler looks the same on every page: the labels in `first`
+    (the built-ins, in registry order) take the first styles whether or not they are present, the others follow
+    in sorted order."""
+    order = list(dict.fromkeys([*first, *sorted(set(labels) - set(first))]))
+    return dict(zip(order, styles(len(order))))
 
 
 @dataclass
@@ -234,7 +242,10 @@ def parts_chart(series: list[Series]) -> dict:
         finite = [v for v in values if np.isfinite(v)]
         data.append({
             "type": "bar", "orientation": "h", "x": values, "y": list(range(n)), "xaxis": f"x{suffix}", "yaxis": "y", "showlegend": False, "name": part,
-            "marker": {"color": [s.style.color for s in series], "pattern": {"shape": [s.style.pattern for s in series], "fgcolor": "#ffffff", "fillmode": "overlay", "size": 6}},
+            # "replace" with per-bar arrays: plotly.js warned "Invalid color specifier" once per bar for an "overlay"
+            # pattern over an array of bar colours (36 console warnings a page)
+            "marker": {"color": [s.style.color for s in series], "pattern": {
+                "shape": [s.style.pattern for s in series], "fgcolor": ["#ffffff"] * n, "bgcolor": [s.style.color for s in series], "fillmode": "replace", "size": 6}},
             "customdata": [s.hover(f"{part}: {v * 1000:.2f} ms" if np.isfinite(v) else f"{part}: –") for s, v in zip(series, values)],
             "hovertemplate": hover_template(2),
         })
@@ -254,3 +265,39 @@ def figure_html(figure: dict, div_id: str) -> str:
         f'<div class="chart" id="{esc(div_id)}"></div>\n'
         f"<script>(function(){{var f={payload};Plotly.newPlot({script_json(div_id)},f.data,f.layout,{{displaylogo:false,responsive:true}});}})();</script>\n"
     )
+
+
+def seeds_chart(label: str, style: Style, per_seed: list[tuple[int, float]], reference: tuple[str, Style, list[tuple[int, float]]] | None) -> dict:
+    """An entry page's chart: its mean delay per seed, beside the scenario's opt-ts on the same seeds (a reference,
+    not an optimum), so a reader sees the spread that the interval summarises."""
+    def trace(name: str, st: Style, points: list[tuple[int, float]], size: int) -> dict:
+        return {"type": "scatter", "mode": "markers", "x": [str(s) for s, _ in points], "y": [v for _, v in points], "name": name,
+                "marker": {"color": st.color, "symbol": st.symbol, "size": size, "line": {"width": 1, "color": "#ffffff"}},
+                "customdata": [[name, f"seed {s}", f"mean delay {v:.3f} s"] for s, v in points], "hovertemplate": hover_template(3)}
+
+    data = [trace(label, style, per_seed, 12)]
+    if reference is not None:
+        data.insert(0, trace(f"{reference[0]} (reference)", reference[1], reference[2], 9))
+    return {"data": data, "layout": _layout("Mean delay per seed", 320, xaxis={"title": {"text": "seed"}, "type": "category"},
+                                            yaxis={"title": {"text": "mean task delay (s)"}, "rangemode": "tozero"})}
+
+
+def sim_to_real_chart(rows: list[tuple[str, float, float]]) -> dict:
+    """A live entry's measured and simulated seconds side by side (per delay statistic and per part, as the run
+    reported them), one panel per group of rows so that milliseconds show beside seconds."""
+    groups = [("delay", [r for r in rows if not r[0].endswith(" part")]), ("parts", [r for r in rows if r[0].endswith(" part")])]
+    groups = [(g, rs) for g, rs in groups if rs]
+    data, axes, gap = [], {}, 0.08
+    width = (1.0 - gap * (len(groups) - 1)) / max(len(groups), 1)
+    for k, (group, rs) in enumerate(groups):
+        suffix = "" if k == 0 else str(k + 1)
+        for name, color, column in (("measured", "#1d2330", 1), ("simulated", "#4e79a7", 2)):
+            data.append({"type": "bar", "x": [r[0] for r in rs], "y": [r[column] for r in rs], "name": name, "legendgroup": name,
+                         "showlegend": k == 0, "marker": {"color": color}, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                         "customdata": [[name, r[0], f"{r[column]:.4f} s"] for r in rs], "hovertemplate": hover_template(3)})
+        lo = k * (width + gap)
+        axes[f"xaxis{suffix}"] = {"domain": [lo, lo + width], "anchor": f"y{suffix}", "automargin": True}
+        axes[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": "seconds"}, "rangemode": "tozero", "gridcolor": "#e6e9ef", "automargin": True}
+    layout = _layout("Measured and simulated (as the run reported them)", 360, barmode="group")
+    layout.update(axes)
+    return {"data": data, "layout": layout}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from leaderboard import charts
 from leaderboard.charts import Style
 from leaderboard.escaping import esc, inline_code
 from leaderboard.ranking import ALPHA, Comparison, Rank, separable_difference
@@ -58,6 +59,9 @@ class ScenarioView:
 
     def swatch(self, e: "Entry") -> str:
         return self.styles[self.entries.index(e)].swatch() if self.styles else ""
+
+    def style(self, e: "Entry") -> Style:
+        return self.styles[self.entries.index(e)] if self.styles else charts.styles(self.entries.index(e) + 1)[-1]
 
     @property
     def reference(self) -> "Entry | None":
@@ -278,6 +282,37 @@ def _sim_to_real(e: "Entry") -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _sim_to_real_rows(e: "Entry") -> list[tuple[str, float, float]]:
+    """(what, measured s, simulated s) from the run's own report, finite numbers only (the manifest is untrusted)."""
+    report = (e.result.bundles[0].manifest.get("live") or {}).get("sim_to_real") or {}
+    rows = []
+
+    def number(x) -> float | None:
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            return None
+        return v if np.isfinite(v) else None
+
+    overall = report.get("overall") if isinstance(report, dict) else None
+    for key, name in (("mean_delay_s", "mean"), ("p95_delay_s", "p95"), ("p99_delay_s", "p99")):
+        try:
+            m, s = number(overall["measured"][key]), number(overall["simulated"][key])
+        except (KeyError, TypeError):
+            continue
+        if m is not None and s is not None:
+            rows.append((name, m, s))
+    parts = report.get("per_part") if isinstance(report, dict) else None
+    for key in ("upload_s", "wait_s", "load_s", "compute_s", "download_s"):
+        try:
+            m, s = number(parts[key]["measured_mean_s"]), number(parts[key]["simulated_mean_s"])
+        except (KeyError, TypeError):
+            continue
+        if m is not None and s is not None:
+            rows.append((f"{key[:-2]} part", m, s))
+    return rows
+
+
 def live_section(entries: list["Entry"]) -> str:
     """The index's table of live entries: measured, reported, not ranked."""
     if not entries:
@@ -321,9 +356,23 @@ def entry_body(e: "Entry", view: ScenarioView | None) -> str:
 
         standing = (f'<p class="note">Significantly better: {names(rank.better)}. Significantly worse: {names(rank.worse)}.'
                     + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
+    decided = "measured live and reported: a live run cannot be re-run" if view is None else ("re-measured by verify" if e.verified else "reported")
+    chart = live_chart = ""
+    if view is None:
+        rows = _sim_to_real_rows(e)
+        if rows:
+            live_chart = "<h2>Measured against simulated</h2>" + charts.figure_html(charts.sim_to_real_chart(rows), f"sim-{e.id}")
+    else:
+        ref = view.reference
+        mine = [(int(s), float(v)) for s, v in per_seed.select("seed", "mean_delay_s").iter_rows()]
+        theirs = None
+        if ref is not None and ref is not e:
+            ref_seeds = ref.result.episodes.group_by("seed").agg(pl.col("mean_delay_s").mean()).sort("seed")
+            theirs = (ref.label, view.style(ref), [(int(s), float(v)) for s, v in ref_seeds.iter_rows()])
+        chart = charts.figure_html(charts.seeds_chart(e.label, view.style(e), mine, theirs), f"seeds-{e.id}")
     metrics = (
         "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>lower bound (s)</th><th>gap to bound</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
-        f"<th>decision (µs/task, {'re-measured by verify' if e.verified else 'reported'})</th><th class=\"l\">measured on</th></tr></thead><tbody>"
+        f"<th>decision (µs/task, {decided})</th><th class=\"l\">measured on</th></tr></thead><tbody>"
         f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.bound)}</td><td>{pct(e.gap, sign=True)}</td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
         f"<td>{pct(e.slo)}</td><td>{fmt(e.decision_us, 2)}</td><td class=\"l\">{esc('; '.join(e.cpus)) or '–'}</td></tr></tbody></table>"
     )
@@ -352,8 +401,8 @@ def entry_body(e: "Entry", view: ScenarioView | None) -> str:
         + f" (scenario hash <code>{esc(r.scenario_hash[:16])}</code>): "
         + ("measured, not ranked" if view is None else f"rank {rank_cell(rank)}")
         + f", {m0['protocol']['eval_episodes']} evaluation episodes per seed.</p>{standing}{about}"
-        f"{metrics}"
-        f"<h2>Per seed</h2><table><thead><tr><th>seed</th><th>episodes</th><th>mean delay (s)</th><th>p95 (s)</th></tr></thead><tbody>{seed_rows}</tbody></table>"
+        f"{metrics}{live_chart}"
+        f"<h2>Per seed</h2>{chart}<table><thead><tr><th>seed</th><th>episodes</th><th>mean delay (s)</th><th>p95 (s)</th></tr></thead><tbody>{seed_rows}</tbody></table>"
         f"<h2>Hyper-parameters</h2><table><tbody>{params}</tbody></table>{training}"
         f'<h2>Provenance</h2><div class="scroll"><table><thead><tr><th class="l">seeds</th><th class="l">created</th><th class="l">suite</th><th class="l">host</th><th class="l">software</th><th class="l">command</th></tr></thead><tbody>{"".join(prov_rows)}</tbody></table></div>'
         f'<h2>Data</h2><p><a href="data/entry-{esc(e.id)}.csv">per-episode metrics (CSV)</a> · <a href="data/entry-{esc(e.id)}.parquet">(Parquet)</a></p>'

@@ -34,17 +34,18 @@ import polars as pl
 import bench
 from bench.core.errors import BenchError
 from bench.core.io import MARKER as CORE_MARKER
-from bench.core.io import read_marker, write_marker
+from bench.core.io import read_marker, write_marker, write_parquet
 from bench.experiments.bound_file import ScenarioBounds, contradiction, find_bounds
 from bench.experiments.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
 from leaderboard.pages import GREEDY_NOTE, GREEDY_REFERENCE, ScenarioView, bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
-from leaderboard.ranking import Over, Rank, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
+from leaderboard.ranking import INTERVAL_RULE, Over, Rank, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
+from schedulers.registry import BUILTINS
 
 DEFAULT_RESULTS = Path(__file__).with_name("results")
 DEFAULT_VERIFIED = Path(__file__).with_name("verified")  # verify records of the committed results (bench leaderboard verify --record)
@@ -161,7 +162,7 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
     )
 
 
-def _scenario_view(name: str, entries: list[Entry], independent: bool) -> ScenarioView:
+def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of: Mapping[str, charts.Style]) -> ScenarioView:
     """Rank one scenario's entries (leaderboard/ranking.py) and set what the pages show about them."""
     entries = sorted(entries, key=lambda e: (e.mean, e.label, e.id))
     comparisons = compare_all([e.result for e in entries], independent)
@@ -175,7 +176,7 @@ def _scenario_view(name: str, entries: list[Entry], independent: bool) -> Scenar
         description = load_scenario(name).description
     except BenchError:
         description = ""
-    return ScenarioView(name, description, entries, comparisons, independent, styles=charts.styles(len(entries)))
+    return ScenarioView(name, description, entries, comparisons, independent, styles=[style_of[e.label] for e in entries])
 
 
 def _scenario_body(view: ScenarioView) -> str:
@@ -188,7 +189,7 @@ def _scenario_body(view: ScenarioView) -> str:
         f'<h1>{esc(name)}</h1><p class="note">{inline_code(view.description)}</p>{bound_note(view)}'
         + ranking_table(view, full=True) + scenario_rule(view) + reference_note()
         + "<h2>Mean delay</h2>" + charts.figure_html(charts.mean_chart(series), f"mean-{name}")
-        + '<p class="note">Each interval is of one entry\'s mean alone. The ranking compares pairs on identical task streams, '
+        + f'<p class="note">Each interval is of one entry\'s mean alone ({esc(INTERVAL_RULE)}). The ranking compares pairs on identical task streams, '
         + "whose differences vary far less: two entries whose intervals overlap can still be separated (see the pairwise comparisons).</p>"
         + "<h2>Average against tail</h2>" + charts.figure_html(charts.pareto_chart(series), f"pareto-{name}")
         + "<h2>Distribution of task delays</h2>" + charts.figure_html(charts.cdf_chart(series, QUANTILES), f"cdf-{name}")
@@ -355,11 +356,12 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     live = [_entry(v, False, records) for v in validations if v.valid and v.result.live]  # measured: shown apart, never ranked
     bound_problems += _refuted(bounds, valid)
     scenarios = [s for s in RULES if any(v.result.scenario == s for v in valid)]
+    style_of = charts.style_map([v.submission.label for v in validations if v.valid], list(BUILTINS))
     views, entries = [], []
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
         independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
-        view = _scenario_view(name, [_entry(v, independent, records, bounds.get(name)) for v in group], independent)
+        view = _scenario_view(name, [_entry(v, independent, records, bounds.get(name)) for v in group], independent, style_of)
         views.append(view)
         entries += view.entries
     foot = footer(built, results_commit(roots))
@@ -381,18 +383,18 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
             for e in view.entries:
                 eps = e.result.episodes.with_columns(pl.lit(e.label).alias("entry"), pl.lit(e.id).alias("id"))
                 _write_csv(eps, tmp / "data" / f"entry-{e.id}.csv")
-                eps.write_parquet(tmp / "data" / f"entry-{e.id}.parquet")
+                write_parquet(eps, tmp / "data" / f"entry-{e.id}.parquet")
                 episodes.append(eps)
                 (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, view), scenarios, foot), encoding="utf-8")
             merged = pl.concat(episodes, how="diagonal_relaxed")  # bundles from before a metric existed lack its column
-            merged.write_parquet(tmp / "data" / f"episodes-{name}.parquet")
+            write_parquet(merged, tmp / "data" / f"episodes-{name}.parquet")
             _write_csv(merged, tmp / "data" / f"episodes-{name}.csv")
         table = pl.DataFrame(table_rows) if table_rows else pl.DataFrame()
         _write_csv(table, tmp / "data" / "leaderboard.csv")
-        table.write_parquet(tmp / "data" / "leaderboard.parquet")
+        write_parquet(table, tmp / "data" / "leaderboard.parquet")
         for e in live:
             _write_csv(e.result.episodes, tmp / "data" / f"entry-{e.id}.csv")
-            e.result.episodes.write_parquet(tmp / "data" / f"entry-{e.id}.parquet")
+            write_parquet(e.result.episodes, tmp / "data" / f"entry-{e.id}.parquet")
             (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, None), scenarios, foot), encoding="utf-8")
         (tmp / "index.html").write_text(page("Rankings", index_body(views, live), scenarios, foot), encoding="utf-8")
         bad = "".join(

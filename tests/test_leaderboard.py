@@ -265,7 +265,7 @@ def test_site_in_headless_chromium(hostile_site, tmp_path):
         )
         page = browser.new_page(viewport={"width": 1200, "height": 1600})
         page.set_default_timeout(180_000)  # a guard against a hang on a loaded machine, not a speed bound
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning", "trace") else None)  # plotly.js warns via console.trace
         page.on("pageerror", lambda e: errors.append(str(e)))
         for name in ["index.html", "scenario-tiny.html", f"entry-{entry.id}.html", "invalid.html"]:
             page.goto((site / name).as_uri())
@@ -310,6 +310,13 @@ def test_committed_results_are_valid_and_build(tmp_path):
         assert bounds.scenario == scenario
         gaps = [e.gap for e in report.entries if e.scenario == scenario]
         assert gaps and all(g is not None and g >= 0.0 for g in gaps), (scenario, gaps)  # no entry below its bound
+    styles: dict[str, set] = {}  # one colour and marker per scheduler on every page (opt-ts was blue on one, orange on another)
+    for view in report.views:
+        for e, style in zip(view.entries, view.styles):
+            styles.setdefault(e.label, set()).add(style)
+    assert all(len(v) == 1 for v in styles.values()), {k: v for k, v in styles.items() if len(v) > 1}
+    assert len({next(iter(v)) for v in styles.values()}) == len(styles)  # and no two schedulers alike
+    assert all(e.ci is None or e.ci[0] > 0 for e in report.entries)  # no delay interval below zero
 
 
 def _strings(value):

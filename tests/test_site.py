@@ -89,7 +89,21 @@ def test_pairs_are_taken_over_episodes_or_per_seed_means():
     assert paired_differences(a, b, "seeds").tolist() == [1.25, 3.0]  # seed 2 is not in a
     with pytest.raises(NotComputable, match="no paired episodes"):
         paired_differences(a, _episodes({7: [1.0]}), "episodes")
-    assert mean_interval(a, "seeds") == pytest.approx(stats.t.interval(0.95, 1, loc=3.5, scale=1.0))
+    t = stats.t.ppf(0.975, 1) * 1.0 / 3.5  # per-seed means 2.5 and 4.5: s = sqrt(2), s / sqrt(n) = 1
+    assert mean_interval(a, "seeds") == pytest.approx((3.5 * np.exp(-t), 3.5 * np.exp(t)))
+
+
+def test_delay_intervals_never_reach_below_zero_and_hold_the_mean():
+    """Three widely spread seeds (as dqn-ts's on edge-gpu) gave a t interval of [-13.8, 243.3] s for a delay."""
+    spread = _episodes({0: [20.0], 1: [40.0], 2: [284.0]})
+    lo_t, _ = stats.t.interval(0.95, 2, loc=114.67, scale=np.std([20.0, 40.0, 284.0], ddof=1) / np.sqrt(3))
+    assert lo_t < 0
+    lo, hi = mean_interval(spread, "seeds")
+    assert 0 < lo < 114.67 < hi
+    many = _episodes({s: [10.0 + (s % 7)] for s in range(400)})  # many units: the t interval, nearly
+    t_lo, t_hi = stats.t.interval(0.95, 399, loc=many["mean_delay_s"].mean(), scale=many["mean_delay_s"].std() / np.sqrt(400))
+    lo, hi = mean_interval(many, "seeds")
+    assert lo == pytest.approx(t_lo, rel=2e-3) and hi == pytest.approx(t_hi, rel=2e-3)
 
 
 def test_episodes_are_independent_unless_something_is_drawn_per_seed():

@@ -75,6 +75,11 @@ def test_the_site_says_which_decision_times_verify_re_measured(tmp_path):
     pages = {e.result.scheduler: (tmp_path / "site" / f"entry-{e.id}.html").read_text() for e in report.entries}
     assert "decision (µs/task, re-measured by verify)" in pages["p2c"]
     assert "decision (µs/task, reported)" in pages["random"]
+    # records from two directories (the committed ones and one's own), no copying folders together
+    write_record(verify_bundle(results / "tiny" / "random"), tmp_path / "mine")
+    r = runner.invoke(app, ["leaderboard", "build", "--results", str(results), "--out", str(tmp_path / "site2"),
+                            "--verified", str(tmp_path / "records"), "--verified", str(tmp_path / "mine")])
+    assert r.exit_code == 0 and "2 entries (2 verified" in r.stdout, r.output
 
 
 def test_another_schedulers_actions_are_rejected(bundles, tmp_path):
@@ -132,3 +137,21 @@ def test_verify_from_the_command_line(bundles, tmp_path):
     assert r.exit_code == 1
     assert "VERIFIED p2c" in r.stdout and "FAILED   random" in r.stdout and "does not produce" in r.stdout
     assert len(list(Path(tmp_path / "rec").glob("*.json"))) == 2
+
+
+def test_verify_records_from_several_directories_merge_and_a_failure_wins():
+    from leaderboard.verify import merge_records
+
+    ok, bad = {"digest": "d1", "ok": True}, {"digest": "d1", "ok": False}
+    assert merge_records([{"d1": ok}, {"d1": bad}]) == {"d1": bad}
+    assert merge_records([{"d1": bad}, {"d1": ok}]) == {"d1": bad}
+    assert merge_records([{"d1": ok}, {"d2": {"digest": "d2", "ok": True}}]).keys() == {"d1", "d2"}
+
+
+def test_build_takes_verify_records_from_several_directories(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    r = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--verified", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2 and "--verified = " in r.stderr and "nowhere" in r.stderr and not (tmp_path / "site").exists()

@@ -40,14 +40,17 @@ def leaderboard_validate(
 def leaderboard_build(
     results: Optional[List[Path]] = typer.Option(None, "--results", help="directories of submissions (repeatable; default: the committed results)"),
     out_dir: Path = typer.Option(Path("site"), "--out", "-o", help="directory of the site: new, empty, or an earlier site (replaced)"),
-    verified: Optional[Path] = typer.Option(None, "--verified", help="verify records (bench leaderboard verify --record DIR; default: leaderboard/verified of this checkout)"),
+    verified: Optional[List[Path]] = typer.Option(None, "--verified", help="a directory of verify records (bench leaderboard verify --record DIR), repeatable: your own beside the committed ones (default: leaderboard/verified of this checkout)"),
 ) -> None:
     """Build the static, offline leaderboard site from validated submissions."""
     from leaderboard.site import DEFAULT_RESULTS, DEFAULT_VERIFIED, build_site
-    from leaderboard.verify import read_records
+    from leaderboard.verify import merge_records, read_records
 
     roots = list(results) if results else [DEFAULT_RESULTS]
-    records = read_records(verified or DEFAULT_VERIFIED)
+    for directory in verified or []:
+        if not directory.is_dir():
+            fail(f"--verified = {directory} is not allowed; expected a directory of verify records (bench leaderboard verify --record DIR)")
+    records = merge_records([read_records(d) for d in (verified or [DEFAULT_VERIFIED])])
     report = guarded(lambda: build_site(roots, out_dir, progress=lambda line: err.print(escape(line), highlight=False), records=records))
     for problem in report.bound_problems:
         err.print(f"bounds file not used: {escape(problem)}", highlight=False)
