@@ -1,11 +1,14 @@
 """A Gymnasium view of the environment: one task per step, for RL code written against Gymnasium.
 
-Importing this module registers the environment id below (Gymnasium's convention); nothing else in the
-suite imports it. Use it as
+Importing this module registers the environment ids below; nothing else in the suite imports it. Gymnasium 1.x
+has no plugin entry points (0.x's `gymnasium.envs` group is gone), so an id is found by naming its module, which
+`gymnasium.make` imports first:
 
     import gymnasium
     env = gymnasium.make("bench.engine.gym_env:aigc-edge-bench/MultiEdge-v0", scenario="tiny")
     env = gymnasium.make("bench.engine.gym_env:aigc-edge-bench/MultiEdgeEvent-v0", scenario="tiny-poisson")  # event time model
+
+or `import bench.engine.gym_env` (or `gymnasium.register_envs(bench.engine.gym_env)`) once, then the bare ids.
 
 Each step places the current task (decision order: slot, base station, arrival index) on the server
 given by the action; the reward is minus the task's delay, known at once because its wait depends only
@@ -14,8 +17,12 @@ non-negative, is
 
     [d (Mbit), w (Gcycles; reference seconds in profile-driven scenarios), o (Mbit), one-hot origin base station (B), backlog_s (B), assigned_s (B)]
 
-`info["action_mask"]` marks the servers allowed for the next task. `reset(seed=s)` starts evaluation
-episode 0 of seed s; a reset without a seed moves on to the next episode of the same seed.
+Masks: `env.action_masks()` (bool, what sb3-contrib's MaskablePPO reads, through `get_wrapper_attr`) and
+`info["action_mask"]` (int8) mark the servers allowed for the next task (a model that does not fit a server's
+memory). A forbidden action raises a SchedulerError by default (`forbidden="raise"`); with `forbidden="penalty"`
+the task goes to the lowest-numbered allowed server instead, the reward is its delay's negative minus
+`forbidden_penalty_s`, and `info["forbidden"]` is True. `reset(seed=s)` starts evaluation episode 0 of seed s;
+a reset without a seed moves on to the next episode of the same seed.
 Delays are the same as the suite's own runner computes (same environment object underneath).
 """
 
@@ -27,20 +34,28 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from bench.core.errors import ConfigError
 from bench.engine.slotted import SlottedEnv
 from bench.scenarios import Scenario, load_scenario
 from bench.engine.system import System
 
 ENV_ID = "aigc-edge-bench/MultiEdge-v0"
+FORBIDDEN = ("raise", "penalty")  # what a forbidden action does: a SchedulerError, or the first allowed server and a penalty
 EVENT_ENV_ID = "aigc-edge-bench/MultiEdgeEvent-v0"
 
 
 class MultiEdgeGymEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, scenario: str | Scenario = "tiny", overrides: Iterable[str] = (), training: bool = False):
+    def __init__(self, scenario: str | Scenario = "tiny", overrides: Iterable[str] = (), training: bool = False,
+                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0):
+        if forbidden not in FORBIDDEN:
+            raise ConfigError("forbidden", forbidden, f"one of {', '.join(FORBIDDEN)}")
+        if not (np.isfinite(forbidden_penalty_s) and forbidden_penalty_s >= 0):
+            raise ConfigError("forbidden_penalty_s", forbidden_penalty_s, "a finite number of seconds >= 0")
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
         self.training = training
+        self.forbidden, self.forbidden_penalty_s = forbidden, float(forbidden_penalty_s)
         b = self.scenario.n_servers
         self.n_servers = b
         self.observation_space = spaces.Box(low=0.0, high=np.finfo(np.float32).max, shape=(3 + 3 * b,), dtype=np.float32)
@@ -69,6 +84,10 @@ class MultiEdgeGymEnv(gymnasium.Env):
         mask = env.costs.mask(env.workload, env.position, env.position + 1)
         return np.ones(self.n_servers, dtype=np.int8) if mask is None else mask[0].astype(np.int8)
 
+    def action_masks(self) -> np.ndarray:
+        """The servers allowed for the next task, as sb3-contrib's MaskablePPO asks for them."""
+        return self._mask().astype(bool)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None or self._system is None:
@@ -84,12 +103,17 @@ class MultiEdgeGymEnv(gymnasium.Env):
         if self._env is None or self._env.done:
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):
-            raise ValueError(f"action = {action!r} is not allowed; expected an integer in 0..{self.n_servers - 1}")
-        self._env.step(np.array([int(action)], dtype=np.int64), who="gymnasium action")
+            raise ConfigError("action", action, f"an integer in 0..{self.n_servers - 1}")
+        action, forbidden = int(action), False
+        if self.forbidden == "penalty":
+            allowed = self._mask()
+            if not allowed[action]:
+                action, forbidden = int(np.flatnonzero(allowed)[0]), True
+        self._env.step(np.array([action], dtype=np.int64), who="gymnasium action")
         parts = {k: float(v[0]) for k, v in self._env.last_step().items() if k != "actions"}
-        reward = -parts["delay_s"]
+        reward = -parts["delay_s"] - (self.forbidden_penalty_s if forbidden else 0.0)
         terminated = self._env.done
-        return self._observation(), reward, terminated, False, {**parts, "action_mask": self._mask()}
+        return self._observation(), reward, terminated, False, {**parts, "action_mask": self._mask(), "forbidden": forbidden}
 
 
 class MultiEdgeEventGymEnv(MultiEdgeGymEnv):
@@ -101,8 +125,9 @@ class MultiEdgeEventGymEnv(MultiEdgeGymEnv):
     wait_s[a] is the exact wait a request placed on a now would have (every earlier placement included: there is
     no slot start), free_workers[a] the share of a's workers idle at that instant. Delays are exact (FIFO workers)."""
 
-    def __init__(self, scenario: str | Scenario = "tiny-poisson", overrides: Iterable[str] = (), training: bool = False):
-        super().__init__(scenario, overrides, training)
+    def __init__(self, scenario: str | Scenario = "tiny-poisson", overrides: Iterable[str] = (), training: bool = False,
+                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0):
+        super().__init__(scenario, overrides, training, forbidden, forbidden_penalty_s)
         if not self.scenario.episode.event:
             raise ValueError(f"scenario '{self.scenario.name}' is slotted; {EVENT_ENV_ID} needs episode.time_model = \"event\" (use {ENV_ID})")
 
