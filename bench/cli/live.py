@@ -28,8 +28,8 @@ def _kills(specs: Optional[List[str]]) -> list[tuple[int, float]]:
 
 
 def live(
-    scheduler: str = typer.Option(..., "--scheduler", "-s", help="a scheduler that does not learn: a built-in name (bench list), module:Class or path/to/file.py:Class"),
-    scenario: str = typer.Option(..., "--scenario", help="a profile-driven preset or scenario .toml (servers.hardware and tasks.mix)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", "-s", help="a scheduler that does not learn: a built-in name (bench list), module:Class or path/to/file.py:Class (required unless --replayed)"),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="a profile-driven preset or scenario .toml (servers.hardware and tasks.mix; required unless --replayed)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a scenario field, e.g. --set tasks.arrivals.rate_per_s=4 (repeatable)"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="scheduler hyper-parameter KEY=VALUE (repeatable)"),
     seed: int = typer.Option(0, "--seed", help="the seed whose workload is replayed (the same requests bench run --seed simulates)"),
@@ -47,6 +47,7 @@ def live(
     no_save: bool = typer.Option(False, "--no-save", help="print the summary only; write no bundle"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
     as_json: bool = typer.Option(False, "--json", help="print the summary (and the sim-to-real figures) as one JSON object on stdout"),
+    replayed: Optional[Path] = typer.Option(None, "--replayed", help="with --compare-sim: redo the comparison of this saved live bundle (from --sim-profiles, or by profiling its servers again here) and write it into the bundle (or into --out)"),
 ) -> None:
     """Run a scheduler live: every edge server a model server on Ray running real diffusion pipelines, a gateway
     replaying the scenario's requests in real time. Writes a result bundle marked live (metrics from the recorded
@@ -70,6 +71,13 @@ def live(
         fail(f"--seed and --episode must be integers >= 0 (got {seed}, {episode})")
     kills = _kills(kill_server)
     param_list = list(param or [])
+    if replayed is not None:
+        _compare_saved(replayed, compare_sim=compare_sim, given=(scheduler, scenario, set_, param, kill_server), sim_profiles=sim_profiles,
+                       profile_s=profile_s, warmup=warmup, profile_out=profile_out, address=address, out_dir=out_dir, no_save=no_save,
+                       overwrite=overwrite, as_json=as_json)
+        return
+    if scheduler is None or scenario is None:
+        fail("--scheduler and --scenario are required (unless --replayed BUNDLE redoes a saved run's comparison)")
 
     def prepare():
         sc = resolve_scenario(scenario, set_ or [])
@@ -89,26 +97,41 @@ def live(
     command += ["--compare-sim"] * compare_sim + (["--sim-profiles", str(sim_profiles)] if sim_profiles else [])
     command += _pairs("--kill-server", [f"{a}@{t:g}" for a, t in kills]) + (["--address", address] if address else [])
 
-    def execute():
+    from bench.live.bundle import summary, write_live_bundle
+
+    saved: list[Path] = []
+
+    def save(result) -> None:  # as soon as the replay ends, and again with the comparison: a replay is never lost
+        if target is None:
+            return
+        if out_dir is None:
+            RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+            write_marker(RUNS_ROOT, "runs")
+        guarded(lambda: write_live_bundle(result, target, overwrite=overwrite or bool(saved), command=command + ["--out", str(target)]))
+        saved.append(target)
+
+    def execute_and_save():
         from bench.live.session import run_live
 
         return run_live(sc, scheduler, params=param_list, seed=seed, episode=episode, time_scale=time_scale, warmup=warmup,
                         compare_sim=compare_sim, sim_profiles=sim_profiles, profile_s=profile_s, profile_out=profile_out, kills=kills,
-                        address=address, command=" ".join(command), progress=lambda m: err.print(m, highlight=False, soft_wrap=True))
+                        address=address, command=" ".join(command), progress=lambda m: err.print(m, highlight=False, soft_wrap=True),
+                        on_replayed=save)
 
     try:
-        result = guarded(execute)
+        result = guarded(execute_and_save)
     except KeyboardInterrupt:
-        err.print("interrupted: every server and the Ray instance this run started were stopped; nothing was saved", highlight=False)
+        kept = f"the replay was saved to {saved[0]}/ before it" if saved else "nothing was saved"
+        err.print(f"interrupted: every server and the Ray instance this run started were stopped; {kept}", highlight=False)
         raise typer.Exit(130) from None
-    from bench.live.bundle import summary, write_live_bundle
-
+    except typer.Exit:
+        if saved:
+            err.print(f"the replay is saved in {saved[0]}/ without its comparison with the simulator; "
+                      f"bench live --replayed {saved[0]} --compare-sim redoes the comparison", highlight=False, soft_wrap=True)
+        raise
     s = summary(result)
-    if target is not None:
-        if out_dir is None:
-            RUNS_ROOT.mkdir(parents=True, exist_ok=True)
-            write_marker(RUNS_ROOT, "runs")
-        guarded(lambda: write_live_bundle(result, target, overwrite=overwrite, command=command + ["--out", str(target)]))
+    if saved and compare_sim:
+        save(result)  # with the comparison
     if as_json:
         data = dict(s)
         if result.comparison is not None:
@@ -123,6 +146,38 @@ def live(
     else:
         err.print(f"results saved to {target}/ (a live bundle: metrics from the recorded timestamps, every request's record)",
                   highlight=False, soft_wrap=True)
+
+
+def _compare_saved(bundle: Path, *, compare_sim: bool, given: tuple, sim_profiles: Optional[Path], profile_s: float, warmup: int,
+                   profile_out: Optional[Path], address: Optional[str], out_dir: Optional[Path], no_save: bool, overwrite: bool, as_json: bool) -> None:
+    """`bench live --replayed BUNDLE --compare-sim`: the comparison of a saved run, redone, written into its bundle."""
+    from bench.live.bundle import summary, write_live_bundle
+    from bench.live.session import compare_saved, saved_result
+
+    if not compare_sim:
+        fail("--replayed is not allowed without --compare-sim; expected --compare-sim (what it redoes)")
+    if any(g for g in given):
+        fail("--scheduler, --scenario, --set, --param and --kill-server are not allowed with --replayed; the bundle says what ran")
+    result = guarded(lambda: saved_result(bundle))
+    target = None if no_save else (out_dir or bundle)
+    command = ["bench", "live", "--replayed", str(bundle), "--compare-sim", *(["--sim-profiles", str(sim_profiles)] if sim_profiles else [])]
+    try:
+        result = guarded(lambda: compare_saved(result, sim_profiles=sim_profiles, profile_s=profile_s, warmup=warmup, profile_out=profile_out,
+                                               address=address, command=" ".join(command), progress=lambda m: err.print(m, highlight=False, soft_wrap=True)))
+    except KeyboardInterrupt:
+        err.print("interrupted: every server and the Ray instance this run started were stopped; the bundle is unchanged", highlight=False)
+        raise typer.Exit(130) from None
+    if target is not None:
+        original = json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("command")
+        guarded(lambda: write_live_bundle(result, target, overwrite=overwrite or target == bundle,
+                                          command=[*(original if isinstance(original, list) else []), "&&", *command]))
+    if as_json:
+        c = result.comparison or {}
+        print(json.dumps({**summary(result), **{k: c.get(k) for k in ("measured_mean_delay_s", "simulated_mean_delay_s", "sim_to_real_error_pct")},
+                          "sim_to_real": {k: v for k, v in c.items() if k != "simulated_delay_s"}}, allow_nan=False))
+    else:
+        _print(summary(result), result)
+    err.print(f"comparison written into {target}/" if target is not None else "results not saved (--no-save)", highlight=False, soft_wrap=True)
 
 
 def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:

@@ -270,8 +270,13 @@ def run_live(
     address: str | None = None,
     command: str = "bench live",
     progress: Progress | None = None,
+    on_replayed: Callable[[LiveResult], None] | None = None,
 ) -> LiveResult:
-    """Run `scheduler` live on `scenario`'s episode `episode` of `seed` (module docstring)."""
+    """Run `scheduler` live on `scenario`'s episode `episode` of `seed` (module docstring).
+
+    `on_replayed(result)` is called as soon as the replay has finished, before the profiling that follows it, with
+    the result as it stands (no comparison yet): `bench live` saves the bundle there, so a profiling that fails
+    loses no replay; `compare_saved` redoes the comparison from that bundle later."""
     say = progress or (lambda _m: None)
     check_live_scenario(scenario)
     if not time_scale > 0 or not math.isfinite(time_scale):
@@ -328,6 +333,29 @@ def run_live(
         run_s = time.perf_counter() - run_t0
         load["run_end"] = os.getloadavg()[0]
         sched.end_episode()
+        frame = tasks_frame(wl, records, costs, seed, episode, time_scale)
+        horizon = system.horizon_s / time_scale
+        result = LiveResult(
+            scenario=scenario, scheduler=name, scheduler_ref=scheduler, scheduler_class=f"{cls.__module__}:{cls.__qualname__}",
+            scheduler_params=config_dict(sched), batch_unit=cls.batch_unit, seed=seed, episode=episode, time_scale=time_scale,
+            horizon_s=horizon, frame=frame, metrics=live_metrics(frame, horizon), decision_us_per_task=float(records.decide_ns.sum()) / 1e3 / wl.n_tasks,
+            servers=[{"index": s.index, "hardware": s.hardware, "device": s.device, "dtype": s.dtype, "models": list(s.models),
+                      "preloaded": list(s.preload), "pid": i["pid"], "host": i["host"], "node_id": i["node_id"], "threads": i["threads"],
+                      "start_load_s": i["start_load_s"], "machine": i["hardware"]} for s, i in zip(specs, infos)],
+            warmup=warm,
+            faults={"killed": gateway.killed, "died": list(gateway.died.values()), "lost": gateway.lost,
+                    "redispatched_requests": int((records.redispatches > 0).sum()), "redispatches": int(records.redispatches.sum()),
+                    "failed_requests": int(sum(s == FAILED for s in records.status)),
+                    "failures": [{"request": i, "reason": records.failure[i]} for i in range(wl.n_tasks) if records.status[i] == FAILED]},
+            machine_load={"load_average_1min": load, "note": "os.getloadavg() of the machine running the gateway: other work on it "
+                          "slows the servers unevenly (docs/live.md)"},
+            clock={"source": "time.time() on each process; server stamps converted with the offset of the shortest of 5 round trips",
+                   "offsets_s": offsets.tolist(), "uncertainty_s": uncertainty.tolist()},
+            ray={"version": ray.__version__, "address": address or "local (started and stopped by this run)", "run_id": run_id},
+            timing={"run_s": run_s, "wall_s": time.perf_counter() - wall0},
+        )
+        if on_replayed is not None:
+            on_replayed(result)
         if measuring:
             alive = [k for k, a in enumerate(gateway.alive) if a]
             say(f"profiling again for at least {profile_s / 2:g} s")
@@ -342,29 +370,7 @@ def run_live(
             load["after"] = os.getloadavg()[0]
         cluster.record_processes()
     say("servers stopped")
-
-    frame = tasks_frame(wl, records, costs, seed, episode, time_scale)
-    horizon = system.horizon_s / time_scale
-    metrics = live_metrics(frame, horizon)
-    result = LiveResult(
-        scenario=scenario, scheduler=name, scheduler_ref=scheduler, scheduler_class=f"{cls.__module__}:{cls.__qualname__}",
-        scheduler_params=config_dict(sched), batch_unit=cls.batch_unit, seed=seed, episode=episode, time_scale=time_scale,
-        horizon_s=horizon, frame=frame, metrics=metrics, decision_us_per_task=float(records.decide_ns.sum()) / 1e3 / wl.n_tasks,
-        servers=[{"index": s.index, "hardware": s.hardware, "device": s.device, "dtype": s.dtype, "models": list(s.models),
-                  "preloaded": list(s.preload), "pid": i["pid"], "host": i["host"], "node_id": i["node_id"], "threads": i["threads"],
-                  "start_load_s": i["start_load_s"], "machine": i["hardware"]} for s, i in zip(specs, infos)],
-        warmup=warm,
-        faults={"killed": gateway.killed, "died": list(gateway.died.values()), "lost": gateway.lost,
-                "redispatched_requests": int((records.redispatches > 0).sum()), "redispatches": int(records.redispatches.sum()),
-                "failed_requests": int(sum(s == FAILED for s in records.status)),
-                "failures": [{"request": i, "reason": records.failure[i]} for i in range(wl.n_tasks) if records.status[i] == FAILED]},
-        machine_load={"load_average_1min": load, "note": "os.getloadavg() of the machine running the gateway: other work on it "
-                      "slows the servers unevenly (docs/live.md)"},
-        clock={"source": "time.time() on each process; server stamps converted with the offset of the shortest of 5 round trips",
-               "offsets_s": offsets.tolist(), "uncertainty_s": uncertainty.tolist()},
-        ray={"version": ray.__version__, "address": address or "local (started and stopped by this run)", "run_id": run_id},
-        timing={"run_s": run_s, "wall_s": time.perf_counter() - wall0},
-    )
+    result.timing["wall_s"] = time.perf_counter() - wall0
     if compare_sim:
         result.comparison, result.profiles = _compare(result, system, wl, specs, profiles, sim_profiles, profile_out)
         if profile_drift is not None:
@@ -437,3 +443,67 @@ def tasks_frame(wl: Any, r: Records, costs: Any, seed: int, episode: int, time_s
     })
     return delay_parts(frame)
 
+
+
+def saved_result(path: Path) -> LiveResult:
+    """A live bundle read back as the LiveResult it was written from (read as untrusted input; its records are
+    checked by bench.experiments.live_records.replay_live, which recomputes its metrics)."""
+    from bench.experiments.bundles import read_bundle
+    from bench.experiments.live_records import replay_live
+    from bench.scenarios import scenario_from_dict
+
+    bundle = read_bundle(path)
+    m = bundle.manifest
+    if m.get("mode") != "live":
+        raise ConfigError("--replayed", str(path), "a live bundle (bench live writes them); this one is simulated")
+    problems = replay_live(bundle)  # the records must agree with the stored metrics
+    if problems:
+        raise ConfigError("--replayed", str(path), f"a live bundle whose records replay ({problems[0]})")
+    live = m["live"]
+    scenario = scenario_from_dict(m["scenario"]["config"], source=f"{path}/manifest.json")
+    frame = bundle.tasks()
+    row = bundle.episodes.row(0, named=True)
+    return LiveResult(
+        scenario=scenario, scheduler=m["scheduler"]["name"], scheduler_ref=m["scheduler"]["ref"], scheduler_class=m["scheduler"]["class"],
+        scheduler_params=m["scheduler"]["params"], batch_unit=m["scheduler"]["batch_unit"], seed=int(m["seeds"][0]),
+        episode=int(live["episode"]), time_scale=float(live["time_scale"]), horizon_s=float(live["horizon_s"]), frame=frame,
+        metrics=row, decision_us_per_task=float(row.get("decision_us_per_task") or 0.0), servers=live["servers"], warmup=live["warmup"],
+        faults=live["faults"], clock=live["clock"], ray=live["ray"], machine_load=live.get("machine_load") or {},
+        timing={k: float(v) for k, v in (m.get("timing") or {}).items() if isinstance(v, (int, float))},
+    )
+
+
+def compare_saved(result: LiveResult, *, sim_profiles: Path | None = None, profile_s: float = 8.0, warmup: int = 3,
+                  profile_out: Path | None = None, address: str | None = None, command: str = "bench live --replayed",
+                  progress: Progress | None = None) -> LiveResult:
+    """The sim-to-real comparison of a saved live run, redone: with `sim_profiles`, from those profiles (no servers);
+    otherwise its servers are started again on this machine, warmed up and profiled together for `profile_s` seconds
+    (extended as profile_samples does), and the recorded requests are simulated with what they measured."""
+    say = progress or (lambda _m: None)
+    scenario, seed = result.scenario, result.seed
+    system = System.build(scenario, seed)
+    wl = system.workload(result.episode)
+    if wl.n_tasks != result.frame.height:
+        raise ConfigError("--replayed", f"{result.frame.height} requests", f"the {wl.n_tasks} of the scenario's episode {result.episode} of seed {seed}")
+    specs = server_specs(scenario, system.costs, secrets.token_hex(4))
+    profiles = None
+    if sim_profiles is None:
+        mix = scenario.tasks.mix
+        with LiveCluster(address, num_cpus=max(len(specs), 1)) as cluster:
+            ray = import_ray()
+            say(f"starting {len(specs)} model servers on Ray to profile them")
+            infos = cluster.start_servers(specs)
+            servers = list(cluster.actors)
+            try:
+                offsets, _ = clock_offsets(servers)
+                if warmup:
+                    warm_up(servers, specs, mix, system.costs, warmup, seed)
+                say(f"profiling with {len(specs)} servers busy for at least {profile_s:g} s")
+                samples = profile_samples(servers, specs, offsets, mix, system.costs, profile_s)
+            except ray.exceptions.RayError as exc:
+                raise LiveError(f"a model server failed while profiling: {one_line(exc)}") from None
+            profiles = sim.build_profiles(samples, specs, infos, busy=len(specs), command=command)
+            cluster.record_processes()
+        say("servers stopped")
+    result.comparison, result.profiles = _compare(result, system, wl, specs, profiles, sim_profiles, profile_out)
+    return result
