@@ -267,7 +267,8 @@ def test_site_in_headless_chromium(hostile_site, tmp_path):
         page.set_default_timeout(180_000)  # a guard against a hang on a loaded machine, not a speed bound
         page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning", "trace") else None)  # plotly.js warns via console.trace
         page.on("pageerror", lambda e: errors.append(str(e)))
-        for name in ["index.html", "scenario-tiny.html", f"entry-{entry.id}.html", "invalid.html"]:
+        first = ["index.html", "scenario-tiny.html", f"entry-{entry.id}.html", "invalid.html"]
+        for name in first + sorted(p.name for p in site.glob("*.html") if p.name not in first):  # every page: no console warning
             page.goto((site / name).as_uri())
             page.wait_for_load_state("load")
             assert page.locator('a[href*="evil.example"]').count() == 0, name
