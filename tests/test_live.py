@@ -232,7 +232,8 @@ def test_live_run_records_every_request_and_its_image(live_run, one_thread):
     for name in ("arrival_s", "dispatch_s", "enqueue_s", "start_s", "end_s", "return_s"):
         assert np.isfinite(f[name].to_numpy()).all() and (f[name].to_numpy() >= 0).all()
     arrival = f["arrival_s"].to_numpy()
-    assert (np.diff(arrival) >= 0).all() and arrival[-1] < 3.0 + 1.0  # replayed in real time (the episode spans 3 s)
+    # replayed in order and never early; how late a loaded machine sends them is measured (scheduled_s), not bounded here
+    assert (np.diff(arrival) >= 0).all() and (arrival >= f["scheduled_s"].to_numpy() - 1e-3).all()
     assert (f["image_shape"] == "1x64x64x3").all() and (f["image_sha256"].str.len_chars() == 64).all()
     assert sorted(set(f["action"].to_list())) == [0, 1, 2]
     assert result.warmup["same_seed_same_image"] is True  # one seed, three servers, one image
@@ -325,7 +326,7 @@ def test_a_killed_server_loses_no_request(ray_cluster):
     result = run_live(load_scenario(SCENARIO), "opt-ts", warmup=0, kills=[(1, 0.8)], time_scale=2.0, progress=_watch(ray_cluster))
     f = result.frame
     late = f["arrival_s"].to_numpy() - f["scheduled_s"].to_numpy()
-    assert 1.2 < f["scheduled_s"].max() < 1.5 and (late >= -1e-3).all() and np.median(late) < 0.05
+    assert 1.2 < f["scheduled_s"].max() < 1.5 and (late >= -1e-3).all()  # the schedule, and never early (lateness: a measurement)
     assert (f["status"] == "done").all(), f.filter(pl.col("status") != "done")["failure"].to_list()
     moved = f.filter(pl.col("redispatches") > 0)
     assert moved.height >= 1 and result.faults["redispatched_requests"] == moved.height
@@ -413,3 +414,40 @@ def test_profiling_extends_itself_until_every_server_has_its_samples():
     with pytest.raises(LiveError, match=r"profiling gave too few finished requests in 0\.3 s \(each server needs 2\): "
                                         r"fast-cpu \(server 0\) \d+, slow-cpu \(server 1\) 0$"):
         profile_samples([_FakeServer(0.01), _FakeServer(60.0)], specs, np.zeros(2), mix, costs, seconds=0.05, max_seconds=0.3)
+
+
+@pytest.mark.slow
+def test_a_replay_is_saved_before_profiling_and_its_comparison_can_be_redone(ray_cluster, monkeypatch, tmp_path):
+    """`bench live --compare-sim` lost a finished 226 s replay when the profiling after it failed (a newcomer's
+    report): the bundle is written as soon as the replay ends, and `--replayed` redoes the comparison from it."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.experiments.bundles import read_bundle
+    from bench.experiments.live_records import replay_live
+    from bench.live import session
+    from bench.live.bundle import write_live_bundle
+    from bench.live.cluster import LiveError
+
+    calls = []
+    real = session.profile_samples
+
+    def fails_after_the_replay(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise LiveError("profiling gave too few finished requests (made to fail here)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session, "profile_samples", fails_after_the_replay)
+    saved = tmp_path / "replay"
+    with pytest.raises(LiveError, match="made to fail here"):
+        session.run_live(load_scenario(SCENARIO), "least-loaded", compare_sim=True, profile_s=2.0, time_scale=10.0, warmup=1,
+                         on_replayed=lambda r: write_live_bundle(r, saved, command=["test"]))
+    bundle = read_bundle(saved)
+    assert replay_live(bundle) == [] and "sim_to_real" not in bundle.manifest["live"] and bundle.tasks().height == 49
+    profiles = Path(__file__).resolve().parents[1] / "profiles" / "data"
+    r = CliRunner().invoke(app, ["live", "--replayed", str(saved), "--compare-sim", "--sim-profiles", str(profiles), "--json"])
+    assert r.exit_code == 0, r.output
+    again = read_bundle(saved)
+    assert replay_live(again) == [] and again.manifest["live"]["sim_to_real"]["profile"]["kind"] == "given"
+    assert json.loads(r.stdout)["simulated_mean_delay_s"] > 0

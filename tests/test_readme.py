@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ SMALLER = {
         "bench sweep --out runs/load -s opt-ts -s p2c --vary 'tasks.arrivals.rate_per_s=[400, 530, 660]' --scenario paper-poisson --num-seeds 1 -n 1",
     "bench profile --model sd15-tiny --out p.json": "bench profile --model sd15-tiny --out p.json --resolutions 64 --batch-sizes 1 --repeats 3 --warmup 1",
     "bench live -s least-loaded --scenario live-cpu --compare-sim":
-        "bench live -s least-loaded --scenario live-cpu --compare-sim --time-scale 10 --warmup 1 --profile-seconds 2",
+        "bench live -s least-loaded --scenario live-cpu --compare-sim --time-scale 20 --warmup 0 --profile-seconds 1",
     "bench reproduce-paper --num-seeds 3 --jobs 2 --out runs/paper":
         "bench reproduce-paper --num-seeds 1 --jobs 2 --out runs/paper --episodes 1 --train-episodes 1 -s opt-ts -s lad-ts",
     "pytest tests/benchmarks --benchmark-enable": "pytest tests/benchmarks/test_arrivals_speed.py --benchmark-enable -q -p no:cacheprovider",
@@ -94,6 +95,7 @@ def test_the_readme_lines_run_as_written(venv, tmp_path):
     gentd26_copy(work / "lora_request_trace.csv")
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv), "PIP_NO_INDEX": "1"}
     env.pop("PYTHONPATH", None)
+    took: list[tuple[float, str]] = []  # printed (pytest -s): where this test's time goes
     for line in lines:
         if line in NOT_HERE:
             continue
@@ -103,7 +105,10 @@ def test_the_readme_lines_run_as_written(venv, tmp_path):
             if args[:3] == ["pip", "install", "-e"]:
                 args = ["pip", "install", "--quiet", "--no-deps", "--no-build-isolation", *args[2:]]
             cwd = REPO if args[0] == "pytest" else work
+            start = time.monotonic()
             r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+            took.append((round(time.monotonic() - start, 1), part[:70]))
             assert r.returncode == 0, f"{line}\n(ran: {part})\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
             assert "Traceback" not in r.stderr, (line, r.stderr[-3000:])
     assert (work / "site" / "index.html").is_file() and (work / "gentd26.parquet").is_file() and (work / "p.json").is_file()
+    print("\n".join(f"{t:6.1f} s  {what}" for t, what in sorted(took, reverse=True)[:10]))
