@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,20 +189,26 @@ def ray_cluster():
     server work directory."""
     import tempfile
 
-    work_dirs = set(Path(tempfile.gettempdir()).glob("aigc-live-*"))
     with live_cluster.LiveCluster(num_cpus=4) as c:
         yield c
         c.record_processes()
         assert c.processes, "the fixture did not see Ray's processes"
     procs, ports = c.leftovers()
     assert procs == [] and ports == set(), f"left running: {procs}, still listening: {ports}"
-    assert set(Path(tempfile.gettempdir()).glob("aigc-live-*")) <= work_dirs
+    assert RUN_IDS, "no run of the module said its run id"
+    # this module's runs only: another job on the machine (a second CI) may have live servers of its own in /tmp
+    assert not [d for rid in RUN_IDS for d in Path(tempfile.gettempdir()).glob(f"aigc-live-{rid}-*")]
+
+
+RUN_IDS: set[str] = set()  # the run ids of this module's live runs (their servers' work directories carry them)
+RUN_ID = re.compile(r"model servers on Ray, run ([0-9a-f]{8})")
 
 
 def _watch(cluster):
     """A progress callback that records the shared cluster's processes (the servers included) as a run starts its
-    replay, so the fixture's final check covers the servers' processes too."""
+    replay, so the fixture's final check covers the servers' processes too, and the run's id."""
     def say(message: str) -> None:
+        RUN_IDS.update(RUN_ID.findall(message))
         if message.startswith("replaying"):
             cluster.record_processes()
             servers = [p for p in cluster.processes if "ModelServer" in _cmdline(p)]
@@ -342,7 +349,6 @@ def test_ctrl_c_stops_every_process_and_port(tmp_path):
     """`bench live` interrupted while its servers start: exit 130, its Ray instance and servers gone, ports free."""
     import tempfile
 
-    work_dirs = set(Path(tempfile.gettempdir()).glob("aigc-live-*"))
     code = "import typer; from bench.cli.live import live; typer.run(live)"
     proc = subprocess.Popen([sys.executable, "-c", code, "--scheduler", "opt-ts", "--scenario", str(SCENARIO), "--no-save"],
                             cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -371,7 +377,9 @@ def test_ctrl_c_stops_every_process_and_port(tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert len(seen) >= 3 and ports, "the run's Ray processes were not seen"
     assert live_cluster.alive(seen) == [] and not (ports & live_cluster.listening_ports())
-    assert set(Path(tempfile.gettempdir()).glob("aigc-live-*")) <= work_dirs  # the servers' model copies removed
+    rid = RUN_ID.findall(stderr)
+    assert len(rid) == 1, stderr[-2000:]
+    assert not list(Path(tempfile.gettempdir()).glob(f"aigc-live-{rid[0]}-*"))  # its servers' model copies removed (not another job's)
 
 
 def _cmdline(pid: int) -> str:
@@ -442,7 +450,7 @@ def test_a_replay_is_saved_before_profiling_and_its_comparison_can_be_redone(ray
     saved = tmp_path / "replay"
     with pytest.raises(LiveError, match="made to fail here"):
         session.run_live(load_scenario(SCENARIO), "least-loaded", compare_sim=True, profile_s=2.0, time_scale=10.0, warmup=1,
-                         on_replayed=lambda r: write_live_bundle(r, saved, command=["test"]))
+                         on_replayed=lambda r: write_live_bundle(r, saved, command=["test"]), progress=_watch(ray_cluster))
     bundle = read_bundle(saved)
     assert replay_live(bundle) == [] and "sim_to_real" not in bundle.manifest["live"] and bundle.tasks().height == 49
     profiles = Path(__file__).resolve().parents[1] / "profiles" / "data"

@@ -307,7 +307,7 @@ def run_live(
     profile_drift: dict[str, Any] | None = None
     with cluster:
         ray = import_ray()
-        say(f"starting {len(specs)} model servers on Ray ({', '.join(sorted(set(m for s in specs for m in s.models)))})")
+        say(f"starting {len(specs)} model servers on Ray, run {run_id} ({', '.join(sorted(set(m for s in specs for m in s.models)))})")
         infos = cluster.start_servers(specs)
         servers = list(cluster.actors)
         measuring = compare_sim and sim_profiles is None
@@ -485,13 +485,14 @@ def compare_saved(result: LiveResult, *, sim_profiles: Path | None = None, profi
     wl = system.workload(result.episode)
     if wl.n_tasks != result.frame.height:
         raise ConfigError("--replayed", f"{result.frame.height} requests", f"the {wl.n_tasks} of the scenario's episode {result.episode} of seed {seed}")
-    specs = server_specs(scenario, system.costs, secrets.token_hex(4))
+    run_id = secrets.token_hex(4)
+    specs = server_specs(scenario, system.costs, run_id)
     profiles = None
     if sim_profiles is None:
         mix = scenario.tasks.mix
         with LiveCluster(address, num_cpus=max(len(specs), 1)) as cluster:
             ray = import_ray()
-            say(f"starting {len(specs)} model servers on Ray to profile them")
+            say(f"starting {len(specs)} model servers on Ray, run {run_id}, to profile them")
             infos = cluster.start_servers(specs)
             servers = list(cluster.actors)
             try:
