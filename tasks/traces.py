@@ -395,7 +395,7 @@ def _convert_azure(raw, src, sha, drop_duplicates):
 def _strings(series: pl.Series) -> np.ndarray:
     """A string column as a numpy str array, through its distinct values (a Python object per distinct value, not
     per row: millions of rows of a few thousand model ids)."""
-    distinct, codes = np.unique(series.unique().to_numpy().astype(str)), None
+    distinct = np.unique(series.unique().to_numpy().astype(str))
     codes = series.replace_strict(list(distinct), list(range(len(distinct))), return_dtype=pl.UInt32).to_numpy()
     return distinct[codes]
 

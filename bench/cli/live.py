@@ -158,7 +158,7 @@ def _compare_saved(bundle: Path, *, compare_sim: bool, given: tuple, sim_profile
         fail("--replayed is not allowed without --compare-sim; expected --compare-sim (what it redoes)")
     if any(g for g in given):
         fail("--scheduler, --scenario, --set, --param and --kill-server are not allowed with --replayed; the bundle says what ran")
-    result = guarded(lambda: saved_result(bundle))
+    result, original = guarded(lambda: saved_result(bundle))
     target = None if no_save else (out_dir or bundle)
     command = ["bench", "live", "--replayed", str(bundle), "--compare-sim", *(["--sim-profiles", str(sim_profiles)] if sim_profiles else [])]
     try:
@@ -168,9 +168,7 @@ def _compare_saved(bundle: Path, *, compare_sim: bool, given: tuple, sim_profile
         err.print("interrupted: every server and the Ray instance this run started were stopped; the bundle is unchanged", highlight=False)
         raise typer.Exit(130) from None
     if target is not None:
-        original = json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("command")
-        guarded(lambda: write_live_bundle(result, target, overwrite=overwrite or target == bundle,
-                                          command=[*(original if isinstance(original, list) else []), "&&", *command]))
+        guarded(lambda: write_live_bundle(result, target, overwrite=overwrite or target == bundle, command=[*original, "&&", *command]))
     if as_json:
         c = result.comparison or {}
         print(json.dumps({**summary(result), **{k: c.get(k) for k in ("measured_mean_delay_s", "simulated_mean_delay_s", "sim_to_real_error_pct")},

@@ -445,9 +445,10 @@ def tasks_frame(wl: Any, r: Records, costs: Any, seed: int, episode: int, time_s
 
 
 
-def saved_result(path: Path) -> LiveResult:
-    """A live bundle read back as the LiveResult it was written from (read as untrusted input; its records are
-    checked by bench.experiments.live_records.replay_live, which recomputes its metrics)."""
+def saved_result(path: Path) -> tuple[LiveResult, list[str]]:
+    """A live bundle read back as the LiveResult it was written from, and the command that wrote it (read as
+    untrusted input; its records are checked by bench.experiments.live_records.replay_live, which recomputes its
+    metrics)."""
     from bench.experiments.bundles import read_bundle
     from bench.experiments.live_records import replay_live
     from bench.scenarios import scenario_from_dict
@@ -463,6 +464,8 @@ def saved_result(path: Path) -> LiveResult:
     scenario = scenario_from_dict(m["scenario"]["config"], source=f"{path}/manifest.json")
     frame = bundle.tasks()
     row = bundle.episodes.row(0, named=True)
+    command = m.get("command")
+    command = [str(c) for c in command] if isinstance(command, list) else []
     return LiveResult(
         scenario=scenario, scheduler=m["scheduler"]["name"], scheduler_ref=m["scheduler"]["ref"], scheduler_class=m["scheduler"]["class"],
         scheduler_params=m["scheduler"]["params"], batch_unit=m["scheduler"]["batch_unit"], seed=int(m["seeds"][0]),
@@ -470,7 +473,7 @@ def saved_result(path: Path) -> LiveResult:
         metrics=row, decision_us_per_task=float(row.get("decision_us_per_task") or 0.0), servers=live["servers"], warmup=live["warmup"],
         faults=live["faults"], clock=live["clock"], ray=live["ray"], machine_load=live.get("machine_load") or {},
         timing={k: float(v) for k, v in (m.get("timing") or {}).items() if isinstance(v, (int, float))},
-    )
+    ), command
 
 
 def compare_saved(result: LiveResult, *, sim_profiles: Path | None = None, profile_s: float = 8.0, warmup: int = 3,
