@@ -459,3 +459,25 @@ def test_a_replay_is_saved_before_profiling_and_its_comparison_can_be_redone(ray
     again = read_bundle(saved)
     assert replay_live(again) == [] and again.manifest["live"]["sim_to_real"]["profile"]["kind"] == "given"
     assert json.loads(r.stdout)["simulated_mean_delay_s"] > 0
+
+
+def test_replayed_refuses_a_re_signed_manifest_in_one_line(tmp_path):
+    """A live bundle's manifest is only hashed, not signed: one rewritten and re-hashed must end in one line."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.experiments.bundles import digest
+
+    repo = Path(__file__).resolve().parents[1]
+    bundle = tmp_path / "live"
+    shutil.copytree(repo / "leaderboard" / "results" / "live-cpu" / "opt-ts", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["live"]["episode"] = "x"
+    manifest["digest"] = digest(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    before = (bundle / "manifest.json").read_bytes()
+    r = CliRunner().invoke(app, ["live", "--replayed", str(bundle), "--compare-sim", "--sim-profiles", str(repo / "profiles" / "data")])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "a live bundle whose manifest holds what bench live writes" in r.stderr
+    assert (bundle / "manifest.json").read_bytes() == before

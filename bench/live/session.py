@@ -460,20 +460,23 @@ def saved_result(path: Path) -> tuple[LiveResult, list[str]]:
     problems = replay_live(bundle)  # the records must agree with the stored metrics
     if problems:
         raise ConfigError("--replayed", str(path), f"a live bundle whose records replay ({problems[0]})")
-    live = m["live"]
-    scenario = scenario_from_dict(m["scenario"]["config"], source=f"{path}/manifest.json")
-    frame = bundle.tasks()
-    row = bundle.episodes.row(0, named=True)
-    command = m.get("command")
-    command = [str(c) for c in command] if isinstance(command, list) else []
-    return LiveResult(
-        scenario=scenario, scheduler=m["scheduler"]["name"], scheduler_ref=m["scheduler"]["ref"], scheduler_class=m["scheduler"]["class"],
-        scheduler_params=m["scheduler"]["params"], batch_unit=m["scheduler"]["batch_unit"], seed=int(m["seeds"][0]),
-        episode=int(live["episode"]), time_scale=float(live["time_scale"]), horizon_s=float(live["horizon_s"]), frame=frame,
-        metrics=row, decision_us_per_task=float(row.get("decision_us_per_task") or 0.0), servers=live["servers"], warmup=live["warmup"],
-        faults=live["faults"], clock=live["clock"], ray=live["ray"], machine_load=live.get("machine_load") or {},
-        timing={k: float(v) for k, v in (m.get("timing") or {}).items() if isinstance(v, (int, float))},
-    ), command
+    try:  # every field a LiveResult needs, as the bundle states it (a re-signed manifest may state anything)
+        live = m["live"]
+        scenario = scenario_from_dict(m["scenario"]["config"], source=f"{path}/manifest.json")
+        frame = bundle.tasks()
+        row = bundle.episodes.row(0, named=True)
+        command = m.get("command")
+        command = [str(c) for c in command] if isinstance(command, list) else []
+        return LiveResult(
+            scenario=scenario, scheduler=m["scheduler"]["name"], scheduler_ref=m["scheduler"]["ref"], scheduler_class=m["scheduler"]["class"],
+            scheduler_params=m["scheduler"]["params"], batch_unit=m["scheduler"]["batch_unit"], seed=int(m["seeds"][0]),
+            episode=int(live["episode"]), time_scale=float(live["time_scale"]), horizon_s=float(live["horizon_s"]), frame=frame,
+            metrics=row, decision_us_per_task=float(row.get("decision_us_per_task") or 0.0), servers=live["servers"], warmup=live["warmup"],
+            faults=live["faults"], clock=live["clock"], ray=live["ray"], machine_load=live.get("machine_load") or {},
+            timing={k: float(v) for k, v in (m.get("timing") or {}).items() if isinstance(v, (int, float))},
+        ), command
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError("--replayed", str(path), f"a live bundle whose manifest holds what bench live writes ({type(exc).__name__}: {exc})") from None
 
 
 def compare_saved(result: LiveResult, *, sim_profiles: Path | None = None, profile_s: float = 8.0, warmup: int = 3,
