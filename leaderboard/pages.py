@@ -6,23 +6,16 @@ Every string that comes from a bundle or a submission goes through leaderboard/e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from leaderboard import charts
-from leaderboard.charts import Style
 from leaderboard.escaping import esc, inline_code
-from leaderboard.ranking import ALPHA, Comparison, Rank, separable_difference
+from leaderboard.model import GREEDY_NOTE, GREEDY_REFERENCE, Entry, ScenarioView
+from leaderboard.ranking import ALPHA, Rank, separable_difference
 from leaderboard.rules import PAIRING_RULE, RANKING_RULE, RULES, TRADE_OFF_RULE
 
-if TYPE_CHECKING:
-    from leaderboard.site import Entry
-
-GREEDY_REFERENCE = "opt-ts"
-GREEDY_NOTE = "a greedy full-information rule"
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc;line-height:1.45}
 header{background:#1d2330;color:#fff;padding:16px 32px}header h1{font-size:20px;margin:0 0 6px}header a{color:#9ecbff;margin-right:18px;text-decoration:none}
@@ -46,44 +39,6 @@ def pct(x: float | None, digits: int = 1, sign: bool = False) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:{'+' if sign else ''}.{digits}f}%"
 
 
-@dataclass
-class ScenarioView:
-    """One scenario's ranked entries and everything shown about them."""
-
-    name: str
-    description: str
-    entries: list["Entry"]  # ordered by mean delay; comparison indices refer to this order
-    comparisons: list[Comparison]
-    independent: bool
-    styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
-
-    def swatch(self, e: "Entry") -> str:
-        return self.styles[self.entries.index(e)].swatch() if self.styles else ""
-
-    def style(self, e: "Entry") -> Style:
-        return self.styles[self.entries.index(e)] if self.styles else charts.styles(self.entries.index(e) + 1)[-1]
-
-    @property
-    def reference(self) -> "Entry | None":
-        return next((e for e in self.entries if e.scheduler == GREEDY_REFERENCE), None)
-
-    @property
-    def has_bound(self) -> bool:
-        return any(e.bound is not None for e in self.entries)
-
-    @property
-    def has_slo(self) -> bool:
-        return any(e.slo is not None for e in self.entries)
-
-    @property
-    def tested(self) -> int:
-        return sum(c.error is None for c in self.comparisons)
-
-    @property
-    def errors(self) -> list[Comparison]:
-        return [c for c in self.comparisons if c.error is not None]
-
-
 def page(title: str, body: str, scenarios: list[str], footer: str) -> str:
     nav = '<a href="index.html">Rankings</a>' + "".join(f'<a href="scenario-{esc(s)}.html">{esc(s)}</a>' for s in scenarios) + '<a href="invalid.html">Invalid submissions</a>'
     return (
@@ -94,7 +49,7 @@ def page(title: str, body: str, scenarios: list[str], footer: str) -> str:
     )
 
 
-def entry_name(e: "Entry", link: bool = True, swatch: str = "") -> str:
+def entry_name(e: Entry, link: bool = True, swatch: str = "") -> str:
     """An entry's name (escaped), its link, the swatch of its chart style (charts.Style.swatch) and what opt-ts is."""
     name = swatch + (f'<a href="entry-{esc(e.id)}.html">{esc(e.label)}</a>' if link else esc(e.label))
     if e.scheduler == GREEDY_REFERENCE:
@@ -232,7 +187,7 @@ def parts_table(view: ScenarioView) -> str:
     return f'<div class="scroll"><table><thead><tr><th class="l">entry</th>{head}<th>total (ms)</th></tr></thead><tbody>{rows}</tbody></table></div>'
 
 
-def index_body(views: list[ScenarioView], live: list["Entry"] | None = None) -> str:
+def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> str:
     sections = "".join(
         f'<h2><a href="scenario-{esc(v.name)}.html">{esc(v.name)}</a></h2><p class="note">{inline_code(v.description)}</p>{ranking_table(v, full=False)}'
         + bound_note(v)
@@ -272,7 +227,7 @@ LIVE_NOTE = ("Measured on real model servers (bench live, docs/live.md): delays 
              "They are reported, shown apart and never ranked with simulated entries.")
 
 
-def _sim_to_real(e: "Entry") -> float | None:
+def _sim_to_real(e: Entry) -> float | None:
     """The run's own sim-to-real error of the mean delay (reported by the submitter's run; not recomputed)."""
     report = (e.result.bundles[0].manifest.get("live") or {}).get("sim_to_real") or {}
     try:
@@ -282,7 +237,7 @@ def _sim_to_real(e: "Entry") -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _sim_to_real_rows(e: "Entry") -> list[tuple[str, float, float]]:
+def _sim_to_real_rows(e: Entry) -> list[tuple[str, float, float]]:
     """(what, measured s, simulated s) from the run's own report, finite numbers only (the manifest is untrusted)."""
     report = (e.result.bundles[0].manifest.get("live") or {}).get("sim_to_real") or {}
     rows = []
@@ -313,7 +268,7 @@ def _sim_to_real_rows(e: "Entry") -> list[tuple[str, float, float]]:
     return rows
 
 
-def live_section(entries: list["Entry"]) -> str:
+def live_section(entries: list[Entry]) -> str:
     """The index's table of live entries: measured, reported, not ranked."""
     if not entries:
         return ""
@@ -329,7 +284,7 @@ def live_section(entries: list["Entry"]) -> str:
             f'<th class="l">machine</th></tr></thead><tbody>{rows}</tbody></table></div>')
 
 
-def entry_body(e: "Entry", view: ScenarioView | None) -> str:
+def entry_body(e: Entry, view: ScenarioView | None) -> str:
     """One entry's page; `view` is None for a live entry (not ranked)."""
     r = e.result
     meta = e.validation.submission.meta

@@ -18,8 +18,8 @@ from typing import Callable
 
 from bench.core.errors import BenchError
 from bench.core.io import read_marker, write_marker
-from bench.experiments.bundles import load_checkpoint, write_bundle
-from bench.experiments.runner import run
+from bench.experiments.runs.bundles import load_checkpoint
+from bench.experiments.runs.runner import Save, run
 from bench.scenarios import load_scenario
 from leaderboard.rules import RULES
 from schedulers.registry import BUILTINS, resolve
@@ -51,11 +51,12 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
                     raise BenchError(f"{name} seed {seed}: no trained policy at {source} (train it first, e.g. bench reproduce-paper --scenario {scenario} --out DIR, then --trained DIR)")
                 # recorded relative to --trained (TRAINED/...): committed results carry no path of the machine that made them
                 checkpoint = dataclasses.replace(load_checkpoint(source), source=f"TRAINED/{scenario}/base/{name}/seed-{seed}")
-            result = run(sc, name, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint)
             command = ["bench", "run", "--scheduler", name, "--scenario", scenario, "--seed", str(seed), "--episodes", str(rule.min_eval_episodes)]
             if checkpoint is not None:
                 command += ["--checkpoint", str(checkpoint.source), "--no-checkpoint"]
-            written.append(write_bundle(result, entry / f"seed-{seed}", overwrite=True, command=command, checkpoint=False))
+            result = run(sc, name, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint,
+                         save=Save(entry / f"seed-{seed}", overwrite=True, checkpoint=False, command=command))
+            written.append(result.bundle)
             if progress:
                 progress(f"{scenario} {name} seed {seed}: {result.summary()['mean_delay_s']:.3f} s")
         tuning = 'hyperparameter_tuning = "none: the paper\'s defaults"\n' if cls.learns else ""

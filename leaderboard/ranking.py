@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from bench.experiments.summary import Over, episodes_independent, pairing, t_interval  # noqa: F401 (re-exported for the site)
+from bench.experiments.runs.summary import Over, episodes_independent, pairing, t_interval  # noqa: F401 (re-exported for the site)
 
 ALPHA = 0.05  # family-wise error per scenario
 LEVEL = 0.95  # the confidence level of the intervals shown
@@ -112,7 +112,7 @@ def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, np
 
 
 class Contender(Protocol):
-    """What the ranking needs of an entry (bench.experiments.compare.ResultSet has it)."""
+    """What the ranking needs of an entry (bench.experiments.runs.compare.ResultSet has it)."""
 
     learns: bool
     scenario_hash: str

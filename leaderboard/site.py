@@ -35,13 +35,14 @@ import bench
 from bench.core.errors import BenchError
 from bench.core.io import MARKER as CORE_MARKER
 from bench.core.io import read_marker, write_marker, write_parquet
-from bench.experiments.bound_file import ScenarioBounds, contradiction, find_bounds
-from bench.experiments.summary import summarize_bundles
+from bench.experiments.bounds.files import ScenarioBounds, contradiction, find_bounds
+from bench.experiments.runs.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
-from leaderboard.pages import GREEDY_NOTE, GREEDY_REFERENCE, ScenarioView, bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
-from leaderboard.ranking import INTERVAL_RULE, Over, Rank, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
+from leaderboard.model import GREEDY_NOTE, GREEDY_REFERENCE, Entry, ScenarioView
+from leaderboard.pages import bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
+from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
@@ -51,46 +52,6 @@ DEFAULT_RESULTS = Path(__file__).with_name("results")
 DEFAULT_VERIFIED = Path(__file__).with_name("verified")  # verify records of the committed results (bench leaderboard verify --record)
 MARKER = CORE_MARKER  # bench.core.io: {"kind": "site", ...}
 CURVE_WINDOW = 10
-
-
-@dataclass
-class Entry:
-    """A valid submission and the figures the site shows about it."""
-
-    id: str
-    label: str
-    validation: Validation
-    scenario: str
-    scheduler: str
-    learns: bool
-    over: Over  # what its interval and its comparisons are over
-    mean: float
-    ci: tuple[float, float] | None
-    p95: float
-    p99: float
-    slowdown: float | None
-    slo: float | None
-    parts: dict[str, float]
-    decision_us: float | None
-    cpus: tuple[str, ...]  # CPU models its decision times were measured on
-    converged: float | None
-    train_episodes: int
-    curve: tuple[np.ndarray, np.ndarray] | None
-    quantiles: np.ndarray | None
-    verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
-    bound: float | None = None  # lower bound on the mean delay over this entry's own episodes (a bounds file, bench bound)
-    rank: Rank | None = None
-    on_front: bool = False
-    decision_vs_fastest: float | None = None
-
-    @property
-    def result(self):
-        return self.validation.result
-
-    @property
-    def gap(self) -> float | None:
-        """(mean - lower bound) / lower bound over the same episodes: how far above optimal the entry is at most."""
-        return (self.mean - self.bound) / self.bound if self.bound else None
 
 
 def _column_mean(df: pl.DataFrame, column: str) -> float | None:
@@ -334,7 +295,7 @@ def _relative(path: Path, roots: list[Path]) -> str:
 def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, records: Mapping[str, dict] | None = None) -> SiteReport:
     """Validate the submissions under `roots` and write the site to `out` (checked first: see check_out).
 
-    Bounds files under `roots` (bench/experiments/bound_file.py, written by `bench bound --out`) give each entry
+    Bounds files under `roots` (bench/experiments/bounds/files.py, written by `bench bound --out`) give each entry
     whose episodes they cover its gap to the lower bound; a bounds file that does not check out is listed on the
     invalid page.
     `records` maps a bundle digest to its verify record (leaderboard.verify.read_records): an entry whose bundles

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.core.config import from_dict, option, tomllib
 from bench.core.errors import BenchError, ConfigError
 from bench.core.io import read_text
-from bench.experiments.bundles import Bundle, read_bundle
+from bench.experiments.runs.bundles import Bundle, read_bundle
 
 
 @dataclass(frozen=True)

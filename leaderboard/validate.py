@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from bench.experiments.compare import ResultSet, pool
+from bench.experiments.runs.compare import ResultSet, pool
 from bench.core.errors import BenchError
-from bench.experiments.replay import replay
+from bench.experiments.runs.replay import replay
 from bench.scenarios import load_scenario, scenario_from_dict
 from leaderboard.rules import LIVE_RULES, RULES
 from leaderboard.submission import Submission

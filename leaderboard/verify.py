@@ -17,7 +17,7 @@ re-runs the scheduler the manifest names on the bundle's scenario and seeds:
   timestamps (replay) and nothing more; it stays "reported" on the site.
 
 Built-in schedulers run in this process (their code is the suite's). Any other scheduler runs from the source the
-bundle carries (source/), in the sandbox (bench.experiments.sandbox), which must isolate the network and the file
+bundle carries (source/), in the sandbox (bench.experiments.sandbox.run), which must isolate the network and the file
 system unless `allow_unisolated`; without carried source a plugin cannot be verified. A verify record (JSON) ties
 the verdict to the bundle's digest.
 """
@@ -38,10 +38,11 @@ import bench
 from bench.core.errors import BenchError
 from bench.core.io import utc_stamp, write_json_atomic
 from bench.core.provenance import host_info
-from bench.experiments.bundle_checks import member
-from bench.experiments.bundles import Bundle, read_bundle
-from bench.experiments.replay import replay
-from bench.experiments.runner import RunResult, run
+from bench.experiments.runs.bundle_checks import member
+from bench.experiments.runs.bundles import Bundle, read_bundle
+from bench.experiments.runs.replay import replay
+from bench.experiments.runs.result import RunResult
+from bench.experiments.runs.runner import run
 from bench.scenarios import scenario_from_dict
 from schedulers.registry import BUILTINS, resolve
 
@@ -138,7 +139,7 @@ def _builtin_class(name: str) -> str:
 
 
 def _rerun_sandboxed(bundle: Bundle, scenario, seeds, episodes, train, v: Verification, allow_unisolated: bool, wall_s: float) -> RunResult | None:
-    from bench.experiments.sandbox import Limits, run_sandboxed
+    from bench.experiments.sandbox.run import Limits, SandboxError, Sandboxed
 
     sched = bundle.manifest["scheduler"]
     source = sched.get("source") or {}
@@ -159,8 +160,13 @@ def _rerun_sandboxed(bundle: Bundle, scenario, seeds, episodes, train, v: Verifi
             ref, sys_path = f"{src / file}:{cls}", ()
         else:
             ref, sys_path = source["entry"], (str(src),)
-        outcome = run_sandboxed(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes,
-                                train_episodes=train if sched["learns"] else 0, limits=Limits(wall_s=wall_s), isolate=True, sys_path=sys_path)
+        executor = Sandboxed(Limits(wall_s=wall_s), isolate=True, sys_path=sys_path)
+        try:
+            run(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes, train_episodes=train if sched["learns"] else 0,
+                executor=executor)
+        except SandboxError:
+            pass  # the outcome says why, after the isolation it had
+        outcome = executor.outcome
     finally:
         shutil.rmtree(root, ignore_errors=True)
     v.measured_in = "sandbox"

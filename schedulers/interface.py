@@ -22,20 +22,36 @@ Writing a scheduler: subclass `Scheduler`, set `name`, implement `decide`. Optio
 - `Config`: a dataclass of hyper-parameters (fields made with `bench.core.config.option`), settable with
   `bench run --param key=value`.
 - `reset`, `begin_episode`, `observe`, `end_episode`: hooks for state and learning.
-- `learns = True` with `state_dict` / `load_state_dict`: the runner trains it first (see bench.experiments.runner).
+- `learns = True` with `state_dict` / `load_state_dict`: the runner trains it first (see bench.experiments.runs.runner).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bench.engine.costs import CostModel
-    from tasks.workload import Workload
+from bench.core.arrays import read_only, read_only_copy
+from tasks.workload import Workload
+
+
+class CostTable(Protocol):
+    """What a batch asks of the scenario's cost model (bench.engine.costs implements it): the per-task, per-server
+    times of a range of the episode's tasks. Defined here so the scheduler layer names no engine type."""
+
+    capacity_gcps: np.ndarray
+    rate_mbps: np.ndarray
+    has_mask: bool
+
+    def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def upload_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray: ...
+
+    def download_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray: ...
+
+    def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True)
@@ -80,10 +96,10 @@ class Batch:
         self,
         *,
         slot: int,
-        workload: "Workload",
+        workload: Workload,
         lo: int,
         hi: int,
-        costs: "CostModel",
+        costs: CostTable,
         backlog_s: np.ndarray,
         assigned_s: np.ndarray,
         state: Any = None,
@@ -95,15 +111,15 @@ class Batch:
         self._lo = lo
         self._hi = hi
         self._costs = costs
-        self.origin = _copy(workload.origin[lo:hi])
-        self.index = _copy(workload.index[lo:hi])
-        self.size_mbit = _copy(workload.size_mbit[lo:hi])
-        self.work_gcycles = _copy(workload.work_gcycles[lo:hi])
-        self.steps = _copy(workload.steps[lo:hi])
-        self.result_mbit = _copy(workload.result_mbit[lo:hi])
-        self.arrival_s = _copy(workload.arrival_s[lo:hi])
-        self.capacity_gcps = _copy(costs.capacity_gcps)
-        self.rate_mbps = _copy(costs.rate_mbps)
+        self.origin = read_only_copy(workload.origin[lo:hi])
+        self.index = read_only_copy(workload.index[lo:hi])
+        self.size_mbit = read_only_copy(workload.size_mbit[lo:hi])
+        self.work_gcycles = read_only_copy(workload.work_gcycles[lo:hi])
+        self.steps = read_only_copy(workload.steps[lo:hi])
+        self.result_mbit = read_only_copy(workload.result_mbit[lo:hi])
+        self.arrival_s = read_only_copy(workload.arrival_s[lo:hi])
+        self.capacity_gcps = read_only_copy(costs.capacity_gcps)
+        self.rate_mbps = read_only_copy(costs.rate_mbps)
         self.backlog_s = backlog_s
         self.assigned_s = assigned_s
         self.free_at_s = free_at_s
@@ -126,7 +142,7 @@ class Batch:
     @cached_property
     def _compute_and_service(self) -> tuple[np.ndarray, np.ndarray]:
         compute, service = self._costs.compute_and_service_s(self._wl, self._lo, self._hi, self._state)
-        return _ro(compute), _ro(service)
+        return read_only(compute), read_only(service)
 
     @property
     def compute_s(self) -> np.ndarray:
@@ -139,18 +155,18 @@ class Batch:
 
     @cached_property
     def upload_s(self) -> np.ndarray:
-        return _ro(self._costs.upload_s(self._wl, self._lo, self._hi))
+        return read_only(self._costs.upload_s(self._wl, self._lo, self._hi))
 
     @cached_property
     def download_s(self) -> np.ndarray:
-        return _ro(self._costs.download_s(self._wl, self._lo, self._hi))
+        return read_only(self._costs.download_s(self._wl, self._lo, self._hi))
 
     @cached_property
     def mask(self) -> np.ndarray:
         m = self._costs.mask(self._wl, self._lo, self._hi)
         if m is None:
             m = np.ones((len(self), self.n_servers), dtype=bool)
-        return _ro(m)
+        return read_only(m)
 
 
 @dataclass(frozen=True)
@@ -219,12 +235,3 @@ class Scheduler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of `state_dict`."""
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
-def _copy(a: np.ndarray) -> np.ndarray:
-    return _ro(np.array(a, copy=True))

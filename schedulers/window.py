@@ -4,7 +4,8 @@ A call per instant sees, for each server, the wait at the instant's start, max(m
 environment computes `Batch.backlog_s`, plus what the instant's earlier tasks placed (`assigned_s`). A kernel keeps
 each server's earliest free time up to date (`soonest`) and a snapshot of it at the instant's start (`snap`),
 refreshed only for the servers the previous instant touched, so its scan stays O(servers) per task. A placed task is
-served as the environment serves it (bench/engine/events.py): by the earliest free worker, from max(ready, free).
+served as the environment serves it: by bench.core.fifo, the event engine's own rule (the earliest free worker, from
+max(ready, free)).
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bench.core import fifo
+
 
 @njit(cache=True)
 def earliest_free(free):  # pragma: no cover - compiled
     """Each server's earliest free time over its workers (`free`: servers x workers)."""
     soonest = np.empty(free.shape[0])
     for a in range(free.shape[0]):
-        soonest[a] = _min_free(free, a)
+        soonest[a] = fifo.earliest_free(free, a)
     return soonest
-
-
-@njit(cache=True)
-def _min_free(free, a):  # pragma: no cover - compiled
-    m = free[a, 0]
-    for w in range(1, free.shape[1]):
-        if free[a, w] < m:
-            m = free[a, w]
-    return m
 
 
 @njit(cache=True)
@@ -48,12 +42,6 @@ def serve(best, c, ready, free, soonest, placed, touched, n_touched):  # pragma:
         touched[n_touched] = best
         n_touched += 1
     placed[best] += c
-    n_workers = free.shape[1]
-    w = 0
-    for k in range(1, n_workers):
-        if free[best, k] < free[best, w]:
-            w = k
-    start = free[best, w] if free[best, w] > ready else ready
-    free[best, w] = start + c
-    soonest[best] = _min_free(free, best)
+    fifo.serve(free, best, ready, c)
+    soonest[best] = fifo.earliest_free(free, best)
     return n_touched

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.core.errors import ConfigError
+
 EVALUATION = 0
 TRAINING = 1
 SCHEDULER = 2
@@ -34,7 +36,7 @@ class Streams:
 
     def __init__(self, seed: int):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed = {seed!r} is not allowed; expected a non-negative integer")
+            raise ConfigError("seed", seed, "a non-negative integer")  # a forged bundle's manifest can hold any seed
         self.seed = int(seed)
 
     def _generator(self, *key: int) -> np.random.Generator:

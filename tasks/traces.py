@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import stat
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -36,9 +34,10 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from bench.core.arrays import read_only
 from bench.core.config import option
-from bench.core.errors import MISSING, ConfigError
-from bench.core.io import write_parquet
+from bench.core.errors import MISSING, ConfigError, one_line
+from bench.core.io import staged, write_parquet
 
 __all__ = [
     "COLUMNS",
@@ -169,9 +168,7 @@ class Trace:
         order = np.argsort(arrays["arrival_s"], kind="stable")
         if np.any(order[1:] < order[:-1]):
             arrays = {c: a[order] for c, a in arrays.items()}
-        for a in arrays.values():
-            a.flags.writeable = False
-        return cls(**arrays, metadata=dict(metadata or {}))
+        return cls(**{c: read_only(a) for c, a in arrays.items()}, metadata=dict(metadata or {}))
 
 
 # --- reading and writing ----------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ def read_trace(path: str | Path) -> Trace:
             frame = pl.read_parquet(data)
             metadata = {k: v for k, v in pl.read_parquet_metadata(data).items() if not k.startswith("ARROW:")}
         except pl.exceptions.PolarsError as exc:
-            raise TraceError(path, None, _first_line(exc), "a readable Parquet file") from None
+            raise TraceError(path, None, one_line(exc, line="first"), "a readable Parquet file") from None
     return Trace.from_frame(frame, source=path, metadata=metadata)
 
 
@@ -203,23 +200,13 @@ def write_trace(trace: Trace, path: str | Path, *, force: bool = False, metadata
     frame = trace.to_frame()
     meta = {"trace_format_version": FORMAT_VERSION, **trace.metadata, **(metadata or {})}
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with staged(path) as tmp:
+            if kind == "parquet":
+                write_parquet(frame, tmp, compression="zstd", compression_level=19, statistics=False, metadata=meta)
+            else:
+                frame.write_csv(tmp)
     except OSError as exc:
-        raise ConfigError("out", str(path), f"a writable location ({exc.strerror})") from None
-    os.close(fd)
-    try:
-        if kind == "parquet":
-            write_parquet(frame, tmp, compression="zstd", compression_level=19, statistics=False, metadata=meta)
-        else:
-            frame.write_csv(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError("out", str(path), f"a file that can be written (writing failed: {_first_line(exc)})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise ConfigError("out", str(path), f"a file that can be written (writing failed: {exc.strerror or one_line(exc, line='first')})") from None
     return path
 
 
@@ -499,10 +486,7 @@ def _whole(x: np.ndarray, rows: np.ndarray, src, column: str, allowed: str) -> n
 
 def _sorted_trace(arrival: np.ndarray, **columns) -> Trace:
     order = np.argsort(arrival, kind="stable")
-    arrays = {"arrival_s": arrival[order], **{k: v[order] for k, v in columns.items()}}
-    for a in arrays.values():
-        a.flags.writeable = False
-    return Trace(**arrays)
+    return Trace(arrival_s=read_only(arrival[order]), **{k: read_only(v[order]) for k, v in columns.items()})
 
 
 # --- episode windows and time scaling ---------------------------------------------------------------------
@@ -623,9 +607,7 @@ def episode_windows(trace: Trace, window_s: float, *, train_fraction: float = 0.
 def window_trace(trace: Trace, window: Window) -> Trace:
     """The requests of one window, with arrival times measured from the window's start."""
     part = trace.take(slice(window.first, window.stop))
-    arrival = part.arrival_s - window.start_s
-    arrival.flags.writeable = False
-    return replace(part, arrival_s=arrival)
+    return replace(part, arrival_s=read_only(part.arrival_s - window.start_s))
 
 
 def request_rate(trace: Trace, duration_s: float | None = None) -> float:
@@ -643,9 +625,7 @@ def speed_up(trace: Trace, factor: float) -> Trace:
     """Divide every arrival time by factor (> 1: faster, a higher rate; < 1: slower)."""
     if not (np.isfinite(factor) and factor > 0):
         raise ConfigError("time_scale", factor, "a finite number > 0")
-    arrival = trace.arrival_s / factor
-    arrival.flags.writeable = False
-    return replace(trace, arrival_s=arrival)
+    return replace(trace, arrival_s=read_only(trace.arrival_s / factor))
 
 
 def rescale_to_rate(trace: Trace, rate_per_s: float, duration_s: float | None = None) -> Trace:
@@ -687,12 +667,6 @@ def map_by_rank(ids_ranked: Sequence[str], architectures: Sequence[str]) -> dict
 
 # --- private helpers --------------------------------------------------------------------------------------
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -718,7 +692,7 @@ def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_csv(data, infer_schema=False)
     except pl.exceptions.PolarsError as exc:
-        raise TraceError(path, None, _first_line(exc), "CSV with a header line and one request per line") from None
+        raise TraceError(path, None, one_line(exc, line="first"), "CSV with a header line and one request per line") from None
     return _clean(frame)
 
 
@@ -757,7 +731,7 @@ def _scan_source(path: Path, needed: Sequence[str]) -> tuple[pl.DataFrame, list[
         try:
             chunk = pl.read_csv(lines, has_header=False, new_columns=header, infer_schema=False)
         except pl.exceptions.PolarsError as exc:
-            raise TraceError(path, None, _first_line(exc), "CSV with a header line and one request per line") from None
+            raise TraceError(path, None, one_line(exc, line="first"), "CSV with a header line and one request per line") from None
         parts.append(_select(_clean(chunk), needed))
     if header is None:
         raise TraceError(path, None, "<empty>", "a header line and at least one request")
@@ -872,6 +846,3 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -19,12 +19,11 @@ see the same kind of numbers as in the paper's scenarios.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bench.scenarios import TasksConfig
+from bench.core.arrays import read_only
+from tasks.config import TasksConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +35,7 @@ class IndexTable:
     result_mbit: np.ndarray
 
 
-def index_table(cfg: "TasksConfig", rng: np.random.Generator) -> IndexTable | None:
+def index_table(cfg: TasksConfig, rng: np.random.Generator) -> IndexTable | None:
     """The per-index table of a `per-index` scenario, else None.
 
     With `per_index_legacy_seeds`, each column is drawn as the reference did it, with numpy's legacy
@@ -56,7 +55,7 @@ def index_table(cfg: "TasksConfig", rng: np.random.Generator) -> IndexTable | No
         density = rng.uniform(c_lo, c_hi, size=n)
         steps = rng.integers(k_lo, k_hi + 1, size=n, dtype=np.int64)
         result = rng.uniform(o_lo, o_hi, size=n)
-    return IndexTable(_frozen(density), _frozen(steps), _frozen(result))
+    return IndexTable(read_only(density), read_only(steps), read_only(result))
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +103,7 @@ class ClassWork:
 
 
 def generate_workload(
-    cfg: "TasksConfig", n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None,
+    cfg: TasksConfig, n_slots: int, n_servers: int, rng: np.random.Generator, table: IndexTable | None = None,
     class_work: ClassWork | None = None, slot_s: float = 1.0,
 ) -> Workload:
     """Draw one episode of per-slot arrivals (each slot's requests arrive at its start). Draw order (part of the
@@ -122,7 +121,7 @@ def generate_workload(
 
 
 def arrivals_workload(
-    cfg: "TasksConfig", arrival_s: np.ndarray, origin: np.ndarray, *, slot_s: float, n_windows: int, n_servers: int,
+    cfg: TasksConfig, arrival_s: np.ndarray, origin: np.ndarray, *, slot_s: float, n_windows: int, n_servers: int,
     rng: np.random.Generator, class_work: ClassWork | None = None, steps: np.ndarray | None = None,
     images: np.ndarray | None = None, task_class: np.ndarray | None = None, model: np.ndarray | None = None,
     deadline_s: np.ndarray | None = None,
@@ -171,7 +170,7 @@ def arrivals_workload(
                      model=model, images=images, grouped=False)
 
 
-def _attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None,
+def _attributes(cfg: TasksConfig, n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None,
                 class_work: ClassWork | None):
     """(size, density, steps, result, class, deadline) of n tasks, drawn in the stream's order."""
     size = rng.uniform(cfg.size_mbit[0], cfg.size_mbit[1], size=n)
@@ -190,7 +189,7 @@ def _attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: Ind
     return _cycle_attributes(cfg, n, rng, table, index, size)
 
 
-def checkpoint_models(cfg: "TasksConfig", klass: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def checkpoint_models(cfg: TasksConfig, klass: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each request's checkpoint (`tasks.checkpoints`): a model id unique per (architecture, checkpoint rank), drawn
     by popularity after every other attribute (so the rest of the stream is as without checkpoints)."""
     c = cfg.checkpoints
@@ -200,7 +199,7 @@ def checkpoint_models(cfg: "TasksConfig", klass: np.ndarray, rng: np.random.Gene
     return arch * c.count + rank
 
 
-def _cycle_attributes(cfg: "TasksConfig", n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None, size: np.ndarray):
+def _cycle_attributes(cfg: TasksConfig, n: int, rng: np.random.Generator, table: IndexTable | None, index: np.ndarray | None, size: np.ndarray):
     if index is not None:
         density, steps, result = table.density[index], table.steps[index], table.result_mbit[index]
     else:
@@ -249,26 +248,21 @@ def _assemble(counts, size, density, steps, result, task_class=None, deadline_s=
     if origin is None:
         origin = np.repeat(np.tile(np.arange(n_servers, dtype=np.int64), n_slots), flat_counts)
     return Workload(
-        counts=_frozen(counts),
-        size_mbit=_frozen(size),
-        density=_frozen(density),
-        steps=_frozen(steps),
-        work_gcycles=_frozen(density * steps),
-        result_mbit=_frozen(result),
-        slot=_frozen(slot),
-        origin=_frozen(origin),
-        index=_frozen(index),
-        batch_offsets=_frozen(batch_offsets),
-        slot_offsets=_frozen(batch_offsets[::n_servers].copy()),
-        task_class=_frozen(np.full(n, -1, dtype=np.int64) if task_class is None else task_class),
-        deadline_s=_frozen(np.full(n, np.inf) if deadline_s is None else deadline_s),
-        arrival_s=_frozen(slot * 1.0 if arrival_s is None else arrival_s),
-        model=_frozen(np.full(n, -1, dtype=np.int64) if model is None else model),
-        images=_frozen(np.ones(n, dtype=np.int64) if images is None else images),
+        counts=read_only(counts),
+        size_mbit=read_only(size),
+        density=read_only(density),
+        steps=read_only(steps),
+        work_gcycles=read_only(density * steps),
+        result_mbit=read_only(result),
+        slot=read_only(slot),
+        origin=read_only(origin),
+        index=read_only(index),
+        batch_offsets=read_only(batch_offsets),
+        slot_offsets=read_only(batch_offsets[::n_servers].copy()),
+        task_class=read_only(np.full(n, -1, dtype=np.int64) if task_class is None else task_class),
+        deadline_s=read_only(np.full(n, np.inf) if deadline_s is None else deadline_s),
+        arrival_s=read_only(slot * 1.0 if arrival_s is None else arrival_s),
+        model=read_only(np.full(n, -1, dtype=np.int64) if model is None else model),
+        images=read_only(np.ones(n, dtype=np.int64) if images is None else images),
         grouped=grouped,
     )
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a

@@ -28,7 +28,7 @@ def paper_system(paper):
 
 def play(system, scheduler, episode=0, training=False):
     """Run one evaluation episode of `scheduler` (an instance, already reset) on `system`; return its trace."""
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
 
     env = system.env()
     trace, _ = run_episode(env, scheduler, system.workload(episode, training=training), episode=episode, training=training, who="test")

@@ -6,8 +6,8 @@ can catch what was changed. Tests use this to show exactly that."""
 import json
 from pathlib import Path
 
-from bench.experiments.bundle_checks import digest
-from bench.experiments.bundles import sha256_file
+from bench.experiments.runs.bundle_checks import digest
+from bench.experiments.runs.bundles import sha256_file
 
 
 def resign(bundle: Path, edit=None) -> dict:

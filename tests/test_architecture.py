@@ -59,14 +59,32 @@ def test_no_module_imports_another_modules_private_name():
     assert not offences, "\n".join(offences)
 
 
-def test_the_contract_catches_a_wrong_arrow(tmp_path):
-    """The layers contract is live: a module of the foundation that imports the engine breaks it."""
+def _lint_copy(tmp_path, files: dict[str, str]):
+    """import-linter on a copy of the packages with `files` added (path relative to the root -> source)."""
     import shutil
 
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("results", "data", "__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "bench" / "core" / "wrong.py").write_text("from bench.engine import slotted\n")
-    r = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.argv = ['lint-imports', '--no-cache']; lint_imports_command()"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    assert r.returncode != 0 and "bench.core.wrong -> bench.engine.slotted" in r.stdout, r.stdout[-3000:]
+    for rel, text in files.items():
+        (tmp_path / rel).write_text(text)
+    return subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.argv = ['lint-imports', '--no-cache']; lint_imports_command()"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_contracts_catch_wrong_arrows(tmp_path):
+    """The contracts are live: a module of the foundation that imports the engine, a scheduler module that names
+    an engine type only for the type checker, the run path importing the sandbox, and two leaderboard modules
+    importing each other each break one."""
+    r = _lint_copy(tmp_path, {
+        "bench/core/wrong.py": "from bench.engine import slotted\n",
+        "schedulers/wrong_types.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bench.engine.costs import CostModel\n",
+        "bench/experiments/runs/wrong_run.py": "from bench.experiments.sandbox import confine\n",
+        "leaderboard/wrong_a.py": "from leaderboard import wrong_b\n",
+        "leaderboard/wrong_b.py": "from leaderboard import wrong_a\n",
+    })
+    assert r.returncode != 0, r.stdout[-3000:]
+    for arrow in ("bench.core.wrong -> bench.engine.slotted", "schedulers.wrong_types -> bench.engine.costs",
+                  "bench.experiments.runs.wrong_run -> bench.experiments.sandbox.confine"):
+        assert arrow in r.stdout, (arrow, r.stdout[-4000:])
+    assert "wrong_a" in r.stdout and "wrong_b" in r.stdout and "No circles" in r.stdout and "BROKEN" in r.stdout.split("No circles")[1][:200], r.stdout[-4000:]

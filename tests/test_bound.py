@@ -10,17 +10,17 @@ from typer.testing import CliRunner
 from bench.cli.bound import bound
 from bench.engine.costs import CycleCosts
 from bench.engine.system import System
-from bench.experiments import bound as bd
-from bench.experiments.bound_slotted import (
+from bench.experiments.bounds import compute as bd
+from bench.experiments.bounds.slotted import (
     SequenceGraph,
     SlottedInstance,
-    brute_force,
     lower_bound,
     parallel_slot_flow,
     solve_exact,
     srpt_flow,
 )
-from bench.experiments.runner import run
+from bench.experiments.runs.runner import run
+from tests import brute_force
 from bench.scenarios import load_scenario
 from schedulers.registry import builtin_names
 from tasks.workload import workload_from_arrays
@@ -82,7 +82,7 @@ def test_exact_optimum_equals_brute_force(k):
     inst = instance(small_scenario(k, servers, slots, (0, 2)), seed=k % 3, episode=k % 5)
     if not 1 <= inst.n_tasks <= 8:
         inst = instance(small_scenario(k, servers, slots, (1, 1)), seed=k % 3)
-    best, actions = brute_force(inst)
+    best, actions = brute_force.slotted(inst)
     assert inst.evaluate(actions) == pytest.approx(best, rel=1e-12)
     r = solve_exact(inst, time_limit_s=30)
     assert r.status == "optimal"
@@ -110,7 +110,7 @@ def test_exact_optimum_with_a_mask_equals_brute_force():
     wl = workload_from_arrays(counts, rng.uniform(2, 5, n), rng.uniform(0.1, 0.3, n), rng.integers(1, 15, n), rng.uniform(0.6, 1, n))
     inst = SlottedInstance.build(MaskedCycleCosts(np.array([2.0, 3.0, 1.5]), np.array([450.0, 420.0, 480.0])), wl, 1.0)
     assert (~inst.allowed).any()
-    best, actions = brute_force(inst)
+    best, actions = brute_force.slotted(inst)
     assert inst.allowed[np.arange(n), actions].all()
     r = solve_exact(inst, time_limit_s=30)
     assert r.status == "optimal" and r.objective_s == pytest.approx(best, rel=1e-9)
@@ -146,7 +146,7 @@ def test_lower_bound_below_brute_force_on_many_instances():
         inst = instance(small_scenario(1000 + k, servers=2 + k % 2, slots=1 + k % 3, arrivals=(0, 2)), seed=k % 4, episode=k % 3)
         if not 1 <= inst.n_tasks <= 9:
             continue
-        best, _ = brute_force(inst)
+        best, _ = brute_force.slotted(inst)
         lb = lower_bound(inst)
         assert lb.floor_s <= lb.mean_delay_s <= best * (1 + 1e-9), k
         checked += 1
@@ -260,7 +260,7 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
 
 
 def test_cli_out_writes_a_bounds_file_the_site_reads(tmp_path, monkeypatch):
-    from bench.experiments.bound_file import read_bounds_file
+    from bench.experiments.bounds.files import read_bounds_file
 
     monkeypatch.setenv("AIGC_EDGE_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results" / "tiny" / "bounds.json"

@@ -12,10 +12,11 @@ from bench.cli.bound import bound
 from bench.engine.costs import CycleCosts
 from bench.engine.events import EventEnv
 from bench.engine.system import System
-from bench.experiments import bound as bd
-from bench.experiments import bound_event as be
-from bench.experiments.bound_slotted import srpt_flow
-from bench.experiments.runner import run
+from bench.experiments.bounds import compute as bd
+from bench.experiments.bounds import event as be
+from tests import brute_force
+from bench.experiments.bounds.slotted import srpt_flow
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 from schedulers.registry import builtin_names
 from tasks.workload import workload_from_arrays
@@ -89,7 +90,7 @@ def test_brute_force_kernel_charges_as_the_engine():
         rng = np.random.default_rng(k)
         for _ in range(5):
             actions = rng.integers(0, inst.n_servers, inst.n_tasks)
-            assert be.assignment_delays(inst, actions[None, :])[0] == pytest.approx(inst.evaluate(actions), rel=1e-12)
+            assert brute_force.event_delays(inst, actions[None, :])[0] == pytest.approx(inst.evaluate(actions), rel=1e-12)
 
 
 # ---- exact optimum ------------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ CASES = [(k, servers, gpus, accounting) for k, (servers, gpus, accounting) in en
 def test_exact_optimum_equals_brute_force(k, servers, gpus, accounting):
     inst = instance(small_scenario(k, servers, gpus, accounting, rate=6.0 + 3 * gpus), seed=k % 3, episode=k % 4, max_tasks=8)
     assert 3 <= inst.n_tasks <= 8
-    best, actions = be.brute_force(inst)
+    best, actions = brute_force.event(inst)
     assert inst.evaluate(actions) == pytest.approx(best, rel=1e-12)  # the enumeration charges as EventEnv.evaluate
     r = be.solve_exact(inst, time_limit_s=30)
     assert r.status == "optimal" and r.gap == 0.0
@@ -115,7 +116,7 @@ def test_exact_optimum_equals_brute_force(k, servers, gpus, accounting):
 @pytest.mark.parametrize("k, servers, gpus, accounting", CASES[:8:2] + [CASES[3], CASES[7]])
 def test_milp_agrees_with_brute_force(k, servers, gpus, accounting):
     inst = instance(small_scenario(k, servers, gpus, accounting, rate=6.0 + 3 * gpus), seed=k % 3, episode=k % 4, max_tasks=6)
-    best, _ = be.brute_force(inst)
+    best, _ = brute_force.event(inst)
     r = be.solve_milp(inst, time_limit_s=30)
     assert r.status == "optimal" and r.objective_s == pytest.approx(best, rel=1e-6)
 
@@ -136,7 +137,7 @@ def test_exact_with_a_mask_equals_brute_force():
     costs = MaskedCycleCosts(np.array([2.0, 3.0, 1.5]), np.array([450.0, 420.0, 480.0]))
     inst = be.EventInstance.build(costs, base.workload, 1.0, base.n_windows, np.array([1, 2, 1]), "physical")
     assert (~inst.allowed).any()
-    best, _ = be.brute_force(inst)
+    best, _ = brute_force.event(inst)
     r = be.solve_exact(inst, time_limit_s=30)
     assert r.status == "optimal" and r.objective_s == pytest.approx(best, rel=1e-9)
     assert inst.allowed[np.arange(inst.n_tasks), r.actions].all()
@@ -169,7 +170,7 @@ def test_lower_bound_below_brute_force_on_many_instances():
                         seed=k % 4, episode=k % 3, max_tasks=8 if k % 3 == 2 else 7)
         if inst.n_tasks == 0 or inst.n_servers ** inst.n_tasks > 70_000:
             continue
-        best, _ = be.brute_force(inst)
+        best, _ = brute_force.event(inst)
         lb = be.lower_bound(inst)
         assert lb.floor_s <= lb.mean_delay_s <= best * (1 + 1e-9), k
         checked += 1

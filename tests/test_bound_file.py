@@ -1,4 +1,4 @@
-"""Bounds files (bench/experiments/bound_file.py): written atomically, read as untrusted input, used only where they fit."""
+"""Bounds files (bench/experiments/bounds/files.py): written atomically, read as untrusted input, used only where they fit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench.core.errors import BenchError
-from bench.experiments.bound_file import find_bounds, read_bounds_file, write_bounds_file
+from bench.experiments.bounds.files import find_bounds, read_bounds_file, write_bounds_file
 
 
 def _bounds(n=3):
@@ -37,6 +37,7 @@ def test_round_trip_and_mean_over(tmp_path):
     (lambda d: d["episodes"][0].update(tasks=True), r"episodes\[0\].tasks"),
     (lambda d: d["episodes"][1].update(lower_bound_s=float("inf")), r"episodes\[1\].lower_bound_s"),
     (lambda d: d["episodes"][1].update(lower_bound_s=0.5), r"episodes\[1\].lower_bound_s"),  # below its own floor
+    (lambda d: d["episodes"][1].update(lower_bound_s=10**400), r"episodes\[1\].lower_bound_s"),  # beyond a float: was OverflowError
     (lambda d: d["episodes"][0].update(optimum_s=1.0), r"episodes\[0\].optimum_s"),  # an optimum below the bound
     (lambda d: d["episodes"].append(dict(d["episodes"][0])), r"episodes\[3\]"),  # a duplicate episode
 ])

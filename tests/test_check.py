@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.cli.experiments import _print_gate
-from bench.experiments import gate_power
-from bench.experiments.gate import (
+from bench.experiments.campaigns import gate_power
+from bench.experiments.campaigns.gate import (
     FAMILY_ALPHA,
     GATED_METRICS,
     LEARNER_RATIO,
@@ -184,7 +184,7 @@ def learner_baseline(tmp_path_factory):
 
 @pytest.mark.slow
 def test_redrawn_learner_passes(learner_baseline):
-    now = measure([LEARNER], jobs=2, substitute={"lad-ts": "bench.experiments.gate_power:Redrawn1_lad_ts"})
+    now = measure([LEARNER], jobs=2, substitute={"lad-ts": "bench.experiments.campaigns.gate_power:Redrawn1_lad_ts"})
     before = [learner_baseline["cells"]["lad-ts@tiny"]["per_seed"][s]["mean_delay_s"] for s in map(str, LEARNER.seeds)]
     after = [now["lad-ts@tiny"]["per_seed"][s]["mean_delay_s"] for s in map(str, LEARNER.seeds)]
     assert not np.allclose(before, after), "other draws must change the per-seed results"

@@ -151,3 +151,35 @@ def test_integral_floats_are_accepted(tiny):
     placed = env.last_step()
     assert env.position == n and placed["actions"].dtype == np.int64 and (placed["actions"] == 0).all()
     assert np.isfinite(placed["delay_s"]).all() and (placed["delay_s"] > 0).all()
+
+
+def test_both_engines_keep_the_environment_contract_and_its_errors(tiny):
+    """Every member of the Environment protocol exists on both engines; misuse ends in one-line suite errors."""
+    from bench.core.errors import BenchError, ConfigError
+    from bench.engine.environment import Environment
+    from bench.engine.events import EventEnv
+    from bench.engine.system import System
+    from bench.scenarios import load_scenario
+
+    members = {n for n in vars(Environment) if not n.startswith("_")} | set(Environment.__annotations__)
+    for scenario in (tiny, load_scenario("tiny-poisson")):
+        s = System.build(scenario, 0)
+        env = s.env()
+        with pytest.raises(BenchError, match="call reset"):
+            env.pending("task")
+        env.reset(s.workload(0))
+        assert not [m for m in members if not hasattr(env, m)], members
+        assert env.period == ("window" if isinstance(env, EventEnv) else "slot")
+        with pytest.raises(ConfigError, match=r"^n = 0 is not allowed"):
+            env.batch(0)
+        with pytest.raises(ConfigError, match="unit = 'nope' is not allowed"):
+            env.pending("nope")
+        with pytest.raises(BenchError, match=f"no {env.period} has completed yet"):
+            env.last_feedback()
+        with pytest.raises(BenchError, match="the episode is not over"):
+            env.trace()
+        env.evaluate(s.workload(0), np.zeros(s.workload(0).n_tasks, dtype=np.int64))
+        with pytest.raises(BenchError, match="the episode is over"):
+            env.step(np.zeros(1, dtype=np.int64))
+        with pytest.raises(ConfigError, match="slot_s = 0"):
+            type(env)(s.costs, 0, *((3,) if isinstance(env, EventEnv) else ()))

@@ -8,7 +8,7 @@ from bench.core.errors import SchedulerError
 from bench.engine.costs import CycleCosts
 from bench.engine.events import EventEnv
 from bench.engine.system import System
-from bench.experiments.runner import run, run_episode
+from bench.experiments.runs.runner import run, run_episode
 from bench.scenarios import load_scenario
 from schedulers import Scheduler, make
 from tasks.workload import arrivals_workload
@@ -216,8 +216,8 @@ def test_a_batch_needs_exactly_one_action_per_task(time_model):
 
 
 def test_event_bundles_replay_and_carry_request_times(poisson, tmp_path):
-    from bench.experiments.bundles import write_bundle
-    from bench.experiments.replay import replay
+    from bench.experiments.runs.bundles import write_bundle
+    from bench.experiments.runs.replay import replay
 
     result = run(load_scenario(poisson), "opt-ts", seeds=[0, 1], episodes=2, keep_traces=True)
     out = write_bundle(result, tmp_path / "b", task_records=True)

@@ -4,7 +4,7 @@ import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from bench.experiments.runner import run
+from bench.experiments.runs.runner import run
 
 ENV = "bench.engine.gym_env:aigc-edge-bench/MultiEdge-v0"
 
@@ -51,7 +51,9 @@ def test_event_engine_id_passes_the_env_checker_and_gives_the_runners_delays():
     assert np.mean(delays) == run(env.scenario, "local", seeds=[4], episodes=1).summary()["mean_delay_s"]
     import pytest
 
-    with pytest.raises(ValueError, match="is slotted"):
+    from bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is slotted"):
         gymnasium.make(EVENT, scenario="tiny")
 
 

@@ -1,7 +1,7 @@
 """Bad and hostile input, table-driven: every case ends with one line on stderr naming what is wrong, a non-zero exit,
 no traceback, and nothing that was there before is lost. Add a row whenever a new case is found.
 
-The cases share one process and one set of bundles (fast): see `bench.core.io`, `bench.experiments.bundle_checks`
+The cases share one process and one set of bundles (fast): see `bench.core.io`, `bench.experiments.runs.bundle_checks`
 and docs/leaderboard.md (threat model)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.experiments.bundle_checks import digest
-from bench.experiments.bundles import write_bundle
-from bench.experiments.runner import run
+from bench.experiments.runs.bundle_checks import digest
+from bench.experiments.runs.bundles import write_bundle
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 from tests.forge import resign
 
@@ -232,12 +232,12 @@ def test_single_file_outputs_refuse_to_overwrite(tmp_path):
 
 def test_refusals_happen_before_any_work(tmp_path, monkeypatch):
     """A bad --out is found before training starts, not after (the review: found only after the run)."""
-    import bench.experiments.runner
+    import bench.experiments.runs.runner
 
     def no_work(*args, **kwargs):
         raise AssertionError("the run started before --out was checked")
 
-    monkeypatch.setattr(bench.experiments.runner, "run", no_work)
+    monkeypatch.setattr(bench.experiments.runs.runner.InProcess, "execute", no_work)
     (tmp_path / "f").write_text("file")
     r = runner.invoke(app, ["run", "-s", "lad-ts", "--scenario", "paper", "--out", str(tmp_path / "f" / "x")])
     assert r.exit_code == 2 and "--out" in r.stderr and "Traceback" not in r.output

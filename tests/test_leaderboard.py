@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 import bench
 from bench.cli import app
-from bench.experiments.bound_file import read_bounds_file
-from bench.experiments.bundles import write_bundle
-from bench.experiments.runner import run
+from bench.experiments.bounds.files import read_bounds_file
+from bench.experiments.runs.bundles import write_bundle
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 from leaderboard.rules import RULES
 from leaderboard.site import build_site

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.experiments.bundles import load_checkpoint, write_bundle
-from bench.experiments.runner import run, run_episode
+from bench.experiments.runs.bundles import load_checkpoint, write_bundle
+from bench.experiments.runs.runner import run, run_episode
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 from schedulers import make
@@ -368,7 +368,7 @@ def test_masked_sampling_never_returns_a_forbidden_server(name, monkeypatch):
 
 
 def test_learners_pass_conformance():
-    from bench.experiments.conformance import check
+    from bench.experiments.runs.conformance import check
 
     for name in ("lad-ts", "dqn-ts"):
         report = check(name, ["min_buffer=20"])

@@ -25,7 +25,7 @@ pytest.importorskip("ray")
 
 from bench.core.errors import ConfigError  # noqa: E402
 from bench.live import cluster as live_cluster  # noqa: E402
-from bench.experiments.live_records import check_records, delay_parts, live_metrics, replay_live  # noqa: E402
+from bench.experiments.runs.live_records import check_records, delay_parts, live_metrics, replay_live  # noqa: E402
 from bench.scenarios import load_scenario  # noqa: E402
 
 SCENARIO = "live-cpu"  # bench/scenarios/presets/live-cpu.toml
@@ -261,8 +261,8 @@ def test_live_run_records_every_request_and_its_image(live_run, one_thread):
 def test_live_bundle_is_marked_live_and_replays_from_its_records(live_run, tmp_path):
     import shutil
 
-    from bench.experiments.bundle_checks import digest
-    from bench.experiments.bundles import read_bundle, sha256_file
+    from bench.experiments.runs.bundle_checks import digest
+    from bench.experiments.runs.bundles import read_bundle, sha256_file
 
     result, out = live_run
     bundle = read_bundle(out)
@@ -288,7 +288,7 @@ def test_live_bundle_is_marked_live_and_replays_from_its_records(live_run, tmp_p
 def test_live_bundle_replays_validates_and_shows_apart_on_the_site(live_run, tmp_path):
     import shutil
 
-    from bench.experiments.replay import replay
+    from bench.experiments.runs.replay import replay
     from leaderboard.site import build_site
     from leaderboard.verify import verify_bundle
 
@@ -431,8 +431,8 @@ def test_a_replay_is_saved_before_profiling_and_its_comparison_can_be_redone(ray
     from typer.testing import CliRunner
 
     from bench.cli import app
-    from bench.experiments.bundles import read_bundle
-    from bench.experiments.live_records import replay_live
+    from bench.experiments.runs.bundles import read_bundle
+    from bench.experiments.runs.live_records import replay_live
     from bench.live import session
     from bench.live.bundle import write_live_bundle
     from bench.live.cluster import LiveError
@@ -468,7 +468,7 @@ def test_replayed_refuses_a_re_signed_manifest_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
     from bench.cli import app
-    from bench.experiments.bundles import digest
+    from bench.experiments.runs.bundles import digest
 
     repo = Path(__file__).resolve().parents[1]
     bundle = tmp_path / "live"

@@ -9,7 +9,7 @@ stream (checked when this test was written; the reference code is not part of th
 
 import pytest
 
-from bench.experiments.runner import run
+from bench.experiments.runs.runner import run
 
 REFERENCE = {"opt-ts": 7.52, "random": 16.44, "local": 17.07}
 

@@ -7,7 +7,7 @@ from bench.engine.slotted import SlottedEnv
 from bench.core.errors import ConfigError, SchedulerError
 from bench.engine.metrics import episode_metrics
 from bench.engine.profiled_costs import GIB, ProfiledCosts
-from bench.experiments.runner import run
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 from profiles import store
@@ -126,7 +126,7 @@ def test_one_task_compute_time_recomputed_from_the_profile(preset, preset_system
     sys_ = preset_system
     sched = make("least-loaded")
     sched.reset(sys_.info(), np.random.default_rng(0))
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
 
     env = sys_.env()
     trace, _ = run_episode(env, sched, sys_.workload(0), episode=0, training=False, who="test")
@@ -160,7 +160,7 @@ def test_schedulers_run_end_to_end_on_the_profile_driven_preset(preset, name):
 
 
 def test_every_builtin_scheduler_respects_the_memory_mask(preset, preset_system):
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
     from schedulers.registry import BUILTINS
 
     for name in BUILTINS:

@@ -391,7 +391,7 @@ def test_edge_gpu_preset_uses_published_profiles_and_residency_matters(edge_gpu)
     b8 = [i for i, c in enumerate(mix) if c.model == "sdxl" and c.batch == 8]
     orin = [a for a, hw in enumerate(sc.servers.hardware) if "orin" in hw]
     assert all(np.flatnonzero(costs.fits[i]).tolist() == orin for i in b8)  # only the Orins hold 8 SDXL images
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
     from schedulers import make
 
     evictions = cold = 0

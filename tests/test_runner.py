@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from bench.core.errors import BundleError
-from bench.experiments.bundles import read_bundle, sha256_file, write_bundle
-from bench.experiments.replay import replay
-from bench.experiments.runner import run
+from bench.experiments.runs.bundles import read_bundle, sha256_file, write_bundle
+from bench.experiments.runs.replay import replay
+from bench.experiments.runs.runner import run
 from tests.forge import resign
 
 LEARNER = "tests.toy_learner:BanditLearner"
@@ -93,7 +93,7 @@ def test_failed_write_leaves_old_bundle_intact(tiny, tmp_path, monkeypatch):
     result = run(tiny, "random", episodes=2)
     out = write_bundle(result, tmp_path / "b")
     before = {p.name: sha256_file(p) for p in out.iterdir()}
-    import bench.experiments.bundles as results
+    import bench.experiments.runs.bundles as results
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
@@ -164,7 +164,7 @@ def test_learning_scheduler_trains_on_the_training_stream_then_evaluates(tiny, t
 
 def test_learning_hooks_order_and_stream_separation(tiny):
     from bench.engine.system import System
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
     from schedulers import make
 
     system = System.build(tiny, 0)
@@ -185,7 +185,7 @@ def test_heuristics_ignore_training_episodes(tiny):
 
 
 def test_converged_episode_rule():
-    from bench.experiments.summary import converged_episode
+    from bench.experiments.runs.summary import converged_episode
 
     assert converged_episode([10.0] * 5) is None  # shorter than the window
     assert converged_episode([10.0] * 30) == 10  # flat from the start: the first full window
@@ -226,3 +226,49 @@ def test_git_revision_dirty_ignores_only_the_results_the_suite_writes(tmp_path):
     assert dirty() == "False"  # results rewritten: still the same code
     (repo / "bench" / "engine.py").write_text("x = 2\n")
     assert dirty() == "True"  # code changed
+
+
+@pytest.mark.parametrize("field, kwargs", [
+    ("seeds", {"seeds": [0, 0]}),
+    ("seeds", {"seeds": [-1]}),
+    ("episodes", {"episodes": 0}),
+    ("train_episodes", {"train_episodes": -1}),
+])
+def test_one_run_path_checks_a_request_the_same_way_wherever_it_runs(tiny, field, kwargs, monkeypatch):
+    """In this process and in the sandbox, a bad request is refused by the same check, with one line naming the
+    field, before anything runs (the two used to check differently: train_episodes < 0 passed one of them)."""
+    from bench.core.errors import ConfigError
+    from bench.experiments.runs.runner import InProcess
+    from bench.experiments.sandbox import run as sandbox
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the run started before its request was checked")
+
+    monkeypatch.setattr(InProcess, "execute", no_work)
+    monkeypatch.setattr(sandbox.Sandboxed, "execute", no_work)
+    for attempt in (lambda: run(tiny, "sac-ts", **kwargs), lambda: sandbox.run_sandboxed(tiny, "sac-ts", **kwargs),
+                    lambda: sandbox.run_sandboxed(tiny, "plugin_module:Anything", **kwargs)):
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        assert caught.value.field == field and "\n" not in str(caught.value)
+
+
+def test_the_cli_the_library_and_a_sweep_save_the_same_bundle(tiny, tmp_path):
+    """`bench run`, run(save=...) and a sweep's cell all go through the one run path: the same metrics, actions and
+    summary outside timing."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.experiments.campaigns.sweep import LocalExecutor, SweepSpec, run_sweep
+    from bench.experiments.runs.runner import Save
+
+    r = CliRunner().invoke(app, ["run", "-s", "p2c", "--scenario", "tiny", "--seed", "1", "-n", "2", "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    run(tiny, "p2c", seeds=[1], episodes=2, save=Save(tmp_path / "lib"))
+    run_sweep(SweepSpec(scenarios=["tiny"], schedulers=[("p2c", ())], seeds=[1], episodes=2), tmp_path / "sweep", LocalExecutor(jobs=1))
+    bundles = [read_bundle(p) for p in (tmp_path / "cli", tmp_path / "lib", next((tmp_path / "sweep").rglob("seed-1")))]
+    summaries = [{k: v for k, v in b.summary.items() if k != "timing"} for b in bundles]
+    assert summaries[0] == summaries[1] == summaries[2]
+    frames = [b.episodes.drop("decision_us_per_task") for b in bundles]
+    assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])
+    assert bundles[0].manifest["command"][:2] == ["bench", "run"] and bundles[1].manifest["command"][:2] == ["bench", "run"]

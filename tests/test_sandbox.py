@@ -1,4 +1,4 @@
-"""The sandbox (bench.experiments.sandbox): untrusted scheduler code fails cleanly and cannot forge a number.
+"""The sandbox (bench.experiments.sandbox.run): untrusted scheduler code fails cleanly and cannot forge a number.
 
 The attacking schedulers live in a plugin file written to a temporary directory, as a submitter's would; they
 reach the sandbox as `path/to/file.py:Class`, so this process never imports them.
@@ -18,9 +18,9 @@ import pytest
 
 from bench.core.errors import ConfigError
 from bench.engine.metrics import EPISODE_METRICS
-from bench.experiments import sandbox
-from bench.experiments.runner import run
-from bench.experiments.sandbox import Limits, Namespaces, cgroup_base, check_sandboxed, namespaces, run_sandboxed
+from bench.experiments.sandbox import confine as sandbox
+from bench.experiments.runs.runner import run
+from bench.experiments.sandbox.run import Limits, Namespaces, cgroup_base, check_sandboxed, namespaces, run_sandboxed
 
 ATTACKS = textwrap.dedent('''
     import os, socket, subprocess, sys, time
@@ -312,8 +312,8 @@ def test_a_hang_is_killed_at_the_wall_time_with_everything_it_started(plugin, ti
 
 
 def test_a_builtin_gives_exactly_the_in_process_metrics_and_actions(tiny, tmp_path):
-    from bench.experiments.bundles import read_bundle, write_bundle
-    from bench.experiments.replay import replay
+    from bench.experiments.runs.bundles import read_bundle, write_bundle
+    from bench.experiments.runs.replay import replay
 
     labels: list[str] = []
     outcome = run_sandboxed(tiny, "p2c", seeds=[0, 1], episodes=2, progress=labels.append)
@@ -338,7 +338,7 @@ def test_a_builtin_gives_exactly_the_in_process_metrics_and_actions(tiny, tmp_pa
 def test_a_learner_trains_in_the_sandbox_and_its_checkpoint_is_read_safely(tiny, tmp_path):
     import torch
 
-    from bench.experiments.bundles import load_checkpoint, write_bundle
+    from bench.experiments.runs.bundles import load_checkpoint, write_bundle
 
     outcome = run_sandboxed(tiny, "sac-ts", seeds=[0], episodes=1, train_episodes=2)
     assert outcome.ok, outcome.report()

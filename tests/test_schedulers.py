@@ -7,10 +7,10 @@ import pytest
 
 from bench.core.config import option
 from bench.core.errors import ConfigError, SchedulerError
-from bench.experiments.runner import run
+from bench.experiments.runs.runner import run
 from bench.engine.system import System
 from schedulers import Scheduler, make
-from bench.experiments.conformance import check
+from bench.experiments.runs.conformance import check
 from schedulers.registry import label, BUILTINS, available, resolve
 from bench.scenarios import load_scenario
 from tests.conftest import play

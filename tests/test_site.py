@@ -357,7 +357,8 @@ def test_a_site_replaces_only_a_site(tmp_path):
 def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
     from types import SimpleNamespace
 
-    from leaderboard.pages import ScenarioView, ranking_table
+    from leaderboard.model import ScenarioView
+    from leaderboard.pages import ranking_table
     from leaderboard.ranking import Rank
 
     eps = pl.DataFrame({"seed": [0, 0, 1], "mean_slowdown": [2.0, None, 4.0], "slo_attainment": [None, None, None]}, schema_overrides={"slo_attainment": pl.Float64})

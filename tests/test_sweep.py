@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.core.errors import ConfigError
-from bench.experiments.sweep import LocalExecutor, SweepSpec, collect, is_complete, load_spec, run_sweep
+from bench.experiments.campaigns.sweep import LocalExecutor, SweepSpec, collect, is_complete, load_spec, run_sweep
 
 runner = CliRunner()
 SPEC = SweepSpec(scenarios=["tiny"], schedulers=[("opt-ts", ()), ("p2c", ())], seeds=[0, 1], grid={"servers.capacity_scale": [0.8, 1.2]}, episodes=3)
@@ -227,7 +227,7 @@ def test_a_second_sweep_on_the_same_out_refuses(tmp_path):
     import fcntl
 
     from bench.core.errors import BenchError
-    from bench.experiments.sweep import LOCK, lock_out_dir
+    from bench.experiments.campaigns.sweep import LOCK, lock_out_dir
 
     with lock_out_dir(tmp_path):
         with pytest.raises(BenchError, match="in use by another sweep"):

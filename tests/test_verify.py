@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.experiments.bundles import write_bundle
-from bench.experiments.runner import run
+from bench.experiments.runs.bundles import write_bundle
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 from leaderboard.verify import read_records, verify_bundle, write_record
 from tests.forge import resign

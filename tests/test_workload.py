@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bench.core.errors import ConfigError
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 from tasks.streams import Streams
@@ -35,7 +36,7 @@ def test_scheduler_stream_is_independent_of_workload_streams():
 
 def test_streams_reject_bad_seeds():
     for bad in (-1, 1.5, True, "3"):
-        with pytest.raises(ValueError, match="non-negative integer"):
+        with pytest.raises(ConfigError, match="non-negative integer"):
             Streams(bad)
 
 

@@ -51,7 +51,7 @@ def bound(
     When the episodes are too large for the exact model and no cut is given, they are also solved cut to their first
     slots (slotted model, at most 30 tasks) or first requests (event model, at most 20): the optimum of a small
     instance of the same scenario, beside opt-ts on it."""
-    from bench.experiments.bound import bound_report, check_time_model
+    from bench.experiments.bounds.compute import bound_report, check_time_model
     from bench.scenarios import load_scenario
 
     overrides = list(set_ or [])
@@ -71,7 +71,7 @@ def bound(
 
     def prepare():
         if out_file is not None:
-            from bench.experiments.bound_file import check_bounds_out
+            from bench.experiments.bounds.files import check_bounds_out
 
             check_bounds_out(out_file)  # before any work
         sc = load_scenario(scenario, overrides)
@@ -84,7 +84,7 @@ def bound(
     report = guarded(lambda: bound_report(sc, chosen, episodes, exact=exact, time_limit_s=time_limit, use_cache=cache,
                                           progress=report_progress, cut=requests, solver=solver))
     if out_file is not None:
-        from bench.experiments.bound_file import write_bounds_file
+        from bench.experiments.bounds.files import write_bounds_file
 
         records = [SimpleNamespace(**e) for e in report["per_episode"]]
         written = guarded(lambda: write_bounds_file(out_file, sc.name, sc.hash, report["time_model"], records))

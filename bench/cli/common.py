@@ -78,6 +78,11 @@ def seed_list(seed: Optional[List[str]], num_seeds: Optional[int], *, flag: str 
     return chosen
 
 
+def flag_pairs(flag: str, values: Optional[List[str]]) -> list[str]:
+    """A repeatable flag's values as argv again (["--set", "a=1", "--set", "b=2"]): for the command a bundle records."""
+    return [x for v in values or [] for x in (flag, v)]
+
+
 def num_seeds_option(help: str = "run seeds 0..N-1 (instead of --seed)") -> Any:
     return typer.Option(None, "--num-seeds", help=help)
 

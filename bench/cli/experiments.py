@@ -32,7 +32,7 @@ def sweep(
     seeds = pick_num_seeds(num_seeds, legacy_seeds)
     import os
 
-    from bench.experiments import sweep as sw
+    from bench.experiments.campaigns import sweep as sw
 
     def prepare():
         if spec_file is not None:
@@ -106,7 +106,7 @@ def check(
     power: bool = typer.Option(False, "--power", help="print the gate's power table from the baseline (docs/regression.md) and run nothing"),
 ) -> None:
     """Regression gate: run a fixed, fast set of cells and fail (exit 1) if a delay metric changed (either way)."""
-    from bench.experiments import gate, gate_power
+    from bench.experiments.campaigns import gate, gate_power
 
     path = baseline or gate.DEFAULT_BASELINE
     cells = gate.default_cells()
@@ -157,7 +157,7 @@ def reproduce_paper(
 ) -> None:
     """Train and evaluate every learner and the classical baselines over several seeds; write the comparison
     table and the learning-curve figure (finished cells are kept when run again)."""
-    from bench.experiments.reproduce import markdown_table, paper_spec, run_all, write_reports
+    from bench.experiments.campaigns.reproduce import markdown_table, paper_spec, run_all, write_reports
     from schedulers.registry import builtin_names
 
     seeds = pick_num_seeds(None, legacy_seeds) or num_seeds

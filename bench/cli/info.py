@@ -131,11 +131,11 @@ def check_scheduler(
     from schedulers.registry import BUILTINS
 
     if scheduler in BUILTINS and not sandbox:
-        from bench.experiments.conformance import check
+        from bench.experiments.runs.conformance import check
 
         report = guarded(lambda: check(scheduler, param or []))
     else:
-        from bench.experiments.sandbox import Limits, check_sandboxed
+        from bench.experiments.sandbox.run import Limits, check_sandboxed
 
         outcome = guarded(lambda: check_sandboxed(scheduler, param or [], limits=Limits(wall_s=wall_limit), isolate=sandbox))
         if not outcome.ok:

@@ -9,7 +9,7 @@ from typing import Any, List, Optional
 import typer
 from rich.table import Table
 
-from bench.cli.common import err, fail, fmt, guarded, out
+from bench.cli.common import err, fail, flag_pairs, fmt, guarded, out
 
 RUNS_ROOT = Path("runs")
 
@@ -54,7 +54,7 @@ def live(
     timestamps); --compare-sim reports the simulator's error against the measured delays (docs/live.md)."""
     from bench.cli.run import resolve_scenario
     from bench.core.io import new_run_dir, write_marker
-    from bench.experiments.bundles import check_out_dir
+    from bench.experiments.runs.bundles import check_out_dir
     from schedulers.registry import parse_params, resolve
 
     if no_save and (out_dir is not None or overwrite):
@@ -92,10 +92,10 @@ def live(
         return sc, target
 
     sc, target = guarded(prepare)
-    command = ["bench", "live", "--scheduler", scheduler, "--scenario", scenario, *_pairs("--set", set_), *_pairs("--param", param_list),
+    command = ["bench", "live", "--scheduler", scheduler, "--scenario", scenario, *flag_pairs("--set", set_), *flag_pairs("--param", param_list),
                "--seed", str(seed), "--episode", str(episode), "--time-scale", repr(time_scale), "--warmup", str(warmup)]
     command += ["--compare-sim"] * compare_sim + (["--sim-profiles", str(sim_profiles)] if sim_profiles else [])
-    command += _pairs("--kill-server", [f"{a}@{t:g}" for a, t in kills]) + (["--address", address] if address else [])
+    command += flag_pairs("--kill-server", [f"{a}@{t:g}" for a, t in kills]) + (["--address", address] if address else [])
 
     from bench.live.bundle import summary, write_live_bundle
 
@@ -176,10 +176,6 @@ def _compare_saved(bundle: Path, *, compare_sim: bool, given: tuple, sim_profile
     else:
         _print(summary(result), result)
     err.print(f"comparison written into {target}/" if target is not None else "results not saved (--no-save)", highlight=False, soft_wrap=True)
-
-
-def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:
-    return [x for v in values or [] for x in (flag, v)]
 
 
 def _print(s: dict[str, Any], result: Any) -> None:

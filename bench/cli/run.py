@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -48,14 +48,12 @@ def run(
     timestamped folder under ./runs/; --no-save writes nothing. Every run says where its results went.
     A scheduler given by module:Class or a file runs that code in this process, unless --sandbox.
     """
-    from bench.core.io import new_run_dir, write_marker
-    from bench.experiments.bundles import check_out_dir, load_checkpoint, write_bundle
-    from bench.experiments.runner import run as run_scheduler
-    from schedulers.registry import config_dict, label, make, parse_params, resolve
+    from bench.core.io import new_run_dir
+    from bench.experiments.runs.bundles import load_checkpoint
+    from bench.experiments.runs.request import RunRequest, resolve
+    from bench.experiments.runs.runner import Save, execute
+    from bench.experiments.sandbox.run import Limits, Sandboxed
 
-    param_list = list(param or [])
-    if device is not None:
-        param_list.append(f"device={json.dumps(device)}")  # --device is the learners' `device` parameter
     if no_save and (out_dir is not None or overwrite or task_records or no_checkpoint):
         fail("--no-save is not allowed with --out, --overwrite, --task-records or --no-checkpoint; expected one of saving or not")
     chosen_seeds = seed_list(seed, pick_num_seeds(num_seeds, legacy_seeds))
@@ -64,118 +62,84 @@ def run(
     if train_episodes is not None and train_episodes < 0:
         fail(f"--train-episodes = {train_episodes} is not allowed; expected an integer >= 0")
 
-    from schedulers.registry import BUILTINS
-
-    confined = sandbox and scheduler not in BUILTINS  # untrusted code: never imported into this process
-
     def prepare():
         sc = resolve_scenario(scenario, set_ or [], trace)
-        target = None
+        ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+        request = RunRequest(sc, scheduler, params=tuple(param or []), seeds=tuple(chosen_seeds), episodes=episodes, train_episodes=train_episodes,
+                             checkpoint=ckpt, keep_traces=task_records, device=device, confined=sandbox, scenario_ref=scenario,
+                             overrides=tuple(set_ or []), trace=trace)
+        save = None
         if not no_save:
             target = out_dir if out_dir is not None else new_run_dir(RUNS_ROOT, scheduler.rsplit(":", 1)[-1], Path(scenario).stem)
-            check_out_dir(target, overwrite)
-        ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
-        if confined:  # the child resolves the scheduler and checks its parameters and checkpoint
-            return sc, None, ckpt, target
-        cls = resolve(scheduler)
-        if device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
-            fail(f"--device is not allowed with '{scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
-        parse_params(cls, scheduler, param_list)
-        if ckpt is not None:
-            if not cls.learns:
-                fail(f"--checkpoint is not allowed with '{scheduler}'; expected a learning scheduler")
-            ckpt.check(label(scheduler, cls), sc, chosen_seeds, config_dict(make(scheduler, ckpt.fill(label(scheduler, cls), param_list))))
-        return sc, cls, ckpt, target
+            save = Save(target, overwrite=overwrite, task_records=task_records, checkpoint=not no_checkpoint, sandbox=sandbox,
+                        marked_root=RUNS_ROOT if out_dir is None else None)
+        return resolve(request), save
 
-    sc, cls, ckpt, target = guarded(prepare)
-    learns = cls.learns if cls is not None else None  # unknown until the sandboxed child says
-    n_eval = episodes if episodes is not None else sc.protocol.eval_episodes
-    if cls is None:
-        n_train = train_episodes
-    else:
-        n_train = (train_episodes if train_episodes is not None else sc.protocol.train_episodes) if cls.learns and ckpt is None else 0
+    plan, save = guarded(prepare)
+    executor = Sandboxed(Limits(wall_s=wall_limit, cpu_s=cpu_limit, memory_bytes=int(memory_limit * 2**30))) if sandbox else None
 
-    show_progress = err.is_terminal if progress is None else progress
-    total = len(chosen_seeds) * (n_eval + (n_train or 0)) if cls is not None else None
-    sandbox_report: list = []
+    def execute_with_progress():
+        with _progress(f"{scheduler} on {plan.scenario.name}" + (" (sandboxed)" if sandbox else ""), plan.episodes_total, progress) as tick:
+            return execute(plan, executor=executor, save=save, progress=tick)
 
-    def execute():
-        kwargs = dict(params=param_list, seeds=chosen_seeds, episodes=n_eval, train_episodes=n_train, keep_traces=task_records, checkpoint=ckpt)
-        if sandbox:
-            return _run_sandboxed(sc, scheduler, kwargs, Limits(wall_s=wall_limit, cpu_s=cpu_limit, memory_bytes=int(memory_limit * 2**30)),
-                                  show_progress, sandbox_report)
-        if progress is False:
-            return run_scheduler(sc, scheduler, **kwargs)
-        if not show_progress:  # a log or a pipe: plain lines now and then
-            return run_scheduler(sc, scheduler, progress=PlainProgress(f"{scheduler} on {sc.name}", total), **kwargs)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[label]}"), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task(f"{scheduler} on {sc.name}", total=total, label="")
-            return run_scheduler(sc, scheduler, progress=lambda label: bar.update(task, advance=1, label=label), **kwargs)
-
-    from bench.experiments.sandbox import Limits
-
-    result = guarded(execute)
-    learns = result.learns if learns is None else learns
+    result = guarded(execute_with_progress) if not sandbox else _sandboxed(execute_with_progress, executor)
     summary = result.summary()
-    if target is not None:
-        if out_dir is None:
-            RUNS_ROOT.mkdir(parents=True, exist_ok=True)
-            write_marker(RUNS_ROOT, "runs")
-        command = ["bench", "run", "--scheduler", scheduler, "--scenario", scenario, *(["--trace", trace] if trace else []), *_pairs("--set", set_), *_pairs("--param", param_list),
-                   "--seed", ",".join(map(str, chosen_seeds)), "--episodes", str(n_eval)]
-        command += ["--train-episodes", str(result.train_episodes)] if learns and ckpt is None else []
-        command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
-        command += ["--task-records"] * task_records + ["--no-checkpoint"] * no_checkpoint + ["--sandbox"] * sandbox + ["--out", str(target)]
-        extra = sandbox_report[0].manifest_entry() if sandbox_report else None
-        guarded(lambda: write_bundle(result, target, overwrite=overwrite, task_records=task_records, command=command, checkpoint=not no_checkpoint, extra=extra))
     if as_json:
         print(json.dumps(summary, allow_nan=False))
     else:
-        from bench.experiments.bound import bound_gap
+        from bench.experiments.bounds.compute import bound_gap
 
-        _print_summary(summary, bound_gap(sc, result.rows))  # only from cached bounds (bench bound): never computed here
-    if target is None:
+        _print_summary(summary, bound_gap(plan.scenario, result.rows))  # only from cached bounds (bench bound): never computed here
+    if save is None:
         err.print("results not saved (--no-save)", highlight=False)
     else:
-        stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if learns and not no_checkpoint else "") + " and a manifest"
-        err.print(f"results saved to {target}/ ({stored}); bench replay {target} recomputes them", highlight=False, soft_wrap=True)
+        stored = "metrics, actions" + (", the trained policy (checkpoint.pt)" if result.learns and not no_checkpoint else "") + " and a manifest"
+        err.print(f"results saved to {save.target}/ ({stored}); bench replay {save.target} recomputes them", highlight=False, soft_wrap=True)
 
 
-def _run_sandboxed(sc, scheduler: str, kwargs: dict, limits, show_progress: bool, report: list):
-    """`bench run --sandbox`: the run in the sandbox; its report to stderr; its failure as one line."""
-    from bench.experiments.sandbox import run_sandboxed
+def _sandboxed(execute_run, executor):
+    """`bench run --sandbox`: the sandbox's report on stderr whatever happened, then a failure as one line."""
 
-    if show_progress:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    def attempt():
+        try:
+            return execute_run()
+        finally:
+            outcome = executor.outcome
+            if outcome is not None:
+                err.print(outcome.report(), highlight=False, soft_wrap=True)
+                tail = outcome.log_tail.strip().splitlines()[-5:] if not outcome.ok else []
+                if tail:
+                    err.print("the sandboxed process's last lines:\n  " + "\n  ".join(tail), highlight=False, soft_wrap=True)
 
-        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
-                      console=err, transient=True) as bar:
-            task = bar.add_task(f"{scheduler} on {sc.name} (sandboxed)", total=None, label="")
-            outcome = run_sandboxed(sc, scheduler, limits=limits, progress=lambda label: bar.update(task, label=label), **kwargs)
+    return guarded(attempt)
+
+
+@contextmanager
+def _progress(description: str, total: Optional[int], wanted: Optional[bool]):
+    """Progress on stderr: a live bar on a terminal, plain lines now and then otherwise, nothing with --no-progress."""
+    show = err.is_terminal if wanted is None else wanted
+    if wanted is False:
+        yield None
+        return
+    if not show:  # a log or a pipe: plain lines now and then
+        yield PlainProgress(description, total)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if total is None:  # a confined scheduler: how long its run is, only the run knows
+        columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[label]}"), TimeElapsedColumn())
     else:
-        outcome = run_sandboxed(sc, scheduler, limits=limits, **kwargs)
-    err.print(outcome.report(), highlight=False, soft_wrap=True)
-    if not outcome.ok:
-        tail = outcome.log_tail.strip().splitlines()[-5:]
-        if tail:
-            err.print("the sandboxed process's last lines:\n  " + "\n  ".join(tail), highlight=False, soft_wrap=True)
-        fail(f"sandboxed run of '{scheduler}' failed: {outcome.reason}")
-    report.append(outcome)
-    return outcome.result
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[label]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total, label="")
+        yield lambda label: bar.update(task, advance=1 if total is not None else 0, label=label)
 
 
 def resolve_scenario(ref: str, overrides: List[str], trace: Optional[str] = None):
-    """A preset or file, replayed from `trace` when given (bench.experiments.trace_replay), then the --set overrides."""
-    from bench.experiments.trace_replay import load_replayed
+    """A preset or file, replayed from `trace` when given (bench.experiments.runs.trace_replay), then the --set overrides."""
+    from bench.experiments.runs.trace_replay import load_replayed
 
     return load_replayed(ref, overrides, trace)
-
-
-def _pairs(flag: str, values: Optional[List[str]]) -> list[str]:
-    return [x for v in values or [] for x in (flag, v)]
 
 
 def _print_summary(s: dict[str, Any], gap: Optional[dict[str, Any]] = None) -> None:
@@ -231,7 +195,7 @@ def compare(
 
     Every scheduler sees the same tasks for a (scenario, seed), so differences are taken episode by episode
     (over per-seed means for learners). Episodes only one side has are left out, with a warning."""
-    from bench.experiments.compare import compare as compare_sets
+    from bench.experiments.runs.compare import compare as compare_sets
 
     ra, rb = _result_sets(a, b, scenario, results)
     metrics = list(metric) if metric else ["mean_delay_s", "p50_delay_s", "p95_delay_s", "p99_delay_s", "mean_wait_s", "mean_slowdown", "offload_fraction"]
@@ -258,8 +222,8 @@ def compare(
 
 def _result_sets(a: str, b: str, scenario: Optional[str], results: Optional[Path]):
     """Each side as a pooled result set: a path to bundles, or a built-in's committed results on the scenario."""
-    from bench.experiments.bundles import read_bundle
-    from bench.experiments.compare import pool
+    from bench.experiments.runs.bundles import read_bundle
+    from bench.experiments.runs.compare import pool
     from leaderboard.submission import find_bundle_dirs
 
     def from_path(p: Path):
@@ -302,7 +266,7 @@ def _committed_results() -> Path:
 
 def replay(bundle: Path = typer.Argument(..., help="a result bundle directory")) -> None:
     """Recompute a bundle's metrics from its actions on regenerated task streams (exit 1 on any mismatch)."""
-    from bench.experiments.replay import replay as replay_bundle
+    from bench.experiments.runs.replay import replay as replay_bundle
 
     report = guarded(lambda: replay_bundle(bundle))
     if report.ok:

@@ -83,8 +83,8 @@ TEST = '''"""The conformance checks of aigc-edge-bench and a run on its `tiny` s
 
 import math
 
-from bench.experiments.conformance import check
-from bench.experiments.runner import run
+from bench.experiments.runs.conformance import check
+from bench.experiments.runs.runner import run
 from bench.scenarios import load_scenario
 
 REF = "{package}.scheduler:{cls}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 import types
 import typing
@@ -156,7 +157,7 @@ def _convert(tp: Any, value: Any, where: str, meta: typing.Mapping[str, Any], so
         _check_bounds(value, where, meta, tp, source)
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        if not finite_number(value):
             raise ConfigError(where, value, "a finite " + describe(tp, meta)[2:], source=source)
         _check_bounds(value, where, meta, tp, source)
         return float(value)
@@ -191,6 +192,18 @@ def _convert(tp: Any, value: Any, where: str, meta: typing.Mapping[str, Any], so
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, where, source)
     raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in the schema, not user input
+
+
+def finite_number(x: Any) -> bool:
+    """Whether `x` is a number a config or record may hold: an int or a float, not a bool (True is 1 to Python),
+    neither NaN nor infinite, and within a float's range (JSON and TOML integers have no limit; float() of a larger
+    one raises OverflowError, which is no one-line error)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def to_dict(obj: Any) -> Any:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, first_line
 
 MARKER = ".aigc-edge-bench"  # a small JSON file: {"kind": ..., "created_utc": ..., "version": ...}
 
@@ -41,24 +43,59 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write `data` as JSON to `path` whole or not at all: a temporary file in the same folder, synced, then renamed
-    over `path` (a reader never sees half a file; a failure leaves what was there). Usual permissions, not mkstemp's."""
+    """Write `data` as JSON to `path` whole or not at all (`staged`): a reader never sees half a file, and a failure
+    leaves what was there."""
     path = Path(path)
     text = json.dumps(data, allow_nan=False, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with staged(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to write; when the block ends, the file is synced to disk and
+    renamed over `path`, so a reader sees the old file or the whole new one and a crash never leaves half a file.
+    If the block fails the temporary file is removed and `path` is left as it was. Beside, not in /tmp: a rename
+    is atomic only within one file system. The file gets the usual permissions (mkstemp makes it private)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+@contextmanager
+def staging_dir(path: Path) -> Iterator[Path]:
+    """A new empty directory beside `path` for the block to build a directory in (a result bundle), with the usual
+    permissions (mkdtemp makes it private). The block moves it into place itself (bundles swap an old directory
+    out first); if the block fails, the directory and all in it are removed, so a failed write leaves nothing."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (it can only be read by setting it, so it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def utc_stamp() -> str:
@@ -114,12 +151,6 @@ def read_text(path: Path, field: str, *, limit: int = 16 * 2**20) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(field, str(path), f"UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r})") from None
-
-
-def first_line(exc: BaseException, width: int = 300) -> str:
-    """An exception's message as one line, cut to `width` characters (for messages from libraries)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def write_parquet(frame: Any, path: Path, **options: Any) -> None:

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from bench.core.arrays import read_only
+from bench.core.errors import ConfigError
 from tasks.workload import Workload
 
 
@@ -43,13 +45,17 @@ class CostModel:
     def __init__(self, capacity_gcps: np.ndarray, rate_mbps: np.ndarray):
         capacity = np.array(capacity_gcps, dtype=np.float64)
         rate = np.array(rate_mbps, dtype=np.float64)
-        if capacity.shape != rate.shape or capacity.ndim != 1:
-            raise ValueError("capacity_gcps and rate_mbps must be 1-D arrays of the same length")
-        if not (np.all(capacity > 0) and np.all(rate > 0)):
-            raise ValueError("capacities and link rates must be positive")
-        self.capacity_gcps = _ro(capacity)
-        self.rate_mbps = _ro(rate)
-        self.inv_rate = _ro(1.0 / rate)
+        if capacity.ndim != 1:
+            raise ConfigError("capacity_gcps", capacity.tolist(), "one number per server (a 1-D array)")
+        if rate.shape != capacity.shape:
+            raise ConfigError("rate_mbps", rate.tolist(), f"one number per server, as capacity_gcps has ({capacity.shape[0]})")
+        if not np.all(capacity > 0):
+            raise ConfigError("capacity_gcps", capacity.tolist(), "numbers > 0")
+        if not np.all(rate > 0):
+            raise ConfigError("rate_mbps", rate.tolist(), "numbers > 0")
+        self.capacity_gcps = read_only(capacity)
+        self.rate_mbps = read_only(rate)
+        self.inv_rate = read_only(1.0 / rate)
 
     @property
     def n_servers(self) -> int:
@@ -130,7 +136,7 @@ class CycleCosts(CostModel):
 
     def __init__(self, capacity_gcps: np.ndarray, rate_mbps: np.ndarray):
         super().__init__(capacity_gcps, rate_mbps)
-        self.inv_capacity = _ro(1.0 / self.capacity_gcps)
+        self.inv_capacity = read_only(1.0 / self.capacity_gcps)
 
     def compute_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> np.ndarray:
         return wl.work_gcycles[lo:hi, None] * self.inv_capacity[None, :]
@@ -194,7 +200,3 @@ def _cycle_chosen(size, work, result, origin, inv_capacity, inv_rate, actions, u
         compute[i] = work[i] * inv_capacity[a]
         download[i] = result[i] * inv_rate[a]
 
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a

@@ -34,10 +34,11 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from bench.core.errors import ConfigError
-from bench.engine.slotted import SlottedEnv
-from bench.scenarios import Scenario, load_scenario
+from bench.core.errors import BenchError, ConfigError
+from bench.engine.environment import Environment
+from bench.engine.events import EventEnv
 from bench.engine.system import System
+from bench.scenarios import Scenario, load_scenario
 
 ENV_ID = "aigc-edge-bench/MultiEdge-v0"
 FORBIDDEN = ("raise", "penalty")  # what a forbidden action does: a SchedulerError, or the first allowed server and a penalty
@@ -61,7 +62,7 @@ class MultiEdgeGymEnv(gymnasium.Env):
         self.observation_space = spaces.Box(low=0.0, high=np.finfo(np.float32).max, shape=(3 + 3 * b,), dtype=np.float32)
         self.action_space = spaces.Discrete(b)
         self._system: System | None = None
-        self._env: SlottedEnv | None = None
+        self._env: Environment | None = None
         self._episode = -1
 
     def _observation(self) -> np.ndarray:
@@ -74,8 +75,12 @@ class MultiEdgeGymEnv(gymnasium.Env):
         obs[0], obs[1], obs[2] = wl.size_mbit[i], wl.work_gcycles[i], wl.result_mbit[i]
         obs[3 + wl.origin[i]] = 1.0
         obs[3 + b : 3 + 2 * b] = env.backlog_s
-        obs[3 + 2 * b :] = env.assigned_s
+        obs[3 + 2 * b :] = self._queue_tail(env)
         return obs
+
+    def _queue_tail(self, env: Environment) -> np.ndarray:
+        """The observation's last B entries: the compute placed at the current decision point (slot or instant) so far."""
+        return env.assigned_s
 
     def _mask(self) -> np.ndarray:
         env = self._env
@@ -101,7 +106,7 @@ class MultiEdgeGymEnv(gymnasium.Env):
 
     def step(self, action):
         if self._env is None or self._env.done:
-            raise RuntimeError("call reset() before step()")
+            raise BenchError("step() needs an episode with tasks left; call reset() first")
         if not self.action_space.contains(action):
             raise ConfigError("action", action, f"an integer in 0..{self.n_servers - 1}")
         action, forbidden = int(action), False
@@ -129,20 +134,13 @@ class MultiEdgeEventGymEnv(MultiEdgeGymEnv):
                  forbidden: str = "raise", forbidden_penalty_s: float = 100.0):
         super().__init__(scenario, overrides, training, forbidden, forbidden_penalty_s)
         if not self.scenario.episode.event:
-            raise ValueError(f"scenario '{self.scenario.name}' is slotted; {EVENT_ENV_ID} needs episode.time_model = \"event\" (use {ENV_ID})")
+            raise ConfigError("episode.time_model", self.scenario.episode.time_model or "slotted",
+                              f'"event" for {EVENT_ENV_ID} (scenario \'{self.scenario.name}\' is slotted: use {ENV_ID})')
 
-    def _observation(self) -> np.ndarray:
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        env = self._env
-        if env.done:
-            return obs
-        i, b = env.position, self.n_servers
-        wl = env.workload
-        obs[0], obs[1], obs[2] = wl.size_mbit[i], wl.work_gcycles[i], wl.result_mbit[i]
-        obs[3 + wl.origin[i]] = 1.0
-        obs[3 + b : 3 + 2 * b] = env.backlog_s
-        obs[3 + 2 * b :] = env.free_workers()
-        return obs
+    def _queue_tail(self, env: Environment) -> np.ndarray:
+        """The observation's last B entries: the share of each server's workers idle at the request's arrival."""
+        assert isinstance(env, EventEnv)  # the constructor refused a slotted scenario
+        return env.free_workers()
 
 
 def register() -> None:

@@ -24,7 +24,7 @@ Per episode (one row of `episodes.parquet`), over the episode's tasks:
     decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
 
 
-Run-level summaries, intervals and the training metrics are in bench.experiments.summary.
+Run-level summaries, intervals and the training metrics are in bench.experiments.runs.summary.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.engine.slotted import EpisodeTrace
+from bench.engine.trace import EpisodeTrace
 
 EPISODE_METRICS: tuple[str, ...] = (
     "tasks",
@@ -60,7 +60,7 @@ EPISODE_METRICS: tuple[str, ...] = (
     "energy_j_per_request",
 )
 TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
-# metrics that bundles of schema version 1 did not have (they still replay; see bench.experiments.replay)
+# metrics that bundles of schema version 1 did not have (they still replay; see bench.experiments.runs.replay)
 ADDED_IN_V2: tuple[str, ...] = ("mean_load_s", "mean_slowdown", "p95_slowdown", "throughput_per_s", "deadline_tasks", "evictions", "energy_j_per_request")
 
 

@@ -47,8 +47,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from bench.core.arrays import read_only_copy
+from bench.core.errors import BenchError, ConfigError
 from bench.engine.costs import CostModel
-from bench.core.errors import ConfigError
 from tasks.workload import ClassWork, Workload
 
 GIB = 2**30
@@ -96,18 +97,18 @@ class ProfiledCosts(CostModel):
                  load_dist: np.ndarray | None = None, mixtures: list[Any] | None = None,
                  energy_j_per_step: np.ndarray | None = None):
         self.models = list(models)
-        self.class_model = _ro(np.asarray(class_model, dtype=np.int64))  # (C,)
-        self.memory_bytes = _ro(np.asarray(memory_bytes, dtype=np.float64))  # (B,)
-        self.fits = _ro(np.asarray(peak_bytes, dtype=np.float64) <= self.memory_bytes[None, :])  # (C, B); inf peak: no point
-        self.fixed_s = _ro(np.where(self.fits, fixed_s, np.inf))  # (C, B)
-        self.per_step_s = _ro(np.where(self.fits, per_step_s, np.inf))  # (C, B)
-        self.peak_bytes = _ro(np.asarray(peak_bytes, dtype=np.float64))  # (C, B)
-        self.load_s = _ro(np.asarray(load_s, dtype=np.float64))  # (M, B): the expected load
-        self.weights_bytes = _ro(np.asarray(weights_bytes, dtype=np.float64))  # (M, B)
+        self.class_model = read_only_copy(np.asarray(class_model, dtype=np.int64))  # (C,)
+        self.memory_bytes = read_only_copy(np.asarray(memory_bytes, dtype=np.float64))  # (B,)
+        self.fits = read_only_copy(np.asarray(peak_bytes, dtype=np.float64) <= self.memory_bytes[None, :])  # (C, B); inf peak: no point
+        self.fixed_s = read_only_copy(np.where(self.fits, fixed_s, np.inf))  # (C, B)
+        self.per_step_s = read_only_copy(np.where(self.fits, per_step_s, np.inf))  # (C, B)
+        self.peak_bytes = read_only_copy(np.asarray(peak_bytes, dtype=np.float64))  # (C, B)
+        self.load_s = read_only_copy(np.asarray(load_s, dtype=np.float64))  # (M, B): the expected load
+        self.weights_bytes = read_only_copy(np.asarray(weights_bytes, dtype=np.float64))  # (M, B)
         self.lru = eviction == "lru"
         n_m, n_b = self.load_s.shape
         # Random cold starts: load_dist[m, a] indexes `mixtures` (lognormal mixtures in seconds), -1: deterministic.
-        self.load_dist = _ro(np.full((n_m, n_b), -1, np.int64) if load_dist is None else np.asarray(load_dist, dtype=np.int64))
+        self.load_dist = read_only_copy(np.full((n_m, n_b), -1, np.int64) if load_dist is None else np.asarray(load_dist, dtype=np.int64))
         self.mixtures = list(mixtures or [])
         k = max((len(m.weights) for m in self.mixtures), default=1)
         cum, mu, sigma = np.ones((max(len(self.mixtures), 1), k)), np.zeros((max(len(self.mixtures), 1), k)), np.ones((max(len(self.mixtures), 1), k))
@@ -115,15 +116,15 @@ class ProfiledCosts(CostModel):
             n = len(m.weights)
             cum[d, :n], mu[d, :n], sigma[d, :n] = np.cumsum(m.weights), m.mu, m.sigma
             cum[d, n - 1:] = 1.0  # the last component takes every u < 1
-        self._mix_cum, self._mix_mu, self._mix_sigma = _ro(cum), _ro(mu), _ro(sigma)
+        self._mix_cum, self._mix_mu, self._mix_sigma = read_only_copy(cum), read_only_copy(mu), read_only_copy(sigma)
         self.random_loads = bool((self.load_dist >= 0).any())
-        self.energy_j_per_step = _ro(np.full(self.fixed_s.shape, np.nan) if energy_j_per_step is None
-                                     else np.asarray(energy_j_per_step, dtype=np.float64))  # (C, B), NaN: not in the profile
+        self.energy_j_per_step = read_only_copy(np.full(self.fixed_s.shape, np.nan) if energy_j_per_step is None
+                                                else np.asarray(energy_j_per_step, dtype=np.float64))  # (C, B), NaN: not in the profile
         # Reference work and relative capacity (module docstring), at each class's mean step count.
         warm = self.fixed_s + np.asarray(class_steps, dtype=np.float64)[:, None] * self.per_step_s  # (C, B)
         rows, ref = np.arange(warm.shape[0]), warm.argmin(axis=1)  # the reference server of each class
         best = warm[rows, ref]
-        self.class_work = ClassWork(fixed_s=_ro(self.fixed_s[rows, ref]), per_step_s=_ro(self.per_step_s[rows, ref]))
+        self.class_work = ClassWork(fixed_s=read_only_copy(self.fixed_s[rows, ref]), per_step_s=read_only_copy(self.per_step_s[rows, ref]))
         speed = np.where(self.fits, best[:, None] / warm, 0.0)
         w = np.asarray(class_weight, dtype=np.float64)[:, None] * self.fits
         capacity = (speed * w).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300)
@@ -242,13 +243,15 @@ class ProfiledCosts(CostModel):
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
         c = wl.task_class[lo:hi]
         if c.shape[0] and c.min() < 0:
-            raise ValueError("this workload has tasks without a request class (a cycle-cost workload); profiled costs need tasks.mix")
+            raise BenchError("this workload has tasks without a request class (a cycle-cost workload); profiled costs need one "
+                             "with classes (a scenario with tasks.mix)")
         return self.fits[c]
 
     def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: ResidentState | None = None,
                          rows: np.ndarray | None = None) -> np.ndarray:
         if state is None:
-            raise ValueError("ProfiledCosts charges need the environment's resident state")
+            raise BenchError("ProfiledCosts charges need the episode's resident state (state=costs.new_state(), as the environment "
+                             "passes it); got state=None")
         if state.load is None:
             state.load = np.zeros(wl.n_tasks)
         actions = np.asarray(actions, dtype=np.int64)
@@ -329,8 +332,3 @@ def _charge(actions, rows, unit, arch, warm, peak, load_s, weights, unit_arch, m
         load_out[i] = load
         out[i] = cost + load
 
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.flags.writeable = False
-    return a

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.core.errors import ConfigError
 from bench.engine.costs import CostModel, CycleCosts
+from bench.engine.environment import Environment
 from bench.engine.events import EventEnv
 from bench.engine.slotted import SlottedEnv
 from bench.scenarios import Scenario
@@ -64,7 +65,8 @@ class System:
         """Slots (slotted model), or windows of slot_s seconds over the episode (event model)."""
         return max(1, math.ceil(self.horizon_s / self.scenario.episode.slot_s - 1e-9))
 
-    def env(self) -> SlottedEnv | EventEnv:
+    def env(self) -> Environment:
+        """A fresh engine of the scenario's time model (slotted or event); callers use it through `Environment`."""
         ep = self.scenario.episode
         if not self.event:
             return SlottedEnv(self.costs, ep.slot_s)

@@ -5,7 +5,7 @@ real time and asks the scheduler, and the simulator's error against what was mea
     server.py     one edge server: a Ray actor holding its models, serving its queue FIFO on one thread
     cluster.py    Ray started or joined, the servers as actors, everything stopped (processes, ports)
     gateway.py    the real-time replay: observation from the servers' queues, placements, links, faults
-    (bench/experiments/live_records.py: per-request records, the metrics from their timestamps, their replay)
+    (bench/experiments/runs/live_records.py: per-request records, the metrics from their timestamps, their replay)
     compare.py    profiles measured under the run's concurrency, the simulation of the run, the error
     session.py    one live run from start to finish (`run_live`)
     bundle.py     the run's result bundle, marked live

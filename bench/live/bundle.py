@@ -4,12 +4,12 @@ The same files as a simulated bundle (docs/results.md), written the same way (in
 then renamed into place; the manifest lists every file's SHA-256 and size and carries its own digest), so
 `read_bundle` reads it as any other:
 
-    summary.json      the run's summary (bench.experiments.summary.summarize of its one episode), `mode`, the
+    summary.json      the run's summary (bench.experiments.runs.summary.summarize of its one episode), `mode`, the
                       live counters, and the sim-to-real report when the run was compared
-    episodes.parquet  one row (seed, episode): the metrics of bench.experiments.live_records, from the recorded timestamps
+    episodes.parquet  one row (seed, episode): the metrics of bench.experiments.runs.live_records, from the recorded timestamps
     actions.parquet   the server of every request (-1: never placed), in decision order
-    tasks.parquet     every request's record (bench.experiments.live_records): always present, it is what the metrics are
-                      recomputed from (bench.experiments.live_records.replay_live)
+    tasks.parquet     every request's record (bench.experiments.runs.live_records): always present, it is what the metrics are
+                      recomputed from (bench.experiments.runs.live_records.replay_live)
 
 The manifest says what a simulated bundle says (scheduler, scenario with its hash and profile hashes, seed,
 protocol: one evaluation episode, provenance) and, under `live`: the episode and time scale, the horizon on the
@@ -18,16 +18,13 @@ run's clock, the servers (host, pid, device, models loaded at start and their lo
 failed with their reasons), the clock offsets, the Ray version and address. Its metrics are `reported`: they
 come from timestamps of a run that cannot be re-run to the same numbers, unlike a simulated bundle's actions.
 
-`write_bundle` of bench.experiments.bundles takes a simulated RunResult (episode traces); a live run has
+`write_bundle` of bench.experiments.runs.bundles takes a simulated RunResult (episode traces); a live run has
 records instead, so this writer builds the same layout from them with that module's public pieces.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,12 +32,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bench.core.io import write_parquet
+from bench.core.io import staging_dir, write_parquet
 from bench.core.provenance import provenance as current_provenance
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
-from bench.experiments.bundle_checks import INTEGER_COLUMNS
-from bench.experiments.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, scenario_record, seal, write_json
-from bench.experiments.summary import summarize
+from bench.experiments.runs.bundle_checks import INTEGER_COLUMNS
+from bench.experiments.runs.bundles import BUNDLE_KIND, SCHEMA_VERSION, check_out_dir, scenario_record, seal, write_json
+from bench.experiments.runs.summary import summarize
 from bench.live.session import LiveResult
 
 MODE = "live"
@@ -102,7 +99,7 @@ def manifest_live(result: LiveResult) -> dict[str, Any]:
         "time_scale": result.time_scale,
         "time_scale_means": "request i was sent at t0 + arrival_i / time_scale seconds; compute and transfers are not scaled",
         "horizon_s": result.horizon_s,
-        "delay": "return_s - arrival_s of each done request (bench/experiments/live_records.py); metrics over done requests",
+        "delay": "return_s - arrival_s of each done request (bench/experiments/runs/live_records.py); metrics over done requests",
         "accounting": "physical: a request queues at its server after its upload",
         "servers": result.servers,
         "warmup": result.warmup,
@@ -122,11 +119,7 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
     out = Path(out)
     check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
+    with staging_dir(out) as tmp:
         files = {name: tmp / name for name in ("episodes.parquet", "actions.parquet", "tasks.parquet", "summary.json")}
         write_parquet(episodes_frame(result), files["episodes.parquet"], compression="zstd")
         write_parquet(actions_frame(result), files["actions.parquet"], compression="zstd")
@@ -153,7 +146,4 @@ def write_live_bundle(result: LiveResult, out: Path, *, overwrite: bool = False,
             "reported": list(REPORTED),
         }
         seal(tmp, out, manifest, files)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

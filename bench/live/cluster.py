@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, one_line
 from bench.live.server import ModelServer, ServerSpec
 
 START_TIMEOUT_S = 600.0  # starting a server: importing torch and diffusers, writing and loading its models
@@ -158,7 +158,7 @@ class LiveCluster:
                     ray.init(**kwargs)
                 except Exception as exc:  # noqa: BLE001 - a cluster that cannot be started or joined: one line
                     where = "start a local Ray instance" if self.address is None else f"join the Ray cluster at {self.address!r}"
-                    raise LiveError(f"could not {where}: {one_line(exc)}") from None
+                    raise LiveError(f"could not {where}: {remote_error(exc)}") from None
                 self.started_ray = True
             self.record_processes(exclude=before)
         except BaseException:
@@ -214,7 +214,7 @@ class LiveCluster:
         except ray.exceptions.GetTimeoutError:
             raise LiveError(f"the model servers did not start within {timeout_s:g} s") from None
         except ray.exceptions.RayError as exc:
-            raise LiveError(f"a model server failed to start: {one_line(exc)}") from None
+            raise LiveError(f"a model server failed to start: {remote_error(exc)}") from None
         self.record_processes()
         return self.infos
 
@@ -298,10 +298,7 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         raise LiveError(f"--address = {address!r} is not allowed; expected a Ray cluster's host:port ({exc.strerror or exc} there)") from None
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: its type and the last non-empty line of its message (Ray's carry tracebacks)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = lines[-1] if lines else ""
-    if len(text) > 200 and ". " in text[20:]:  # Ray's long explanations: their first sentence
-        text = text[: text.index(". ", 20) + 1]
-    return f"{type(exc).__name__}: {text}".rstrip(": ")
+def remote_error(exc: BaseException) -> str:
+    """A failure reported by Ray as one line: its type and the last line of its message (Ray's carry the remote
+    traceback first and the cause last), cut after a sentence when long."""
+    return one_line(exc, 200, line="last", typed=True)

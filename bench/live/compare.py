@@ -38,10 +38,12 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
+from bench.core.arrays import read_only
 from bench.engine.costs import CostModel
-from bench.engine.events import EventEnv, EventTrace
+from bench.engine.events import EventEnv
+from bench.engine.trace import EventTrace
 from bench.engine.profiled_costs import ProfiledCosts
-from bench.experiments.live_records import PARTS
+from bench.experiments.runs.live_records import PARTS
 from profiles.schema import (
     SCHEMA, SCHEMA_VERSION, ColdStart, ComponentInfo, GridPoint, Hardware, ModelInfo, Profile, Provenance, Settings, TextPoint, Timing,
     save_profile,
@@ -182,8 +184,7 @@ def sim_costs(scenario: Any, rate_mbps: np.ndarray, profile_dir: Path, preloaded
 
 def simulate(workload: Workload, arrival_s: np.ndarray, actions: np.ndarray, costs: PreloadedCosts, slot_s: float, n_windows: int) -> EventTrace:
     """The same requests at the recorded arrival times, on the same servers, through the event engine."""
-    arrival = np.array(arrival_s, dtype=np.float64)
-    arrival.flags.writeable = False
+    arrival = read_only(np.array(arrival_s, dtype=np.float64))
     wl = dataclasses.replace(workload, arrival_s=arrival)
     env = EventEnv(costs, slot_s, n_windows, accounting="physical")
     return env.evaluate(wl, np.asarray(actions, dtype=np.int64), who="the live run's placements")

@@ -43,10 +43,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.core.arrays import read_only, read_only_copy
 from bench.core.errors import BenchError, SchedulerError
 from bench.engine.costs import CostModel
-from bench.engine.slotted import check_actions
-from bench.live.cluster import import_ray, one_line
+from bench.engine.trace import check_actions
+from bench.live.cluster import import_ray, remote_error
 from schedulers.interface import Batch, Scheduler
 from tasks.workload import Workload
 
@@ -168,8 +169,8 @@ class Gateway:
         costs what the others do."""
         backlog, state = await self.observe()
         hi = int(np.searchsorted(self.wl.arrival_s, self.wl.arrival_s[0], side="right"))
-        batch = Batch(slot=int(self.wl.slot[0]), workload=self.wl, lo=0, hi=hi, costs=self.view, backlog_s=_ro(backlog.copy()),
-                      assigned_s=_ro(np.zeros(self.costs.n_servers)), state=self.costs.copy_state(state))
+        batch = Batch(slot=int(self.wl.slot[0]), workload=self.wl, lo=0, hi=hi, costs=self.view, backlog_s=read_only_copy(backlog),
+                      assigned_s=read_only(np.zeros(self.costs.n_servers)), state=self.costs.copy_state(state))
         try:
             actions = check_actions(probe.decide(batch), 0, hi, self.wl, self.view, self.who, expected=hi)
         except BenchError:
@@ -225,8 +226,8 @@ class Gateway:
     def _decide(self, lo: int, hi: int, backlog: np.ndarray, assigned: np.ndarray, state: Any) -> tuple[np.ndarray, np.ndarray]:
         """The scheduler's placements for lo:hi and their predicted compute (the cost model's charge, updating
         `state` in decision order as the simulator does)."""
-        batch = Batch(slot=int(self.wl.slot[lo]), workload=self.wl, lo=lo, hi=hi, costs=self.view, backlog_s=_ro(backlog.copy()),
-                      assigned_s=_ro(assigned.copy()), state=self.costs.copy_state(state))
+        batch = Batch(slot=int(self.wl.slot[lo]), workload=self.wl, lo=lo, hi=hi, costs=self.view, backlog_s=read_only_copy(backlog),
+                      assigned_s=read_only_copy(assigned), state=self.costs.copy_state(state))
         t0 = time.perf_counter_ns()
         try:
             actions = self.scheduler.decide(batch)
@@ -262,7 +263,7 @@ class Gateway:
         pending: list[tuple[int, int]] = []  # (server, request) not started, in order, for the residency update
         for a, reply in zip(live, replies):
             if isinstance(reply, BaseException):
-                self._dead(a, one_line(reply))
+                self._dead(a, remote_error(reply))
                 continue
             running = reply["running"]
             finished = set(reply["finished"])
@@ -313,12 +314,12 @@ class Gateway:
             reply = await self.servers[a].generate.remote(i, self._payload(i, a))
         except self._ray.exceptions.RayActorError as exc:
             self.outstanding[a].pop(i, None)
-            self._dead(a, one_line(exc))
+            self._dead(a, remote_error(exc))
             await self._redispatch(i, a)
             return
         except self._ray.exceptions.RayError as exc:
             self.outstanding[a].pop(i, None)
-            self._fail(i, f"server {a} raised {one_line(exc)}")
+            self._fail(i, f"server {a} raised {remote_error(exc)}")
             return
         self.outstanding[a].pop(i, None)
         await asyncio.sleep(download)
@@ -377,8 +378,3 @@ class Gateway:
             self._ray.kill(self.servers[a], no_restart=True)
         self.killed.append({"server": a, "at_s": self.now(), "how": how})
         self.say(f"fault injected: server {a} killed ({how})")
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a

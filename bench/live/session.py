@@ -11,7 +11,7 @@
     4. With a comparison to the simulator and no profile given: every server runs profiling requests for
        `profile_s` seconds, all at once (bench.live.compare).
     5. The gateway replays the episode (bench.live.gateway) and records each request.
-    6. Everything stopped (bench.live.cluster), then the metrics (bench.experiments.live_records) and the comparison.
+    6. Everything stopped (bench.live.cluster), then the metrics (bench.experiments.runs.live_records) and the comparison.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import polars as pl
 from bench.core.errors import ConfigError
 from bench.engine.system import System
 from bench.live import compare as sim
-from bench.live.cluster import LiveCluster, LiveError, import_ray, one_line
+from bench.live.cluster import LiveCluster, LiveError, import_ray, remote_error
 from bench.live.gateway import FAILED, Gateway, Records, request_seed
-from bench.experiments.bundles import workload_columns
-from bench.experiments.live_records import delay_parts, live_metrics
+from bench.experiments.runs.bundles import workload_columns
+from bench.experiments.runs.live_records import delay_parts, live_metrics
 from bench.live.server import ServerSpec
 from bench.scenarios import Scenario
 from schedulers.registry import config_dict, label, make, resolve
@@ -320,7 +320,7 @@ def run_live(
                 say(f"profiling with {len(specs)} servers busy for at least {profile_s / 2:g} s (and as long after the run)")
                 before = profile_samples(servers, specs, offsets, mix, costs, profile_s / 2)
         except ray.exceptions.RayError as exc:
-            raise LiveError(f"a model server failed before the replay: {one_line(exc)}") from None
+            raise LiveError(f"a model server failed before the replay: {remote_error(exc)}") from None
         sched.begin_episode(episode, False)
         gateway = Gateway(workload=wl, costs=costs, scheduler=sched, who=f"scheduler '{name}'", servers=servers, infos=infos,
                           offsets=offsets, mix=mix, seed=seed, episode=episode, time_scale=time_scale, kills=list(kills), progress=say)
@@ -362,7 +362,7 @@ def run_live(
             try:
                 after = profile_samples([servers[a] for a in alive], [specs[a] for a in alive], offsets, mix, costs, profile_s / 2)
             except ray.exceptions.RayError as exc:
-                raise LiveError(f"a model server failed while profiling after the replay: {one_line(exc)}") from None
+                raise LiveError(f"a model server failed while profiling after the replay: {remote_error(exc)}") from None
             samples = _merge(before, after)
             profiles = sim.build_profiles(samples, specs, infos, busy=len(specs), command=command)
             profile_drift = {"step_median_before_s": _step_median(before), "step_median_after_s": _step_median(after),
@@ -409,7 +409,7 @@ def _compare(result: LiveResult, system: System, wl: Any, specs: list[ServerSpec
 
 
 def tasks_frame(wl: Any, r: Records, costs: Any, seed: int, episode: int, time_scale: float = 1.0) -> pl.DataFrame:
-    """tasks.parquet of a live run (bench.experiments.live_records)."""
+    """tasks.parquet of a live run (bench.experiments.runs.live_records)."""
     n = wl.n_tasks
     frame = pl.DataFrame({
         "seed": np.full(n, seed, dtype=np.uint64),
@@ -447,10 +447,10 @@ def tasks_frame(wl: Any, r: Records, costs: Any, seed: int, episode: int, time_s
 
 def saved_result(path: Path) -> tuple[LiveResult, list[str]]:
     """A live bundle read back as the LiveResult it was written from, and the command that wrote it (read as
-    untrusted input; its records are checked by bench.experiments.live_records.replay_live, which recomputes its
+    untrusted input; its records are checked by bench.experiments.runs.live_records.replay_live, which recomputes its
     metrics)."""
-    from bench.experiments.bundles import read_bundle
-    from bench.experiments.live_records import replay_live
+    from bench.experiments.runs.bundles import read_bundle
+    from bench.experiments.runs.live_records import replay_live
     from bench.scenarios import scenario_from_dict
 
     bundle = read_bundle(path)
@@ -508,7 +508,7 @@ def compare_saved(result: LiveResult, *, sim_profiles: Path | None = None, profi
                 say(f"profiling with {len(specs)} servers busy for at least {profile_s:g} s")
                 samples = profile_samples(servers, specs, offsets, mix, system.costs, profile_s)
             except ray.exceptions.RayError as exc:
-                raise LiveError(f"a model server failed while profiling: {one_line(exc)}") from None
+                raise LiveError(f"a model server failed while profiling: {remote_error(exc)}") from None
             profiles = sim.build_profiles(samples, specs, infos, busy=len(specs), command=command)
             cluster.record_processes()
         say("servers stopped")

@@ -6,17 +6,15 @@
 
 from bench.scenarios.schema import (
     EpisodeConfig,
-    LegacySeeds,
     ProtocolConfig,
     Scenario,
     ServersConfig,
-    TaskClass,
-    TasksConfig,
     load_scenario,
     preset_names,
     scenario_fields,
     scenario_from_dict,
 )
+from tasks.config import LegacySeeds, TaskClass, TasksConfig  # the [tasks] table: defined with the streams it configures
 
 __all__ = [
     "Scenario", "ServersConfig", "EpisodeConfig", "TasksConfig", "TaskClass", "LegacySeeds", "ProtocolConfig",

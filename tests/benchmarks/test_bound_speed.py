@@ -1,4 +1,4 @@
-"""Speed of the event-time lower bound on full-size preset episodes (bench.experiments.bound_event.lower_bound).
+"""Speed of the event-time lower bound on full-size preset episodes (bench.experiments.bounds.event.lower_bound).
 
 Run:  pytest tests/benchmarks/test_bound_speed.py --benchmark-enable
 In the normal test run each benchmark executes once, as a smoke test.
@@ -7,7 +7,7 @@ In the normal test run each benchmark executes once, as a smoke test.
 import pytest
 
 from bench.engine.system import System
-from bench.experiments import bound_event as be
+from bench.experiments.bounds import event as be
 from bench.scenarios import load_scenario
 
 

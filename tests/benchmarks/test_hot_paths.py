@@ -18,7 +18,7 @@ from bench.scenarios import load_scenario
 from bench.engine.system import System
 from schedulers import make
 from schedulers.registry import BUILTINS, resolve
-from bench.experiments.runner import run_episode
+from bench.experiments.runs.runner import run_episode
 
 
 @pytest.fixture(scope="module")

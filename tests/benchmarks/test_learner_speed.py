@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.experiments.runner import run_episode
+from bench.experiments.runs.runner import run_episode
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 from schedulers import make

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from bench.experiments.sandbox import Limits, run_sandboxed
+from bench.experiments.sandbox.run import Limits, run_sandboxed
 from tests.test_sandbox import ATTACKS
 
 FORKER = textwrap.dedent('''

@@ -16,7 +16,7 @@ import tracemalloc
 import pytest
 
 from bench.engine.system import System
-from bench.experiments.runner import run_episode
+from bench.experiments.runs.runner import run_episode
 from bench.scenarios import scenario_from_dict
 from schedulers import make
 

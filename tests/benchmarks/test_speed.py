@@ -8,7 +8,7 @@ test run (--benchmark-disable) each benchmark executes once, as a smoke test.
 
 import pytest
 
-from bench.experiments.runner import run_episode
+from bench.experiments.runs.runner import run_episode
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 from schedulers import make

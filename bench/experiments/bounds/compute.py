@@ -2,8 +2,8 @@
 
 Every arrival of an episode is known in advance. The optimum is over assignments, each server serving its tasks
 in decision order as the engine does; the lower bound covers the same space, so no scheduler's mean delay on
-an episode can be below it. The formulations live per time model (`bench.experiments.bound_slotted` for the
-slotted model, `bench.experiments.bound_event` for the event model); this module picks one, caches what it
+an episode can be below it. The formulations live per time model (`bench.experiments.bounds.slotted` for the
+slotted model, `bench.experiments.bounds.event` for the event model); this module picks one, caches what it
 computed per (scenario hash, seed, episode, cut), and puts the bounds beside the rule-based built-ins' results.
 
     bounds = compute_bounds(scenario, seeds=[0], episodes=2)        # computed, or read from the cache
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -29,10 +28,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from bench.core.config import finite_number
 from bench.core.errors import ConfigError
 from bench.core.io import write_json_atomic
 from bench.engine.system import System
-from bench.experiments import bound_event, bound_slotted
+from bench.experiments.bounds import event as bound_event
+from bench.experiments.bounds import slotted as bound_slotted
 from bench.scenarios import Scenario
 
 BOUND_VERSION = 2  # raise when a formulation changes what it computes: older cache files are then recomputed
@@ -78,10 +79,10 @@ class EpisodeBound:
             if type(data[name]) is not int or data[name] < 0:
                 raise ValueError(f"{name} = {data[name]!r}")
         for name in ("lower_bound_s", "no_wait_floor_s", "srpt_bound_s", "parallel_bound_s", "lower_bound_seconds", "exact_seconds"):
-            if not _finite(data[name]) or data[name] < 0:
+            if not finite_number(data[name]) or data[name] < 0:
                 raise ValueError(f"{name} = {data[name]!r}")
         for name in ("optimum_s", "best_found_s", "dual_bound_s", "gap", "time_limit_s"):
-            if data[name] is not None and not _finite(data[name]):
+            if data[name] is not None and not finite_number(data[name]):
                 raise ValueError(f"{name} = {data[name]!r}")
         if data["exact_status"] not in EXACT_STATUSES or type(data["warm_compute"]) is not bool or not isinstance(data["exact_reason"], str):
             raise ValueError("exact_status, warm_compute or exact_reason")
@@ -93,10 +94,6 @@ class EpisodeBound:
         if (b.exact_status == "optimal") != (b.optimum_s is not None):
             raise ValueError("an optimum without the status optimal, or the reverse")
         return b
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # ---- one episode ------------------------------------------------------------------------------------
@@ -276,7 +273,7 @@ def builtin_delays(scenario: Scenario, seeds: Sequence[int], episodes: int, cut:
     """Each rule-based built-in's mean delay per (seed, episode), run as `bench run` runs it; with `cut`, on each
     episode's first requests (the instance the cut bound is of): one scheduler per seed, reset as the runner does,
     playing the cut episodes in order."""
-    from bench.experiments.runner import run, run_episode
+    from bench.experiments.runs.runner import run, run_episode
     from schedulers.registry import builtin_names, make
 
     delays: dict[str, dict[tuple[int, int], float]] = {}

@@ -154,7 +154,7 @@ class BundleSummary:
 
 
 def summarize_bundles(bundles: Sequence[Any]) -> BundleSummary:
-    """The summary of bundles of one scheduler configuration (`bench.experiments.bundles.Bundle` objects)."""
+    """The summary of bundles of one scheduler configuration (`bench.experiments.runs.bundles.Bundle` objects)."""
     if not bundles:
         raise ValueError("no bundles to summarise")
     first = bundles[0].manifest

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from bench.core.config import finite_number
 from bench.core.errors import BenchError
 from bench.core.io import check_creatable, write_json_atomic
 
@@ -53,7 +54,7 @@ class ScenarioBounds:
 
 
 def write_bounds_file(path: Path, scenario: str, scenario_hash: str, time_model: str, bounds: Iterable[Any]) -> Path:
-    """Write EpisodeBound records (bench.experiments.bound) as a bounds file, atomically."""
+    """Write EpisodeBound records (bench.experiments.bounds.compute) as a bounds file, atomically."""
     episodes = [{"seed": b.seed, "episode": b.episode, "tasks": b.tasks, "lower_bound_s": b.lower_bound_s,
                  "no_wait_floor_s": b.no_wait_floor_s, "optimum_s": b.optimum_s} for b in bounds]
     record = {"kind": KIND, "version": VERSION, "scenario": scenario, "scenario_hash": scenario_hash, "time_model": time_model,
@@ -73,10 +74,6 @@ def check_bounds_out(path: Path) -> Path:
         raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file path (for example .../{FILE_NAME}), not a directory")
     check_creatable(path, "--out")
     return path
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def read_bounds_file(path: Path) -> ScenarioBounds:
@@ -119,9 +116,9 @@ def read_bounds_file(path: Path) -> ScenarioBounds:
         key = (e["seed"], e["episode"])
         if key in lower:
             raise bad(f"episodes[{i}]", f"seed {key[0]} episode {key[1]}", "each (seed, episode) once")
-        if not _number(e["lower_bound_s"]) or not _number(e["no_wait_floor_s"]) or not 0 <= e["no_wait_floor_s"] <= e["lower_bound_s"] * (1 + 1e-12):
+        if not finite_number(e["lower_bound_s"]) or not finite_number(e["no_wait_floor_s"]) or not 0 <= e["no_wait_floor_s"] <= e["lower_bound_s"] * (1 + 1e-12):
             raise bad(f"episodes[{i}].lower_bound_s", e["lower_bound_s"], "a finite number at least the no-wait floor, which is >= 0")
-        if e["optimum_s"] is not None and not (_number(e["optimum_s"]) and e["optimum_s"] >= e["lower_bound_s"] * (1 - 1e-9)):
+        if e["optimum_s"] is not None and not (finite_number(e["optimum_s"]) and e["optimum_s"] >= e["lower_bound_s"] * (1 - 1e-9)):
             raise bad(f"episodes[{i}].optimum_s", e["optimum_s"], "null or a finite number at least the lower bound")
         lower[key], tasks[key] = float(e["lower_bound_s"]), e["tasks"]
         if e["optimum_s"] is not None:

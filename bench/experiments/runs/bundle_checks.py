@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from bench.core.config import canonical_hash
-from bench.core.errors import BundleError
+from bench.core.errors import BundleError, one_line
 from bench.engine.metrics import ADDED_IN_V2, EPISODE_METRICS, TIMING_METRICS
 
 MiB = 2**20
@@ -100,7 +100,7 @@ def read_json_file(path: Path, name: str, *, where: str) -> Any:
     try:
         return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{where}: {name} is not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise BundleError(f"{where}: {name} is not valid JSON ({one_line(exc, line='first')})") from None
 
 
 def _no_constants(name: str) -> Any:
@@ -111,7 +111,7 @@ def read_parquet_file(path: Path, name: str, *, where: str) -> pl.DataFrame:
     try:
         return pl.read_parquet(path)
     except Exception as exc:  # truncated, malformed, not Parquet at all
-        raise BundleError(f"{where}: {name} is not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise BundleError(f"{where}: {name} is not a readable Parquet file ({one_line(exc, 200, line='first', typed=True)})") from None
 
 
 def check_tables(manifest: dict[str, Any], episodes: pl.DataFrame, actions: pl.DataFrame, *, where: str) -> None:

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.engine.slotted import EpisodeTrace
+from bench.engine.trace import EpisodeTrace
 from bench.core.errors import BenchError, BundleError
 from bench.engine.metrics import EPISODE_METRICS, episode_metrics, same_value
-from bench.experiments.summary import episodes_independent, summarize
-from bench.experiments.bundles import Bundle, read_bundle
+from bench.experiments.runs.summary import episodes_independent, summarize
+from bench.experiments.runs.bundles import Bundle, read_bundle
 from bench.scenarios import scenario_from_dict
 from bench.engine.system import System
 
@@ -36,7 +36,7 @@ def replay(bundle: Bundle | Path, on_trace: Callable[[int, int, EpisodeTrace], N
         bundle = read_bundle(Path(bundle))
     m = bundle.manifest
     if m.get("mode") == "live":  # measured, not simulated: its metrics are recomputed from the recorded timestamps
-        from bench.experiments.live_records import replay_live
+        from bench.experiments.runs.live_records import replay_live
 
         problems = replay_live(bundle)
         return ReplayReport(episodes=len(bundle.episodes), mismatches=problems)

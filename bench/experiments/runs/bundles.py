@@ -15,7 +15,7 @@
                       start and end times and the worker that served it
     source/           plugins (not built-in schedulers): the scheduler's code, so that verification can re-run it
 
-Reading a bundle treats it as untrusted input (bench.experiments.bundle_checks): names confined to the bundle,
+Reading a bundle treats it as untrusted input (bench.experiments.runs.bundle_checks): names confined to the bundle,
 sizes checked before reading, every file and the manifest hashed, the tables checked against each other.
 Bundles of schema 1 (before the event time model) still read, replay and compare.
 
@@ -39,15 +39,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bench.core.errors import BundleError
-from bench.experiments.bundle_checks import (
+from bench.core.errors import BundleError, one_line
+from bench.experiments.runs.bundle_checks import (
     INTEGER_COLUMNS, SOURCE_FILE_LIMIT, SOURCE_TOTAL_LIMIT, check_tables, checked_size, digest, member, read_json_file,
     read_parquet_file,
 )
-from bench.core.io import check_creatable, first_line, write_parquet
+from bench.core.io import check_creatable, staging_dir, write_parquet
 from bench.engine.metrics import EPISODE_METRICS, TIMING_METRICS
+from bench.engine.trace import EventTrace
 from bench.core.provenance import provenance as current_provenance
-from bench.experiments.runner import Checkpoint, RunResult
+from bench.experiments.runs.checkpoint import Checkpoint
+from bench.experiments.runs.result import RunResult
 
 SCHEMA_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
@@ -149,7 +151,8 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
         for row, tr in zip(s.rows, s.traces or []):
             wl = tr.workload
             # when service started: recorded by the event engine; in the slotted model, arrival (slot start) + wait
-            start = tr.start_s if getattr(tr, "start_s", None) is not None else wl.arrival_s + tr.wait_s
+            event = isinstance(tr, EventTrace)
+            start = tr.start_s if event else wl.arrival_s + tr.wait_s
             frames.append(
                 pl.DataFrame(
                     {
@@ -158,7 +161,7 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                         **workload_columns(wl),
                         "arrival_s": wl.arrival_s,
                         "action": tr.actions.astype(np.uint32),
-                        "worker": (tr.worker if getattr(tr, "worker", None) is not None else np.zeros(wl.n_tasks, np.int64)).astype(np.uint16),
+                        "worker": (tr.worker if event else np.zeros(wl.n_tasks, np.int64)).astype(np.uint16),
                         "start_s": start,
                         "end_s": start + tr.compute_s,
                         "upload_s": tr.upload_s,
@@ -202,11 +205,7 @@ def write_bundle(
     out = Path(out)
     check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle gets ordinary directory permissions
-    try:
+    with staging_dir(out) as tmp:
         files: dict[str, Path] = {}
         files["episodes.parquet"] = tmp / "episodes.parquet"
         write_parquet(_episodes_frame(result), files["episodes.parquet"], compression="zstd")
@@ -260,9 +259,6 @@ def write_bundle(
             "reported": list(REPORTED),
         }
         seal(tmp, out, manifest, files)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -330,7 +326,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         data = torch.load(file, map_location="cpu", weights_only=True)
         ckpt = Checkpoint(data["scheduler"], data["scenario_hash"], data["params"], {int(k): v for k, v in data["states"].items()}, source=str(path), sha256=sha256_file(file))
     except Exception as exc:  # corrupt or foreign file
-        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({type(exc).__name__}: {first_line(exc, 160)})") from None
+        raise BundleError(f"--checkpoint = {str(path)!r} could not be read as a checkpoint ({one_line(exc, 160, typed=True)})") from None
     if path.is_dir() and (path / "manifest.json").is_file():
         # a bundle also tells how the policy was trained: its budget, learning curves and counters
         bundle = read_bundle(path)
@@ -397,7 +393,7 @@ class Bundle:
 
 
 def read_bundle(path: Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle as untrusted input (bench.experiments.bundle_checks); with `verify` (the default), every file
+    """Read a bundle as untrusted input (bench.experiments.runs.bundle_checks); with `verify` (the default), every file
     is hashed and the tables are checked. Any problem is one BundleError line."""
     path = Path(path)
     where = str(path)

@@ -1,8 +1,8 @@
 """The regression gate's power: the smallest relative change of a delay metric that `bench check` catches
 90% of the time, per cell, computed from the committed baseline.
 
-    python -m bench.experiments.gate_power                    # the table of docs/regression.md
-    python -m bench.experiments.gate_power --measure-noise    # re-measure the learners' noise (minutes)
+    python -m bench.experiments.campaigns.gate_power                    # the table of docs/regression.md
+    python -m bench.experiments.campaigns.gate_power --measure-noise    # re-measure the learners' noise (minutes)
 
 Heuristics are deterministic: any change beyond the float tolerance, up or down, on any gated seed fails,
 so their power is 1 for every change larger than rel 1e-9 (of the cells' own behaviour: a change that
@@ -37,7 +37,8 @@ import numpy as np
 from scipy import integrate, optimize, stats
 
 from bench.core.errors import BenchError
-from bench.experiments import gate
+from bench.core.io import staged
+from bench.experiments.campaigns import gate
 
 POWER = 0.9
 REPLICATES = 3
@@ -63,7 +64,7 @@ def redrawn(name: str, offset: int) -> type:
 
 
 def __getattr__(attr: str) -> type:
-    """`bench.experiments.gate_power:Redrawn<k>_<name>` resolves (in a worker too) to `redrawn(name, k)`."""
+    """`bench.experiments.campaigns.gate_power:Redrawn<k>_<name>` resolves (in a worker too) to `redrawn(name, k)`."""
     from schedulers.registry import builtin_names
 
     match = _REDRAWN.fullmatch(attr)
@@ -139,7 +140,7 @@ def power_rows(baseline: dict[str, Any]) -> list[dict[str, Any]]:
             else:
                 noise = baseline.get("noise", {}).get(key)
                 if not noise or len(noise.get("replicates", [])) < 2:
-                    raise BenchError(f"gate power: the baseline holds no noise replicates for {key}; run `python -m bench.experiments.gate_power --measure-noise`")
+                    raise BenchError(f"gate power: the baseline holds no noise replicates for {key}; run `python -m bench.experiments.campaigns.gate_power --measure-noise`")
                 sd_w, df = within_seed_sd(noise["replicates"], metric)
                 alpha = gate.FAMILY_ALPHA / m
                 row.update(alpha=alpha, sd_w=sd_w, df=df, sd_rel=sd_w * math.sqrt(2) / row["mean"], detectable=detectable(len(base), row["mean"], sd_w, alpha))
@@ -163,7 +164,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.gate_power", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.campaigns.gate_power", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, default=gate.DEFAULT_BASELINE, help="baseline file (default: the committed one)")
     parser.add_argument("--measure-noise", action="store_true", help="re-run the learner cells with other draws and store them in the baseline")
     parser.add_argument("--replicates", type=int, default=REPLICATES, help="draws per seed for --measure-noise (>= 2)")
@@ -176,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise BenchError(f"--replicates = {args.replicates} is not allowed; expected an integer >= 2")
             cells = [c for c in gate.default_cells() if c.key in baseline["cells"]]
             baseline["noise"] = measure_noise(cells, jobs=args.jobs, replicates=args.replicates)
-            tmp = args.baseline.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(baseline, indent=1) + "\n", encoding="utf-8")
-            tmp.replace(args.baseline)
+            text = json.dumps(baseline, indent=1) + "\n"
+            with staged(args.baseline) as tmp:
+                tmp.write_text(text, encoding="utf-8")
             print(f"noise replicates written to {args.baseline}", file=sys.stderr)
         rows = power_rows(baseline)
     except BenchError as exc:

@@ -45,7 +45,7 @@ import polars as pl
 from bench.core.config import tomllib
 from bench.core.errors import BenchError, ConfigError
 from bench.core.io import read_text
-from bench.experiments.summary import summarize_bundles
+from bench.experiments.runs.summary import summarize_bundles
 
 KNOWN_KEYS = {"scenarios", "seeds", "episodes", "train_episodes", "schedulers", "grid", "trace"}
 
@@ -63,7 +63,7 @@ class Cell:
 
     def load(self):
         """The cell's scenario: the preset or file, the trace, the grid point."""
-        from bench.experiments.trace_replay import load_replayed
+        from bench.experiments.runs.trace_replay import load_replayed
 
         return load_replayed(self.scenario, self.overrides, self.trace)
 
@@ -174,7 +174,7 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Every scenario at every grid point, and every scheduler with its parameters, before anything runs."""
-        from bench.experiments.trace_replay import load_replayed
+        from bench.experiments.runs.trace_replay import load_replayed
         from schedulers.registry import parse_params, resolve
 
         for sc in self.scenarios:
@@ -272,7 +272,7 @@ def execute_cell(cell: Cell) -> dict[str, Any]:
     """Run one cell (in a worker). Returns {"result", "provenance"} or {"error"}: never raises."""
     try:
         from bench.core.provenance import provenance
-        from bench.experiments.runner import run
+        from bench.experiments.runs.runner import run
 
         scenario = cell.load()
         result = run(scenario, cell.scheduler, params=list(cell.params), seeds=[cell.seed], episodes=cell.episodes, train_episodes=cell.train_episodes)
@@ -285,7 +285,7 @@ def execute_cell(cell: Cell) -> dict[str, Any]:
 
 def is_complete(path: Path) -> bool:
     """A bundle is there and every file matches its hash."""
-    from bench.experiments.bundles import read_bundle
+    from bench.experiments.runs.bundles import read_bundle
 
     if not (path / "manifest.json").is_file():
         return False
@@ -298,7 +298,7 @@ def is_complete(path: Path) -> bool:
 
 def recorded(path: Path) -> dict[str, Any]:
     """What the bundle at `path` records, in the terms of `Cell.expected`."""
-    from bench.experiments.bundles import read_bundle
+    from bench.experiments.runs.bundles import read_bundle
 
     m = read_bundle(path, verify=False).manifest
     return {
@@ -504,7 +504,7 @@ def lock_out_dir(out: Path) -> Iterator[None]:
 
 
 def _run_locked(spec: SweepSpec, out: Path, executor: "LocalExecutor | RayExecutor", report: "Report | None") -> dict[str, Any]:
-    from bench.experiments.bundles import write_bundle
+    from bench.experiments.runs.runner import Save, store
 
     clashes = conflicts(out, spec.cells())
     if clashes:
@@ -531,7 +531,8 @@ def _run_locked(spec: SweepSpec, out: Path, executor: "LocalExecutor | RayExecut
             status["failed"] += 1
             status["errors"][str(cell.relpath())] = outcome["error"].strip().splitlines()[-1]
         else:
-            write_bundle(outcome["result"], path, overwrite=True, command=cell.command(), provenance=outcome["provenance"], extra={"sweep": {"scenario": cell.scenario, "overrides": list(cell.overrides), "scheduler": cell.scheduler, "params": list(cell.params)}})
+            extra = {"sweep": {"scenario": cell.scenario, "overrides": list(cell.overrides), "scheduler": cell.scheduler, "params": list(cell.params)}}
+            store(outcome["result"], Save(path, overwrite=True, provenance=outcome["provenance"], extra=extra), command=cell.command())
             error_file.unlink(missing_ok=True)
             status["done"] += 1
         finished = status["done"] - status["skipped"] + status["failed"]
@@ -546,7 +547,7 @@ def _run_locked(spec: SweepSpec, out: Path, executor: "LocalExecutor | RayExecut
 
 def collect(spec: SweepSpec, out: Path) -> pl.DataFrame:
     """One row per (scenario, grid point, scheduler): cells, mean delay with its 95% CI, p95, failures."""
-    from bench.experiments.bundles import read_bundle
+    from bench.experiments.runs.bundles import read_bundle
 
     rows = []
     groups: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], list[Cell]] = {}

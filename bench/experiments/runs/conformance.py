@@ -23,6 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from bench.engine.costs import CostModel, CycleCosts
+from bench.engine.environment import Environment
 from bench.engine.slotted import SlottedEnv
 from bench.core.errors import BenchError
 from bench.scenarios import load_scenario
@@ -55,9 +56,9 @@ class _MaskedCosts(CycleCosts):
         return m
 
 
-def _episodes(sched: Scheduler, system: System, env: SlottedEnv, n: int, *, unit: str | None = None, training: bool = False):
+def _episodes(sched: Scheduler, system: System, env: Environment, n: int, *, unit: str | None = None, training: bool = False):
     """Decisions of n episodes (optionally forcing the batch unit); returns (actions per episode, seconds, tasks)."""
-    from bench.experiments.runner import run_episode
+    from bench.experiments.runs.runner import run_episode
 
     who = f"scheduler '{sched.name or type(sched).__name__}'"
     out, seconds, tasks = [], 0.0, 0

@@ -1,27 +1,20 @@
-"""Run scheduler code the suite does not trust in a child process with limits; trust only what the suite recomputes.
-
-`run_sandboxed(scenario, scheduler, ...)` does what bench.experiments.runner.run does, but the scheduler runs in
-a child (bench.experiments.sandbox_worker) and the parent keeps only plain data from it (docs/sandbox.md):
+"""Linux confinement of one child process: limits, namespaces, a memory cgroup, a tmpfs for its output, and a
+supervisor that watches it and kills its whole tree (docs/sandbox.md). It knows nothing of schedulers or runs:
+`session(task, limits, ...)` starts `python -m bench.experiments.sandbox.worker` on a task file and hands back how
+it ended and where its output lies; bench.experiments.sandbox.run decides what the output means.
 
 - Limits: wall time (the parent kills the child's whole process group, and its pid namespace goes with it), CPU
   time (RLIMIT_CPU in the child), resident memory (a cgroup v2 `memory.max` where this process may create one,
   and always a watch of the child's process tree), output size and file count (its writable directory is a tmpfs
   of exactly that size where it has a mount namespace, so the kernel refuses the excess; watched otherwise),
-  number of processes. A crash, hang, exit, huge allocation or invalid action fails the run with a one-line reason.
+  number of processes.
 - Isolation where Linux allows it (`unshare`): own user, network, mount and pid namespaces; every mount read-only
   except the child's fresh work directory; no capabilities; a minimal environment. The report says what worked.
-- Trust: the parent never unpickles what the child wrote. Actions come back as .npy (allow_pickle=False), the
-  rest as size-checked JSON, a learner's policy as torch.save of plain tensors read with weights_only=True.
-  Every metric is recomputed by replaying the actions through the suite's engine, and the result is a normal
-  RunResult (write_bundle works unchanged). What cannot be recomputed (decision and wall times, learning curves,
-  counters, the policy itself) is listed as reported by the sandboxed code (`REPORTED`, `SandboxOutcome.manifest_entry`).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 import secrets
 import select
@@ -32,33 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bench.core.errors import BenchError, ConfigError, one_line
 
-from bench.core.errors import BenchError, ConfigError
-from bench.engine.metrics import episode_metrics
-from bench.engine.system import System
-from bench.experiments.runner import Checkpoint, Progress, RunResult, SeedResult
-from bench.scenarios import Scenario
-from schedulers.registry import BUILTINS
+Progress = Callable[[str], None]
+
 
 GiB = 2**30
 MiB = 2**20
 POLL_S = 0.05  # how often the parent checks the child's memory and wall time
 OUTPUT_POLL_S = 0.5  # how often it measures the work directory (a report where the tmpfs enforces the limit)
-RESULT_JSON_BYTES = 64 * MiB
-REPORTED = (
-    "timing: decision_us_per_task, train_s, eval_s, wall_s (measured inside the sandboxed process)",
-    "training.parquet: the learning curve (training episodes are not replayed)",
-    "summary training.per_seed: the learner's counters",
-    "checkpoint.pt: the policy as the sandboxed code saved it (read with weights_only=True)",
-)
 _FORWARD_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_DISABLE_JIT", "NUMBA_THREADING_LAYER")
 _ROOT = Path(__file__).resolve().parents[2]  # the suite's source tree (the child's imports come from here)
@@ -85,7 +67,7 @@ class Limits:
 
     def describe(self) -> str:
         cpu = f"{self.cpu_s:g} s" if self.cpu_s else "no limit"
-        return (f"wall {self.wall_s:g} s, CPU {cpu}, memory {_size(self.memory_bytes)}, output {_size(self.output_bytes)} "
+        return (f"wall {self.wall_s:g} s, CPU {cpu}, memory {size_text(self.memory_bytes)}, output {size_text(self.output_bytes)} "
                 f"in at most {self.max_files:,} files, {self.max_processes} processes")
 
 
@@ -115,122 +97,25 @@ class Usage:
     processes: int = 0
 
 
-@dataclass
-class SandboxOutcome:
-    ok: bool
-    reason: str  # one line; "" when ok
-    limits: Limits
-    isolation: Isolation
-    usage: Usage
-    result: RunResult | None = None
-    log_tail: str = ""  # the last lines the child printed (for the user; never parsed)
-    checks: list | None = None  # check_sandboxed: the conformance checks (bench.experiments.conformance.Check)
-
-    def report(self) -> str:
-        head = "sandbox: ok" if self.ok else f"sandbox: failed: {self.reason}"
-        u = self.usage
-        cpu = f"{u.cpu_s:.1f} s" if u.cpu_s is not None else "unknown"
-        used = f"used: wall {u.wall_s:.1f} s, CPU {cpu}, peak memory {_size(u.peak_memory_bytes)}, output {_size(u.output_bytes)}, {u.processes} processes"
-        return "\n".join([head, f"limits: {self.limits.describe()}", used, *self.isolation.lines()])
-
-    def manifest_entry(self) -> dict[str, Any]:
-        """For write_bundle(extra=...): how the run was confined, and which values the suite did not recompute."""
-        builtin = self.result is not None and (self.result.scheduler_ref or self.result.scheduler) in BUILTINS
-        reported = list(REPORTED) + ([] if builtin else ["scheduler: its label, class, hyper-parameters, learns and batch unit"])
-        return {"sandbox": {
-            "limits": asdict(self.limits),
-            "isolation": self.isolation.lines(),
-            "usage": asdict(self.usage),
-            "recomputed": "episodes.parquet and every summary metric outside timing: the suite replayed actions.parquet",
-            "reported_by_sandboxed_code": reported,
-        }}
-
-
-class _Invalid(Exception):
+class OutputRefused(Exception):
     """The child's output is not what the protocol allows (one line)."""
 
 
-def run_sandboxed(
-    scenario: Scenario,
-    scheduler: str,
-    *,
-    params: Sequence[str] | Mapping[str, Any] = (),
-    seeds: Sequence[int] = (0,),
-    episodes: int | None = None,
-    train_episodes: int | None = None,
-    keep_traces: bool = False,
-    checkpoint: Checkpoint | None = None,
-    limits: Limits | None = None,
-    isolate: bool = True,
-    progress: Progress | None = None,
-    sys_path: Sequence[str] = (),
-) -> SandboxOutcome:
-    """Train (learners) and evaluate `scheduler` in the sandbox; the outcome holds a RunResult when it succeeded.
-    `sys_path`: directories the child imports from first (a submission's carried source/).
+@dataclass
+class Finished:
+    """How a confined child ended: `reason` is "" when its worker finished, else why it failed (one line)."""
 
-    `scheduler` is a built-in or plugin name, `module:Class` or `path/to/file.py:Class`; only a built-in is
-    imported by this process (to know its parameters), everything else is imported by the child alone.
-    `isolate=False` keeps the limits but no namespaces (the report says so).
-    Problems with the arguments raise (ConfigError, ValueError); problems of the scheduler are the outcome.
-    """
-    limits = limits or Limits()
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise ValueError(f"seeds = {seeds} is not allowed; expected distinct non-negative integers")
-    episodes = scenario.protocol.eval_episodes if episodes is None else int(episodes)
-    if episodes < 1:
-        raise ValueError(f"episodes = {episodes} is not allowed; expected an integer >= 1")
-    param_data = _plain_params(params)
-    if checkpoint is not None:  # the hyper-parameters the policy was trained with, unless given (and then checked)
-        param_data = checkpoint.fill(scheduler, param_data)
-    trusted = _builtin_facts(scheduler, param_data) if scheduler in BUILTINS else None
-    if trusted is not None and checkpoint is not None and trusted["learns"]:
-        checkpoint.check(scheduler, scenario, seeds, trusted["scheduler_params"])
-    ref = _absolute_reference(scheduler)
-    task = {"kind": "run", "scenario": scenario.to_dict(), "scenario_hash": scenario.hash, "scheduler": ref, "params": param_data,
-            "seeds": seeds, "episodes": episodes, "train_episodes": train_episodes, "checkpoint": None, "checkpoint_params": None,
-            "sys_path": [str(Path(d).resolve()) for d in sys_path]}
-
-    def prepare(work: Path) -> None:
-        import torch
-
-        torch.save({s: checkpoint.states[s] for s in seeds if s in checkpoint.states}, work / "checkpoint_in.pt")
-
-    if checkpoint is not None:
-        task["checkpoint"], task["checkpoint_params"] = "checkpoint_in.pt", checkpoint.params
-    with _session(task, limits, isolate, progress, prepare if checkpoint is not None else None) as (outcome, out):
-        if outcome.reason == "":
-            try:
-                outcome.result = _collect(out, scenario, scheduler, ref, trusted, param_data, seeds, episodes, train_episodes,
-                                          checkpoint, keep_traces, limits)
-                outcome.ok = True
-            except (_Invalid, BenchError) as exc:
-                outcome.reason = f"invalid output: {_one_line(str(exc))}"
-        return outcome
-
-
-def check_sandboxed(scheduler: str, params: Sequence[str] | Mapping[str, Any] = (), episodes: int = 3, *,
-                    limits: Limits | None = None, isolate: bool = True) -> SandboxOutcome:
-    """bench.experiments.conformance.check in the sandbox; `outcome.checks` holds its checks when it finished.
-
-    The checks are the scheduler's own report about itself (informational: nothing here is recomputed)."""
-    limits = limits or Limits(wall_s=300.0)
-    task = {"kind": "check", "scheduler": _absolute_reference(scheduler), "params": _plain_params(params), "episodes": int(episodes)}
-    with _session(task, limits, isolate, None, None) as (outcome, out):
-        if outcome.reason == "":
-            try:
-                outcome.checks = _read_checks(out, limits)
-                outcome.ok = True
-            except _Invalid as exc:
-                outcome.reason = f"invalid output: {_one_line(str(exc))}"
-        return outcome
+    reason: str
+    limits: Limits
+    isolation: Isolation
+    usage: Usage
+    log_tail: str  # the last lines the child printed (for the user; never parsed)
 
 
 @contextmanager
-def _session(task: dict, limits: Limits, isolate: bool, progress: Progress | None, prepare: Callable[[Path], None] | None):
-    """Run the child on `task` in a fresh work directory; yield (outcome without result, its output directory).
-
-    `outcome.reason` is "" when the worker finished (its output still to be checked), else why it failed."""
+def session(task: dict, limits: Limits, isolate: bool, progress: Progress | None, prepare: Callable[[Path], None] | None):
+    """Run the child on `task` in a fresh work directory; yield (how it finished, its output directory), then
+    remove everything. `finished.reason` is "" when the worker finished (its output still to be checked)."""
     if not sys.platform.startswith("linux"):
         raise BenchError(f"the sandbox needs Linux (/proc, namespaces); this is {sys.platform}")
     work = Path(tempfile.mkdtemp(prefix="aigc-sandbox-"))
@@ -248,59 +133,19 @@ def _session(task: dict, limits: Limits, isolate: bool, progress: Progress | Non
                 "mount_namespace": ns.mount, "probe_dirs": _probe_dirs(work), "host_netns": _netns_inode(),
                 "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [*task.get("sys_path", []), os.getcwd()]}
         (work / "task.json").write_text(json.dumps(task), encoding="utf-8")
-        command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox_worker", str(work)]
+        command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox.worker", str(work)]
         supervisor = _Supervisor(command, work, _child_env(work), limits, pipes, cgroup)
         ended = supervisor.run(progress)
         out = supervisor.output_root() / "out"
         isolation = _isolation(ns, ended.status.get("isolation"), cgroup, cgroup_note, limits, supervisor.pin is not None)
         reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, out, "checks.json" if task["kind"] == "check" else "result.json")
-        yield SandboxOutcome(False, reason or "", limits, isolation, ended.usage, None, ended.log_tail), out
+        yield Finished(reason or "", limits, isolation, ended.usage, ended.log_tail), out
     finally:
         if supervisor is not None:
             supervisor.release()
         if cgroup is not None:
             cgroup.remove()
         _remove_tree(work)
-
-
-def _plain_params(params: Sequence[str] | Mapping[str, Any]) -> Any:
-    data = dict(params) if isinstance(params, Mapping) else [str(p) for p in params]
-    try:
-        json.dumps(data, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ConfigError("--param", data, "plain values (text, numbers, booleans, lists)") from None
-    return data
-
-
-def _read_checks(out: Path, limits: Limits) -> list:
-    from bench.experiments.conformance import Check
-
-    data = _json(_read_output(out, ["checks.json"], min(int(limits.output_bytes), MiB)))
-    rows = data.get("checks") if isinstance(data, dict) else None
-    _check(isinstance(rows, list) and 0 < len(rows) <= 32, "checks.json does not list the checks")
-    checks = []
-    for r in rows:
-        _check(isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("passed"), bool)
-               and isinstance(r.get("detail"), str) and isinstance(r.get("skipped"), bool), "a check is not {name, passed, detail, skipped}")
-        checks.append(Check(_one_line(r["name"])[:80], r["passed"], _one_line(r["detail"])[:500], r["skipped"]))
-    return checks
-
-
-# ---- what the parent may know without running the scheduler ---------------------------------------------------
-def _builtin_facts(name: str, params: Any) -> dict[str, Any]:
-    from schedulers.registry import config_dict, make, resolve
-
-    cls = resolve(name)
-    return {"learns": bool(cls.learns), "batch_unit": cls.batch_unit, "scheduler_class": f"{cls.__module__}:{cls.__qualname__}",
-            "scheduler_params": config_dict(make(name, params))}
-
-
-def _absolute_reference(ref: str) -> str:
-    """A `path/to/file.py:Class` reference with an absolute path: the child runs in another directory."""
-    module, sep, attr = ref.rpartition(":")
-    if sep and (module.endswith(".py") or "/" in module or os.sep in module):
-        return f"{Path(module).resolve()}:{attr}"
-    return ref
 
 
 # ---- namespaces and cgroups -----------------------------------------------------------------------------------
@@ -341,7 +186,7 @@ def namespaces() -> Namespaces:
         if r.returncode == 0:
             return Namespaces((exe, *flags), pid=pid, own_proc=own_proc, mount=True, net=True)
         last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
-    return Namespaces(reason=f"unprivileged user namespaces are not available here: {_one_line(last)}")
+    return Namespaces(reason=f"unprivileged user namespaces are not available here: {one_line(last)}")
 
 
 def _netns_inode() -> int | None:
@@ -522,7 +367,7 @@ class _Supervisor:
                     self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rss)
                     self.usage.processes = max(self.usage.processes, n)
                     if rss > self.limits.memory_bytes:
-                        self._stop(proc.pid, f"exceeded {_size(self.limits.memory_bytes)} resident memory")
+                        self._stop(proc.pid, f"exceeded {size_text(self.limits.memory_bytes)} resident memory")
                     elif n > self.limits.max_processes:
                         self._stop(proc.pid, f"started more than {self.limits.max_processes} processes")
                 if now >= next_output and self.kill_reason is None:
@@ -530,7 +375,7 @@ class _Supervisor:
                     size, files = self._output_usage()
                     self.usage.output_bytes = max(self.usage.output_bytes, size)
                     if size > self.limits.output_bytes:
-                        self._stop(proc.pid, f"wrote more than {_size(self.limits.output_bytes)} into its work directory")
+                        self._stop(proc.pid, f"wrote more than {size_text(self.limits.output_bytes)} into its work directory")
                     elif files > self.limits.max_files:
                         self._stop(proc.pid, f"created more than {self.limits.max_files:,} files in its work directory")
         except BaseException:
@@ -604,7 +449,7 @@ class _Supervisor:
             return None
         st = os.fstatvfs(self.pin)
         if st.f_bavail == 0:
-            return f"wrote more than {_size(self.limits.output_bytes)} into its work directory (its tmpfs is full)"
+            return f"wrote more than {size_text(self.limits.output_bytes)} into its work directory (its tmpfs is full)"
         if st.f_favail == 0:
             return f"created more than {self.limits.max_files:,} files in its work directory (its tmpfs is full)"
         return None
@@ -642,7 +487,7 @@ class _Supervisor:
                         if len(status_lines) < 16:
                             status_lines.append(line)
                     elif len(labels) < 10_000:  # one per finished episode; a flood is cut, never buffered
-                        labels.append(_one_line(line.decode("utf-8", "replace"))[:200])
+                        labels.append(one_line(line.decode("utf-8", "replace"))[:200])
             if timeout == 0.0 or time.monotonic() >= deadline:
                 return
 
@@ -732,12 +577,12 @@ def _dir_usage(root: Path, max_entries: int) -> tuple[int, int]:
 def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, out: Path, done_file: str) -> str | None:
     """None when the worker finished; otherwise the one-line reason, from what the parent knows first."""
     if cgroup is not None and cgroup.oom_kills():
-        return f"exceeded {_size(limits.memory_bytes)} memory (cgroup memory.max)"
+        return f"exceeded {size_text(limits.memory_bytes)} memory (cgroup memory.max)"
     if ended.output_full:
         return ended.output_full
     worker = ended.status.get("worker")
     if "isolation" not in ended.status:
-        detail = _last_line(ended.log_tail)
+        detail = one_line(ended.log_tail, line="last")[:300]
         return f"the sandbox did not start (exit code {ended.returncode}{': ' + detail if detail else ''})"
     if not isinstance(worker, dict):
         return f"the sandbox ended without reporting how its worker ended (exit code {ended.returncode})"
@@ -747,16 +592,16 @@ def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, ou
         if limits.cpu_s and (sig == signal.SIGXCPU or (sig == signal.SIGKILL and isinstance(cpu, (int, float)) and cpu >= limits.cpu_s)):
             return f"exceeded {limits.cpu_s:g} s CPU time"
         if sig == signal.SIGXFSZ:
-            return f"wrote a file larger than {_size(limits.output_bytes)}"
+            return f"wrote a file larger than {size_text(limits.output_bytes)}"
         return f"killed by signal {_signal_name(sig)}"
     code = worker.get("exit")
     if not isinstance(code, int):
         return "the sandbox lost track of its worker"
     if code == 2:
         try:
-            data = json.loads(_read_output(out, ["error.json"], 64 * 1024))
-            return _one_line(str(data["reason"]))[:500] or "the scheduler failed without a reason"
-        except (_Invalid, ValueError, KeyError, TypeError):
+            data = json.loads(read_output(out, ["error.json"], 64 * 1024))
+            return one_line(str(data["reason"]))[:500] or "the scheduler failed without a reason"
+        except (OutputRefused, ValueError, KeyError, TypeError):
             return "exited with code 2 before finishing"
     if code == 0:
         try:
@@ -802,25 +647,25 @@ def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_
         memory = f"cgroup v2 memory.max and a {watch}"
     else:
         memory = f"{watch} (no cgroup: {cgroup_note or facts.get('cgroup', 'not joined')})"
-    sizes = f"{_size(limits.output_bytes)} in {limits.max_files:,} files"
+    sizes = f"{size_text(limits.output_bytes)} in {limits.max_files:,} files"
     if tmpfs:
         output = f"hard (its work directory is its own tmpfs of {sizes}: the kernel refuses more)"
     else:
         why = (facts.get("output") or {}).get("reason") or (ns.reason if not ns.mount else "") or (
             "the file system is not isolated" if started else "the sandbox did not start")
         output = (f"watched only ({why}): the work directory is measured every {OUTPUT_POLL_S:g} s, "
-                  f"a fast writer gets past {sizes} before it is seen; one file at most {_size(limits.output_bytes)} (RLIMIT_FSIZE)")
+                  f"a fast writer gets past {sizes} before it is seen; one file at most {size_text(limits.output_bytes)} (RLIMIT_FSIZE)")
     return Isolation(network, processes, filesystem, privileges, memory, output)
 
 
 # ---- reading the child's output as plain data ----------------------------------------------------------------------
-def _read_output(root: Path, parts: Sequence[str], limit: int) -> bytes:
+def read_output(root: Path, parts: Sequence[str], limit: int) -> bytes:
     """A regular file under `root`, without following links at any level, refused when larger than `limit`."""
     flags = os.O_RDONLY | os.O_NOFOLLOW
     try:
         fd = os.open(root, flags | os.O_DIRECTORY)
     except OSError as exc:
-        raise _Invalid(f"no output directory ({exc.strerror})") from None
+        raise OutputRefused(f"no output directory ({exc.strerror})") from None
     name = "/".join(parts)
     try:
         for part in parts[:-1]:
@@ -829,169 +674,22 @@ def _read_output(root: Path, parts: Sequence[str], limit: int) -> bytes:
             fd = nxt
         file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
     except OSError as exc:
-        raise _Invalid(f"{name}: {exc.strerror}") from None
+        raise OutputRefused(f"{name}: {exc.strerror}") from None
     finally:
         os.close(fd)
     try:
         st = os.fstat(file_fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _Invalid(f"{name} is not a regular file")
+            raise OutputRefused(f"{name} is not a regular file")
         if st.st_size > limit:
-            raise _Invalid(f"{name} holds {_size(st.st_size)}; at most {_size(limit)} is read")
+            raise OutputRefused(f"{name} holds {size_text(st.st_size)}; at most {size_text(limit)} is read")
         with os.fdopen(file_fd, "rb", closefd=False) as f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise _Invalid(f"{name} holds more than {_size(limit)}")
+            raise OutputRefused(f"{name} holds more than {size_text(limit)}")
         return data
     finally:
         os.close(file_fd)
-
-
-class _Budget:
-    """Bytes the parent still agrees to read from the child's output (at most its output limit in all)."""
-
-    def __init__(self, root: Path, total: int):
-        self.root, self.left = root, total
-
-    def read(self, *parts: str, limit: int | None = None) -> bytes:
-        data = _read_output(self.root, parts, min(self.left, limit or self.left))
-        self.left -= len(data)
-        return data
-
-
-def _json(data: bytes) -> Any:
-    def refuse(constant: str) -> Any:
-        raise _Invalid(f"the output holds {constant}; only finite numbers are allowed")
-
-    try:
-        return json.loads(data, parse_constant=refuse)
-    except ValueError as exc:
-        raise _Invalid(f"the output is not valid JSON ({exc})") from None
-
-
-def _check(cond: bool, what: str) -> None:
-    if not cond:
-        raise _Invalid(f"result.json: {what}")
-
-
-def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
-    _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= minimum,
-           f"{what} = {str(value)[:40]} is not a finite number >= {minimum:g}")
-    return float(value)
-
-
-def _count(value: Any, what: str) -> int:
-    _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"{what} = {str(value)[:40]} is not an integer >= 0")
-    return int(value)
-
-
-def _collect(out: Path, scenario: Scenario, scheduler: str, ref: str, trusted: dict | None, params: Any, seeds: list[int],
-             episodes: int, train_episodes: int | None, checkpoint: Checkpoint | None, keep_traces: bool, limits: Limits) -> RunResult:
-    """Build the RunResult from the child's plain output, recomputing every metric from its actions."""
-    budget = _Budget(out, int(limits.output_bytes))
-    report = _json(budget.read("result.json", limit=RESULT_JSON_BYTES))
-    _check(isinstance(report, dict), "not an object")
-    learns = trusted["learns"] if trusted else report.get("learns")
-    _check(isinstance(learns, bool), "learns is not true or false")
-    if trusted:
-        facts = dict(trusted, scheduler=scheduler)
-    else:
-        facts = {k: report.get(k) for k in ("scheduler", "scheduler_class", "scheduler_params", "batch_unit")}
-        _check(isinstance(facts["scheduler"], str) and 0 < len(facts["scheduler"]) <= 200, "scheduler is not a name")
-        _check(facts["scheduler"] not in BUILTINS, f"scheduler claims the built-in name '{facts['scheduler']}'")
-        _check(isinstance(facts["scheduler_class"], str) and len(facts["scheduler_class"]) <= 300, "scheduler_class is not text")
-        _check(isinstance(facts["scheduler_params"], dict), "scheduler_params is not an object")
-        _check(facts["batch_unit"] in ("bs", "slot"), "batch_unit is not 'bs' or 'slot'")
-        if facts["scheduler"] == ref:
-            facts["scheduler"] = scheduler  # the label of a file reference is the reference as the user gave it
-    if not learns:
-        n_train = 0
-    elif checkpoint is not None:
-        n_train = checkpoint.train_episodes or 0
-    else:
-        n_train = scenario.protocol.train_episodes if train_episodes is None else int(train_episodes)
-    asked = 0 if checkpoint is not None else n_train  # from a checkpoint the child trains nothing
-    _check(report.get("train_episodes") == asked, f"train_episodes = {str(report.get('train_episodes'))[:20]}; the run asked for {asked}")
-    per_seed = report.get("per_seed")
-    _check(isinstance(per_seed, list) and [p.get("seed") if isinstance(p, dict) else None for p in per_seed] == seeds,
-           f"per_seed does not list the seeds {seeds} in order")
-
-    states: dict[int, Any] = {}
-    if learns:
-        try:
-            os.lstat(out / "checkpoint.pt")
-            raw = budget.read("checkpoint.pt")
-        except FileNotFoundError:  # a learner whose state_dict is empty saves none
-            raw = None
-        if raw is None and trusted:
-            raise _Invalid(f"no checkpoint.pt: the built-in learner '{scheduler}' always has a state")
-        if raw is not None:
-            import torch
-
-            try:
-                loaded = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is refused in one line
-                raise _Invalid(f"checkpoint.pt is not a checkpoint of plain tensors ({type(exc).__name__}: {_one_line(str(exc))[:200]})") from None
-            _check(isinstance(loaded, dict) and all(isinstance(k, int) and k in seeds and isinstance(v, dict) for k, v in loaded.items())
-                   and (not trusted or sorted(loaded) == sorted(seeds)), "checkpoint.pt does not map this run's seeds to states")
-            states = loaded
-
-    result = RunResult(scenario=scenario, scheduler=facts["scheduler"], scheduler_ref=scheduler, scheduler_class=facts["scheduler_class"],
-                       scheduler_params=facts["scheduler_params"], learns=learns, batch_unit=facts["batch_unit"], seeds=list(seeds),
-                       episodes=episodes, train_episodes=n_train)
-    result.wall_s = _number(report.get("wall_s"), "wall_s")
-    for seed, reported in zip(seeds, per_seed):
-        timings = reported.get("decision_us_per_task")
-        _check(isinstance(timings, list) and len(timings) == episodes, f"seed {seed}: decision_us_per_task does not have {episodes} values")
-        training, stats, train_s = _training(reported, seed, n_train if checkpoint is None else 0)
-        if checkpoint is not None and learns and seed in checkpoint.training:  # as the runner does: how the policy was trained
-            trained = checkpoint.training[seed]
-            training = [dict(r) for r in trained.get("rows", [])]
-            stats = dict(trained.get("stats", stats))
-            train_s = float(sum(r.get("wall_s", 0.0) for r in training))
-        system = System.build(scenario, seed)
-        env = system.env()
-        rows, actions, traces = [], [], [] if keep_traces else None
-        for e in range(episodes):
-            a = _actions(budget, seed, e)
-            trace = env.evaluate(system.workload(e), a, who=f"the sandboxed scheduler's actions (seed {seed}, episode {e})")
-            row = {"seed": seed, "episode": e, **episode_metrics(trace)}
-            row["decision_us_per_task"] = _number(timings[e], f"seed {seed} decision_us_per_task[{e}]")
-            rows.append(row)
-            actions.append(trace.actions)
-            if traces is not None:
-                traces.append(trace)
-        result.per_seed.append(SeedResult(seed, rows, actions, traces, training, train_s, _number(reported.get("eval_s"), "eval_s"),
-                                          states.get(seed), stats))
-    if checkpoint is not None and learns:
-        result.checkpoint_info = {"source": checkpoint.source, "sha256": checkpoint.sha256, "train_episodes": checkpoint.train_episodes}
-    return result
-
-
-def _training(reported: dict, seed: int, n_train: int) -> tuple[list[dict[str, Any]], dict[str, float], float]:
-    rows = reported.get("training")
-    _check(isinstance(rows, list) and len(rows) == n_train, f"seed {seed}: {n_train} training rows expected")
-    clean = []
-    for i, r in enumerate(rows):
-        _check(isinstance(r, dict) and set(r) == {"seed", "episode", "mean_delay_s", "wall_s"} and r["seed"] == seed and r["episode"] == i,
-               f"seed {seed}: training row {i} is not {{seed, episode, mean_delay_s, wall_s}} in order")
-        clean.append({"seed": seed, "episode": i, "mean_delay_s": _number(r["mean_delay_s"], "mean_delay_s"), "wall_s": _number(r["wall_s"], "wall_s")})
-    stats = reported.get("stats")
-    _check(isinstance(stats, dict) and len(stats) <= 32 and all(isinstance(k, str) and len(k) <= 64 for k in stats), f"seed {seed}: stats is not a small object")
-    clean_stats = {k: (v if isinstance(v, int) and not isinstance(v, bool) else _number(v, f"stats {k}", minimum=-math.inf)) for k, v in stats.items()}
-    return clean, clean_stats, _number(reported.get("train_s"), "train_s")
-
-
-def _actions(budget: _Budget, seed: int, episode: int) -> np.ndarray:
-    name = f"{seed}-{episode}.npy"
-    data = budget.read("actions", name)
-    try:
-        a = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise _Invalid(f"actions/{name} is not a plain .npy array ({_one_line(str(exc))[:120]})") from None
-    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu":
-        raise _Invalid(f"actions/{name} is not a 1-d integer array")
-    return a.astype(np.int64, copy=False)
 
 
 # ---- small helpers ------------------------------------------------------------------------------------------------
@@ -1019,17 +717,8 @@ def _remove_tree(path: Path) -> None:
         subprocess.run(["rm", "-rf", "--", str(path)], check=False, capture_output=True)
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
     return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB"
-
-
-def _one_line(text: str) -> str:
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return _one_line(lines[-1])[:300] if lines else ""
 
 
 def _signal_name(sig: int) -> str:
@@ -1037,6 +726,3 @@ def _signal_name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return str(sig)
-
-
-__all__ = ["REPORTED", "Isolation", "Limits", "Namespaces", "SandboxOutcome", "Usage", "cgroup_base", "check_sandboxed", "namespaces", "run_sandboxed"]

@@ -1,5 +1,5 @@
 """The regression gate: `bench check` runs a fixed, fast set of cells and compares their delay metrics
-with a committed baseline (`bench/experiments/regression_baseline.json`); `bench check --update` rewrites it.
+with a committed baseline (`bench/experiments/campaigns/regression_baseline.json`); `bench check --update` rewrites it.
 
 Rules (docs/regression.md), both two-sided: a change either way fails, because a bug can lower delays too
 (a dropped wait term), and a deliberate change of behaviour is recorded with `--update`.
@@ -13,7 +13,7 @@ Rules (docs/regression.md), both two-sided: a change either way fails, because a
   FAMILY_ALPHA per run. Under "no change", another machine's per-seed results are another draw of the same
   distribution: the differences are symmetric around 0, where the t-test holds its level (tests check it
   on simulated noise). Power (the smallest change caught 90% of the time): `python -m
-  bench.experiments.gate_power`.
+  bench.experiments.campaigns.gate_power`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from scipy import stats
 
 import bench
 from bench.core.errors import BenchError
+from bench.core.io import staged
 
 GATED_METRICS = ("mean_delay_s", "p95_delay_s", "p99_delay_s")
 FLOAT_TOLERANCE = 1e-9  # heuristics: relative change counted as float rounding, not behaviour
@@ -107,7 +108,7 @@ class GateReport:
 
 def _run_seed(scenario: str, scheduler: str, params: tuple[str, ...], seed: int, episodes: int, train_episodes: int | None) -> dict[str, float]:
     """One seed of one cell (in a worker): the gated metrics, each averaged over the evaluation episodes."""
-    from bench.experiments.runner import run
+    from bench.experiments.runs.runner import run
     from bench.scenarios import load_scenario
 
     result = run(load_scenario(scenario, ()), scheduler, params=list(params), seeds=[seed], episodes=episodes, train_episodes=train_episodes)
@@ -273,6 +274,6 @@ def write_baseline(path: Path, measured: dict[str, dict[str, Any]], cells: list[
         "cells": {c.key: {**measured[c.key], **cell_definition(c)} for c in cells},
         "noise": noise,
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps(data, indent=1) + "\n"
+    with staged(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

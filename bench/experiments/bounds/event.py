@@ -20,7 +20,6 @@ where extra = upload + download (paper) or download (physical: the upload is ins
   server as the workers stand, and the single-machine relaxation of the later requests on the workers free by then),
   with the proven gap when the time runs out; stateless cost models, up to MAX_EXACT_TASKS requests.
 - `solve_milp`: the same optimum from a MILP solved by HiGHS (scipy.optimize.milp): slower, an independent check.
-- `brute_force`: every assignment enumerated with the engine's rule (tests only).
 
 Stateful cost models (cold starts) are not solved exactly; their lower bound uses warm compute times plus the load
 of each model's first request (`first_loads`), which no charged compute time undercuts, so it stays valid.
@@ -29,8 +28,6 @@ of each model's first request (`first_loads`), which no charged compute time und
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import time
 from dataclasses import dataclass
 
@@ -39,9 +36,10 @@ from numba import njit
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from bench.core import fifo
 from bench.engine.costs import CostModel
 from bench.engine.events import EventEnv
-from bench.experiments.bound_slotted import OPTIMAL_GAP, ExactResult, LowerBound
+from bench.experiments.bounds.slotted import OPTIMAL_GAP, ExactResult, LowerBound
 from tasks.workload import Workload
 
 MAX_EXACT_TASKS = 40  # requests above which no exact solve is tried (docs/bounds.md: what is proven in seconds)
@@ -352,10 +350,7 @@ def _expand(d, free, cost, ready, compute, extra, arrival, allowed, fmin, best1,
     n, b = compute.shape
     g = free.shape[2]
     for a in range(b):
-        fmin[a] = free[d, a, 0]
-        for w in range(1, g):
-            if free[d, a, w] < fmin[a]:
-                fmin[a] = free[d, a, w]
+        fmin[a] = fifo.earliest_free(free[d], a)
     for k in range(d + 1, n):
         b1, b2, i1 = np.inf, np.inf, -1
         for a in range(b):
@@ -373,10 +368,7 @@ def _expand(d, free, cost, ready, compute, extra, arrival, allowed, fmin, best1,
     for a in range(b):
         if not allowed[d, a]:
             continue
-        w = 0
-        for k in range(1, g):
-            if free[d, a, k] < free[d, a, w]:
-                w = k
+        w = fifo.earliest_worker(free[d], a)
         old = free[d, a, w]
         s = ready[d, a] if ready[d, a] > old else old
         bound = cost[d] + extra[d, a] + s + compute[d, a] - arrival[d]
@@ -510,8 +502,8 @@ def _search(ready, compute, extra, arrival, allowed, budget, free, cost, child_s
     or `budget` levels were expanded. Level d holds the workers' free times before request d (free[d]), the delay
     so far (cost[d]) and d's children sorted by bound (`_expand`); state = [depth, incumbent total delay, finished].
 
-    A child places request d by the engine's rule (the earliest-free worker, FIFO: start = max(ready, that worker's
-    free time)). Children whose bound reaches the incumbent (less PRUNE_RTOL) are never entered."""
+    A child places request d by the engine's rule, bench.core.fifo (the earliest-free worker, FIFO: start =
+    max(ready, that worker's free time)). Children whose bound reaches the incumbent (less PRUNE_RTOL) are never entered."""
     n, b = compute.shape
     g = free.shape[2]
     d = int(state[0])
@@ -540,12 +532,7 @@ def _search(ready, compute, extra, arrival, allowed, budget, free, cost, child_s
         for x in range(b):
             for y in range(g):
                 free[d + 1, x, y] = free[d, x, y]
-        w = 0
-        for k in range(1, g):
-            if free[d, a, k] < free[d, a, w]:
-                w = k
-        s = ready[d, a] if ready[d, a] > free[d, a, w] else free[d, a, w]
-        free[d + 1, a, w] = s + compute[d, a]
+        s, _ = fifo.serve(free[d + 1], a, ready[d, a], compute[d, a])
         cost[d + 1] = cost[d] + extra[d, a] + s + compute[d, a] - arrival[d]
         act[d] = a
         if d + 1 == n:
@@ -747,47 +734,3 @@ def solve_milp(inst: EventInstance, time_limit_s: float = 30.0) -> ExactResult:
     gap = None if dual_s is None else max(0.0, (objective - dual_s) / objective) if objective > 0 else 0.0
     return ExactResult("optimal" if proven else "time-limit", objective, dual_s, gap, actions, (float(res.fun) + constant) / n,
                        seconds, "" if proven else str(res.message))
-
-
-# ---- brute force (tests) ---------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
-def _all_assignments(grid, arrival, ready, compute, extra, gpus, out):  # pragma: no cover - compiled
-    """Total delay of every assignment (rows of grid) by the engine's rule: earliest-free worker, FIFO."""
-    n_servers, g = compute.shape[1], gpus.max()
-    free = np.empty((n_servers, g))
-    for r in range(grid.shape[0]):
-        for a in range(n_servers):
-            for w in range(g):
-                free[a, w] = 0.0 if w < gpus[a] else np.inf
-        total = 0.0
-        for j in range(grid.shape[1]):
-            a = grid[r, j]
-            w = 0
-            for k in range(1, g):
-                if free[a, k] < free[a, w]:
-                    w = k
-            s = max(ready[j, a], free[a, w])
-            free[a, w] = s + compute[j, a]
-            total += extra[j, a] + s + compute[j, a] - arrival[j]
-        out[r] = total
-
-
-def brute_force(inst: EventInstance, max_assignments: int = 2_000_000) -> tuple[float, np.ndarray]:
-    """(min mean delay, one best assignment) over every allowed assignment."""
-    n = inst.n_tasks
-    choices = [np.flatnonzero(inst.allowed[i]) for i in range(n)]
-    total = math.prod(len(ch) for ch in choices)
-    if total > max_assignments:
-        raise ValueError(f"{total} assignments is too many to enumerate (at most {max_assignments})")
-    grid = np.array(list(itertools.product(*choices)), dtype=np.int64).reshape(total, n)
-    out = assignment_delays(inst, grid)
-    best = int(np.argmin(out))
-    return float(out[best]), grid[best]
-
-
-def assignment_delays(inst: EventInstance, grid: np.ndarray) -> np.ndarray:
-    """Mean delay of each assignment (a row of grid, one server per request) by the engine's rule."""
-    out = np.empty(grid.shape[0])
-    _all_assignments(np.ascontiguousarray(grid, dtype=np.int64), inst.arrival, np.ascontiguousarray(inst.ready), inst.compute,
-                     inst.extra, inst.gpus, out)
-    return out / max(inst.n_tasks, 1)

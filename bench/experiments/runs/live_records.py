@@ -133,8 +133,8 @@ def check_records(frame: pl.DataFrame, tolerance_s: float = 1e-6) -> list[str]:
 def replay_live(bundle: Any) -> list[str]:
     """Recompute a live bundle's delays and metrics from its recorded timestamps (tasks.parquet) and compare them with
     its stored delay columns, episodes.parquet and summary.json, exactly; check the records themselves
-    (`check_records`) and that actions.parquet holds their servers. `bundle` is a bench.experiments.bundles.Bundle. Returns the mismatches (empty: it replays)."""
-    from bench.experiments.summary import summarize
+    (`check_records`) and that actions.parquet holds their servers. `bundle` is a bench.experiments.runs.bundles.Bundle. Returns the mismatches (empty: it replays)."""
+    from bench.experiments.runs.summary import summarize
 
     m = bundle.manifest
     if m.get("mode") != "live":

@@ -21,8 +21,8 @@ import polars as pl
 
 from bench.core.errors import BenchError
 from bench.engine.metrics import EPISODE_METRICS
-from bench.experiments.summary import episodes_independent, pairing, t_interval
-from bench.experiments.bundles import Bundle
+from bench.experiments.runs.summary import episodes_independent, pairing, t_interval
+from bench.experiments.runs.bundles import Bundle
 
 
 @dataclass

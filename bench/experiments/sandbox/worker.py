@@ -1,6 +1,6 @@
-"""The child side of the sandbox (bench.experiments.sandbox): run one scheduler from plain inputs, write plain outputs.
+"""The child side of the sandbox (bench.experiments.sandbox.run): run one scheduler from plain inputs, write plain outputs.
 
-Started by the sandbox as `python -P -B -m bench.experiments.sandbox_worker WORKDIR`, never by hand. It is two
+Started by the sandbox as `python -P -B -m bench.experiments.sandbox.worker WORKDIR`, never by hand. It is two
 processes:
 
 - the init (trusted code, standard library only, before any scheduler code exists in the process): reads
@@ -11,12 +11,12 @@ processes:
   tmpfs; then forks the worker and reports, on the same pipe, how the worker ended. In a pid namespace the init
   is process 1, so when it exits the kernel kills everything the scheduler started.
 - the worker (holds no status pipe): imports the suite, then the scheduler (from here on the process is
-  untrusted), runs bench.experiments.runner.run and writes into WORKDIR/rw/out: one .npy of actions per
+  untrusted), runs bench.experiments.runs.runner.run and writes into WORKDIR/rw/out: one .npy of actions per
   (seed, evaluation episode), result.json (what cannot be recomputed: timings, learning curves, counters),
   checkpoint.pt (learners: torch.save of plain tensors), or error.json with a one-line reason.
 
 The parent trusts none of the worker's files: it reads them as plain data with size limits and recomputes every
-metric from the actions (bench.experiments.sandbox).
+metric from the actions (bench.experiments.sandbox.run).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _own_tmpfs(rw: Path, size: int, files: int) -> dict:
     """A tmpfs of exactly the output limit on `rw`: the kernel refuses every byte and file past it (ENOSPC).
 
     It exists only in this mount namespace; the parent reads it through a descriptor it opens before the worker
-    starts (bench.experiments.sandbox), which keeps it alive after the namespace is gone."""
+    starts (bench.experiments.sandbox.run), which keeps it alive after the namespace is gone."""
     options = f"size={size},nr_inodes={files + 1},mode=0700".encode()  # +1: the root directory is an inode
     flags = MS_NOSUID | MS_NODEV
     if _libc().mount(b"tmpfs", str(rw).encode(), b"tmpfs", flags, options) != 0:
@@ -334,7 +334,8 @@ def _run(task: dict, work: Path, out: Path, progress_fd: int) -> None:
     import numpy as np
 
     from bench.core.errors import BenchError
-    from bench.experiments.runner import Checkpoint, run
+    from bench.experiments.runs.checkpoint import Checkpoint
+    from bench.experiments.runs.runner import run
     from bench.scenarios import scenario_from_dict
     from schedulers.registry import label, resolve
 
@@ -383,7 +384,7 @@ def _check(task: dict, out: Path) -> None:
     """The conformance checks (they catch the scheduler's exceptions themselves, so its hooks are not wrapped)."""
     from dataclasses import asdict
 
-    from bench.experiments.conformance import check
+    from bench.experiments.runs.conformance import check
 
     sys.path.extend(task.get("sys_path", []))
     checks = check(task["scheduler"], task["params"], episodes=task["episodes"])
@@ -391,9 +392,10 @@ def _check(task: dict, out: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    from bench.core.io import staged
+
+    with staged(path) as tmp:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
 
 
 if __name__ == "__main__":

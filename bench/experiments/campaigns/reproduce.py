@@ -1,6 +1,6 @@
 """Reproduce the paper's comparison: every learner and the classical baselines on `paper`, several seeds.
 
-`bench reproduce-paper --seeds 3 --out runs/paper` is a sweep (bench.experiments.sweep) of one cell per (scheduler,
+`bench reproduce-paper --seeds 3 --out runs/paper` is a sweep (bench.experiments.campaigns.sweep) of one cell per (scheduler,
 seed), each written as its own bundle `OUT/paper/base/<scheduler>/seed-<s>/` (a finished cell is kept
 when the command is run again), in `--jobs` worker processes, then writes
 
@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from bench.experiments.summary import summarize_bundles
-from bench.experiments.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
+from bench.experiments.runs.summary import summarize_bundles
+from bench.experiments.campaigns.sweep import LocalExecutor, SweepSpec, is_complete, run_sweep
 
 # the paper's reported values after convergence (docs/paper.md): delay range and episodes to converge
 PAPER = {"lad-ts": ("7.6-7.9", "~60"), "d2sac-ts": ("8.3-8.8", "~150"), "sac-ts": ("8.7-9.0", "~200"), "dqn-ts": ("9.4-9.6", "~300"), "opt-ts": ("7.4-7.5", "-")}
@@ -44,7 +44,7 @@ def run_all(spec: SweepSpec, out: Path, jobs: int, progress: Callable[[str], Non
 
 def collect(spec: SweepSpec, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(comparison table, learning curves) from the cells' bundles."""
-    from bench.experiments.bundles import read_bundle
+    from bench.experiments.runs.bundles import read_bundle
 
     rows, curves = [], []
     for name, _ in spec.schedulers:

@@ -19,7 +19,6 @@ Three things are computed from the engine's own cost tables:
 - `solve_exact`: the optimum from a MILP solved by HiGHS (scipy.optimize.milp), and the solver's gap: each
   server's tasks in a slot are a path in a sequence graph (within-slot delays linear in the flow), and the backlog
   they pay is linearised exactly over indicators of the task counts, without big-M constants (`build_milp`).
-- `brute_force`: every assignment enumerated (tests only; a few tasks and servers).
 
 Stateful cost models (cold starts) are not solved exactly; their lower bound uses warm compute times,
 which no charged compute time undercuts, so it stays valid.
@@ -28,8 +27,6 @@ which no charged compute time undercuts, so it stays valid.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
 import os
 import sys
 import time
@@ -474,30 +471,6 @@ def _quiet_stdout():
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-
-
-# ---- brute force (tests) ---------------------------------------------------------------------------
-def brute_force(inst: SlottedInstance, max_assignments: int = 2_000_000) -> tuple[float, np.ndarray]:
-    """(min mean delay, one best assignment) over every allowed assignment, vectorised over assignments."""
-    n, b = inst.n_tasks, inst.n_servers
-    choices = [np.flatnonzero(inst.allowed[i]) for i in range(n)]
-    total = math.prod(len(ch) for ch in choices)
-    if total > max_assignments:
-        raise ValueError(f"{total} assignments is too many to enumerate (at most {max_assignments})")
-    grid = np.array(list(itertools.product(*choices)), dtype=np.int64).reshape(total, n)
-    rows = np.arange(total)
-    backlog = np.zeros((total, b))
-    delay = np.zeros(total)
-    offsets = inst.workload.slot_offsets
-    for t in range(inst.n_slots):
-        placed = np.zeros((total, b))
-        for i in range(int(offsets[t]), int(offsets[t + 1])):
-            a = grid[:, i]
-            delay += inst.service[i, a] + (backlog[rows, a] + placed[rows, a])
-            placed[rows, a] += inst.compute[i, a]
-        backlog = np.maximum(backlog + placed - inst.slot_s, 0.0)
-    best = int(np.argmin(delay))
-    return float(delay[best] / n), grid[best]
 
 
 def exact_status_dict(r: ExactResult) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""The site's model: what it knows of one entry and of one scenario's ranked entries. The builder (site.py) fills
+it from validated bundles; the pages (pages.py) and charts read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leaderboard import charts
+from leaderboard.charts import Style
+from leaderboard.ranking import Comparison, Over, Rank
+from leaderboard.validate import Validation
+
+GREEDY_REFERENCE = "opt-ts"
+GREEDY_NOTE = "a greedy full-information rule"
+
+
+@dataclass
+class Entry:
+    """A valid submission and the figures the site shows about it."""
+
+    id: str
+    label: str
+    validation: Validation
+    scenario: str
+    scheduler: str
+    learns: bool
+    over: Over  # what its interval and its comparisons are over
+    mean: float
+    ci: tuple[float, float] | None
+    p95: float
+    p99: float
+    slowdown: float | None
+    slo: float | None
+    parts: dict[str, float]
+    decision_us: float | None
+    cpus: tuple[str, ...]  # CPU models its decision times were measured on
+    converged: float | None
+    train_episodes: int
+    curve: tuple[np.ndarray, np.ndarray] | None
+    quantiles: np.ndarray | None
+    verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
+    bound: float | None = None  # lower bound on the mean delay over this entry's own episodes (a bounds file, bench bound)
+    rank: Rank | None = None
+    on_front: bool = False
+    decision_vs_fastest: float | None = None
+
+    @property
+    def result(self):
+        return self.validation.result
+
+    @property
+    def gap(self) -> float | None:
+        """(mean - lower bound) / lower bound over the same episodes: how far above optimal the entry is at most."""
+        return (self.mean - self.bound) / self.bound if self.bound else None
+
+
+
+@dataclass
+class ScenarioView:
+    """One scenario's ranked entries and everything shown about them."""
+
+    name: str
+    description: str
+    entries: list["Entry"]  # ordered by mean delay; comparison indices refer to this order
+    comparisons: list[Comparison]
+    independent: bool
+    styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
+
+    def swatch(self, e: "Entry") -> str:
+        return self.styles[self.entries.index(e)].swatch() if self.styles else ""
+
+    def style(self, e: "Entry") -> Style:
+        return self.styles[self.entries.index(e)] if self.styles else charts.styles(self.entries.index(e) + 1)[-1]
+
+    @property
+    def reference(self) -> "Entry | None":
+        return next((e for e in self.entries if e.scheduler == GREEDY_REFERENCE), None)
+
+    @property
+    def has_bound(self) -> bool:
+        return any(e.bound is not None for e in self.entries)
+
+    @property
+    def has_slo(self) -> bool:
+        return any(e.slo is not None for e in self.entries)
+
+    @property
+    def tested(self) -> int:
+        return sum(c.error is None for c in self.comparisons)
+
+    @property
+    def errors(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.error is not None]
