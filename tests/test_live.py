@@ -181,6 +181,54 @@ def test_an_address_nobody_listens_on_fails_at_once():
     assert not ray.is_initialized()  # refused by a connection check, before Ray tried to join
 
 
+def test_listening_addresses_are_read_and_judged_right():
+    """/proc/net/tcp{,6} print addresses as hex 32-bit words in the machine's byte order; "::" and "0.0.0.0" are
+    every interface, "::ffff:127.0.0.1" (IPv4 on a dual-stack socket) is loopback."""
+    if sys.byteorder != "little":
+        pytest.skip("the hex below is a little-endian machine's")
+    assert live_cluster._proc_address("0100007F") == "127.0.0.1"
+    assert live_cluster._proc_address("0000000000000000FFFF00000100007F") == "::ffff:7f00:1"
+    assert live_cluster._proc_address("00000000000000000000000001000000") == "::1"
+    assert [live_cluster.is_loopback(a) for a in ("127.0.0.1", "::1", "::ffff:7f00:1", "0.0.0.0", "::", "203.0.113.7", "::ffff:cb00:7107")] == [
+        True, True, True, False, False, False, False]
+    # a socket this process listens on is found with its address
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert ("127.0.0.1", s.getsockname()[1]) in live_cluster.listening_sockets([os.getpid()])
+
+
+def test_the_watchdog_kills_and_removes_what_is_under_the_cluster_directory(tmp_path):
+    """At end of file on its pipe (the driver closed it, or died of any signal), the watchdog kills every process
+    that names the cluster's directory or holds a file below it, and removes the directory and what it was told of;
+    the driver and other processes are left alone. (The real driver's death: test_the_cluster_dies_with_its_driver.)"""
+    root = tmp_path / "aigc-ray-test"
+    root.mkdir()
+    work = tmp_path / "aigc-live-0000-s0-x"
+    work.mkdir()
+    sleep = "import os, sys, time; f = open(os.environ['HOLD'], 'w') if os.environ.get('HOLD') else None; time.sleep(600)"
+    named = subprocess.Popen([sys.executable, "-c", sleep, str(root)])  # names the directory (Ray's services)
+    holder = subprocess.Popen([sys.executable, "-c", sleep], env={**os.environ, "HOLD": str(root / "log")})  # holds a log (its workers)
+    other = subprocess.Popen([sys.executable, "-c", sleep])
+    try:
+        while not (root / "log").exists():  # the holder opened its file
+            time.sleep(0.05)
+        dog = live_cluster.Watchdog(str(root))
+        dog.remove_later(str(tmp_path / "aigc-live-0000-s*"))
+        assert dog.proc.poll() is None  # it waits while the driver lives
+        dog.close(timeout_s=120)
+        assert dog.proc.returncode == 0
+        assert named.wait(timeout=120) == -signal.SIGKILL and holder.wait(timeout=120) == -signal.SIGKILL
+        assert other.poll() is None and not root.exists() and not work.exists()
+    finally:
+        for p in (named, holder, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 # ---- on Ray ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -193,20 +241,50 @@ def ray_cluster():
         yield c
         c.record_processes()
         assert c.processes, "the fixture did not see Ray's processes"
+        root = c.temp_root
     procs, ports = c.leftovers()
     assert procs == [] and ports == set(), f"left running: {procs}, still listening: {ports}"
-    assert RUN_IDS, "no run of the module said its run id"
+    assert [s for s in c.sockets if not live_cluster.is_loopback(s[0])] == []  # the servers' too, all module long
+    assert root and not os.path.exists(root)  # Ray's session (logs, sockets) removed with the instance
+    assert RUN_IDS or not WATCHED, "no run of the module said its run id"  # (a -k selection may run none)
     # this module's runs only: another job on the machine (a second CI) may have live servers of its own in /tmp
     assert not [d for rid in RUN_IDS for d in Path(tempfile.gettempdir()).glob(f"aigc-live-{rid}-*")]
 
 
+@pytest.mark.slow
+def test_a_local_cluster_listens_on_this_machine_only(ray_cluster):
+    """Every process of a local cluster started as `bench live` starts it listens on 127.0.0.1 only: Ray's
+    services, its agents and its workers. Before, gcs_server, the raylet and every worker listened on all interfaces
+    ("::") and the runtime-env agent on the machine's address."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def pid(self) -> int:
+            return os.getpid()
+
+    probe = Probe.remote()
+    try:
+        worker = ray.get(probe.pid.remote())
+        ray_cluster.record_processes()
+        assert worker in ray_cluster.processes
+        held = {pid: live_cluster.listening_sockets([pid]) for pid in live_cluster.alive(ray_cluster.processes)}
+    finally:
+        ray.kill(probe)
+    listening = {pid: socks for pid, socks in held.items() if socks}
+    assert held[worker] and len(listening) >= 3, listening  # gcs_server, the raylet, the runtime-env agent, workers
+    assert {pid: s for pid, socks in listening.items() for s in socks if not live_cluster.is_loopback(s[0])} == {}
+
+
 RUN_IDS: set[str] = set()  # the run ids of this module's live runs (their servers' work directories carry them)
+WATCHED: list[object] = []  # the module's live runs on the shared cluster (each watched by `_watch`)
 RUN_ID = re.compile(r"model servers on Ray, run ([0-9a-f]{8})")
 
 
 def _watch(cluster):
     """A progress callback that records the shared cluster's processes (the servers included) as a run starts its
     replay, so the fixture's final check covers the servers' processes too, and the run's id."""
+    WATCHED.append(cluster)
     def say(message: str) -> None:
         RUN_IDS.update(RUN_ID.findall(message))
         if message.startswith("replaying"):
@@ -344,29 +422,77 @@ def test_a_killed_server_loses_no_request(ray_cluster):
     assert check_records(f, float(max(result.clock["uncertainty_s"])) + 1e-6) == []
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_every_process_and_port(tmp_path):
-    """`bench live` interrupted while its servers start: exit 130, its Ray instance and servers gone, ports free."""
-    import tempfile
+RAY_DIR = re.compile(r"(/[^\s=]*?aigc-ray-[A-Za-z0-9_]+)")  # a local cluster's own directory (Ray's _temp_dir)
 
+
+def _start_bench_live(tmp_path):
+    """`bench live` on the smallest scenario in its own session, watched until its servers are being created.
+    Returns the process, every process of its cluster seen ({pid: start}: the driver's descendants and the processes
+    naming the cluster's directory), the (address, port) they listened on, and that directory."""
     code = "import typer; from bench.cli.live import live; typer.run(live)"
     proc = subprocess.Popen([sys.executable, "-c", code, "--scheduler", "opt-ts", "--scenario", str(SCENARIO), "--no-save"],
                             cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     seen: dict[int, int] = {}
-    ports: set[int] = set()
+    sockets: set[tuple[str, int]] = set()
+    root = None
+
+    def look() -> dict[int, int]:
+        nonlocal root
+        now = live_cluster.descendants(proc.pid)
+        for pid in now:
+            root = root or next(iter(RAY_DIR.findall(_cmdline(pid))), None)
+        if root:
+            now.update(_naming(root))
+        seen.update(now)
+        sockets.update(live_cluster.listening_sockets(now))
+        return now
+
     deadline = time.monotonic() + 600  # a guard against a hang; the loop ends on what it waits for
     try:
         while time.monotonic() < deadline:  # watch what it starts until its servers are being created
-            now = live_cluster.descendants(proc.pid)
-            seen.update(now)
-            ports |= live_cluster.listening_ports(now)
-            if any("ModelServer" in _cmdline(p) for p in now) and ports and len(seen) >= 3:  # what the checks below need
+            now = look()
+            if any("ModelServer" in _cmdline(p) for p in now) and sockets and len(seen) >= 3:  # what the checks need
                 break
             time.sleep(0.2)
         else:
             pytest.fail("bench live never started its model servers")
-        seen.update(live_cluster.descendants(proc.pid))
-        ports |= live_cluster.listening_ports(seen)
+        look()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    assert root is not None, "no process of the run names its Ray directory"
+    return proc, seen, sockets, root
+
+
+def _naming(text: str) -> dict[int, int]:
+    """{pid: start time} of the processes whose command line contains `text`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and text in _cmdline(int(entry)):
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            found[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[19])
+    return found
+
+
+def _gone(seen: dict[int, int], root: str, run_ids: list[str]) -> list[str]:
+    """What is left of a stopped run: its processes, its Ray directory, its servers' work directories."""
+    import tempfile
+
+    left = [f"process {p}: {_cmdline(p)[:80]}" for p in live_cluster.alive(seen)]
+    left += [root] * os.path.exists(root)
+    return left + [str(d) for rid in run_ids for d in Path(tempfile.gettempdir()).glob(f"aigc-live-{rid}-*")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_port(tmp_path):
+    """`bench live` interrupted while its servers start: exit 130, its Ray instance and servers gone, ports free,
+    and nothing of it listened beyond this machine."""
+    proc, seen, sockets, root = _start_bench_live(tmp_path)
+    try:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -375,11 +501,43 @@ def test_ctrl_c_stops_every_process_and_port(tmp_path):
             proc.wait()
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
+    ports = {port for _, port in sockets}
     assert len(seen) >= 3 and ports, "the run's Ray processes were not seen"
+    assert [s for s in sockets if not live_cluster.is_loopback(s[0])] == []  # bound to 127.0.0.1 only
     assert live_cluster.alive(seen) == [] and not (ports & live_cluster.listening_ports())
     rid = RUN_ID.findall(stderr)
     assert len(rid) == 1, stderr[-2000:]
-    assert not list(Path(tempfile.gettempdir()).glob(f"aigc-live-{rid[0]}-*"))  # its servers' model copies removed (not another job's)
+    assert _gone(seen, root, rid) == []  # its servers' model copies and Ray's files removed (not another job's)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_the_cluster_dies_with_its_driver(tmp_path, signum):
+    """`bench live` ended by SIGTERM (to the driver alone: `kill PID`) or SIGKILL (nothing runs in the driver) while
+    its servers start: every process of its cluster ends, its Ray directory and the servers' work directories are
+    removed. Before, Ray's dashboard and runtime-env agents lived on for about a minute, and SIGTERM aborted the
+    driver (Ray's own handler) without its clean stop."""
+    proc, seen, sockets, root = _start_bench_live(tmp_path)
+    try:
+        os.kill(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    rid = RUN_ID.findall(stderr)
+    assert len(rid) == 1, stderr[-2000:]
+    if signum == signal.SIGTERM:  # the clean stop ran
+        assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert len(seen) >= 3, "the run's Ray processes were not seen"
+    deadline = time.monotonic() + 120  # a guard; the loop ends when nothing is left
+    while _gone(seen, root, rid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(seen, root, rid) == []
+    ports = {port for _, port in sockets}
+    assert not (ports & live_cluster.listening_ports())
 
 
 def _cmdline(pid: int) -> str:

@@ -42,7 +42,7 @@ def live(
     profile_s: float = typer.Option(8.0, "--profile-seconds", help="with --compare-sim: how long every server runs profiling requests, all at once, at least (half before the replay, half after; each half goes on until every server finished 2 requests, at most 300 s)"),
     profile_out: Optional[Path] = typer.Option(None, "--profile-out", help="with --compare-sim: keep the measured profiles in this directory"),
     kill_server: Optional[List[str]] = typer.Option(None, "--kill-server", help="fault injection: SERVER@SECONDS kills that server's process that far into the run (repeatable)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port or auto) instead of starting a local one; only this run's actors are stopped"),
+    address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port or auto) instead of starting a local one (which listens on 127.0.0.1 only and dies with this process); only this run's actors are stopped"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="the result bundle's directory (default: a new folder under ./runs/)"),
     no_save: bool = typer.Option(False, "--no-save", help="print the summary only; write no bundle"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle at --out"),
