@@ -16,6 +16,19 @@ GREEDY_REFERENCE = "opt-ts"
 GREEDY_NOTE = "a greedy full-information rule"
 
 
+def is_greedy(e) -> bool:
+    """Whether the entry is shown as the built-in opt-ts (its note): one of the committed results or one that verify
+    re-ran as opt-ts; a submission merely named so is not."""
+    return e.scheduler == GREEDY_REFERENCE and bool(e.committed or e.verified)
+
+
+def is_reference(e) -> bool:
+    """Whether the entry may be the "vs opt-ts" reference: the built-in opt-ts from the committed results with a
+    passing verify record for every bundle. A submission naming itself opt-ts (manifest or submission.toml) never is:
+    it would set every entry's relative delay."""
+    return e.scheduler == GREEDY_REFERENCE and e.committed is True and e.verified is True
+
+
 @dataclass
 class Entry:
     """A valid submission and the figures the site shows about it."""
@@ -41,6 +54,7 @@ class Entry:
     curve: tuple[np.ndarray, np.ndarray] | None
     quantiles: np.ndarray | None
     verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
+    committed: bool = False  # from the committed results (leaderboard/results), not from another results directory
     bound: float | None = None  # lower bound on the mean delay over this entry's own episodes (a bounds file, bench bound)
     rank: Rank | None = None
     on_front: bool = False
@@ -76,7 +90,8 @@ class ScenarioView:
 
     @property
     def reference(self) -> "Entry | None":
-        return next((e for e in self.entries if e.scheduler == GREEDY_REFERENCE), None)
+        """The "vs opt-ts" entry (is_reference); None when the build has none (no committed, verified opt-ts)."""
+        return next((e for e in self.entries if is_reference(e)), None)
 
     @property
     def has_bound(self) -> bool:

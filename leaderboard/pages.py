@@ -12,9 +12,10 @@ import polars as pl
 
 from leaderboard import charts
 from leaderboard.escaping import esc, inline_code
-from leaderboard.model import GREEDY_NOTE, GREEDY_REFERENCE, Entry, ScenarioView
+from leaderboard.model import GREEDY_NOTE, GREEDY_REFERENCE, Entry, ScenarioView, is_greedy
 from leaderboard.ranking import ALPHA, Rank, separable_difference
 from leaderboard.rules import PAIRING_RULE, RANKING_RULE, RULES, TRADE_OFF_RULE
+from leaderboard.submission import SUBMITTED
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc;line-height:1.45}
@@ -52,7 +53,7 @@ def page(title: str, body: str, scenarios: list[str], footer: str) -> str:
 def entry_name(e: Entry, link: bool = True, swatch: str = "") -> str:
     """An entry's name (escaped), its link, the swatch of its chart style (charts.Style.swatch) and what opt-ts is."""
     name = swatch + (f'<a href="entry-{esc(e.id)}.html">{esc(e.label)}</a>' if link else esc(e.label))
-    if e.scheduler == GREEDY_REFERENCE:
+    if is_greedy(e):
         name += f' <span class="note">({GREEDY_NOTE})</span>'
     return name
 
@@ -205,7 +206,9 @@ def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> st
 
 
 def reference_note() -> str:
-    return (f'<p class="note">* Relative to <code>{GREEDY_REFERENCE}</code>, the paper\'s Opt-TS: {GREEDY_NOTE} (a reference, not an optimum and not a bound). '
+    return (f'<p class="note">* Relative to <code>{GREEDY_REFERENCE}</code>, the paper\'s Opt-TS: {GREEDY_NOTE} (a reference, not an optimum and not a bound), '
+            "as the suite ran it in the committed results, verified (– where this build has none). An entry from another results "
+            f"directory named after a built-in is shown as “name{esc(SUBMITTED)}”: it is never the reference. "
             "Decision times are reported by the submitter's machine; each scenario page says which CPU measured each. "
             'Validity rules: <a href="invalid.html">invalid submissions</a> lists every failed check.</p>')
 
@@ -293,7 +296,7 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
     seed_rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td>{fmt(d)}</td><td>{fmt(p, 2)}</td></tr>" for s, d, p, n in per_seed.select("seed", "mean_delay_s", "p95_delay_s", "episodes").iter_rows())
     params = "".join(f'<tr><td class="l">{esc(k)}</td><td class="l"><code>{esc(json.dumps(v))}</code></td></tr>' for k, v in sorted(r.params.items())) or '<tr><td class="l" colspan="2">no hyper-parameters</td></tr>'
     about = ""
-    if e.scheduler == GREEDY_REFERENCE:
+    if is_greedy(e):
         about += f'<p class="note"><code>{GREEDY_REFERENCE}</code> is {GREEDY_NOTE}: for each task, the server with the smallest delay given the current queues. It is not optimal and not a bound.</p>'
     if meta:
         about += (f"<p>{inline_code(meta.description)}</p>" if meta.description else "")

@@ -40,7 +40,7 @@ from bench.experiments.runs.summary import summarize_bundles
 from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
-from leaderboard.model import GREEDY_NOTE, GREEDY_REFERENCE, Entry, ScenarioView
+from leaderboard.model import GREEDY_NOTE, Entry, ScenarioView, is_greedy
 from leaderboard.pages import bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
 from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
 from leaderboard.rules import RULES
@@ -118,7 +118,7 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
         id=v.submission.entry_id, label=v.submission.label, validation=v, scenario=r.scenario, scheduler=r.scheduler, learns=r.learns, over=over,
         mean=s.mean_delay_s, ci=mean_interval(r.episodes, over), p95=_column_mean(r.episodes, "p95_delay_s"), p99=_column_mean(r.episodes, "p99_delay_s"),
         slowdown=_column_mean(r.episodes, "mean_slowdown"), slo=_column_mean(r.episodes, "slo_attainment"), parts=s.parts_s,
-        decision_us=decision, cpus=cpus, verified=verified, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
+        decision_us=decision, cpus=cpus, verified=verified, committed=v.submission.committed is True, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
         quantiles=v.delay_quantiles, bound=_bound(v, bounds or []),
     )
 
@@ -142,7 +142,7 @@ def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of:
 
 def _scenario_body(view: ScenarioView) -> str:
     series = [
-        charts.Series(e.label, st, e.mean, e.ci, e.p95, e.on_front, e.quantiles, e.curve, e.parts, GREEDY_NOTE if e.scheduler == GREEDY_REFERENCE else "")
+        charts.Series(e.label, st, e.mean, e.ci, e.p95, e.on_front, e.quantiles, e.curve, e.parts, GREEDY_NOTE if is_greedy(e) else "")
         for e, st in zip(view.entries, view.styles)
     ]
     name = view.name
@@ -292,14 +292,24 @@ def _relative(path: Path, roots: list[Path]) -> str:
     return Path(path).name
 
 
-def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, records: Mapping[str, dict] | None = None) -> SiteReport:
+def _inside(path: Path, root: Path | None) -> bool:
+    if root is None:
+        return False
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return path == root or root in path.parents
+
+
+def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | None = None, records: Mapping[str, dict] | None = None,
+               committed: Path | None = DEFAULT_RESULTS) -> SiteReport:
     """Validate the submissions under `roots` and write the site to `out` (checked first: see check_out).
 
     Bounds files under `roots` (bench/experiments/bounds/files.py, written by `bench bound --out`) give each entry
     whose episodes they cover its gap to the lower bound; a bounds file that does not check out is listed on the
     invalid page.
     `records` maps a bundle digest to its verify record (leaderboard.verify.read_records): an entry whose bundles
-    all passed is marked verified and shows its re-measured decision time."""
+    all passed is marked verified and shows its re-measured decision time.
+    `committed` is the suite's own results directory (default leaderboard/results): only its verified opt-ts is the
+    "vs opt-ts" reference, and an entry from elsewhere named after a built-in is labelled as submitted (model.py)."""
     import plotly.offline
 
     roots = [Path(r) for r in roots]
@@ -309,6 +319,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
 
     validations = []
     for sub in discover(roots):
+        sub.committed = bool(sub.bundle_dirs) and all(_inside(d, committed) for d in sub.bundle_dirs)
         validations.append(validate(sub, collect_delays=True))
         if progress:
             progress(f"{'valid' if validations[-1].valid else 'INVALID'}: {sub.label}")

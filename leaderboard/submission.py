@@ -12,6 +12,10 @@ same scheduler configuration and scenario (as `bench sweep` writes them), and op
 
 Bundles below a directory that holds a submission.toml belong to that submission; other bundles are
 grouped by (scheduler, parameters, scenario, protocol).
+
+A built-in's name labels the suite's own runs: the site builder marks each submission as coming from the
+committed results or not, and one from elsewhere whose name is a built-in's is shown as "NAME (submitted)"
+(docs/leaderboard.md, threat model); validation refuses a submission.toml name of a built-in it does not run.
 """
 
 from __future__ import annotations
@@ -55,15 +59,28 @@ def find_bundle_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("manifest.json") if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+SUBMITTED = " (submitted)"  # appended to a built-in's name on an entry that does not come from the committed results
+
+
+def builtin_name(text: str | None) -> str | None:
+    """The built-in scheduler whose name `text` is (case and surrounding spaces ignored), or None."""
+    from schedulers.registry import BUILTINS
+
+    key = (text or "").strip().casefold()
+    return next((name for name in BUILTINS if name.casefold() == key), None) if key else None
+
+
 @dataclass
 class Submission:
-    """The bundles of one entry, before validation."""
+    """The bundles of one entry, before validation. `committed`: whether they come from the committed results
+    (set by the site builder; None where nobody asked, e.g. `bench leaderboard validate`)."""
 
     root: Path
     bundle_dirs: list[Path]
     meta: SubmissionMeta | None
     meta_error: str | None = None
     bundles: list[Bundle] = field(default_factory=list)
+    committed: bool | None = None
 
     def load(self, verify: bool) -> list[str]:
         """Read the bundles; return one line per bundle that cannot be read."""
@@ -78,11 +95,18 @@ class Submission:
 
     @property
     def label(self) -> str:
+        """The display name; a built-in's name from outside the committed results gets SUBMITTED, so that no
+        submission can pass for the suite's own run of a built-in (it keeps its own chart style and entry page)."""
+        label = self._named()
+        return label + SUBMITTED if self.committed is False and builtin_name(label) else label
+
+    def _named(self) -> str:
         if self.meta and self.meta.name:
             return self.meta.name
         if self.bundles:
             m = self.bundles[0].manifest["scheduler"]
-            return m["name"] + (" " + json.dumps(m["params"], sort_keys=True) if m["params"] and not _default_params(m) else "")
+            name = m.get("name") if isinstance(m.get("name"), str) else json.dumps(m.get("name"))  # refused by validation; shown as given
+            return name + (" " + json.dumps(m["params"], sort_keys=True) if m["params"] and not _default_params(m) else "")
         return self.root.name
 
     @property

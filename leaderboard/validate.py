@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -12,9 +14,40 @@ from bench.core.errors import BenchError
 from bench.experiments.runs.replay import replay
 from bench.scenarios import load_scenario, scenario_from_dict
 from leaderboard.rules import LIVE_RULES, RULES
-from leaderboard.submission import Submission
+from leaderboard.submission import Submission, builtin_name
+from schedulers.registry import BUILTINS, resolve
 
 QUANTILES = np.linspace(0.0, 1.0, 201)
+
+
+def builtin_claim(scheduler: Any) -> str | None:
+    """Why a manifest's `scheduler` entry is refused (a name or reference that is not text, or a built-in described
+    otherwise than the registry describes it); None when it is fine.
+
+    What a built-in is (its class, whether it learns) is the registry's, never the manifest's: verify picks its
+    check by `learns` (exact actions for a rule, a 10% metric window for a learner), so a rule claimed to learn
+    would be held only to the window. Honest bundles of a built-in always carry the registry's values."""
+    if not isinstance(scheduler, dict):
+        return "the manifest's scheduler entry is not an object"
+    name = scheduler.get("name")
+    ref = scheduler.get("ref", name)
+    for key, value in (("name", name), ("ref", ref)):
+        if not isinstance(value, str):
+            return f"{key} = {json.dumps(value)[:60]} is not allowed; expected the scheduler's name or reference as text"
+    builtin = next((x for x in (name, ref) if x in BUILTINS), None)
+    if builtin is None:
+        return None
+    if name != builtin or ref != builtin:
+        return (f"name = {str(name)[:60]!r} with ref = {str(ref)[:60]!r} is not allowed; a built-in is named by its own name "
+                f"(expected both '{builtin}')")
+    cls = resolve(builtin)
+    expected = f"{cls.__module__}:{cls.__qualname__}"
+    if scheduler.get("class") != expected:
+        return f"class = {str(scheduler.get('class'))[:80]!r} is not allowed for the built-in '{builtin}'; expected {expected} (the registry's)"
+    learns = scheduler.get("learns")
+    if not isinstance(learns, bool) or learns != cls.learns:
+        return f"learns = {json.dumps(learns)[:20]} is not allowed for the built-in '{builtin}'; expected {json.dumps(cls.learns)} (the registry's)"
+    return None
 
 
 @dataclass
@@ -40,6 +73,10 @@ def validate(sub: Submission, *, check_replay: bool = True, collect_delays: bool
         if not sub.bundle_dirs:
             fail(f"schema: {sub.root}: no result bundle (no manifest.json) found")
         return v
+    for b in sub.bundles:  # before pooling: what ran must be told as the registry tells it (builtin_claim)
+        problem = builtin_claim(b.manifest.get("scheduler"))
+        if problem:
+            fail(f"scheduler: {b.path}: {problem}")
     if v.failures:
         return v
     try:
@@ -55,6 +92,9 @@ def validate(sub: Submission, *, check_replay: bool = True, collect_delays: bool
     if rule is None:
         fail(f"scenario: '{name}' is not a leaderboard scenario{' for live runs' if result.live else ''}; expected one of {', '.join(rules)}")
         return v
+    if sub.meta is not None and builtin_name(sub.meta.name) not in (None, result.scheduler):
+        fail(f"disclosure: name = {sub.meta.name[:60]!r} in submission.toml is not allowed; it is the built-in scheduler "
+             f"'{builtin_name(sub.meta.name)}' and this submission runs '{result.scheduler}'; expected a name of your own")
     preset_hash = load_scenario(name).hash
     for b in sub.bundles:
         m = b.manifest

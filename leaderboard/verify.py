@@ -16,10 +16,12 @@ re-runs the scheduler the manifest names on the bundle's scenario and seeds:
 - a live bundle (bench live) cannot be re-run to the same numbers: its metrics are recomputed from its recorded
   timestamps (replay) and nothing more; it stays "reported" on the site.
 
-Built-in schedulers run in this process (their code is the suite's). Any other scheduler runs from the source the
-bundle carries (source/), in the sandbox (bench.experiments.sandbox.run), which must isolate the network and the file
-system unless `allow_unisolated`; without carried source a plugin cannot be verified. A verify record (JSON) ties
-the verdict to the bundle's digest.
+Built-in schedulers run in this process (their code is the suite's). What a built-in is (its class, whether it
+learns, hence which check applies) is the registry's: a manifest that names a built-in and says otherwise fails
+(leaderboard.validate.builtin_claim), or a rule claimed to learn would be held only to the 10% window. Any other
+scheduler runs from the source the bundle carries (source/), in the sandbox (bench.experiments.sandbox.run), which
+must isolate the network and the file system unless `allow_unisolated`; without carried source a plugin cannot be
+verified. A verify record (JSON) ties the verdict to the bundle's digest.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from bench.experiments.runs.replay import replay
 from bench.experiments.runs.result import RunResult
 from bench.experiments.runs.runner import run
 from bench.scenarios import scenario_from_dict
+from leaderboard.validate import builtin_claim
 from schedulers.registry import BUILTINS, resolve
 
 TOLERANCE = 0.10  # learners: largest relative difference of the retrained mean delay from the claimed one
@@ -81,7 +84,11 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
     except BenchError as exc:
         return Verification(str(path), None, "?", reasons=[f"schema: {exc}"])
     m = bundle.manifest
-    v = Verification(str(path), m.get("digest"), m["scheduler"]["name"])
+    v = Verification(str(path), m.get("digest"), str(m["scheduler"].get("name", "?")) if isinstance(m.get("scheduler"), dict) else "?")
+    problem = builtin_claim(m.get("scheduler"))
+    if problem:
+        v.reasons.append(f"scheduler: {problem}")
+        return v
     try:
         report = replay(bundle)
     except BenchError as exc:
@@ -97,10 +104,11 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
         v.ok = True
         v.wall_s = time.perf_counter() - start
         return v
-    learns = bool(m["scheduler"]["learns"])
+    ref = m["scheduler"].get("ref", m["scheduler"]["name"])
+    learns = resolve(ref).learns if ref in BUILTINS else bool(m["scheduler"]["learns"])  # a built-in's is the registry's
     v.check = "learner: metrics" if learns else "rule: actions"
     try:
-        result = _rerun(bundle, chosen, v, allow_unisolated, wall_s, progress)
+        result = _rerun(bundle, chosen, learns, v, allow_unisolated, wall_s, progress)
     except BenchError as exc:
         v.reasons.append(f"re-run: {exc}")
         return v
@@ -116,26 +124,19 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
     return v
 
 
-def _rerun(bundle: Bundle, seeds: list[int], v: Verification, allow_unisolated: bool, wall_s: float,
+def _rerun(bundle: Bundle, seeds: list[int], learns: bool, v: Verification, allow_unisolated: bool, wall_s: float,
            progress: Callable[[str], None] | None) -> RunResult | None:
+    """Re-run the named scheduler: a built-in (checked against the registry already) here, anything else sandboxed."""
     m = bundle.manifest
     scenario = scenario_from_dict(m["scenario"]["config"], source=f"{bundle.path}/manifest.json scenario")
     sched = m["scheduler"]
     ref = sched.get("ref", sched["name"])
     episodes, train = int(m["protocol"]["eval_episodes"]), int(m["protocol"]["train_episodes"])
     if ref in BUILTINS:
-        if sched.get("class") != _builtin_class(ref):
-            v.reasons.append(f"scheduler: the manifest names the built-in '{ref}' with class {sched.get('class')!r}; the built-in is {_builtin_class(ref)}")
-            return None
         v.measured_in = "process"
         return run(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes,
-                   train_episodes=train if sched["learns"] else None, progress=progress)
+                   train_episodes=train if learns else None, progress=progress)
     return _rerun_sandboxed(bundle, scenario, seeds, episodes, train, v, allow_unisolated, wall_s)
-
-
-def _builtin_class(name: str) -> str:
-    cls = resolve(name)
-    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _rerun_sandboxed(bundle: Bundle, scenario, seeds, episodes, train, v: Verification, allow_unisolated: bool, wall_s: float) -> RunResult | None:

@@ -311,3 +311,46 @@ def test_a_profile_of_zeros_or_of_bytes_ends_in_one_line(tmp_path):
     target.write_bytes(bytes(range(256)) * 4)
     r = runner.invoke(app, ["run", "-s", "opt-ts", "--scenario", "edge-cpu", "--set", f'servers.profile_dirs=["{tmp_path / "p"}"]', "-n", "1", "--no-save"])
     assert r.exit_code == 2 and "Traceback" not in r.output and "expected UTF-8 text" in r.stderr, r.stderr
+
+
+MISDESCRIBED_BUILTIN = [
+    ("a rule that claims to learn", lambda m: m["scheduler"].update(learns=True), "learns = true is not allowed for the built-in 'opt-ts'; expected false"),
+    ("another class", lambda m: m["scheduler"].update(**{"class": "schedulers.classical:LocalScheduler"}), "class = 'schedulers.classical:LocalScheduler' is not allowed"),
+    ("a name over another built-in's ref", lambda m: m["scheduler"].update(ref="p2c"), "name = 'opt-ts' with ref = 'p2c' is not allowed"),
+    ("a name that is not text", lambda m: m["scheduler"].update(name=["opt-ts"]), 'name = ["opt-ts"] is not allowed; expected'),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "verify"])
+@pytest.mark.parametrize("case, edit, fragment", MISDESCRIBED_BUILTIN, ids=[c[0] for c in MISDESCRIBED_BUILTIN])
+def test_a_manifest_that_misdescribes_a_builtin_is_refused_in_one_line(good, tmp_path, case, edit, fragment, command):
+    """Review: verify chose its check by the manifest's `learns`, so opt-ts claimed as a learner was held to the
+    10% window. What a built-in is, is the registry's; validate and verify both refuse another description."""
+    path = _bundle(good, tmp_path, lambda p: resign(p, edit))
+    r = runner.invoke(app, ["leaderboard", command, str(path)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert [line for line in r.stdout.splitlines() if fragment in line and line.strip().startswith(("scheduler: ", "FAILED"))], r.stdout
+
+
+def test_carrying_a_plugins_source_never_imports_it(tmp_path, monkeypatch):
+    """The parent of a sandboxed run must not run the plugin's code, not even its imports: carry_source reads
+    files. The class the sandboxed child reports does not choose what is read either."""
+    import sys
+    from types import SimpleNamespace
+
+    from bench.experiments.runs.bundles import carry_source
+
+    (tmp_path / "lib" / "tripwire").mkdir(parents=True)
+    (tmp_path / "lib" / "tripwire" / "__init__.py").write_text("raise SystemExit('imported by the parent')\n")
+    (tmp_path / "lib" / "tripwire" / "rule.py").write_text("raise SystemExit('imported by the parent')\n")
+    (tmp_path / "lib" / "evil.py").write_text("raise SystemExit('imported by the parent')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    out = tmp_path / "bundle"
+    out.mkdir()
+    entry = carry_source(SimpleNamespace(scheduler_ref="tripwire.rule:Rule", scheduler_class="evil:Rule"), out)
+    assert entry == {"loader": "module", "entry": "tripwire.rule:Rule", "files": ["source/tripwire/__init__.py", "source/tripwire/rule.py"]}
+    entry = carry_source(SimpleNamespace(scheduler_ref=str(tmp_path / "lib" / "evil.py") + ":Rule", scheduler_class="tripwire:Rule"), out)
+    assert entry == {"loader": "file", "entry": "evil.py:Rule", "files": ["source/evil.py"]}
+    assert "tripwire" not in sys.modules and "evil" not in sys.modules
+    assert carry_source(SimpleNamespace(scheduler_ref="nowhere_at_all.rule:Rule", scheduler_class="tripwire:Rule"), out)["note"].startswith("no source file found")
+    assert carry_source(SimpleNamespace(scheduler_ref="opt-ts", scheduler_class="evil:Rule"), out) == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,7 +368,7 @@ def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
 
     def entry(label, slowdown, slo, scheduler="x", bound=None):
         return SimpleNamespace(id=label, label=label, scheduler=scheduler, rank=Rank(1, 2, (), (), ()), mean=2.0, ci=(1.9, 2.1), p95=3.0, p99=4.0, on_front=True,
-                               slowdown=slowdown, slo=slo, decision_us=1.5, verified=False, result=SimpleNamespace(seeds=[0, 1, 2]),
+                               slowdown=slowdown, slo=slo, decision_us=1.5, verified=False, committed=True, result=SimpleNamespace(seeds=[0, 1, 2]),
                                bound=bound, gap=(2.0 - bound) / bound if bound else None)
 
     without = ScenarioView("tiny", "", [entry("a", None, None, "opt-ts"), entry("b", None, None)], [], True)
@@ -378,3 +379,48 @@ def test_tables_show_slowdown_and_slo_only_where_the_bundles_have_them():
     html = ranking_table(with_slo, full=False)
     assert "SLO attainment" in html and "97.3%" in html and "1.25" in html and "gap to bound" in html and "+25.0%" in html
     assert html.count("<td>–</td>") >= 2  # entry b: no bound for its episodes, and no SLO
+
+
+# ------------------------------------------------------------------------------------------- the opt-ts reference
+
+
+def test_the_vs_opt_ts_reference_is_the_committed_verified_built_in(tmp_path):
+    """Review: the "vs opt-ts" reference was the first entry whose scheduler is opt-ts, forged or not. It is now the
+    built-in opt-ts of the committed results with a passing verify record; a submission calling itself opt-ts is
+    shown as "opt-ts (submitted)" (manifest) or refused (a submission.toml name over another scheduler)."""
+    from bench.experiments.runs.bundles import write_bundle
+    from bench.experiments.runs.runner import run
+    from bench.scenarios import load_scenario
+    from leaderboard.verify import read_records, verify_bundle, write_record
+    from tests.forge import resign
+
+    tiny, committed, mine = load_scenario("tiny"), tmp_path / "committed", tmp_path / "mine"
+    for name in ("opt-ts", "p2c"):
+        for seed in (0, 1, 2):
+            write_bundle(run(tiny, name, seeds=[seed], episodes=10), committed / "tiny" / name / f"seed-{seed}")
+    for seed in (0, 1, 2):
+        write_record(verify_bundle(committed / "tiny" / "opt-ts" / f"seed-{seed}"), tmp_path / "records")
+    for seed in (7, 8, 9):  # least-loaded's actions on easier seeds, relabelled the built-in opt-ts: better numbers
+        bundle = write_bundle(run(tiny, "least-loaded", seeds=[seed], episodes=10), mine / "opt-ts" / f"seed-{seed}")
+        resign(bundle, lambda m: m["scheduler"].update(name="opt-ts", ref="opt-ts", **{"class": "schedulers.opt_ts:OptTS"}))
+    shutil.copytree(committed / "tiny" / "p2c", mine / "impostor")
+    (mine / "impostor" / "submission.toml").write_text('name = "OPT-TS"\n')
+    records = read_records(tmp_path / "records")
+    report = site.build_site([committed, mine], tmp_path / "site", records=records, committed=committed)
+
+    view = next(v for v in report.views if v.name == "tiny")
+    by_label = {e.label: e for e in view.entries}
+    real, forged, p2c = by_label["opt-ts"], by_label["opt-ts (submitted)"], by_label["p2c"]
+    assert view.reference is real and real.committed and real.verified
+    assert forged.mean < real.mean and view.entries[0] is forged and not forged.committed and not forged.verified
+    table = pl.read_csv(tmp_path / "site" / "data" / "leaderboard.csv").filter(pl.col("scenario") == "tiny")
+    vs = dict(zip(table["entry"], table["vs_opt_ts"]))
+    assert vs["opt-ts"] == 0.0 and vs["p2c"] == pytest.approx(p2c.mean / real.mean - 1) and vs["opt-ts (submitted)"] == pytest.approx(forged.mean / real.mean - 1)
+    page = (tmp_path / "site" / "scenario-tiny.html").read_text()
+    assert "opt-ts (submitted)</a></td>" in page  # no "greedy full-information rule" note on the forged entry
+    impostor = next(v for v in report.invalid if v.submission.root.name == "impostor")
+    assert any(f.startswith("disclosure: name = 'OPT-TS' in submission.toml is not allowed") for f in impostor.failures), impostor.failures
+    # without the verify records, the committed opt-ts is no reference either: no "vs opt-ts" at all
+    report = site.build_site([committed, mine], tmp_path / "site", committed=committed)
+    assert all(v.reference is None for v in report.views)
+    assert pl.read_csv(tmp_path / "site" / "data" / "leaderboard.csv")["vs_opt_ts"].null_count() == len(report.entries)

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -155,3 +156,113 @@ def test_build_takes_verify_records_from_several_directories(tmp_path):
 
     r = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--verified", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "--verified = " in r.stderr and "nowhere" in r.stderr and not (tmp_path / "site").exists()
+
+
+# ------------------------------------------------------------------------------ issue 21 item 6: what verify believes
+
+
+def _forge_actions(bundle: Path, every: int, learns: bool) -> None:
+    """Change every `every`-th action, recompute episodes.parquet and summary.json from the new actions (so replay
+    agrees, as a careful forger makes it), set `learns` in the manifest and re-sign."""
+    from bench.engine.metrics import episode_metrics
+    from bench.engine.system import System
+    from bench.experiments.runs.summary import episodes_independent, summarize
+    from bench.scenarios import scenario_from_dict
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    scenario = scenario_from_dict(m["scenario"]["config"])
+    actions, episodes = pl.read_parquet(bundle / "actions.parquet"), pl.read_parquet(bundle / "episodes.parquet")
+    forged, rows = [], []
+    for row in episodes.iter_rows(named=True):
+        seed, episode = row["seed"], row["episode"]
+        part = actions.filter((pl.col("seed") == seed) & (pl.col("episode") == episode))
+        a = part["action"].to_numpy().astype(np.int64)
+        a[::every] = (a[::every] + 1) % scenario.n_servers
+        system = System.build(scenario, seed)
+        metrics = episode_metrics(system.env().evaluate(system.workload(episode), a))
+        rows.append({**row, **{k: v for k, v in metrics.items() if k in row}})
+        forged.append(part.with_columns(pl.Series("action", a).cast(part["action"].dtype)))
+    pl.concat(forged).write_parquet(bundle / "actions.parquet")
+    pl.DataFrame(rows, schema=episodes.schema).write_parquet(bundle / "episodes.parquet")
+    summary = json.loads((bundle / "summary.json").read_text())
+    summary.update(summarize(rows, learns=learns, independent=episodes_independent(m["scenario"]["config"])))
+    (bundle / "summary.json").write_text(json.dumps(summary))
+    resign(bundle, lambda m: m["scheduler"].update(learns=learns))
+
+
+def test_a_builtin_learns_only_if_the_registry_says_so(tmp_path):
+    """Review: opt-ts with forged actions and `learns: true` in its manifest was held to the learners' 10% window
+    (learns was read from the manifest) and VERIFIED. A built-in's learns and class are the registry's."""
+    from leaderboard.submission import discover
+    from leaderboard.validate import validate
+
+    honest = write_bundle(run(load_scenario("tiny"), "opt-ts", seeds=[0], episodes=2), tmp_path / "opt-ts")
+    forged, as_rule = tmp_path / "forged", tmp_path / "as-rule"
+    for copy, learns in ((forged, True), (as_rule, False)):
+        shutil.copytree(honest, copy)
+        _forge_actions(copy, every=10, learns=learns)
+    claimed = pl.read_parquet(forged / "episodes.parquet")["mean_delay_s"].mean()
+    assert abs(claimed / pl.read_parquet(honest / "episodes.parquet")["mean_delay_s"].mean() - 1) < 0.10  # inside the learners' window
+    v = verify_bundle(forged)
+    assert not v.ok and v.reasons == ["scheduler: learns = true is not allowed for the built-in 'opt-ts'; expected false (the registry's)"]
+    failures = validate(discover([forged])[0]).failures
+    assert any(f.startswith("scheduler: ") and "learns = true is not allowed for the built-in 'opt-ts'" in f for f in failures), failures
+    v = verify_bundle(as_rule)  # the same actions with the registry's learns: held to the actions, and caught by them
+    assert not v.ok and v.check == "rule: actions" and v.reasons[0].startswith("actions: seed 0 episode 0")
+    r = runner.invoke(app, ["leaderboard", "verify", str(forged)])
+    assert r.exit_code == 1 and "learns = true is not allowed" in r.stdout, r.output
+
+
+SANDBOXED_RULE = RULE.replace("class Nearest", "class Sandboxed").replace('"nearest-queue"', '"sandboxed-queue"')
+
+
+@pytest.mark.slow
+def test_a_sandboxed_file_plugin_carries_its_source_and_verifies(tmp_path):
+    """Review: `bench run --sandbox` of path/to/file.py:Class wrote no source/ (the code was looked for by importing
+    it, which the parent never does for sandboxed code), so its bundle could never verify."""
+    import sys
+
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "sandboxed_rule.py").write_text(SANDBOXED_RULE)
+    ref = f"{tmp_path}/plugin/sandboxed_rule.py:Sandboxed"
+    r = runner.invoke(app, ["run", "-s", ref, "--scenario", "tiny", "-n", "2", "--sandbox", "--out", str(tmp_path / "boxed"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert not [name for name in sys.modules if "sandboxed_rule" in name]  # the parent never imported it
+    boxed = json.loads((tmp_path / "boxed" / "manifest.json").read_text())
+    assert boxed["scheduler"]["source"] == {"loader": "file", "entry": "sandboxed_rule.py:Sandboxed"}
+    assert "source/sandboxed_rule.py" in boxed["files"]
+    r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "boxed"), "--allow-unisolated"])
+    assert r.exit_code == 0 and "VERIFIED sandboxed-queue" in r.stdout and "(sandbox)" in r.stdout, r.output
+    # exactly what an in-process run of the same plugin carries
+    r = runner.invoke(app, ["run", "-s", ref, "--scenario", "tiny", "-n", "2", "--out", str(tmp_path / "in-process"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    here = json.loads((tmp_path / "in-process" / "manifest.json").read_text())
+    assert here["scheduler"]["source"] == boxed["scheduler"]["source"]
+    assert {n: f for n, f in here["files"].items() if n.startswith("source/")} == {n: f for n, f in boxed["files"].items() if n.startswith("source/")}
+
+
+@pytest.mark.slow
+def test_a_sandboxed_module_plugin_carries_its_package_and_verifies(tmp_path, monkeypatch):
+    """module:Class with its directory on PYTHONPATH: the bundle carries the whole top-level package, found by
+    reading directories, never by importing it in the parent."""
+    import sys
+
+    package = tmp_path / "lib" / "boxed_pkg"
+    (package / "rules").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "rules" / "__init__.py").write_text("")
+    (package / "rules" / "queue.py").write_text(SANDBOXED_RULE)
+    (package / "helpers.py").write_text("UNUSED = 1\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "lib"))  # what the sandboxed child imports from
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))  # what this process would import from (it must not)
+    r = runner.invoke(app, ["run", "-s", "boxed_pkg.rules.queue:Sandboxed", "--scenario", "tiny", "-n", "2", "--sandbox",
+                            "--out", str(tmp_path / "boxed"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "boxed_pkg" not in sys.modules
+    m = json.loads((tmp_path / "boxed" / "manifest.json").read_text())
+    assert m["scheduler"]["source"] == {"loader": "module", "entry": "boxed_pkg.rules.queue:Sandboxed"}
+    assert sorted(n for n in m["files"] if n.startswith("source/")) == [
+        "source/boxed_pkg/__init__.py", "source/boxed_pkg/helpers.py", "source/boxed_pkg/rules/__init__.py", "source/boxed_pkg/rules/queue.py"]
+    monkeypatch.delenv("PYTHONPATH")  # verify runs the carried copy, not the one on the path
+    r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "boxed"), "--allow-unisolated"])
+    assert r.exit_code == 0 and "VERIFIED sandboxed-queue" in r.stdout, r.output

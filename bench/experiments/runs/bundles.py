@@ -262,40 +262,118 @@ def write_bundle(
     return out
 
 
+NO_SOURCE = "no source file found for the scheduler's module; it cannot be verified by re-running"
+
+
 def carry_source(result: RunResult, tmp: Path) -> dict[str, Any]:
     """Copy a plugin's code into the bundle (source/), so that verification can re-run exactly it; built-ins
-    carry none (the suite's version names their code). Returns the manifest's `scheduler.source` entry."""
-    import importlib
-    import inspect
+    carry none (the suite's version names their code). Returns the manifest's `scheduler.source` entry.
 
-    module_name, _, qualname = result.scheduler_class.partition(":")
-    if module_name.split(".")[0] in ("schedulers", "bench"):
-        return {}
-    try:
-        module = importlib.import_module(module_name) if module_name not in sys.modules else sys.modules[module_name]
-        file = Path(inspect.getsourcefile(module) or "")
-    except Exception:  # a class without a source file (built in C, made at run time)
-        return {"note": "no source file found for the scheduler's module; it cannot be verified by re-running"}
-    if not file.is_file():
-        return {"note": "no source file found for the scheduler's module; it cannot be verified by re-running"}
-    if module_name.startswith("aigc_edge_bench_plugin_"):  # loaded from path/to/file.py:Class
-        root, files, entry, loader = file.parent, [file], f"{file.name}:{qualname}", "file"
-    else:
-        depth = module_name.count(".") + (1 if file.name == "__init__.py" else 0)
-        root = file.parents[depth]
-        package = root / module_name.split(".")[0]
-        files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts) if package.is_dir() else [file]
-        entry, loader = result.scheduler_class, "module"
-    total = sum(p.stat().st_size for p in files)
-    if len(files) > 500 or total > SOURCE_TOTAL_LIMIT or any(p.stat().st_size > SOURCE_FILE_LIMIT for p in files):
-        return {"note": f"the scheduler's code ({len(files)} files, {total:,} bytes) is beyond the limits of a bundle's source/; it cannot be verified by re-running"}
-    names = []
-    for p in files:
-        name = "source/" + p.relative_to(root).as_posix()
+    The code is found from the reference the run was given (`scheduler_ref`: path/to/file.py:Class, module:Class
+    or a plugin's name) by reading files only, never by importing: a sandboxed run's code was never imported by
+    this process and must not be, and the class its child reports must not choose what is read. An in-process run
+    of the same reference finds the same files the same way."""
+    from bench.experiments.runs.bundle_checks import SOURCE_NAME
+
+    found = _source_files(result.scheduler_ref or result.scheduler_class)
+    if not isinstance(found, tuple):
+        return found
+    root, files, entry, loader = found
+    names = ["source/" + p.relative_to(root).as_posix() for p in files]
+    bad = next((n for n in names if not SOURCE_NAME.match(n)), None)
+    if bad is not None:
+        return {"note": f"the scheduler's code has a file named {bad[len('source/'):]!r}, which a bundle cannot hold; it cannot be verified by re-running"}
+    for p, name in zip(files, names):
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(p, tmp / name)
-        names.append(name)
     return {"loader": loader, "entry": entry, "files": names}
+
+
+def _source_files(ref: str) -> tuple[Path, list[Path], str, str] | dict[str, Any]:
+    """(root, files, entry, loader) of the code `ref` names, or the manifest's source entry when there is none to carry
+    ({} for the suite's own code, a note otherwise)."""
+    from schedulers.registry import BUILTINS, ENTRY_POINT_GROUP
+
+    if not ref or ref in BUILTINS:
+        return {}
+    target = ref
+    if ":" not in ref:  # an installed plugin's name: its entry point's value, from the package metadata alone
+        from importlib.metadata import entry_points
+
+        target = next((ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ref), "")
+    module, _, attr = target.rpartition(":")
+    if not module or not attr:
+        return {"note": NO_SOURCE}
+    if module.endswith(".py") or "/" in module or os.sep in module:  # path/to/file.py:Class, as the registry loads it
+        file = Path(module).resolve()
+        if not file.is_file():
+            return {"note": NO_SOURCE}
+        root, files, entry, loader = file.parent, [file], f"{file.name}:{attr}", "file"
+    else:
+        if module.split(".")[0] in ("schedulers", "bench"):
+            return {}
+        located = _find_module(module)
+        if located is None:
+            return {"note": NO_SOURCE}
+        root, package = located
+        files = [package] if package.is_file() else _package_files(package, root)
+        entry, loader = target, "module"
+    if files is None or len(files) > 500 or sum(p.stat().st_size for p in files) > SOURCE_TOTAL_LIMIT or any(p.stat().st_size > SOURCE_FILE_LIMIT for p in files):
+        count = "over 500" if files is None else f"{len(files)}"
+        return {"note": f"the scheduler's code ({count} files) is beyond the limits of a bundle's source/ (500 files, {SOURCE_FILE_LIMIT:,} bytes each, "
+                        f"{SOURCE_TOTAL_LIMIT:,} in all); it cannot be verified by re-running"}
+    return root, files, entry, loader
+
+
+def _find_module(module: str) -> tuple[Path, Path] | None:
+    """(root, top) for `module`: the directory on the import path that holds its top-level package or module, and
+    that package's directory (or the module's file). Found as the import system would, reading directories only:
+    find_spec of a top-level name imports nothing, and the submodules are looked up as files; the current
+    directory is searched last, as schedulers.registry does."""
+    import importlib.machinery
+    import importlib.util
+
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        spec = importlib.machinery.PathFinder.find_spec(parts[0], [os.getcwd()])
+    if spec is None:
+        return None
+    if spec.submodule_search_locations is None:  # a single module: it has no submodules
+        origin = Path(spec.origin or "")
+        return (origin.parent, origin) if len(parts) == 1 and origin.suffix == ".py" and origin.is_file() else None
+    for top in map(Path, spec.submodule_search_locations):  # a package; a namespace package has several portions
+        here, found = [top], len(parts) == 1 and (top / "__init__.py").is_file()
+        for part in parts[1:]:
+            found = False
+            for d in here:
+                if (d / part / "__init__.py").is_file() or (d / f"{part}.py").is_file():
+                    here, found = [d / part], True
+                    break
+            if not found:
+                here = [d / part for d in here if (d / part).is_dir()]  # namespace portions go on
+                if not here:
+                    break
+        if found:
+            return top.parent, top
+    return None
+
+
+def _package_files(package: Path, root: Path) -> list[Path] | None:
+    """The package's .py files (not under __pycache__), sorted; None beyond 500 (counted before anything is read)."""
+    files = []
+    for p in package.rglob("*.py"):
+        if "__pycache__" in p.relative_to(root).parts or not p.is_file():
+            continue
+        files.append(p)
+        if len(files) > 500:
+            return None
+    return sorted(files)
 
 
 def save_checkpoint(result: RunResult, states: dict[int, dict[str, Any]], path: Path) -> None:
