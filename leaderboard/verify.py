@@ -172,7 +172,8 @@ def _rerun_sandboxed(bundle: Bundle, scenario, seeds, episodes, train, v: Verifi
         shutil.rmtree(root, ignore_errors=True)
     v.measured_in = "sandbox"
     v.sandbox = outcome.report().splitlines()
-    isolated = outcome.isolation.network.startswith("isolated") and outcome.isolation.filesystem.startswith("read-only")
+    # isolated: no network, and a file system view of its inputs only (not this user's files, other submissions)
+    isolated = outcome.isolation.network.startswith("isolated") and outcome.isolation.filesystem.startswith("read-only, and it sees only its inputs")
     if not isolated and not allow_unisolated:
         v.reasons.append(f"sandbox: not isolated here ({outcome.isolation.network}; {outcome.isolation.filesystem}); "
                          "a submission's code is verified only in isolation (--allow-unisolated to override, on a machine without secrets)")

@@ -266,3 +266,49 @@ def test_a_sandboxed_module_plugin_carries_its_package_and_verifies(tmp_path, mo
     monkeypatch.delenv("PYTHONPATH")  # verify runs the carried copy, not the one on the path
     r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "boxed"), "--allow-unisolated"])
     assert r.exit_code == 0 and "VERIFIED sandboxed-queue" in r.stdout, r.output
+
+
+LOOK_AHEAD = '''
+import numpy as np
+from schedulers import Scheduler
+
+
+class LookAhead(Scheduler):
+    """Plays opt-ts's rule, but where the episode's workload is reachable (a batch's private field, in process) it
+    places each task by the work still to come on each server: a plan no real gateway could make."""
+    name = "look-ahead"
+    batch_unit = "slot"
+
+    def decide(self, batch):
+        service = batch.service_s
+        wl = getattr(batch, "_wl", None)
+        if wl is not None:  # the future: how much work arrives after this batch, per origin
+            lo, hi = batch.task_range
+            later = np.bincount(np.asarray(wl.origin[hi:]), minlength=batch.n_servers)[: batch.n_servers]
+            service = service + 1e-3 * later[None, :]
+        placed = batch.assigned_s.copy()
+        out = np.empty(len(batch), dtype=np.int64)
+        for i in range(len(batch)):
+            value = np.where(batch.mask[i], service[i] + batch.backlog_s + placed, np.inf)
+            out[i] = int(np.argmin(value))
+            placed[out[i]] += batch.compute_s[i, out[i]]
+        return out
+'''
+
+
+@pytest.mark.slow
+def test_a_bundle_made_with_look_ahead_in_process_fails_verification(tmp_path):
+    """The review's look-ahead attack, run where it works (in process, trusted) and submitted: verify re-runs the
+    carried code in the sandbox, where no workload is reachable, so the actions differ and the bundle fails."""
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "look_ahead.py").write_text(LOOK_AHEAD)
+    ref = f"{tmp_path}/plugin/look_ahead.py:LookAhead"
+    r = runner.invoke(app, ["run", "-s", ref, "--scenario", "tiny", "-n", "2", "--out", str(tmp_path / "cheat"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "cheat"), "--allow-unisolated"])
+    assert r.exit_code != 0 and r.output.startswith("FAILED") and "actions: seed 0 episode" in r.output, r.output
+    # the same code run in the sandbox makes a bundle that verifies: it is the look-ahead that fails, not the code
+    r = runner.invoke(app, ["run", "-s", ref, "--scenario", "tiny", "-n", "2", "--sandbox", "--out", str(tmp_path / "honest"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "honest"), "--allow-unisolated"])
+    assert r.exit_code == 0 and "VERIFIED look-ahead" in r.output, r.output

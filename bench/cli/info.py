@@ -118,16 +118,21 @@ def scheduler_info(name: str = typer.Argument(..., help="scheduler name, plugin 
     out.print(t)
 
 
+WALL_LIMIT_S = 300.0  # check-scheduler's child never runs without a wall limit: a scheduler that sleeps fails after this
+
+
 def check_scheduler(
     scheduler: str = typer.Argument(..., help="scheduler name, plugin name, module:Class or path/to/file.py:Class"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="hyper-parameter KEY=VALUE (repeatable)"),
     sandbox: bool = typer.Option(False, "--sandbox", help="isolate the scheduler's code fully (no network, read-only file system; docs/sandbox.md)"),
-    wall_limit: float = typer.Option(300.0, "--wall-limit", help="seconds the checks may take (a scheduler that hangs fails, it does not hang this command)"),
+    wall_limit: float = typer.Option(WALL_LIMIT_S, "--wall-limit", min=0.001,
+                                     help="seconds the checks may take in their child process (a scheduler that hangs fails, it does not hang this command)"),
 ) -> None:
     """Run the conformance checks for a scheduler on the `tiny` scenario (exit 1 if any fails).
 
-    A scheduler that is not built in runs in a child process with a wall-time limit (and, with --sandbox, the
-    sandbox's isolation), so a hang, a crash or an exit fails the check instead of this command."""
+    A scheduler that is not built in (and any with --sandbox) runs in a child process that always has a wall-time
+    limit (and, with --sandbox, the sandbox's isolation), so a hang, a crash or an exit fails the check instead of
+    this command; the child's report (its limits, what it used, how it was isolated) goes to stderr."""
     from schedulers.registry import BUILTINS
 
     if scheduler in BUILTINS and not sandbox:
@@ -138,9 +143,8 @@ def check_scheduler(
         from bench.experiments.sandbox.run import Limits, check_sandboxed
 
         outcome = guarded(lambda: check_sandboxed(scheduler, param or [], limits=Limits(wall_s=wall_limit), isolate=sandbox))
+        err.print(outcome.report(), highlight=False, soft_wrap=True)
         if not outcome.ok:
-            if sandbox:
-                err.print(outcome.report(), highlight=False, soft_wrap=True)
             fail(f"check-scheduler {scheduler}: {outcome.reason}", code=1)
         report = outcome.checks
     t = Table(title=f"conformance of {scheduler}", title_justify="left", header_style="bold")

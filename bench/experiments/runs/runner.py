@@ -68,7 +68,10 @@ def _call(who: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class Executor(Protocol):
-    """Where a planned run's scheduler code runs: it trains and evaluates, and returns the run's result."""
+    """Where a planned run's scheduler code runs: it trains and evaluates, and returns the run's result.
+    `confined`: the scheduler's code must not be imported in this process (the request is resolved without it)."""
+
+    confined: bool
 
     def execute(self, plan: RunPlan, progress: Progress | None) -> RunResult: ...
 
@@ -78,20 +81,31 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """Train and evaluate in this process: built-ins and code the user trusts."""
+    """Train and evaluate in this process: built-ins and code the user trusts. An executor whose scheduler code
+    runs elsewhere subclasses it and overrides `scheduler` (the engine stays here either way)."""
+
+    confined = False  # True: the scheduler's code must not be imported here (untrusted)
+
+    def scheduler(self, plan: RunPlan, seed: int) -> tuple[Scheduler, dict[str, Any]]:
+        """A fresh scheduler for one seed, and what it is: name, class, resolved parameters, learns, batch unit."""
+        facts = {"scheduler": plan.label, "scheduler_class": plan.scheduler_class, "scheduler_params": plan.scheduler_params,
+                 "learns": plan.learns, "batch_unit": plan.cls.batch_unit}
+        return make(plan.scheduler, plan.params), facts
 
     def execute(self, plan: RunPlan, progress: Progress | None) -> RunResult:
-        assert plan.cls is not None, "a confined scheduler is executed by the sandbox"
         start = time.perf_counter()
-        result = new_result(plan, plan.label, plan.scheduler_class, plan.scheduler_params, plan.learns, plan.cls.batch_unit)
-        who = f"scheduler '{plan.label}'"
-        n_train = plan.train_for(plan.learns)
+        result = None
         for seed in plan.seeds:
             system = System.build(plan.scenario, seed)
             env = system.env()
-            sched = make(plan.scheduler, plan.params)
+            sched, facts = self.scheduler(plan, seed)
+            if result is None:
+                result = new_result(plan, facts["scheduler"], facts["scheduler_class"], facts["scheduler_params"], facts["learns"], facts["batch_unit"])
+            learns = result.learns
+            who = f"scheduler '{result.scheduler}'"
+            n_train = plan.train_for(learns)
             _call(who, "reset", sched.reset, system.info(), system.streams.scheduler())
-            if plan.checkpoint is not None:
+            if plan.checkpoint is not None and learns:
                 _call(who, "load_state_dict", sched.load_state_dict, plan.checkpoint.states[seed])
 
             training: list[dict[str, Any]] = []
@@ -104,14 +118,14 @@ class InProcess:
                     progress(f"seed {seed} train {e + 1}/{n_train}")
             train_s = time.perf_counter() - t_train
             # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
-            state = _call(who, "state_dict", sched.state_dict) if plan.learns else None
+            state = _call(who, "state_dict", sched.state_dict) if learns else None
             stats = _call(who, "stats", sched.stats)
 
-            def play(e: int, env=env, system=system, sched=sched, seed=seed):
+            def play(e: int, env=env, system=system, sched=sched, seed=seed, who=who):
                 trace, decision_ns = run_episode(env, sched, system.workload(e), episode=e, training=False, who=who)
                 return trace, evaluation_row(seed, e, trace, decision_ns=decision_ns)
 
-            result.per_seed.append(evaluate_seed(plan, plan.learns, seed, play, training, stats, train_s, state, progress))
+            result.per_seed.append(evaluate_seed(plan, learns, seed, play, training, stats, train_s, state, progress))
         result.wall_s = time.perf_counter() - start
         return result
 
@@ -212,7 +226,7 @@ def run(
 ) -> RunResult:
     """Train (learning schedulers only) and evaluate `scheduler` on `scenario` for each seed: `execute` of the
     resolved request. With `checkpoint`, a learning scheduler is not trained: each seed's state is loaded from it."""
-    confined = executor is not None and not isinstance(executor, InProcess)
+    confined = bool(getattr(executor, "confined", False))
     request = RunRequest(scenario, scheduler, params=params, seeds=tuple(seeds), episodes=episodes, train_episodes=train_episodes,
                          checkpoint=checkpoint, keep_traces=keep_traces, confined=confined)
     return execute(resolve(request), executor=executor, save=save, progress=progress)

@@ -8,8 +8,12 @@ it ended and where its output lies; bench.experiments.sandbox.run decides what t
   and always a watch of the child's process tree), output size and file count (its writable directory is a tmpfs
   of exactly that size where it has a mount namespace, so the kernel refuses the excess; watched otherwise),
   number of processes.
-- Isolation where Linux allows it (`unshare`): own user, network, mount and pid namespaces; every mount read-only
-  except the child's fresh work directory; no capabilities; a minimal environment. The report says what worked.
+- Isolation where Linux allows it (`unshare`): own user, network, mount and pid namespaces; an unprivileged uid
+  inside; a root of its own that holds only its inputs, read-only, and its fresh work directory; no capabilities;
+  a minimal environment. The report says what worked.
+- Nothing outlives the caller: a watchdog process (bench.experiments.sandbox.worker.watchdog), started first, is
+  the child's parent; when the caller ends, by any signal, SIGKILL included, it kills the child's whole tree and
+  removes the work directory. SIGTERM and SIGHUP of the caller run the normal cleanup first (`_Signals`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError, ConfigError, one_line
+from bench.experiments.sandbox.worker import remove_tree
 
 Progress = Callable[[str], None]
 
@@ -40,10 +46,16 @@ Progress = Callable[[str], None]
 GiB = 2**30
 MiB = 2**20
 POLL_S = 0.05  # how often the parent checks the child's memory and wall time
+END_GRACE_S = 10.0  # how long an interactive child may take to exit once the parent closed its channel
 OUTPUT_POLL_S = 0.5  # how often it measures the work directory (a report where the tmpfs enforces the limit)
 _FORWARD_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_DISABLE_JIT", "NUMBA_THREADING_LAYER")
-_ROOT = Path(__file__).resolve().parents[2]  # the suite's source tree (the child's imports come from here)
+_ROOT = Path(__file__).resolve().parents[3]  # the suite's source tree (the child's imports come from here)
+_PACKAGES = ("bench", "schedulers", "tasks", "profiles")  # what the child imports of it (the rest stays unseen)
+_WORKER = Path(__file__).resolve().with_name("worker.py")  # the watchdog runs it by path: standard library only
+# what the child sees of the system besides the Python installation: programs, shared libraries and their cache
+_SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 
 @dataclass(frozen=True)
@@ -110,42 +122,105 @@ class Finished:
     isolation: Isolation
     usage: Usage
     log_tail: str  # the last lines the child printed (for the user; never parsed)
+    answer: Any = None  # what an interactive session's `interact` returned
+    failure: BaseException | None = None  # what it raised (the reason says it in one line)
 
 
 @contextmanager
-def session(task: dict, limits: Limits, isolate: bool, progress: Progress | None, prepare: Callable[[Path], None] | None):
+def session(task: dict, limits: Limits, isolate: bool, progress: Progress | None, prepare: Callable[[Path], None] | None,
+            *, extra_fds: Sequence[int] = (), interact: Callable[[], Any] | None = None):
     """Run the child on `task` in a fresh work directory; yield (how it finished, its output directory), then
-    remove everything. `finished.reason` is "" when the worker finished (its output still to be checked)."""
+    remove everything. `finished.reason` is "" when the worker finished (its output still to be checked).
+
+    With `interact`, the parent talks to the running child: `interact()` runs in this thread while the supervisor
+    watches the child in another, and the child's end is `interact`'s business (it closes the channel, whose
+    descriptors for the child are `extra_fds`); `finished.answer` is what it returned. A breach of a limit kills
+    the child and is the reason, whatever `interact` saw of it (a closed channel)."""
     if not sys.platform.startswith("linux"):
         raise BenchError(f"the sandbox needs Linux (/proc, namespaces); this is {sys.platform}")
-    work = Path(tempfile.mkdtemp(prefix="aigc-sandbox-"))
-    cgroup = None
-    supervisor = None
+    signals = _Signals()
+    pipes = work = cgroup = supervisor = watchdog = None
     try:
+        pipes = _Pipes(extra_fds)
+        watchdog = _Watchdog(pipes)  # first: from here on, whatever ends this process, the watchdog cleans up
+        pipes.close(*pipes.child_ends(), pipes.log_w)  # the watchdog holds them for the child
+        work = Path(tempfile.mkdtemp(prefix="aigc-sandbox-"))
+        watchdog.guard(work=str(work))
         (work / "rw").mkdir()
         ns = namespaces() if isolate else Namespaces(reason="isolation turned off")
         if prepare is not None:
             prepare(work)
         cgroup, cgroup_note = _MemoryCgroup.create(limits.memory_bytes)
-        pipes = _Pipes()
+        if cgroup is not None:
+            watchdog.guard(cgroup=str(cgroup.path))
         task = {**task, "status_fd": pipes.status_w, "progress_fd": pipes.progress_w, "ack_fd": pipes.ack_r,
-                "limits": {"cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes), "max_files": int(limits.max_files)},
+                "limits": {"wall_s": limits.wall_s, "cpu_s": limits.cpu_s, "output_bytes": int(limits.output_bytes),
+                           "max_files": int(limits.max_files)},
                 "mount_namespace": ns.mount, "probe_dirs": _probe_dirs(work), "host_netns": _netns_inode(),
-                "cgroup": str(cgroup.path) if cgroup else None, "sys_path": [*task.get("sys_path", []), os.getcwd()]}
+                "view": _view(task), "cgroup": str(cgroup.path) if cgroup else None,
+                "sys_path": [*task.get("sys_path", []), os.getcwd()]}
         (work / "task.json").write_text(json.dumps(task), encoding="utf-8")
         command = [*ns.prefix, sys.executable, "-P", "-B", "-m", "bench.experiments.sandbox.worker", str(work)]
-        supervisor = _Supervisor(command, work, _child_env(work), limits, pipes, cgroup)
-        ended = supervisor.run(progress)
+        supervisor = _Supervisor(command, work, _child_env(work), limits, pipes, cgroup, watchdog)
+        answer, failure = None, None
+        if interact is None:
+            ended = supervisor.run(progress)
+        else:
+            ended, answer, failure = _alongside(supervisor, progress, interact)
         out = supervisor.output_root() / "out"
         isolation = _isolation(ns, ended.status.get("isolation"), cgroup, cgroup_note, limits, supervisor.pin is not None)
-        reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, out, "checks.json" if task["kind"] == "check" else "result.json")
-        yield Finished(reason or "", limits, isolation, ended.usage, ended.log_tail), out
+        if interact is None:
+            reason = ended.kill_reason or _exit_reason(ended, limits, cgroup, out, "checks.json" if task["kind"] == "check" else "result.json")
+        elif failure is None:
+            reason = ended.kill_reason or ""
+        else:  # the channel saw the failure; a limit behind it is the cause
+            reason = ended.kill_reason or _limit_reason(ended, limits, cgroup) or _worker_error(out, str(failure)) or one_line(str(failure))
+        yield Finished(reason or "", limits, isolation, ended.usage, ended.log_tail, answer, failure), out
     finally:
         if supervisor is not None:
             supervisor.release()
         if cgroup is not None:
             cgroup.remove()
-        _remove_tree(work)
+        if work is not None:
+            _remove_tree(work)
+        if watchdog is not None:
+            watchdog.close()  # it ends: nothing of the child is left, and it removes nothing more
+        if pipes is not None:
+            pipes.close()
+        signals.end()  # a SIGTERM or SIGHUP that came meanwhile now ends this process, as its sender meant
+
+
+def _alongside(supervisor: _Supervisor, progress: Progress | None, interact: Callable[[], Any]) -> tuple[_Ended, Any, BaseException | None]:
+    """`interact()` here while the supervisor runs the child in a thread; once it is done, the child has
+    END_GRACE_S to exit before it is killed. Returns how the child ended, and interact's answer or failure."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def watch() -> None:
+        try:
+            box["ended"] = supervisor.run(progress)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=watch, name="sandbox-supervisor", daemon=True)
+    thread.start()
+    answer, failure = None, None
+    try:
+        answer = interact()
+    except BaseException as exc:  # noqa: BLE001 - the child's failure, a limit, or the caller's interrupt
+        failure = exc
+    if isinstance(failure, (KeyboardInterrupt, SystemExit)):  # interrupted (SIGTERM too, `_Signals`): no grace
+        supervisor.ended_by_parent = True
+    thread.join(END_GRACE_S)
+    if thread.is_alive():  # it did not exit after the channel closed: end it (not a failure of the run)
+        supervisor.ended_by_parent = True
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    if isinstance(failure, (KeyboardInterrupt, SystemExit)):
+        raise failure
+    return box["ended"], answer, failure
 
 
 # ---- namespaces and cgroups -----------------------------------------------------------------------------------
@@ -159,12 +234,17 @@ class Namespaces:
     mount: bool = False
     net: bool = False
     reason: str = ""
+    uid: int | None = None  # the child's uid inside its user namespace
 
 
+NOBODY = 65534  # the uid and gid the child has inside its user namespace where unshare can map them
+_UNPRIVILEGED = ("--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", "--keep-caps")  # util-linux >= 2.38
 _UNSHARE_VARIANTS = (  # strongest first; the user namespace drops the host's privileges for the rest
-    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"), True, True),
-    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child"), True, False),
-    (("--user", "--map-root-user", "--net", "--mount"), False, False),
+    # uid 65534 inside; --keep-caps leaves the init the namespace's capabilities (ambient) to build its root first
+    ((*_UNPRIVILEGED, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"), True, True, NOBODY),
+    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"), True, True, 0),
+    (("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child"), True, False, 0),
+    (("--user", "--map-root-user", "--net", "--mount"), False, False, 0),
 )
 
 
@@ -177,16 +257,30 @@ def namespaces() -> Namespaces:
     if exe is None:
         return Namespaces(reason="the unshare command (util-linux) is not installed")
     last = ""
-    for flags, pid, own_proc in _UNSHARE_VARIANTS:
+    for flags, pid, own_proc, uid in _UNSHARE_VARIANTS:
+        probe = ["true"] if uid == 0 else ["cat", "/proc/self/status"]  # as uid 65534 it needs its capabilities kept
         try:
-            r = subprocess.run([exe, *flags, "true"], check=False, capture_output=True, text=True, timeout=20, env={"PATH": "/usr/bin:/bin"})
+            r = subprocess.run([exe, *flags, *probe], check=False, capture_output=True, text=True, timeout=20, env={"PATH": "/usr/bin:/bin"})
         except (OSError, subprocess.SubprocessError) as exc:
             last = str(exc)
             continue
-        if r.returncode == 0:
-            return Namespaces((exe, *flags), pid=pid, own_proc=own_proc, mount=True, net=True)
-        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        if r.returncode == 0 and (uid == 0 or _ambient_capabilities(r.stdout)):
+            return Namespaces((exe, *flags), pid=pid, own_proc=own_proc, mount=True, net=True, uid=uid)
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
     return Namespaces(reason=f"unprivileged user namespaces are not available here: {one_line(last)}")
+
+
+def _ambient_capabilities(proc_status: str) -> bool:
+    """Whether a /proc/PID/status text shows capabilities that survived exec (CAP_SYS_ADMIN is bit 21)."""
+    for line in proc_status.splitlines():
+        key, _, value = line.partition(":")
+        if key == "CapAmb":
+            try:
+                return bool(int(value.strip(), 16) >> 21 & 1)
+            except ValueError:
+                return False
+    return False
 
 
 def _netns_inode() -> int | None:
@@ -287,6 +381,96 @@ def _probe_dirs(work: Path) -> list[str]:
     return sorted(d for d in dirs if os.path.isdir(d) and not d.startswith(str(work)))
 
 
+def _view(task: dict) -> dict:
+    """What the child's own root holds besides its work directory, all read-only: the system's programs and shared
+    libraries (not /etc: only the loader's cache), the Python installation and every directory on this process's
+    import path, the suite's packages, the directories of PYTHONPATH and LD_LIBRARY_PATH, the task's `sys_path` and the scheduler's own files; devices that hold no data
+    (and the GPU's, where there are any); its own /proc. A directory that holds the temporary folder or the home
+    directory (or is /) is never shown whole: that is where other submissions and the user's secrets are. /proc is
+    its own where it has a pid namespace with its own /proc (else the host's, and the report says so)."""
+    sys_path = [str(d) for d in task.get("sys_path", [])]
+    paths = [*_SYSTEM_VIEW, sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *(str(_ROOT / p) for p in _PACKAGES)]
+    paths += [d for d in sys.path if d and os.path.isdir(d)]  # site directories a .pth added (a venv on top of another)
+    for var in ("PYTHONPATH", "LD_LIBRARY_PATH"):
+        paths += [d for d in os.environ.get(var, "").split(os.pathsep) if d]
+    paths += [*sys_path, *_scheduler_files(str(task.get("scheduler", "")), sys_path)]
+    shown = sorted({os.path.abspath(p) for p in paths if os.path.lexists(p) and not _too_wide(os.path.abspath(p))})
+    devices = [*_DEVICES, *sorted(str(p) for p in Path("/dev").glob("nvidia*"))]
+    return {"read_only": shown, "devices": [d for d in devices if os.path.exists(d)], "proc": True}
+
+
+def _too_wide(path: str) -> bool:
+    """/, or a directory that holds a temporary folder or the home directory."""
+    held = [os.path.realpath(p) for p in (tempfile.gettempdir(), "/tmp", "/var/tmp", os.path.expanduser("~"))]
+    real = os.path.realpath(path)
+    return real == "/" or any(h == real or h.startswith(real.rstrip("/") + "/") for h in held)
+
+
+def _scheduler_files(ref: str, sys_path: Sequence[str]) -> list[str]:
+    """Where the scheduler's code lies, found without running any of it: the directory of a `path/to/file.py:Class`
+    (the file alone where that directory is too wide), else the top-level package or module of `module:Class`
+    or of a plugin's entry point (only a top-level name is looked up: that imports nothing)."""
+    import importlib.machinery
+    import importlib.util
+
+    module, sep, _ = ref.rpartition(":")
+    if sep and (module.endswith(".py") or "/" in module or os.sep in module):
+        path = os.path.abspath(module)
+        return [path if _too_wide(os.path.dirname(path)) else os.path.dirname(path)]
+    if not sep:
+        from importlib.metadata import entry_points
+
+        from schedulers.registry import BUILTINS, ENTRY_POINT_GROUP
+
+        target = BUILTINS.get(ref) or next((ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ref), "")
+        module = target.partition(":")[0]
+    top = module.split(".")[0].strip()
+    if not top.isidentifier():
+        return []
+    try:
+        spec = importlib.util.find_spec(top) or importlib.machinery.PathFinder.find_spec(top, [*sys_path, os.getcwd()])
+    except Exception:  # noqa: BLE001 - an installed finder that fails: the child then fails to import, in one line
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [str(p) for p in spec.submodule_search_locations]
+    return [spec.origin] if spec.origin and os.path.isabs(spec.origin) else []
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while a sandbox session ran (an interrupt, like Ctrl-C: the session cleans up)."""
+
+
+class _Signals:
+    """SIGTERM and SIGHUP during a session. Their default action ends the process at once, skipping every `finally`
+    (the child would be left to the watchdog); instead the first one raises `Terminated` so that the session
+    cleans up as after Ctrl-C, and `end()` raises it again with its default action, so that the process still ends
+    as its sender meant (`timeout` sees SIGTERM). Only in the main thread and where the action is the default:
+    a caller's own handler stays in charge, and elsewhere the watchdog cleans up."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.caught: int | None = None
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) == signal.SIG_DFL:
+                    self.previous[sig] = signal.signal(sig, self._catch)
+
+    def _catch(self, sig: int, _frame: Any) -> None:
+        if self.caught is None:  # a second one while cleaning up is the same request
+            self.caught = sig
+            raise Terminated(f"ended by {_signal_name(sig)}")
+
+    def end(self) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+        if self.caught is not None:
+            signal.raise_signal(self.caught)
+
+
 @dataclass
 class _Ended:
     kill_reason: str | None
@@ -301,21 +485,138 @@ class _Pipes:
     """The child's channels: status (init -> parent, the worker never holds it), progress (worker -> parent),
     ack (parent -> init: the parent holds the work file system open; the worker may start)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: Sequence[int] = ()) -> None:
         self.status_r, self.status_w = os.pipe()
         self.progress_r, self.progress_w = os.pipe()
         self.ack_r, self.ack_w = os.pipe()
+        self.log_r, self.log_w = os.pipe()  # the child's stdout and stderr
+        self.extra = tuple(extra)  # the caller's own descriptors for the child (closed here once it has them)
+        self.open = {self.status_r, self.status_w, self.progress_r, self.progress_w, self.ack_r, self.ack_w, self.log_r, self.log_w, *self.extra}
 
-    def child_ends(self) -> tuple[int, int, int]:
-        return self.status_w, self.progress_w, self.ack_r
+    def child_ends(self) -> tuple[int, ...]:
+        return (self.status_w, self.progress_w, self.ack_r, *self.extra)
+
+    def close(self, *fds: int) -> None:
+        """Close these descriptors (all that are still open when none is named), each once."""
+        for fd in fds or sorted(self.open):
+            if fd in self.open:
+                self.open.discard(fd)
+                os.close(fd)
+
+
+_CONTROLS: set[int] = set()  # the write ends of live watchdogs' control pipes
+
+
+def _forget_controls() -> None:
+    """In a child forked without exec (multiprocessing's fork start method): let go of the control pipes, so that
+    a watchdog still sees its pipe end when this process, its only holder, ends."""
+    for fd in list(_CONTROLS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _CONTROLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_controls)
+
+
+class _Watchdog:
+    """The process that guards one session from outside (bench.experiments.sandbox.worker.watchdog). Started before
+    the work directory exists, in a session of its own (a signal to this process's group does not reach it); it
+    starts the child as its own child and reports how it ended. When its control pipe closes, after this process's
+    cleanup or because this process died (by any signal, even SIGKILL), it kills the child's whole tree, removes
+    the cgroup and the work directory it was told about, and exits."""
+
+    def __init__(self, pipes: _Pipes):
+        control_r, self.control_w = os.pipe()
+        self.report_r, report_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", str(_WORKER), "--watchdog", str(control_r), str(report_w)],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                         env={"PATH": "/usr/bin:/bin"}, pass_fds=(control_r, report_w, *pipes.child_ends(), pipes.log_w),
+                                         start_new_session=True)
+        except BaseException:
+            os.close(self.control_w)
+            os.close(self.report_r)
+            raise
+        finally:
+            os.close(control_r)
+            os.close(report_w)
+        _CONTROLS.add(self.control_w)
+        self.buffer = bytearray()
+        self.child: int | None = None
+        self.exit: dict[str, Any] | None = None  # {"exit": wait status, "cpu_s", "maxrss_kb"} once the child ended
+        self.lost = False  # its report pipe closed before the child's end was reported
+
+    def send(self, **message: Any) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.control_w, data):]
+        except OSError as exc:
+            raise BenchError(f"the sandbox's watchdog is gone ({exc.strerror})") from None
+
+    def guard(self, **paths: str) -> None:
+        """What to remove when it ends: the work directory, the memory cgroup."""
+        self.send(guard=paths)
+
+    def start(self, command: Sequence[str], cwd: Path, env: dict[str, str], fds: Sequence[int], log_fd: int) -> int:
+        """Start the child (the descriptors are the watchdog's copies, inherited at its start); its pid."""
+        self.send(start={"argv": list(command), "cwd": str(cwd), "env": env, "fds": list(fds), "log_fd": log_fd})
+        deadline = time.monotonic() + 60.0
+        while self.child is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.report_r], [], [], left)[0]:
+                raise BenchError("the sandbox's watchdog did not start the child within 60 s")
+            chunk = os.read(self.report_r, 65536)
+            if not chunk:
+                raise BenchError(f"the sandbox's watchdog ended before starting the child (exit code {self.proc.poll()})")
+            for message in self.feed(chunk):
+                if "error" in message:
+                    raise BenchError(f"the sandbox could not start its child: {one_line(str(message['error']))}")
+        return self.child
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """Take what it reported; an empty chunk is the end of its reports."""
+        if not chunk:
+            self.lost = self.exit is None
+            return []
+        self.buffer += chunk
+        *lines, rest = bytes(self.buffer).split(b"\n")
+        self.buffer = bytearray(rest)
+        messages = []
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                messages.append(message)
+                if isinstance(message.get("pid"), int):
+                    self.child = message["pid"]
+                if isinstance(message.get("exit"), int):
+                    self.exit = message
+        return messages
+
+    def close(self) -> None:
+        """Let it go: it kills what is left of the child's tree, removes what it guards (already gone) and exits."""
+        _CONTROLS.discard(self.control_w)
+        os.close(self.control_w)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a process it killed is stuck in the kernel; it goes on without us
+            pass
+        os.close(self.report_r)
 
 
 class _Supervisor:
     """Start the child, watch its limits, kill its whole tree on a breach, and collect what the init reported."""
 
-    def __init__(self, command, work, env, limits, pipes: _Pipes, cgroup):
+    def __init__(self, command, work, env, limits, pipes: _Pipes, cgroup, watchdog: _Watchdog):
         self.command, self.work, self.env, self.limits, self.cgroup = command, work, env, limits, cgroup
-        self.pipes = pipes
+        self.pipes, self.watchdog = pipes, watchdog
         self.status_r, self.progress_r = pipes.status_r, pipes.progress_r
         self.pin: int | None = None  # a descriptor of the child's own tmpfs, opened before its worker starts
         self.acked = False
@@ -323,21 +624,17 @@ class _Supervisor:
         self.seen: dict[int, int] = {}  # pid -> start time of every process seen in the child's tree
         self.cpu_ticks: dict[int, int] = {}  # pid -> CPU time last seen (what a killed tree never reports)
         self.usage = Usage()
+        self.ended_by_parent = False  # set from another thread: the parent is done with the child; kill it quietly
 
     def run(self, progress: Progress | None) -> _Ended:
-        log_r, log_w = os.pipe()
+        log_r = self.pipes.log_r
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
-                                    pass_fds=self.pipes.child_ends(), start_new_session=True)
+            child = self.watchdog.start(self.command, self.work, self.env, self.pipes.child_ends(), self.pipes.log_w)
         except BaseException:
-            for fd in (log_r, self.status_r, self.progress_r, self.pipes.ack_w):
-                os.close(fd)
+            self.pipes.close(log_r, self.status_r, self.progress_r, self.pipes.ack_w)
             raise
-        finally:
-            for fd in (log_w, *self.pipes.child_ends()):
-                os.close(fd)
-        pipes = {self.status_r: bytearray(), self.progress_r: bytearray(), log_r: bytearray()}
+        pipes = {self.status_r: bytearray(), self.progress_r: bytearray(), log_r: bytearray(), self.watchdog.report_r: bytearray()}
         status_lines: list[bytes] = []
         log = bytearray()
         labels: list[str] = []
@@ -346,55 +643,54 @@ class _Supervisor:
             while True:
                 self._read(pipes, status_lines, labels, log, log_r, timeout=POLL_S)
                 if status_lines and not self.acked:
-                    self._ack(proc.pid, status_lines[0])
+                    self._ack(child, status_lines[0])
                 if labels and progress is not None:
                     for text in labels:
                         progress(text)
                 labels.clear()
-                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
+                if self.watchdog.exit is not None or self.watchdog.lost:
                     break
                 now = time.monotonic()
-                if self.kill_reason is not None:
-                    self._kill(proc.pid)
+                if self.kill_reason is not None or self.ended_by_parent:
+                    self._kill(child)
                     continue
                 if now - start > self.limits.wall_s:
-                    self._stop(proc.pid, f"killed after {self.limits.wall_s:.1f} s wall time")
+                    self._stop(child, f"killed after {self.limits.wall_s:.1f} s wall time")
                     continue
                 if now >= next_tree:
                     next_tree = now + POLL_S
-                    rss, n = self._tree(proc.pid)
+                    rss, n = self._tree(self.watchdog.proc.pid, include_root=False)  # the child and its orphans
                     self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rss)
                     self.usage.processes = max(self.usage.processes, n)
                     if rss > self.limits.memory_bytes:
-                        self._stop(proc.pid, f"exceeded {size_text(self.limits.memory_bytes)} resident memory")
+                        self._stop(child, f"exceeded {size_text(self.limits.memory_bytes)} resident memory")
                     elif n > self.limits.max_processes:
-                        self._stop(proc.pid, f"started more than {self.limits.max_processes} processes")
+                        self._stop(child, f"started more than {self.limits.max_processes} processes")
                 if now >= next_output and self.kill_reason is None:
                     next_output = now + OUTPUT_POLL_S
                     size, files = self._output_usage()
                     self.usage.output_bytes = max(self.usage.output_bytes, size)
                     if size > self.limits.output_bytes:
-                        self._stop(proc.pid, f"wrote more than {size_text(self.limits.output_bytes)} into its work directory")
+                        self._stop(child, f"wrote more than {size_text(self.limits.output_bytes)} into its work directory")
                     elif files > self.limits.max_files:
-                        self._stop(proc.pid, f"created more than {self.limits.max_files:,} files in its work directory")
-        except BaseException:
-            self._kill(proc.pid)
-            os.wait4(proc.pid, 0)
-            raise
+                        self._stop(child, f"created more than {self.limits.max_files:,} files in its work directory")
         finally:
-            self._kill(proc.pid)  # whatever outlived the child (without a pid namespace)
+            self._kill(child)  # also on an interrupt; what is left of its tree the watchdog kills at the end
             self._read(pipes, status_lines, labels, log, log_r, timeout=0.0)
-            for fd in pipes:
-                os.close(fd)
+            self.pipes.close(self.status_r, self.progress_r, log_r)
             if not self.acked:
-                os.close(self.pipes.ack_w)
+                self.pipes.close(self.pipes.ack_w)
                 self.acked = True
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        ended = self.watchdog.exit or {}
+        status = ended.get("exit")
+        returncode = os.waitstatus_to_exitcode(status) if isinstance(status, int) else -1
+        if self.watchdog.lost:
+            self.kill_reason = self.kill_reason or f"the sandbox's watchdog ended unexpectedly (exit code {self.watchdog.proc.poll()})"
         self.usage.wall_s = time.monotonic() - start
-        # the child and every descendant it waited for, or what the watch saw when the tree was killed unreaped
-        self.usage.cpu_s = max(rusage.ru_utime + rusage.ru_stime, sum(self.cpu_ticks.values()) / _CLK_TCK)
-        self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, rusage.ru_maxrss * 1024, self.cgroup.peak() if self.cgroup else 0)
+        # the child and every descendant it or the watchdog reaped, or what the watch saw when the tree was killed unreaped
+        self.usage.cpu_s = max(float(ended.get("cpu_s") or 0.0), sum(self.cpu_ticks.values()) / _CLK_TCK)
+        maxrss = int(ended.get("maxrss_kb") or 0) * 1024
+        self.usage.peak_memory_bytes = max(self.usage.peak_memory_bytes, maxrss, self.cgroup.peak() if self.cgroup else 0)
         self.usage.output_bytes = max(self.usage.output_bytes, self._output_usage()[0])
         status_info: dict[str, Any] = {}
         for line in status_lines:
@@ -407,7 +703,7 @@ class _Supervisor:
                     if key in message and key not in status_info:
                         status_info[key] = message[key]
         tail = log[-8192:].decode("utf-8", "replace")
-        return _Ended(self.kill_reason, status_info, self.usage, tail, proc.returncode, self._full())
+        return _Ended(self.kill_reason, status_info, self.usage, tail, returncode, self._full())
 
     def _ack(self, pid: int, first_status: bytes) -> None:
         """The init reported its isolation: hold its tmpfs open (when it made one), then let the worker start.
@@ -431,7 +727,7 @@ class _Supervisor:
             os.write(self.pipes.ack_w, b"1")
         except OSError:
             pass
-        os.close(self.pipes.ack_w)
+        self.pipes.close(self.pipes.ack_w)
         self.acked = True
 
     def output_root(self) -> Path:
@@ -470,9 +766,13 @@ class _Supervisor:
                 return
             for fd in ready:
                 chunk = os.read(fd, 65536)
+                if fd == self.watchdog.report_r:
+                    self.watchdog.feed(chunk)
                 if not chunk:
                     open_fds.remove(fd)
                     pipes[fd] = None
+                    continue
+                if fd == self.watchdog.report_r:
                     continue
                 if fd == log_r:
                     log += chunk
@@ -507,8 +807,8 @@ class _Supervisor:
                 except (ProcessLookupError, PermissionError):
                     pass
 
-    def _tree(self, root: int) -> tuple[int, int]:
-        """Resident bytes and number of processes of the child's tree (one pass over /proc)."""
+    def _tree(self, root: int, include_root: bool = True) -> tuple[int, int]:
+        """Resident bytes and number of processes of the tree under `root` (one pass over /proc)."""
         children: dict[int, list[int]] = {}
         info: dict[int, tuple[int, int]] = {}
         for name in os.listdir("/proc"):
@@ -523,7 +823,7 @@ class _Supervisor:
             pid = int(name)
             children.setdefault(int(fields[1]), []).append(pid)
             info[pid] = (int(fields[19]), int(fields[21]), int(fields[11]) + int(fields[12]))
-        rss, count, stack = 0, 0, [root]
+        rss, count, stack = 0, 0, [root] if include_root else list(children.get(root, ()))
         while stack:
             pid = stack.pop()
             if pid not in info:
@@ -574,25 +874,46 @@ def _dir_usage(root: Path, max_entries: int) -> tuple[int, int]:
 
 
 # ---- how it ended -----------------------------------------------------------------------------------------------
-def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, out: Path, done_file: str) -> str | None:
-    """None when the worker finished; otherwise the one-line reason, from what the parent knows first."""
+def _limit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None) -> str | None:
+    """A limit the kernel enforced (memory cgroup, full tmpfs, CPU or file-size signal), or a start that failed;
+    None when neither happened. Comes before whatever the worker or the channel said: it is the cause."""
     if cgroup is not None and cgroup.oom_kills():
         return f"exceeded {size_text(limits.memory_bytes)} memory (cgroup memory.max)"
     if ended.output_full:
         return ended.output_full
-    worker = ended.status.get("worker")
     if "isolation" not in ended.status:
         detail = one_line(ended.log_tail, line="last")[:300]
         return f"the sandbox did not start (exit code {ended.returncode}{': ' + detail if detail else ''})"
-    if not isinstance(worker, dict):
-        return f"the sandbox ended without reporting how its worker ended (exit code {ended.returncode})"
-    sig = worker.get("signal")
+    worker = ended.status.get("worker")
+    sig = worker.get("signal") if isinstance(worker, dict) else None
     if isinstance(sig, int):
         cpu = worker.get("cpu_s")
         if limits.cpu_s and (sig == signal.SIGXCPU or (sig == signal.SIGKILL and isinstance(cpu, (int, float)) and cpu >= limits.cpu_s)):
             return f"exceeded {limits.cpu_s:g} s CPU time"
         if sig == signal.SIGXFSZ:
             return f"wrote a file larger than {size_text(limits.output_bytes)}"
+    return None
+
+
+def _worker_error(out: Path, failure: str) -> str | None:
+    """Why the worker gave up, as it wrote it (error.json), where the channel only saw its process end."""
+    try:
+        data = json.loads(read_output(out, ["error.json"], 64 * 1024))
+        return f"{one_line(failure)[:200]} ({one_line(str(data['reason']))[:400]})"
+    except (OutputRefused, ValueError, KeyError, TypeError):
+        return None
+
+
+def _exit_reason(ended: _Ended, limits: Limits, cgroup: _MemoryCgroup | None, out: Path, done_file: str) -> str | None:
+    """None when the worker finished; otherwise the one-line reason, from what the parent knows first."""
+    limit = _limit_reason(ended, limits, cgroup)
+    if limit is not None:
+        return limit
+    worker = ended.status.get("worker")
+    if not isinstance(worker, dict):
+        return f"the sandbox ended without reporting how its worker ended (exit code {ended.returncode})"
+    sig = worker.get("signal")
+    if isinstance(sig, int):
         return f"killed by signal {_signal_name(sig)}"
     code = worker.get("exit")
     if not isinstance(code, int):
@@ -629,19 +950,31 @@ def _isolation(ns: Namespaces, facts: Any, cgroup: _MemoryCgroup | None, cgroup_
         processes = "isolated (own pid namespace" + (" and /proc" if ns.own_proc else "; the host's /proc is visible") + "; everything it starts dies with it)"
     else:
         why = ns.reason or "no pid namespace"
-        processes = f"not isolated ({why}); its process group and every process seen in its tree are killed at the end"
+        processes = f"not isolated ({why}); its watchdog (its parent and subreaper) kills every process of its tree at the end"
     fs = facts.get("filesystem")
+    root = (fs.get("own_root") or {}) if isinstance(fs, dict) else {}
     if not ns.mount:
         filesystem = f"not isolated ({ns.reason})"
     elif not isinstance(fs, dict):
         filesystem = "unknown (the sandbox did not start)"
+    elif fs.get("ok") and root.get("ok"):
+        proc = "its own /proc" if ns.own_proc else "the host's /proc"
+        filesystem = ("read-only, and it sees only its inputs (own root: the Python installation, the suite, the scheduler's own "
+                      f"files, system libraries, null devices, {proc}; writable: its work directory only)")
     elif fs.get("ok"):
-        filesystem = "read-only outside its work directory (own mount namespace)"
+        why = one_line(str(root.get("reason") or "not built"))[:200]
+        filesystem = f"read-only outside its work directory, but it can read whatever this user can (own mount namespace; no own root: {why})"
     else:
         problems = [*(fs.get("refused") or []), *(f"{p} writable" for p in fs.get("writable") or []), fs.get("reason", "")]
         filesystem = "partly isolated (" + "; ".join(p for p in problems if p)[:300] + ")"
     priv = facts.get("privileges") or {}
-    privileges = "none (capabilities dropped; no new privileges)" if priv.get("ok") else ("unknown (the sandbox did not start)" if not started else "not dropped")
+    if priv.get("ok"):
+        uid = priv.get("uid")
+        who = (f"uid {uid} in its user namespace, which is uid {os.getuid()} outside" if isinstance(uid, int) and ns.mount
+               else f"uid {os.getuid()}")
+        privileges = f"none ({who}; capabilities dropped; no new privileges)"
+    else:
+        privileges = "unknown (the sandbox did not start)" if not started else "not dropped"
     watch = f"resident-memory watch of its process tree every {POLL_S:g} s"
     if cgroup is not None and facts.get("cgroup") == "joined":
         memory = f"cgroup v2 memory.max and a {watch}"
@@ -700,21 +1033,7 @@ def _read(path: str | Path) -> str:
         return ""
 
 
-def _remove_tree(path: Path) -> None:
-    """Remove the work directory even where the child took permissions away (never following links)."""
-    def retry(fn: Callable, p: str, _exc: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-            fn(p)
-        except OSError:
-            pass
-
-    try:
-        shutil.rmtree(path, onerror=retry)
-    except RecursionError:  # a directory nested deeper than Python recurses
-        subprocess.run(["rm", "-rf", "--", str(path)], check=False, capture_output=True)
+_remove_tree = remove_tree  # the watchdog removes a work directory the same way (worker.py: standard library only)
 
 
 def size_text(n: float) -> str:

@@ -1,36 +1,33 @@
-"""Run scheduler code the suite does not trust in a confined child; trust only what the suite recomputes.
+"""Run scheduler code the suite does not trust in a confined child that sees only what crosses the channel.
 
-`Sandboxed(limits)` is an executor of the run path (bench.experiments.runs.runner.execute): the scheduler runs in a
-child (bench.experiments.sandbox.worker, confined by bench.experiments.sandbox.confine) and the parent keeps only
-plain data from it (docs/sandbox.md). `run_sandboxed(scenario, scheduler, ...)` is the same run as an outcome.
+`Sandboxed(limits)` is an executor of the run path (bench.experiments.runs.runner.execute): the engine runs here,
+the scheduler's code in a child (bench.experiments.sandbox.worker, confined by bench.experiments.sandbox.confine)
+that receives each batch as plain arrays and answers with actions (bench.experiments.sandbox.channel); the
+workload, the cost model and the random draws never enter it (docs/sandbox.md). `run_sandboxed(scenario,
+scheduler, ...)` is the same run as an outcome.
 
-- Trust: the parent never unpickles what the child wrote. Actions come back as .npy (allow_pickle=False), the
-  rest as size-checked JSON, a learner's policy as torch.save of plain tensors read with weights_only=True.
-  Every metric is recomputed by charging the actions through the suite's engine, and the result is a normal
-  RunResult. What cannot be recomputed (decision and wall times, learning curves, counters, the policy itself)
-  is listed as reported by the sandboxed code (`REPORTED`, `SandboxOutcome.manifest_entry`).
+- Trust: nothing from the child is unpickled. Actions, a learner's policy (tensors) and counters come back as
+  raw arrays and size-checked JSON; the engine here charges every action, so every metric, the learning curve and
+  every time is the suite's own measurement. What only the scheduler can say (its counters, its policy, for
+  plugins what it is) is listed as reported (`REPORTED`, `SandboxOutcome.manifest_entry`).
 - A crash, hang, exit, huge allocation or invalid action fails the run with a one-line reason.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.core.config import finite_number
-from bench.core.errors import BenchError, one_line
-from bench.engine.system import System
+from bench.core.errors import BenchError, SchedulerError, one_line
 from bench.experiments.runs.request import RunPlan, plain_params
-from bench.experiments.runs.result import RunResult, evaluation_row
-from bench.experiments.runs.runner import Progress, evaluate_seed, new_result, run
+from bench.experiments.runs.result import RunResult
+from bench.experiments.runs.runner import InProcess, Progress, run
+from bench.experiments.sandbox import channel
+from bench.experiments.sandbox.channel import RemoteScheduler
 from bench.experiments.sandbox.confine import (
     MiB,
     Isolation,
@@ -45,15 +42,15 @@ from bench.experiments.sandbox.confine import (
     size_text,
 )
 from bench.scenarios import Scenario
+from schedulers.interface import Scheduler
 from schedulers.registry import BUILTINS
 
-RESULT_JSON_BYTES = 64 * MiB
 REPORTED = (
-    "timing: decision_us_per_task, train_s, eval_s, wall_s (measured inside the sandboxed process)",
-    "training.parquet: the learning curve (training episodes are not replayed)",
-    "summary training.per_seed: the learner's counters",
-    "checkpoint.pt: the policy as the sandboxed code saved it (read with weights_only=True)",
+    "summary training.per_seed: the learner's counters (stats)",
+    "checkpoint.pt: the policy as the sandboxed code handed it over (plain tensors and numbers, over the channel)",
 )
+DECIDE_S = 60.0  # wall seconds one decide() may take in the sandbox
+CALL_S = 600.0  # wall seconds any other hook may take (a learner's end of episode, its state)
 
 
 @dataclass
@@ -82,7 +79,8 @@ class SandboxOutcome:
             "limits": asdict(self.limits),
             "isolation": self.isolation.lines(),
             "usage": asdict(self.usage),
-            "recomputed": "episodes.parquet and every summary metric outside timing: the suite replayed actions.parquet",
+            "recomputed": "everything else: the engine ran in the suite's process and charged each decision; the scheduler's code "
+                          "answered each batch from the sandbox over the channel (decision times include the channel)",
             "reported_by_sandboxed_code": reported,
         }}
 
@@ -95,44 +93,70 @@ class SandboxError(BenchError):
         self.outcome = outcome
 
 
-class Sandboxed:
-    """An executor of the run path that runs the scheduler's code in a confined child and rebuilds the result from
-    its actions. After `execute`, `outcome` holds the sandbox's report (also when it failed: SandboxError).
+class Sandboxed(InProcess):
+    """An executor of the run path whose scheduler code runs in a confined child behind the channel
+    (bench.experiments.sandbox.channel): the engine, the workload and the random draws stay in this process; the
+    child receives each batch as plain arrays and answers with actions, within `decide_s` seconds per decision.
+    After `execute`, `outcome` holds the sandbox's report (also when it failed: SandboxError).
     `sys_path`: directories the child imports from first (a submission's carried source/); `isolate=False` keeps
     the limits but no namespaces (the report says so)."""
 
-    def __init__(self, limits: Limits | None = None, *, isolate: bool = True, sys_path: Sequence[str] = ()):
+    confined = True
+
+    def __init__(self, limits: Limits | None = None, *, isolate: bool = True, sys_path: Sequence[str] = (),
+                 decide_s: float = DECIDE_S, call_s: float = CALL_S):
         self.limits = limits or Limits()
         self.isolate = isolate
         self.sys_path = [str(Path(d).resolve()) for d in sys_path]
+        self.decide_s, self.call_s = decide_s, call_s
         self.outcome: SandboxOutcome | None = None
+        self._remote: RemoteScheduler | None = None
+        self._ends: tuple[int, int] | None = None
 
     def execute(self, plan: RunPlan, progress: Progress | None) -> RunResult:
-        ckpt = plan.checkpoint
-        ref = _absolute_reference(plan.scheduler)
-        params = plain_params(plan.params)
-        task = {"kind": "run", "scenario": plan.scenario.to_dict(), "scenario_hash": plan.scenario.hash, "scheduler": ref, "params": params,
-                "seeds": plan.seeds, "episodes": plan.episodes, "train_episodes": plan.request.train_episodes,
-                "checkpoint": "checkpoint_in.pt" if ckpt is not None else None, "checkpoint_params": ckpt.params if ckpt is not None else None,
-                "sys_path": self.sys_path}
+        to_child_r, to_child_w = channel.pipe()
+        from_child_r, from_child_w = channel.pipe()
+        self._ends, self._remote = (to_child_w, from_child_r), None
+        task = {"kind": "serve", "scheduler": _absolute_reference(plan.scheduler), "params": plain_params(plan.params),
+                "sys_path": self.sys_path, "channel_in": to_child_r, "channel_out": from_child_w}
 
-        def prepare(work: Path) -> None:
-            import torch
+        def interact() -> RunResult:
+            try:
+                return InProcess.execute(self, plan, progress)
+            finally:
+                if self._remote is not None:
+                    self._remote.close()
+                os.close(to_child_w)
 
-            torch.save({s: ckpt.states[s] for s in plan.seeds if s in ckpt.states}, work / "checkpoint_in.pt")
-
-        with session(task, self.limits, self.isolate, progress, prepare if ckpt is not None else None) as (finished, out):
-            outcome = SandboxOutcome(False, finished.reason, finished.limits, finished.isolation, finished.usage, None, finished.log_tail)
-            if outcome.reason == "":
-                try:
-                    outcome.result = _collect(out, plan, ref, self.limits)
-                    outcome.ok = True
-                except (OutputRefused, BenchError) as exc:
-                    outcome.reason = f"invalid output: {one_line(str(exc))}"
+        try:
+            with session(task, self.limits, self.isolate, None, None, extra_fds=(to_child_r, from_child_w), interact=interact) as (finished, _):
+                ok = finished.reason == "" and finished.failure is None
+                outcome = SandboxOutcome(ok, finished.reason, finished.limits, finished.isolation, finished.usage,
+                                         finished.answer if ok else None, finished.log_tail)
+        finally:
+            os.close(from_child_r)
         self.outcome = outcome
         if not outcome.ok:
             raise SandboxError(outcome, plan.scheduler)
         return outcome.result
+
+    def scheduler(self, plan: RunPlan, seed: int) -> tuple[Scheduler, dict[str, Any]]:
+        """The next seed's scheduler: a fresh one in the child, and what it is (for a built-in, what the registry
+        says; for other code, what its process says, checked)."""
+        who = f"scheduler '{plan.scheduler}'"
+        remote = channel.connect(*self._ends, who, fresh=self._remote is not None, decide_s=self.decide_s, call_s=self.call_s,
+                                 max_state_bytes=int(self.limits.output_bytes))
+        self._remote = remote
+        if plan.cls is not None:  # a built-in: the suite's own code, resolved here
+            return remote, {"scheduler": plan.label, "scheduler_class": plan.scheduler_class, "scheduler_params": plan.scheduler_params,
+                            "learns": plan.learns, "batch_unit": plan.cls.batch_unit}
+        facts = {k: remote.facts[k] for k in ("scheduler", "scheduler_class", "scheduler_params", "learns", "batch_unit")}
+        if facts["scheduler"] in BUILTINS:
+            raise SchedulerError(f"{who}: its process claims the built-in name '{facts['scheduler']}'")
+        if facts["scheduler"] == _absolute_reference(plan.scheduler):
+            facts["scheduler"] = plan.scheduler  # the label of a file reference is the reference as the user gave it
+        remote.who = f"scheduler '{facts['scheduler']}'"
+        return remote, facts
 
     def manifest_entry(self) -> dict[str, Any] | None:
         return self.outcome.manifest_entry() if self.outcome is not None and self.outcome.ok else None
@@ -195,18 +219,6 @@ def _absolute_reference(ref: str) -> str:
     return ref
 
 
-class _Budget:
-    """Bytes the parent still agrees to read from the child's output (at most its output limit in all)."""
-
-    def __init__(self, root: Path, total: int):
-        self.root, self.left = root, total
-
-    def read(self, *parts: str, limit: int | None = None) -> bytes:
-        data = read_output(self.root, parts, min(self.left, limit or self.left))
-        self.left -= len(data)
-        return data
-
-
 def _json(data: bytes) -> Any:
     def refuse(constant: str) -> Any:
         raise OutputRefused(f"the output holds {constant}; only finite numbers are allowed")
@@ -220,114 +232,6 @@ def _json(data: bytes) -> Any:
 def _check(cond: bool, what: str) -> None:
     if not cond:
         raise OutputRefused(f"result.json: {what}")
-
-
-def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
-    _check(finite_number(value) and value >= minimum,
-           f"{what} = {str(value)[:40]} is not a finite number >= {minimum:g}")
-    return float(value)
-
-
-def _count(value: Any, what: str) -> int:
-    _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"{what} = {str(value)[:40]} is not an integer >= 0")
-    return int(value)
-
-
-def _collect(out: Path, plan: RunPlan, ref: str, limits: Limits) -> RunResult:
-    """Build the RunResult from the child's plain output, recomputing every metric from its actions."""
-    budget = _Budget(out, int(limits.output_bytes))
-    report = _json(budget.read("result.json", limit=RESULT_JSON_BYTES))
-    _check(isinstance(report, dict), "not an object")
-    trusted = plan.cls is not None  # a built-in: what it is was resolved here, not reported
-    learns = plan.learns if trusted else report.get("learns")
-    _check(isinstance(learns, bool), "learns is not true or false")
-    if trusted:
-        facts = {"scheduler": plan.label, "scheduler_class": plan.scheduler_class, "scheduler_params": plan.scheduler_params,
-                 "batch_unit": plan.cls.batch_unit}
-    else:
-        facts = {k: report.get(k) for k in ("scheduler", "scheduler_class", "scheduler_params", "batch_unit")}
-        _check(isinstance(facts["scheduler"], str) and 0 < len(facts["scheduler"]) <= 200, "scheduler is not a name")
-        _check(facts["scheduler"] not in BUILTINS, f"scheduler claims the built-in name '{facts['scheduler']}'")
-        _check(isinstance(facts["scheduler_class"], str) and len(facts["scheduler_class"]) <= 300, "scheduler_class is not text")
-        _check(isinstance(facts["scheduler_params"], dict), "scheduler_params is not an object")
-        _check(facts["batch_unit"] in ("bs", "slot"), "batch_unit is not 'bs' or 'slot'")
-        if facts["scheduler"] == ref:
-            facts["scheduler"] = plan.scheduler  # the label of a file reference is the reference as the user gave it
-    asked = plan.train_for(learns)  # from a checkpoint the child trains nothing
-    _check(report.get("train_episodes") == asked, f"train_episodes = {str(report.get('train_episodes'))[:20]}; the run asked for {asked}")
-    seeds = plan.seeds
-    per_seed = report.get("per_seed")
-    _check(isinstance(per_seed, list) and [p.get("seed") if isinstance(p, dict) else None for p in per_seed] == seeds,
-           f"per_seed does not list the seeds {seeds} in order")
-    states = _states(budget, out, plan, learns, trusted)
-
-    result = new_result(plan, facts["scheduler"], facts["scheduler_class"], facts["scheduler_params"], learns, facts["batch_unit"])
-    result.wall_s = _number(report.get("wall_s"), "wall_s")
-    for seed, reported in zip(seeds, per_seed):
-        timings = reported.get("decision_us_per_task")
-        _check(isinstance(timings, list) and len(timings) == plan.episodes, f"seed {seed}: decision_us_per_task does not have {plan.episodes} values")
-        training, stats, train_s = _training(reported, seed, asked)
-        system = System.build(plan.scenario, seed)
-        env = system.env()
-
-        def play(e: int, seed=seed, system=system, env=env, timings=timings):
-            trace = env.evaluate(system.workload(e), _actions(budget, seed, e), who=f"the sandboxed scheduler's actions (seed {seed}, episode {e})")
-            return trace, evaluation_row(seed, e, trace, decision_us_per_task=_number(timings[e], f"seed {seed} decision_us_per_task[{e}]"))
-
-        seed_result = evaluate_seed(plan, learns, seed, play, training, stats, train_s, states.get(seed))
-        seed_result.eval_s = _number(reported.get("eval_s"), "eval_s")  # the child's time, not the time spent charging its actions
-        result.per_seed.append(seed_result)
-    return result
-
-
-def _states(budget: _Budget, out: Path, plan: RunPlan, learns: bool, trusted: bool) -> dict[int, Any]:
-    """The learner's policy per seed as the child saved it: plain tensors only, one state per seed of the run."""
-    if not learns:
-        return {}
-    try:
-        os.lstat(out / "checkpoint.pt")
-        raw = budget.read("checkpoint.pt")
-    except FileNotFoundError:  # a learner whose state_dict is empty saves none
-        raw = None
-    if raw is None:
-        if trusted:
-            raise OutputRefused(f"no checkpoint.pt: the built-in learner '{plan.scheduler}' always has a state")
-        return {}
-    import torch
-
-    try:
-        loaded = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is refused in one line
-        raise OutputRefused(f"checkpoint.pt is not a checkpoint of plain tensors ({type(exc).__name__}: {one_line(str(exc))[:200]})") from None
-    _check(isinstance(loaded, dict) and all(isinstance(k, int) and k in plan.seeds and isinstance(v, dict) for k, v in loaded.items())
-           and (not trusted or sorted(loaded) == sorted(plan.seeds)), "checkpoint.pt does not map this run's seeds to states")
-    return loaded
-
-
-def _training(reported: dict, seed: int, n_train: int) -> tuple[list[dict[str, Any]], dict[str, float], float]:
-    rows = reported.get("training")
-    _check(isinstance(rows, list) and len(rows) == n_train, f"seed {seed}: {n_train} training rows expected")
-    clean = []
-    for i, r in enumerate(rows):
-        _check(isinstance(r, dict) and set(r) == {"seed", "episode", "mean_delay_s", "wall_s"} and r["seed"] == seed and r["episode"] == i,
-               f"seed {seed}: training row {i} is not {{seed, episode, mean_delay_s, wall_s}} in order")
-        clean.append({"seed": seed, "episode": i, "mean_delay_s": _number(r["mean_delay_s"], "mean_delay_s"), "wall_s": _number(r["wall_s"], "wall_s")})
-    stats = reported.get("stats")
-    _check(isinstance(stats, dict) and len(stats) <= 32 and all(isinstance(k, str) and len(k) <= 64 for k in stats), f"seed {seed}: stats is not a small object")
-    clean_stats = {k: (v if isinstance(v, int) and not isinstance(v, bool) else _number(v, f"stats {k}", minimum=-math.inf)) for k, v in stats.items()}
-    return clean, clean_stats, _number(reported.get("train_s"), "train_s")
-
-
-def _actions(budget: _Budget, seed: int, episode: int) -> np.ndarray:
-    name = f"{seed}-{episode}.npy"
-    data = budget.read("actions", name)
-    try:
-        a = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise OutputRefused(f"actions/{name} is not a plain .npy array ({one_line(str(exc))[:120]})") from None
-    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu":
-        raise OutputRefused(f"actions/{name} is not a 1-d integer array")
-    return a.astype(np.int64, copy=False)
 
 
 __all__ = ["REPORTED", "Isolation", "Limits", "Namespaces", "SandboxOutcome", "Usage", "cgroup_base", "check_sandboxed", "namespaces", "run_sandboxed"]

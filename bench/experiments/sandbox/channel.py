@@ -1,0 +1,507 @@
+"""The narrow channel between the engine and a scheduler that runs in another process: plain arrays, never objects.
+
+The engine stays in the parent; the child holds only the scheduler and what crosses this channel, so nothing in
+the child's process refers to the workload, the cost model, the random draws or the engine (a scheduler that
+walks the stack, `gc` or module globals finds none of them). Each message is
+
+    4 bytes: length of the header (little-endian)  |  header: UTF-8 JSON  |  payloads: raw array bytes
+
+where the header names each array's field, dtype (numbers and booleans only) and shape. Nothing is pickled in
+either direction; the parent reads from the child only a header of bounded size and arrays of the dtypes and
+sizes it expects.
+
+Parent side: `RemoteScheduler`, a `Scheduler` whose hooks forward to the child (with a wall limit per call).
+Child side: `serve(scheduler, fd_in, fd_out)`, the loop that answers them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from bench.core.config import finite_number
+from bench.core.errors import BenchError, SchedulerError, one_line
+from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
+
+MAX_HEADER = 1 << 20  # bytes of JSON the parent reads from the child at most
+MAX_ARRAY = 1 << 31  # bytes of one array from the child at most (actions: 8 bytes a task)
+NUMERIC = frozenset("biuf")  # dtype kinds allowed on the channel
+BATCH_ARRAYS = ("origin", "index", "size_mbit", "work_gcycles", "steps", "result_mbit", "arrival_s", "capacity_gcps", "rate_mbps",
+                "backlog_s", "assigned_s")  # per task or per server: always sent
+TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "download_s": ("download_s",), "mask": ("mask",)}
+# the per-(task, server) tables, computed by the parent only when the scheduler reads them: sent with the batch
+# when it read them last time, else asked for (one more round trip) on first use
+
+
+class ChannelError(BenchError):
+    """The other side broke the channel's protocol or went away (one line)."""
+
+
+class Timeout(ChannelError):
+    """The child did not answer within the wall limit of one call."""
+
+
+class Closed(ChannelError):
+    """The other side closed the channel (its process ended)."""
+
+
+def pipe(size: int = 1 << 20) -> tuple[int, int]:
+    """A pipe (read end, write end) whose buffer holds a whole batch message where the kernel allows (Linux:
+    F_SETPIPE_SZ up to /proc/sys/fs/pipe-max-size), so a write does not wait for the reader to drain it."""
+    import fcntl
+
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, size)
+    except (OSError, AttributeError):  # not Linux, or above the allowed maximum: the default buffer
+        pass
+    return r, w
+
+
+# ---- framing ------------------------------------------------------------------------------------------------------
+def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Write one message: the header gets each array's dtype and shape, the arrays follow as raw bytes."""
+    arrays = arrays or {}
+    specs, chunks, size = [], [], 0
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        if a.dtype.kind not in NUMERIC:
+            raise ChannelError(f"{name}: an array of {a.dtype} cannot cross the channel; numbers and booleans only")
+        specs.append([name, a.dtype.str, list(a.shape)])
+        chunks.append(memoryview(a).cast("B"))
+        size += a.nbytes
+    head = json.dumps({**header, "arrays": specs}, allow_nan=False, separators=(",", ":")).encode()
+    _write_all(fd, [struct.pack("<II", len(head), size), head, *chunks])
+
+
+def receive(fd: int, timeout_s: float | None = None, *, max_header: int = MAX_HEADER, max_array: int = MAX_ARRAY) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read one message; arrays come back read-only, built from raw bytes of a checked dtype and shape."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    n, size = struct.unpack("<II", _read_exact(fd, 8, deadline))
+    if n > max_header:
+        raise ChannelError(f"a header of {n:,} bytes; at most {max_header:,} are read")
+    if size > max_array:
+        raise ChannelError(f"arrays of {size:,} bytes; at most {max_array:,} are read")
+    data = memoryview(_read_exact(fd, n + size, deadline)).toreadonly()
+    try:
+        header = json.loads(bytes(data[:n]), parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ChannelError(f"the header is not JSON ({one_line(exc, 120)})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("arrays", []), list):
+        raise ChannelError("the header is not an object with a list of arrays")
+    arrays, at = {}, n
+    for spec in header.pop("arrays", []):
+        name, dtype, shape = _spec(spec)
+        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        if at + nbytes > n + size:
+            raise ChannelError(f"{name}: its {nbytes:,} bytes are not in the message")
+        arrays[name] = np.frombuffer(data[at:at + nbytes], dtype=dtype).reshape(shape)
+        at += nbytes
+    if at != n + size:
+        raise ChannelError(f"the message holds {n + size - at:,} bytes that no array claims")
+    return header, arrays
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ChannelError(f"the header holds {name}; only finite numbers are allowed")
+
+
+def _spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
+    if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str) and isinstance(spec[2], list)):
+        raise ChannelError("an array is not [name, dtype, shape]")
+    name, dtype, shape = spec
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a dtype") from None
+    if dt.kind not in NUMERIC or dt.hasobject or dt.fields is not None or dt.subdtype is not None:
+        raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a plain number or boolean")
+    if len(shape) > 4 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
+        raise ChannelError(f"{name[:40]}: shape {str(shape)[:60]} is not a short list of sizes")
+    return name[:64], dt, tuple(shape)
+
+
+def _write_all(fd: int, parts: list) -> None:
+    parts = [memoryview(p) for p in parts]
+    while parts:
+        try:
+            n = os.writev(fd, parts)
+        except BrokenPipeError:
+            raise Closed("the other side closed the channel") from None
+        while parts and n >= len(parts[0]):
+            n -= len(parts.pop(0))
+        if n:
+            parts[0] = parts[0][n:]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
+    """Exactly n bytes, or Timeout when `deadline` (time.monotonic) passes first."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise Timeout("no answer in time")
+        k = os.readv(fd, [view[got:]])
+        if not k:
+            raise Closed("the other side closed the channel")
+        got += k
+    return buf
+
+
+# ---- what crosses: plain forms of the interface's objects ---------------------------------------------------------
+def info_message(info: EnvInfo) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    scalars, arrays = {}, {}
+    for f in fields(info):
+        value = getattr(info, f.name)
+        (arrays if isinstance(value, np.ndarray) else scalars)[f.name] = value
+    return {"info": scalars}, arrays
+
+
+def info_from(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> EnvInfo:
+    return EnvInfo(**header["info"], **arrays)
+
+
+def batch_message(batch: Batch, tables: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """What a batch shows, computed here (in the parent) from the engine's objects: the per-task and per-server
+    fields, and the per-(task, server) `tables` named (see TABLES)."""
+    arrays = {name: getattr(batch, name) for name in BATCH_ARRAYS}
+    if batch.free_at_s is not None:
+        arrays["free_at_s"] = batch.free_at_s
+    arrays.update(table_arrays(batch, tables))
+    lo, hi = batch.task_range
+    return {"slot": int(batch.slot), "lo": int(lo), "hi": int(hi), "physical": bool(batch.physical), "has_mask": bool(batch.has_mask)}, arrays
+
+
+def table_arrays(batch: Batch, tables: Iterable[str]) -> dict[str, np.ndarray]:
+    return {name: getattr(batch, name) for table in tables for name in TABLES[table]}
+
+
+class ReceivedBatch(Batch):
+    """A batch rebuilt from plain arrays in the scheduler's process: every field a scheduler may read, and no
+    workload, cost model or engine behind it. A per-(task, server) table that did not come with it is asked of
+    the parent on first use (`fetch`), as an in-process batch computes it on first use."""
+
+    def __init__(self, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]]):  # noqa: D107
+        missing = [name for name in BATCH_ARRAYS if name not in arrays]
+        if missing:
+            raise ChannelError(f"a batch without {missing}")
+        self.slot, self._lo, self._hi = int(header["slot"]), int(header["lo"]), int(header["hi"])
+        self._wl = self._costs = self._state = None
+        for name in BATCH_ARRAYS:
+            setattr(self, name, arrays[name])
+        self.free_at_s = arrays.get("free_at_s")
+        self.physical, self.has_mask = bool(header["physical"]), bool(header["has_mask"])
+        self._arrays, self._fetch, self.used = arrays, fetch, set()
+
+    def _table(self, table: str) -> dict[str, np.ndarray]:
+        self.used.add(table)
+        if all(name in self._arrays for name in TABLES[table]):
+            return self._arrays
+        got = self._fetch(table)
+        self._arrays.update(got)
+        return got
+
+    @cached_property
+    def _compute_and_service(self) -> tuple[np.ndarray, np.ndarray]:
+        got = self._table("costs")
+        return got["compute_s"], got["service_s"]
+
+    @cached_property
+    def upload_s(self) -> np.ndarray:
+        return self._table("upload_s")["upload_s"]
+
+    @cached_property
+    def download_s(self) -> np.ndarray:
+        return self._table("download_s")["download_s"]
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        return self._table("mask")["mask"]
+
+
+def feedback_message(fb: SlotFeedback) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    scalars, arrays = {}, {}
+    for f in fields(fb):
+        value = getattr(fb, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f.name] = value
+        else:
+            scalars[f.name] = list(value) if isinstance(value, tuple) else value
+    return {"feedback": scalars}, arrays
+
+
+def feedback_from(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> SlotFeedback:
+    scalars = dict(header["feedback"])
+    scalars["task_range"] = tuple(scalars["task_range"])
+    return SlotFeedback(**scalars, **arrays)
+
+
+def state_message(state: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A learner's state (nested dicts and lists of tensors, arrays and plain values) as a JSON tree whose tensor
+    leaves name arrays that travel beside it."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {"$dict": [[plain(k), plain(v)] for k, v in x.items()]}
+        if isinstance(x, (list, tuple)):
+            return {"$list" if isinstance(x, list) else "$tuple": [plain(v) for v in x]}
+        if type(x).__module__ == "torch" and type(x).__name__ == "Tensor":
+            name = f"t{len(arrays)}"
+            arrays[name] = x.detach().cpu().numpy()
+            return {"$tensor": name}
+        if isinstance(x, np.ndarray):
+            name = f"t{len(arrays)}"
+            arrays[name] = x
+            return {"$array": name}
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"a state holds a {type(x).__name__}; only tensors, arrays, numbers, text, lists and dicts cross")
+
+    return {"state": plain(state)}, arrays
+
+
+def state_from(header: dict[str, Any], arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
+    """The state a `state_message` carried: tensors as torch tensors (copies), nothing but plain data."""
+    import torch
+
+    def build(x: Any, d: int) -> Any:
+        if d > 32:
+            raise ChannelError("a state nested more than 32 levels deep")
+        if isinstance(x, dict) and len(x) == 1:
+            (kind, value), = x.items()
+            if kind == "$dict" and isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+                out = {}
+                for k, v in value:
+                    key = build(k, d + 1)
+                    if not isinstance(key, (str, int, float, bool, type(None), tuple)):
+                        raise ChannelError("a state's dict key is not plain")
+                    out[key] = build(v, d + 1)
+                return out
+            if kind in ("$list", "$tuple") and isinstance(value, list):
+                items = [build(v, d + 1) for v in value]
+                return items if kind == "$list" else tuple(items)
+            if kind in ("$tensor", "$array") and isinstance(value, str) and value in arrays:
+                a = np.array(arrays[value])
+                return torch.from_numpy(a) if kind == "$tensor" else a
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise ChannelError(f"a state leaf {str(x)[:60]} is not plain data")
+
+    return build(header.get("state"), depth)
+
+
+# ---- the parent's side --------------------------------------------------------------------------------------------
+class RemoteScheduler(Scheduler):
+    """A scheduler whose code runs in another process: each hook is one message there and one answer back, within
+    `call_s` seconds of wall time (`decide_s` for `decide`). It learns what it is (its class attributes) from the
+    child's first answer. A failure of the scheduler's code comes back as one line, as in this process."""
+
+    def __init__(self, fd_out: int, fd_in: int, who: str, facts: dict[str, Any], *, call_s: float = 600.0, decide_s: float = 60.0,
+                 max_state_bytes: int = 1 << 30):
+        super().__init__(None)
+        self.fd_out, self.fd_in, self.who = fd_out, fd_in, who
+        self.call_s, self.decide_s, self.max_state_bytes = call_s, decide_s, max_state_bytes
+        self.tables: tuple[str, ...] = ()  # the tables the child's scheduler read in its last batch
+        self.remote_name = facts["scheduler"]
+        self.batch_unit = facts["batch_unit"]
+        self.event_batches = facts["event_batches"]
+        self.learns = facts["learns"]
+        self.observes = facts["observes"]
+
+    def _ask(self, op: str, header: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None,
+             max_array: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """One call: its message, then the answer within the wall limit, at most `max_array` bytes of arrays."""
+        send(self.fd_out, {"op": op, **(header or {})}, arrays)
+        return self._answer(op, self.call_s, max_array)
+
+    def _answer(self, op: str, timeout_s: float, max_array: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        limit = self.decide_s if op == "decide" else self.call_s
+        try:
+            answer, out = receive(self.fd_in, max(timeout_s, 0.0), max_header=64 * 1024, max_array=max_array)
+        except Timeout:
+            raise SchedulerError(f"{self.who}: {op}() did not return within {limit:g} s") from None
+        except Closed:
+            raise SchedulerError(f"{self.who}: {op}(): its process ended without answering") from None
+        except ChannelError as exc:
+            raise SchedulerError(f"{self.who}: {op}(): {exc}") from None
+        if "error" in answer:
+            raise SchedulerError(f"{self.who}: {op}() raised {one_line(str(answer.get('error')), 500)}")
+        return answer, out
+
+    def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
+        header, arrays = info_message(info)
+        self._ask("reset", {**header, "rng": rng.bit_generator.state}, arrays)
+
+    def begin_episode(self, episode: int, training: bool) -> None:
+        self._ask("begin_episode", {"episode": int(episode), "training": bool(training)})
+
+    def decide(self, batch: Batch) -> np.ndarray:
+        header, arrays = batch_message(batch, self.tables)
+        send(self.fd_out, {"op": "decide", **header}, arrays)
+        deadline = time.monotonic() + self.decide_s
+        while True:  # the child may ask for tables it did not get before it answers
+            answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch))
+            need = answer.get("need")
+            if need is None:
+                break
+            if need not in TABLES:
+                raise SchedulerError(f"{self.who}: decide() asked for {str(need)[:40]!r}; the tables are {sorted(TABLES)}")
+            send(self.fd_out, {"table": need}, table_arrays(batch, [need]))
+        used = answer.get("used")
+        if isinstance(used, list) and all(u in TABLES for u in used):
+            self.tables = tuple(used)  # sent with the next batch: schedulers read the same tables batch after batch
+        if "actions" not in out:
+            raise SchedulerError(f"{self.who}: decide() returned no actions")
+        return out["actions"]
+
+    def observe(self, feedback: SlotFeedback) -> None:
+        if not self.observes:  # the child's scheduler reads no feedback: none crosses
+            return
+        header, arrays = feedback_message(feedback)
+        self._ask("observe", header, arrays)
+
+    def end_episode(self) -> None:
+        self._ask("end_episode")
+
+    def stats(self) -> dict[str, float]:
+        answer, _ = self._ask("stats")
+        stats = answer.get("stats")
+        if not (isinstance(stats, dict) and len(stats) <= 32 and all(isinstance(k, str) and len(k) <= 64 and finite_number(v) for k, v in stats.items())):
+            raise SchedulerError(f"{self.who}: stats() returned {str(stats)[:100]}; expected at most 32 named finite numbers")
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return state_from(*self._ask("state_dict", max_array=self.max_state_bytes))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        header, arrays = state_message(state)
+        self._ask("load_state_dict", header, arrays)
+
+    def close(self) -> None:
+        try:
+            send(self.fd_out, {"op": "close"})
+        except ChannelError:
+            pass
+
+
+# ---- the child's side ---------------------------------------------------------------------------------------------
+def facts_of(scheduler: Scheduler, name: str) -> dict[str, Any]:
+    """What the parent needs to drive a scheduler: its name and how it wants batches (class attributes)."""
+    cls = type(scheduler)
+    return {"scheduler": name, "batch_unit": cls.batch_unit, "event_batches": cls.event_batches, "learns": bool(cls.learns),
+            "observes": cls.observe is not Scheduler.observe}
+
+
+def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
+    """Answer the parent's messages until it says close or new (returned) or goes away ("gone"). A failing hook
+    answers with its error (one line) and the loop goes on: the parent decides what a failure means."""
+    while True:
+        try:
+            header, arrays = receive(fd_in)
+        except ChannelError:
+            return "gone"
+        op = header.get("op")
+        if op in ("close", "new"):
+            return op
+        def fetch(table: str) -> dict[str, np.ndarray]:
+            send(fd_out, {"need": table})
+            _, got = receive(fd_in)
+            return got
+
+        try:
+            answer, out = _handle(scheduler, op, header, arrays, fetch)
+        except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
+            answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
+        send(fd_out, answer, out)
+
+
+def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.ndarray],
+            fetch: Callable[[str], dict[str, np.ndarray]]) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    if op == "reset":
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = header["rng"]
+        s.reset(info_from(header, arrays), rng)
+    elif op == "begin_episode":
+        s.begin_episode(int(header["episode"]), bool(header["training"]))
+    elif op == "decide":
+        batch = ReceivedBatch(header, arrays, fetch)
+        actions = np.asarray(s.decide(batch))
+        if actions.dtype.kind not in NUMERIC:
+            raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
+        return {"ok": True, "used": sorted(batch.used)}, {"actions": actions}
+    elif op == "observe":
+        s.observe(feedback_from(header, arrays))
+    elif op == "end_episode":
+        s.end_episode()
+    elif op == "state_dict":
+        return state_message(s.state_dict())
+    elif op == "load_state_dict":
+        s.load_state_dict(state_from(header, arrays))
+    elif op == "stats":
+        stats = s.stats()
+        return {"stats": {str(k): (v if isinstance(v, (int, float)) and not isinstance(v, bool) else float(v)) for k, v in stats.items()}}, None
+    else:
+        raise ValueError(f"unknown operation {str(op)[:40]!r}")
+    return {"ok": True}, None
+
+
+def serve_reference(ref: str, params: Any, fd_in: int, fd_out: int) -> None:
+    """The child's whole life on the channel: build the scheduler named `ref` (its code runs from here on), tell
+    the parent what it is, answer until closed; "new" builds a fresh one (the next seed). A scheduler that cannot
+    be built answers with its error."""
+    from schedulers.registry import config_dict, label, make, resolve
+
+    while True:
+        try:
+            scheduler = make(ref, params)
+            cls = resolve(ref)
+            facts = {**facts_of(scheduler, label(ref, cls)), "scheduler_class": f"{cls.__module__}:{cls.__qualname__}"[:300],
+                     "scheduler_params": config_dict(scheduler)}
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
+            send(fd_out, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
+            return
+        send(fd_out, {"facts": facts})
+        if serve(scheduler, fd_in, fd_out) != "new":
+            return
+
+
+def connect(fd_out: int, fd_in: int, who: str, timeout_s: float = 120.0, *, fresh: bool = False, **limits: float) -> RemoteScheduler:
+    """The parent's end once the child runs `serve_reference` (`fresh`: ask it for a new scheduler first): the
+    child's description of its scheduler, checked, then a scheduler that forwards to it."""
+    if fresh:
+        send(fd_out, {"op": "new"})
+    try:
+        answer, _ = receive(fd_in, timeout_s, max_header=64 * 1024)
+    except ChannelError as exc:
+        raise SchedulerError(f"{who}: the scheduler's process did not start ({exc})") from None
+    if "error" in answer:
+        raise SchedulerError(f"{who}: building it raised {one_line(str(answer['error']), 500)}")
+    facts = answer.get("facts")
+    ok = (isinstance(facts, dict) and isinstance(facts.get("scheduler"), str) and 0 < len(facts["scheduler"]) <= 200
+          and facts.get("batch_unit") in ("bs", "slot") and facts.get("event_batches") in ("instant", "window", "window-if-stateless")
+          and isinstance(facts.get("learns"), bool) and isinstance(facts.get("observes"), bool)
+          and isinstance(facts.get("scheduler_class"), str) and isinstance(facts.get("scheduler_params"), dict))
+    if not ok:
+        raise SchedulerError(f"{who}: its process described itself as {str(facts)[:200]}; expected its name, class, parameters, "
+                             "batch unit, event batches, learns and observes")
+    remote = RemoteScheduler(fd_out, fd_in, who, facts, **limits)
+    remote.facts = facts
+    return remote
+
+
+if __name__ == "__main__":  # python -m bench.experiments.sandbox.channel REF PARAMS_JSON FD_IN FD_OUT (unconfined)
+    import sys
+
+    serve_reference(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

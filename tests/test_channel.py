@@ -1,0 +1,211 @@
+"""The channel between the engine and a scheduler in another process (bench/experiments/sandbox/channel.py): plain
+arrays only, hostile input refused in one line, and a scheduler driven through it decides exactly as in process."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench.core.errors import SchedulerError
+from bench.experiments.runs.runner import InProcess, run
+from bench.experiments.sandbox import channel as ch
+from schedulers.registry import builtin_names
+
+
+def _pipe_pair():
+    r, w = os.pipe()
+    return r, w
+
+
+def test_arrays_cross_as_raw_bytes_and_come_back_read_only():
+    r, w = _pipe_pair()
+    arrays = {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.array([True, False]), "c": np.linspace(0, 1, 5, dtype=np.float32)}
+    ch.send(w, {"op": "x", "n": 3}, arrays)
+    header, got = ch.receive(r, 5.0)
+    assert header == {"op": "x", "n": 3}
+    for name, a in arrays.items():
+        assert got[name].dtype == a.dtype and np.array_equal(got[name], a) and not got[name].flags.writeable
+    os.close(r), os.close(w)
+
+
+def _raw(header: dict, payload: bytes = b"") -> bytes:
+    head = json.dumps(header).encode()
+    return struct.pack("<II", len(head), len(payload)) + head + payload
+
+
+@pytest.mark.parametrize("message, fragment", [
+    (_raw({"arrays": [["x", "|O", [1]]]}, b"\0" * 8), "not a plain number"),
+    (_raw({"arrays": [["x", "<i8", [2]]]}, b"\0" * 8), "not in the message"),
+    (_raw({"arrays": []}, b"\0" * 8), "that no array claims"),
+    (_raw({"arrays": [["x", "<f8", [-1]]]}), "is not a short list of sizes"),
+    (_raw({"arrays": [["x", "V8", [1]]]}, b"\0" * 8), "not a plain number"),
+    (struct.pack("<II", 2, 0) + b"[]", "not an object"),
+    (struct.pack("<II", 5, 0) + b"{oops", "not JSON"),
+    (struct.pack("<II", 12, 0) + b'{"ok": NaN }', "holds NaN"),
+    (struct.pack("<II", 2**31, 0), "at most"),
+])
+def test_a_hostile_message_is_refused_in_one_line(message, fragment):
+    r, w = _pipe_pair()
+    os.write(w, message)
+    with pytest.raises(ch.ChannelError, match=fragment) as caught:
+        ch.receive(r, 5.0)
+    assert "\n" not in str(caught.value)
+    os.close(r), os.close(w)
+
+
+def test_a_silent_or_vanished_peer_is_a_timeout_or_a_closed_channel():
+    r, w = _pipe_pair()
+    with pytest.raises(ch.Timeout):
+        ch.receive(r, 0.05)
+    os.write(w, struct.pack("<II", 100, 0) + b"{")  # a header that never ends
+    with pytest.raises(ch.Timeout):
+        ch.receive(r, 0.05)
+    os.close(w)
+    with pytest.raises(ch.ChannelError, match="closed"):
+        ch.receive(r, 5.0)
+    os.close(r)
+
+
+class Subprocess(InProcess):
+    """The scheduler in a plain child process behind the channel (no confinement): the engine stays here."""
+
+    def __init__(self):
+        self.children = []
+
+    def scheduler(self, plan, seed):
+        to_child_r, to_child_w = ch.pipe()
+        from_child_r, from_child_w = ch.pipe()
+        params = plan.params if isinstance(plan.params, dict) else list(plan.params)
+        proc = subprocess.Popen([sys.executable, "-m", "bench.experiments.sandbox.channel", plan.scheduler, json.dumps(params),
+                                 str(to_child_r), str(from_child_w)], pass_fds=(to_child_r, from_child_w))
+        os.close(to_child_r), os.close(from_child_w)
+        self.children.append((proc, to_child_w, from_child_r))
+        remote = ch.connect(to_child_w, from_child_r, f"scheduler '{plan.scheduler}'")
+        _, facts = super().scheduler(plan, seed)
+        return remote, facts
+
+    def close(self):
+        for proc, w, r in self.children:
+            os.close(w)
+            proc.wait(timeout=60)
+            os.close(r)
+
+
+def _same(a, b):
+    for sa, sb in zip(a.per_seed, b.per_seed):
+        for ra, rb, xa, xb in zip(sa.rows, sb.rows, sa.actions, sb.actions):
+            assert np.array_equal(xa, xb)
+            assert {k: v for k, v in ra.items() if k != "decision_us_per_task"} == {k: v for k, v in rb.items() if k != "decision_us_per_task"}
+        assert sa.training == [] or [r["mean_delay_s"] for r in sa.training] == [r["mean_delay_s"] for r in sb.training]
+
+
+@pytest.mark.parametrize("scenario", ["tiny", "tiny-poisson"])
+def test_every_rule_decides_through_the_channel_exactly_as_in_process(scenario, request):
+    from bench.scenarios import load_scenario
+
+    sc = load_scenario(scenario)
+    for name in builtin_names(learns=False):
+        executor = Subprocess()
+        try:
+            remote = run(sc, name, seeds=[0, 1], episodes=2, executor=executor)
+        finally:
+            executor.close()
+        _same(run(sc, name, seeds=[0, 1], episodes=2), remote)
+
+
+def test_a_learner_trains_and_hands_over_its_policy_through_the_channel(tiny):
+    executor = Subprocess()
+    try:
+        remote = run(tiny, "sac-ts", seeds=[0], episodes=2, train_episodes=2, executor=executor)
+    finally:
+        executor.close()
+    local = run(tiny, "sac-ts", seeds=[0], episodes=2, train_episodes=2)
+    _same(local, remote)
+    import torch
+
+    a, b = local.per_seed[0].state, remote.per_seed[0].state
+    assert a.keys() == b.keys() and all(torch.equal(x, y) for x, y in zip(a["tensors"].values(), b["tensors"].values()))
+    assert local.per_seed[0].stats == remote.per_seed[0].stats
+
+
+def test_a_failing_scheduler_fails_in_one_line_naming_the_hook(tiny, tmp_path, monkeypatch):
+    (tmp_path / "boom.py").write_text(
+        "import numpy as np\nfrom schedulers import Scheduler\n"
+        "class Boom(Scheduler):\n    name = 'boom'\n"
+        "    def decide(self, batch):\n        raise ValueError('no\\nway')\n")
+    executor = Subprocess()
+    try:
+        with pytest.raises(SchedulerError, match=r"^scheduler '.*boom.py:Boom': decide\(\) raised ValueError: no way$"):
+            run(tiny, f"{tmp_path / 'boom.py'}:Boom", seeds=[0], episodes=1, executor=executor)
+    finally:
+        executor.close()
+
+
+LOOKER = '''
+import gc, sys
+import numpy as np
+from schedulers import Scheduler
+
+ENGINE = {"Workload", "SlottedEnv", "EventEnv", "System", "CycleCosts", "ProfiledCosts", "Streams", "Generator"}
+
+
+def engine_objects():
+    """Everything an attacker reaches without private access: the call stack's frames and locals, every object
+    the garbage collector tracks, every loaded module's globals."""
+    found = set()
+    frame = sys._getframe()
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            if type(value).__name__ in ENGINE:
+                found.add("stack:" + type(value).__name__)
+        frame = frame.f_back
+    for obj in gc.get_objects():
+        if type(obj).__name__ in ENGINE - {"Generator"}:
+            found.add("gc:" + type(obj).__name__)
+    for module in list(sys.modules.values()):
+        for value in list(getattr(module, "__dict__", {}).values()):
+            if type(value).__name__ in ENGINE - {"Generator"}:
+                found.add("globals:" + type(value).__name__)
+    return found
+
+
+class Looker(Scheduler):
+    name = "looker"
+
+    def decide(self, batch):
+        found = engine_objects() | ({"batch:_wl"} if getattr(batch, "_wl", None) is not None else set())
+        if found:
+            raise RuntimeError("reached " + ", ".join(sorted(found)))
+        return np.argmax(batch.mask, axis=1)  # the first allowed server
+'''
+
+
+@pytest.mark.parametrize("scenario", ["tiny", "edge-gpu"])
+def test_a_scheduler_behind_the_channel_reaches_no_engine_object(scenario, tmp_path):
+    """The look-ahead attack of the review (walk the stack or gc to the environment, read the future): in process it
+    reaches the workload and the engine; behind the channel there is nothing of them to reach."""
+    from bench.scenarios import load_scenario
+
+    (tmp_path / "looker.py").write_text(LOOKER)
+    ref = f"{tmp_path / 'looker.py'}:Looker"
+    sc = load_scenario(scenario)
+    with pytest.raises(SchedulerError, match=r"reached .*(Workload|Env)"):  # the attack works in process: the test can fail
+        run(sc, ref, seeds=[0], episodes=1)
+    executor = Subprocess()
+    try:
+        result = run(sc, ref, seeds=[0], episodes=1, executor=executor)
+    finally:
+        executor.close()
+    assert result.rows[0]["tasks"] > 0
+    if sys.platform.startswith("linux"):  # and in the sandbox proper, which drives its child through the same channel
+        from bench.experiments.sandbox.run import run_sandboxed
+
+        outcome = run_sandboxed(sc, ref, seeds=[0], episodes=1)
+        assert outcome.ok, outcome.report()
+        assert outcome.result.rows[0]["tasks"] == result.rows[0]["tasks"]
