@@ -21,6 +21,7 @@ from bench.core.errors import ConfigError
 from bench.engine.metrics import EPISODE_METRICS
 from bench.experiments.sandbox import confine as sandbox
 from bench.experiments.runs.runner import run
+from bench.experiments.sandbox.worker import descendants
 from bench.experiments.sandbox.run import Limits, Namespaces, cgroup_base, check_sandboxed, namespaces, run_sandboxed
 
 ATTACKS = textwrap.dedent('''
@@ -235,22 +236,8 @@ def plugin(tmp_path_factory):
 
 
 def _tree(pid: int) -> set[int]:
-    """Descendants of `pid` (one pass over /proc)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            children.setdefault(int(data[data.rfind(b")") + 2:].split()[1]), []).append(int(name))
-    out, stack = set(), [pid]
-    while stack:
-        for c in children.get(stack.pop(), ()):
-            out.add(c)
-            stack.append(c)
-    return out
+    """Descendants of `pid` (one pass over /proc, as the sandbox's watchdog looks)."""
+    return set(descendants(pid))
 
 
 def _running(text: str) -> list[int]:

@@ -676,7 +676,7 @@ def _start_child(spec: dict) -> subprocess.Popen:
                             preexec_fn=prepare)  # noqa: PLW1509 - the watchdog has one thread
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """Every process below `root` (one pass over /proc)."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
@@ -705,7 +705,7 @@ def kill_tree(group: int | None, patience_s: float = 10.0) -> None:
             pass
     deadline = time.monotonic() + patience_s
     while True:
-        left = _descendants(os.getpid())
+        left = descendants(os.getpid())
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
