@@ -601,3 +601,14 @@ def test_the_report_says_what_held_where_less_is_possible(plugin, tiny, tmp_path
     assert re.search(r"read 1 as uid", open_view.reason), open_view.reason
     assert open_view.isolation.filesystem == ("read-only outside its work directory, but it can read whatever this user can "
                                               "(own mount namespace; no own root: no view was given)")
+
+
+def test_check_scheduler_drives_the_child_through_the_channel_and_stops_a_sleeper(plugin):
+    """check-scheduler runs its episodes here, with the scheduler behind the channel (its code is never imported in
+    this process): a `decide` that never returns fails its check after the per-decision limit, and the rest go on."""
+    ref = plugin("Sleeper")
+    outcome = check_sandboxed(ref, ["token=\"x1\""], episodes=1, decide_s=2.0)
+    assert outcome.ok, outcome.report()
+    valid = next(c for c in outcome.checks if c.name == "valid decisions")
+    assert not valid.passed and valid.detail.endswith("decide() did not return within 2 s"), valid.detail
+    assert not [name for name in sys.modules if name.startswith("attacks")]

@@ -37,7 +37,7 @@ def run(
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="leave the trained policy out of the bundle (smaller; cannot be evaluated again)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress on stderr: a live bar on a terminal, else a plain line every 30 s (default: on)"),
-    sandbox: bool = typer.Option(False, "--sandbox", help="run the scheduler's code in the sandbox (limits, no network; docs/sandbox.md); metrics are recomputed from its actions"),
+    sandbox: bool = typer.Option(False, "--sandbox", help="run the scheduler's code in the sandbox (limits, no network; docs/sandbox.md); the engine stays in this process, the code sees only each batch"),
     wall_limit: float = typer.Option(3600.0, "--wall-limit", help="with --sandbox: seconds of wall time"),
     cpu_limit: Optional[float] = typer.Option(None, "--cpu-limit", help="with --sandbox: seconds of CPU time (default: no limit beyond the wall time)"),
     memory_limit: float = typer.Option(4.0, "--memory-limit", help="with --sandbox: GiB of resident memory"),

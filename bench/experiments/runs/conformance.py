@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def _episodes(sched: Scheduler, system: System, env: Environment, n: int, *, uni
 
     who = f"scheduler '{sched.name or type(sched).__name__}'"
     out, seconds, tasks = [], 0.0, 0
-    original = type(sched).batch_unit
+    own = vars(sched).get("batch_unit", _ABSENT)  # a scheduler behind the channel holds it on the instance
     try:
         if unit is not None:
             sched.batch_unit = unit  # instance attribute shadows the class's
@@ -73,13 +73,40 @@ def _episodes(sched: Scheduler, system: System, env: Environment, n: int, *, uni
             tasks += trace.actions.shape[0]
     finally:
         if unit is not None:
-            del sched.batch_unit
-        assert type(sched).batch_unit == original
+            if own is _ABSENT:
+                del sched.batch_unit
+            else:
+                sched.batch_unit = own
     return out, seconds, tasks
 
 
-def _fresh(name: str, params: list[str], system: System, seed_offset: int = 0) -> Scheduler:
-    sched = make(name, params)
+_ABSENT = object()
+New = Callable[[], tuple[Scheduler, dict[str, Any]]]  # a fresh scheduler and what it is (learns, batch_unit, class)
+
+
+def _local(name: str, params: list[str]) -> New:
+    def new() -> tuple[Scheduler, dict[str, Any]]:
+        cls = resolve(name)
+        return make(name, params), {"learns": bool(cls.learns), "batch_unit": cls.batch_unit, "scheduler_class": f"{cls.__module__}:{cls.__qualname__}"}
+
+    return new
+
+
+def _rng_state(sched: Scheduler) -> Any:
+    get = getattr(sched, "rng_state", None)  # behind the channel: the child's stream
+    return get() if get is not None else sched.rng.bit_generator.state
+
+
+def _set_rng_state(sched: Scheduler, state: Any) -> None:
+    put = getattr(sched, "set_rng_state", None)
+    if put is not None:
+        put(state)
+    else:
+        sched.rng.bit_generator.state = state
+
+
+def _fresh(new: New, system: System, seed_offset: int = 0) -> Scheduler:
+    sched, _ = new()
     rng = system.streams.scheduler() if seed_offset == 0 else np.random.default_rng(seed_offset)
     sched.reset(system.info(), rng)
     return sched
@@ -101,27 +128,31 @@ class _Skip(Exception):
     pass
 
 
-def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Check]:
+def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New | None = None) -> list[Check]:
+    """The checks of `name`, built with `params`; `new` builds each fresh scheduler instead (the sandbox: one
+    behind the channel, whose code is never imported here), with what it is."""
     params = list(params)
+    new = new or _local(name, params)
     scenario = load_scenario("tiny")
     system = System.build(scenario, 0)
     env = system.env()
     results: list[Check] = []
+    facts: dict[str, Any] = {}
 
     def builds():
-        cls = resolve(name)
-        make(name, params)
-        return f"{cls.__module__}:{cls.__qualname__}, batch unit '{cls.batch_unit}'" + (", learns" if cls.learns else "")
+        _, what = new()
+        facts.update(what)
+        return f"{what['scheduler_class']}, batch unit '{what['batch_unit']}'" + (", learns" if what["learns"] else "")
 
     results.append(_attempt("builds", builds))
     if not results[-1].passed:
         return results
-    cls = resolve(name)
+    learns, unit = facts["learns"], facts["batch_unit"]
     timing: dict[str, float] = {}
 
     def valid():
-        sched = _fresh(name, params, system)
-        if cls.learns:
+        sched = _fresh(new, system)
+        if learns:
             _episodes(sched, system, env, 2, training=True)
         _, _, warm = _episodes(sched, system, env, 1)  # compiles kernels; not timed
         actions, seconds, tasks = _episodes(sched, system, env, episodes)
@@ -138,8 +169,8 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
         data["tasks"].pop("arrivals_per_bs")
         data["tasks"]["arrivals"] = {"process": "poisson", "rate_per_s": 22.0}  # tiny's mean load
         event = System.build(scenario_from_dict(data, source="tiny in the event time model"), 0)
-        sched = _fresh(name, params, event)
-        if cls.learns:
+        sched = _fresh(new, event)
+        if learns:
             _episodes(sched, event, event.env(), 1, training=True)
         _, _, tasks = _episodes(sched, event, event.env(), 2)
         return f"{tasks} decisions in 2 episodes of Poisson arrivals"
@@ -148,7 +179,7 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
 
     def masks():
         masked = SlottedEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
-        sched = make(name, params)
+        sched, _ = new()
         info = system.info()
         sched.reset(type(info)(**{**info.__dict__, "has_mask": True}), system.streams.scheduler())
         _, _, tasks = _episodes(sched, system, masked, episodes)
@@ -157,11 +188,11 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
     results.append(_attempt("respects masks", masks))
 
     def reproducible():
-        first, _, _ = _episodes(_fresh(name, params, system), system, env, episodes)
+        first, _, _ = _episodes(_fresh(new, system), system, env, episodes)
         random.seed(987654)
         np.random.seed(987654)
         np.random.random(17)
-        second, _, _ = _episodes(_fresh(name, params, system), system, env, episodes)
+        second, _, _ = _episodes(_fresh(new, system), system, env, episodes)
         for e, (a, b) in enumerate(zip(first, second)):
             if not np.array_equal(a, b):
                 raise BenchError(f"episode {e}: the same seed gave different decisions; draw all randomness from self.rng")
@@ -170,13 +201,13 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
     results.append(_attempt("reproducible", reproducible))
 
     def batch_unit():
-        if cls.batch_unit != "slot":
+        if unit != "slot":
             raise _Skip("takes one base station at a time (nothing to compare)")
-        a, _, _ = _episodes(_fresh(name, params, system), system, env, episodes, unit="bs")
-        b, _, _ = _episodes(_fresh(name, params, system, seed_offset=99), system, env, episodes, unit="bs")
+        a, _, _ = _episodes(_fresh(new, system), system, env, episodes, unit="bs")
+        b, _, _ = _episodes(_fresh(new, system, seed_offset=99), system, env, episodes, unit="bs")
         if any(not np.array_equal(x, y) for x, y in zip(a, b)):
             raise _Skip("randomised (its decisions depend on its random stream); whole-slot and per-BS decisions not compared")
-        c, _, _ = _episodes(_fresh(name, params, system), system, env, episodes, unit="slot")
+        c, _, _ = _episodes(_fresh(new, system), system, env, episodes, unit="slot")
         for e, (x, y) in enumerate(zip(a, c)):
             if not np.array_equal(x, y):
                 i = int(np.argmax(x != y))
@@ -186,17 +217,17 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3) -> list[Chec
     results.append(_attempt("batch unit", batch_unit))
 
     def learning():
-        if not cls.learns:
+        if not learns:
             raise _Skip("does not learn")
-        sched = _fresh(name, params, system)
+        sched = _fresh(new, system)
         _episodes(sched, system, env, 2, training=True)
         state = sched.state_dict()
-        rng_state = sched.rng.bit_generator.state
+        rng_state = _rng_state(sched)
         a, _, _ = _episodes(sched, system, env, 1)
-        other = make(name, params)
+        other, _ = new()
         other.reset(system.info(), np.random.default_rng())
         other.load_state_dict(state)
-        other.rng.bit_generator.state = rng_state
+        _set_rng_state(other, rng_state)
         b, _, _ = _episodes(other, system, env, 1)
         if not np.array_equal(a[0], b[0]):
             raise BenchError("a fresh instance loaded with state_dict() decides differently")

@@ -314,6 +314,7 @@ class RemoteScheduler(Scheduler):
         self.fd_out, self.fd_in, self.who = fd_out, fd_in, who
         self.call_s, self.decide_s, self.max_state_bytes = call_s, decide_s, max_state_bytes
         self.tables: tuple[str, ...] = ()  # the tables the child's scheduler read in its last batch
+        self.stuck = False
         self.remote_name = facts["scheduler"]
         self.batch_unit = facts["batch_unit"]
         self.event_batches = facts["event_batches"]
@@ -331,6 +332,7 @@ class RemoteScheduler(Scheduler):
         try:
             answer, out = receive(self.fd_in, max(timeout_s, 0.0), max_header=64 * 1024, max_array=max_array)
         except Timeout:
+            self.stuck = True  # the child is still inside that call: nothing more can be asked of it
             raise SchedulerError(f"{self.who}: {op}() did not return within {limit:g} s") from None
         except Closed:
             raise SchedulerError(f"{self.who}: {op}(): its process ended without answering") from None
@@ -388,6 +390,17 @@ class RemoteScheduler(Scheduler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         header, arrays = state_message(state)
         self._ask("load_state_dict", header, arrays)
+
+    def rng_state(self) -> dict[str, Any]:
+        """The child's scheduler's random stream state (numpy's plain dict), for the conformance checks."""
+        answer, _ = self._ask("rng_state")
+        state = answer.get("rng")
+        if not isinstance(state, dict):
+            raise SchedulerError(f"{self.who}: rng_state() returned {str(state)[:80]}; expected numpy's state dict")
+        return state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self._ask("set_rng_state", {"rng": state})
 
     def close(self) -> None:
         try:
@@ -449,6 +462,10 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
         return state_message(s.state_dict())
     elif op == "load_state_dict":
         s.load_state_dict(state_from(header, arrays))
+    elif op == "rng_state":
+        return {"rng": s.rng.bit_generator.state}, None
+    elif op == "set_rng_state":
+        s.rng.bit_generator.state = header["rng"]
     elif op == "stats":
         stats = s.stats()
         return {"stats": {str(k): (v if isinstance(v, (int, float)) and not isinstance(v, bool) else float(v)) for k, v in stats.items()}}, None

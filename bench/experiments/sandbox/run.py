@@ -15,29 +15,25 @@ scheduler, ...)` is the same run as an outcome.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.core.errors import BenchError, SchedulerError, one_line
+from bench.core.errors import BenchError, SchedulerError
 from bench.experiments.runs.request import RunPlan, plain_params
 from bench.experiments.runs.result import RunResult
 from bench.experiments.runs.runner import InProcess, Progress, run
 from bench.experiments.sandbox import channel
 from bench.experiments.sandbox.channel import RemoteScheduler
 from bench.experiments.sandbox.confine import (
-    MiB,
     Isolation,
     Limits,
     Namespaces,
-    OutputRefused,
     Usage,
     cgroup_base,
     namespaces,
-    read_output,
     session,
     size_text,
 )
@@ -180,35 +176,44 @@ def run_sandboxed(scenario: Scenario, scheduler: str, *, limits: Limits | None =
 
 
 def check_sandboxed(scheduler: str, params: Sequence[str] | Mapping[str, Any] = (), episodes: int = 3, *,
-                    limits: Limits | None = None, isolate: bool = True) -> SandboxOutcome:
-    """bench.experiments.runs.conformance.check in the sandbox; `outcome.checks` holds its checks when it finished.
+                    limits: Limits | None = None, isolate: bool = True, decide_s: float = DECIDE_S) -> SandboxOutcome:
+    """bench.experiments.runs.conformance.check with the scheduler in the sandbox, behind the channel (the checks'
+    episodes run here); `outcome.checks` holds them when the session held. A scheduler that sleeps in `decide`
+    fails its check after `decide_s`; the whole session has the wall limit of `limits` (default 300 s)."""
+    from bench.experiments.runs.conformance import check
 
-    The checks are the scheduler's own report about itself (informational: nothing here is recomputed)."""
     limits = limits or Limits(wall_s=300.0)
-    task = {"kind": "check", "scheduler": _absolute_reference(scheduler), "params": plain_params(params), "episodes": int(episodes)}
-    with session(task, limits, isolate, None, None) as (finished, out):
-        outcome = SandboxOutcome(False, finished.reason, finished.limits, finished.isolation, finished.usage, None, finished.log_tail)
-        if outcome.reason == "":
-            try:
-                outcome.checks = _read_checks(out, limits)
-                outcome.ok = True
-            except OutputRefused as exc:
-                outcome.reason = f"invalid output: {one_line(str(exc))}"
-        return outcome
+    to_child_r, to_child_w = channel.pipe()
+    from_child_r, from_child_w = channel.pipe()
+    ref = _absolute_reference(scheduler)
+    task = {"kind": "serve", "scheduler": ref, "params": plain_params(params), "sys_path": [], "channel_in": to_child_r,
+            "channel_out": from_child_w}
+    made: list[RemoteScheduler] = []
 
+    def new() -> tuple[Scheduler, dict[str, Any]]:
+        if made and made[-1].stuck:
+            raise SchedulerError(f"scheduler '{scheduler}': not checked: its process is still inside a call that ran out of time")
+        remote = channel.connect(to_child_w, from_child_r, f"scheduler '{scheduler}'", fresh=bool(made), decide_s=decide_s,
+                                 call_s=CALL_S, max_state_bytes=int(limits.output_bytes))
+        made.append(remote)
+        return remote, remote.facts
 
-def _read_checks(out: Path, limits: Limits) -> list:
-    from bench.experiments.runs.conformance import Check
+    def interact() -> list:
+        try:
+            return check(scheduler, [], int(episodes), new=new)
+        finally:
+            if made:
+                made[-1].close()
+            os.close(to_child_w)
 
-    data = _json(read_output(out, ["checks.json"], min(int(limits.output_bytes), MiB)))
-    rows = data.get("checks") if isinstance(data, dict) else None
-    _check(isinstance(rows, list) and 0 < len(rows) <= 32, "checks.json does not list the checks")
-    checks = []
-    for r in rows:
-        _check(isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("passed"), bool)
-               and isinstance(r.get("detail"), str) and isinstance(r.get("skipped"), bool), "a check is not {name, passed, detail, skipped}")
-        checks.append(Check(one_line(r["name"])[:80], r["passed"], one_line(r["detail"])[:500], r["skipped"]))
-    return checks
+    try:
+        with session(task, limits, isolate, None, None, extra_fds=(to_child_r, from_child_w), interact=interact) as (finished, _):
+            ok = finished.reason == "" and finished.failure is None
+            outcome = SandboxOutcome(ok, finished.reason, finished.limits, finished.isolation, finished.usage, None, finished.log_tail)
+            outcome.checks = finished.answer if ok else None
+    finally:
+        os.close(from_child_r)
+    return outcome
 
 
 def _absolute_reference(ref: str) -> str:
@@ -217,21 +222,6 @@ def _absolute_reference(ref: str) -> str:
     if sep and (module.endswith(".py") or "/" in module or os.sep in module):
         return f"{Path(module).resolve()}:{attr}"
     return ref
-
-
-def _json(data: bytes) -> Any:
-    def refuse(constant: str) -> Any:
-        raise OutputRefused(f"the output holds {constant}; only finite numbers are allowed")
-
-    try:
-        return json.loads(data, parse_constant=refuse)
-    except ValueError as exc:
-        raise OutputRefused(f"the output is not valid JSON ({exc})") from None
-
-
-def _check(cond: bool, what: str) -> None:
-    if not cond:
-        raise OutputRefused(f"result.json: {what}")
 
 
 __all__ = ["REPORTED", "Isolation", "Limits", "Namespaces", "SandboxOutcome", "Usage", "cgroup_base", "check_sandboxed", "namespaces", "run_sandboxed"]

@@ -1,4 +1,4 @@
-"""The child side of the sandbox (bench.experiments.sandbox.run): run one scheduler from plain inputs, write plain outputs.
+"""The child side of the sandbox (bench.experiments.sandbox.run): one scheduler, answering batches over the channel.
 
 Started by the sandbox, never by hand. Three roles, all in this file so that the trusted ones need nothing but the
 standard library:
@@ -18,13 +18,10 @@ standard library:
   waits until the parent has opened the tmpfs; then forks the worker and reports, on the same pipe, how the
   worker ended. In a pid namespace the init is process 1, so when it exits the kernel kills everything the
   scheduler started.
-- the worker (holds no status pipe): imports the suite, then the scheduler (from here on the process is
-  untrusted), runs bench.experiments.runs.runner.run and writes into WORKDIR/rw/out: one .npy of actions per
-  (seed, evaluation episode), result.json (what cannot be recomputed: timings, learning curves, counters),
-  checkpoint.pt (learners: torch.save of plain tensors), or error.json with a one-line reason.
-
-The parent trusts none of the worker's files: it reads them as plain data with size limits and recomputes every
-metric from the actions (bench.experiments.sandbox.run).
+- the worker (holds no status pipe): imports the channel, then the scheduler (from here on the process is
+  untrusted), and answers the parent's messages (bench.experiments.sandbox.channel): each batch arrives as plain
+  arrays, each answer leaves as plain arrays. The engine, the workload and the draws are in the parent only. A
+  failure before the channel is up is written to WORKDIR/rw/out/error.json as one line.
 """
 
 from __future__ import annotations
@@ -402,25 +399,14 @@ def _drop_privileges() -> dict:
 
 
 # ---- the worker ----------------------------------------------------------------------------------------
-class HookFailed(BaseException):
-    """A scheduler hook raised (BaseException: neither the registry nor the runner may swallow it)."""
-
-    def __init__(self, hook: str, exc: BaseException):
-        super().__init__(hook, exc)
-        self.hook, self.exc = hook, exc
-
-
 def _work(task: dict, work: Path, progress_fd: int) -> int:
     out = work / "rw" / "out"
     try:
         (out / "actions").mkdir(exist_ok=True)
         _warm_numba_cache(Path(os.environ.get("NUMBA_CACHE_DIR", work / "rw" / ".numba-cache")))
-        if task.get("kind") == "check":
-            _check(task, out)
-        elif task.get("kind") == "serve":
-            _serve(task)
-        else:
-            _run(task, work, out, progress_fd)
+        if task.get("kind") != "serve":
+            raise ValueError(f"task kind {str(task.get('kind'))[:20]!r}; the worker only serves a scheduler over the channel")
+        _serve(task)
         return EXIT_OK
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a one-line reason for the parent
         try:
@@ -433,11 +419,6 @@ def _work(task: dict, work: Path, progress_fd: int) -> int:
 def _reason(exc: BaseException) -> str:
     from bench.core.errors import BenchError
 
-    if isinstance(exc, HookFailed):
-        inner = exc.exc
-        if isinstance(inner, SystemExit):
-            return f"SystemExit({inner.code!r}) raised in {exc.hook}"
-        return f"exception in {exc.hook}: {type(inner).__name__}: {inner}"
     if isinstance(exc, BenchError):
         return str(exc)
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
@@ -465,92 +446,6 @@ def _warm_numba_cache(cache: Path) -> None:
                 shutil.copyfile(f, target / f.name)
 
 
-def _guard(cls: type, who: str) -> None:
-    """Wrap the scheduler's hooks (in this process only): failures name their hook; decide returns one action per task."""
-    import numpy as np
-
-    from bench.core.errors import SchedulerError
-    from schedulers.interface import Scheduler
-
-    def wrap(hook: str, fn):
-        def guarded(self, *args, **kwargs):
-            try:
-                return fn(self, *args, **kwargs)
-            except HookFailed:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - SystemExit too: a hook must not end the run
-                raise HookFailed(hook, exc) from None
-        guarded.__name__ = fn.__name__
-        return guarded
-
-    decide = wrap("decide", cls.decide)
-
-    def checked(self, batch):
-        actions = decide(self, batch)
-        shape = np.shape(actions)
-        if shape != (len(batch),):
-            got = f"{shape[0]} actions" if len(shape) == 1 else f"an array of shape {shape}"
-            raise SchedulerError(f"{who} returned {got} for a batch of {len(batch)}")
-        return actions
-
-    cls.decide = checked
-    cls.__init__ = wrap("__init__", cls.__init__)
-    for hook in ("reset", "begin_episode", "end_episode", "stats", "state_dict", "load_state_dict"):
-        setattr(cls, hook, wrap(hook, getattr(cls, hook)))
-    if cls.observe is not Scheduler.observe:  # the runner builds feedback only for schedulers that observe
-        cls.observe = wrap("observe", cls.observe)
-
-
-def _run(task: dict, work: Path, out: Path, progress_fd: int) -> None:
-    import numpy as np
-
-    from bench.core.errors import BenchError
-    from bench.experiments.runs.checkpoint import Checkpoint
-    from bench.experiments.runs.runner import run
-    from bench.scenarios import scenario_from_dict
-    from schedulers.registry import label, resolve
-
-    scenario = scenario_from_dict(task["scenario"], source="sandbox task")
-    if scenario.hash != task["scenario_hash"]:
-        raise BenchError("the scenario changed on its way into the sandbox (its hash differs)")
-    sys.path.extend(task.get("sys_path", []))
-    ref = task["scheduler"]
-    cls = resolve(ref)  # the scheduler's code runs from here on
-    name = label(ref, cls)
-    _guard(cls, f"scheduler '{name}'")
-    checkpoint = None
-    if task.get("checkpoint"):
-        import torch
-
-        states = torch.load(work / task["checkpoint"], map_location="cpu", weights_only=True)
-        checkpoint = Checkpoint(name, scenario.hash, task["checkpoint_params"], {int(k): v for k, v in states.items()})
-
-    def progress(text: str) -> None:
-        try:
-            os.write(progress_fd, (text[:200] + "\n").encode())
-        except OSError:
-            pass
-
-    result = run(scenario, ref, params=task["params"], seeds=task["seeds"], episodes=task["episodes"],
-                 train_episodes=task["train_episodes"], checkpoint=checkpoint, progress=progress)
-    per_seed = []
-    for s in result.per_seed:
-        for row, actions in zip(s.rows, s.actions):
-            np.save(out / "actions" / f"{s.seed}-{row['episode']}.npy", np.ascontiguousarray(actions, dtype=np.int64), allow_pickle=False)
-        per_seed.append({"seed": s.seed, "training": s.training, "train_s": s.train_s, "eval_s": s.eval_s, "stats": s.stats,
-                         "decision_us_per_task": [r["decision_us_per_task"] for r in s.rows]})
-    states = {s.seed: s.state for s in result.per_seed if s.state}
-    if result.learns and states:
-        import torch
-
-        torch.save(states, out / "checkpoint.pt")
-    _write_json(out / "result.json", {
-        "scheduler": result.scheduler, "scheduler_class": result.scheduler_class, "scheduler_params": result.scheduler_params,
-        "learns": result.learns, "batch_unit": result.batch_unit, "train_episodes": result.train_episodes,
-        "wall_s": result.wall_s, "per_seed": per_seed,
-    })
-
-
 def _serve(task: dict) -> None:
     """The scheduler behind the channel (bench.experiments.sandbox.channel): the parent runs the engine and sends
     each batch; this process holds the scheduler's code and nothing of the engine, the workload or the draws."""
@@ -558,17 +453,6 @@ def _serve(task: dict) -> None:
 
     sys.path.extend(task.get("sys_path", []))
     serve_reference(task["scheduler"], task["params"], int(task["channel_in"]), int(task["channel_out"]))
-
-
-def _check(task: dict, out: Path) -> None:
-    """The conformance checks (they catch the scheduler's exceptions themselves, so its hooks are not wrapped)."""
-    from dataclasses import asdict
-
-    from bench.experiments.runs.conformance import check
-
-    sys.path.extend(task.get("sys_path", []))
-    checks = check(task["scheduler"], task["params"], episodes=task["episodes"])
-    _write_json(out / "checks.json", {"checks": [asdict(c) for c in checks]})
 
 
 def _write_json(path: Path, data: dict) -> None:
