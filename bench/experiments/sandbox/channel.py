@@ -4,7 +4,7 @@ The engine stays in the parent; the child holds only the scheduler and what cros
 the child's process refers to the workload, the cost model, the random draws or the engine (a scheduler that
 walks the stack, `gc` or module globals finds none of them). Each message is
 
-    4 bytes: length of the header (little-endian)  |  header: UTF-8 JSON  |  payloads: raw array bytes
+    8 bytes: lengths of the header and the payloads (little-endian)  |  header: UTF-8 JSON  |  payloads: raw array bytes
 
 where the header names each array's field, dtype (numbers and booleans only) and shape. Nothing is pickled in
 either direction; the parent reads from the child only a header of bounded size and arrays of the dtypes and
@@ -73,7 +73,7 @@ def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None =
     arrays = arrays or {}
     specs, chunks, size = [], [], 0
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
+        a = np.ascontiguousarray(a).reshape(np.shape(a))  # ascontiguousarray makes a 0-d array 1-d
         if a.dtype.kind not in NUMERIC:
             raise ChannelError(f"{name}: an array of {a.dtype} cannot cross the channel; numbers and booleans only")
         specs.append([name, a.dtype.str, list(a.shape)])
