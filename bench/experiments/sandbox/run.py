@@ -16,7 +16,7 @@ scheduler, ...)` is the same run as an outcome.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class SandboxOutcome:
     usage: Usage
     result: RunResult | None = None
     log_tail: str = ""  # the last lines the child printed (for the user; never parsed)
+    answer: Any = None  # what the work driven over the channel returned (a RunResult, the checks)
     checks: list | None = None  # check_sandboxed: the conformance checks (bench.experiments.runs.conformance.Check)
 
     def report(self) -> str:
@@ -106,31 +107,17 @@ class Sandboxed(InProcess):
         self.sys_path = [str(Path(d).resolve()) for d in sys_path]
         self.decide_s, self.call_s = decide_s, call_s
         self.outcome: SandboxOutcome | None = None
-        self._remote: RemoteScheduler | None = None
-        self._ends: tuple[int, int] | None = None
+        self._connect: Connect | None = None  # a fresh scheduler in the child, during `execute`
 
     def execute(self, plan: RunPlan, progress: Progress | None) -> RunResult:
-        to_child_r, to_child_w = channel.pipe()
-        from_child_r, from_child_w = channel.pipe()
-        self._ends, self._remote = (to_child_w, from_child_r), None
-        task = {"kind": "serve", "scheduler": _absolute_reference(plan.scheduler), "params": plain_params(plan.params),
-                "sys_path": self.sys_path, "channel_in": to_child_r, "channel_out": from_child_w}
+        def work(connect: Connect) -> RunResult:
+            self._connect = connect
+            return InProcess.execute(self, plan, progress)
 
-        def interact() -> RunResult:
-            try:
-                return InProcess.execute(self, plan, progress)
-            finally:
-                if self._remote is not None:
-                    self._remote.close()
-                os.close(to_child_w)
-
-        try:
-            with session(task, self.limits, self.isolate, None, None, extra_fds=(to_child_r, from_child_w), interact=interact) as (finished, _):
-                ok = finished.reason == "" and finished.failure is None
-                outcome = SandboxOutcome(ok, finished.reason, finished.limits, finished.isolation, finished.usage,
-                                         finished.answer if ok else None, finished.log_tail)
-        finally:
-            os.close(from_child_r)
+        outcome = _serving(plan.scheduler, plan.params, self.sys_path, self.limits, self.isolate, work, decide_s=self.decide_s,
+                           call_s=self.call_s)
+        if outcome.ok:
+            outcome.result = outcome.answer
         self.outcome = outcome
         if not outcome.ok:
             raise SandboxError(outcome, plan.scheduler)
@@ -140,9 +127,7 @@ class Sandboxed(InProcess):
         """The next seed's scheduler: a fresh one in the child, and what it is (for a built-in, what the registry
         says; for other code, what its process says, checked)."""
         who = f"scheduler '{plan.scheduler}'"
-        remote = channel.connect(*self._ends, who, fresh=self._remote is not None, decide_s=self.decide_s, call_s=self.call_s,
-                                 max_state_bytes=int(self.limits.output_bytes))
-        self._remote = remote
+        remote = self._connect()
         if plan.cls is not None:  # a built-in: the suite's own code, resolved here
             return remote, {"scheduler": plan.label, "scheduler_class": plan.scheduler_class, "scheduler_params": plan.scheduler_params,
                             "learns": plan.learns, "batch_unit": plan.cls.batch_unit}
@@ -183,36 +168,64 @@ def check_sandboxed(scheduler: str, params: Sequence[str] | Mapping[str, Any] = 
     from bench.experiments.runs.conformance import check
 
     limits = limits or Limits(wall_s=300.0)
+
+    def work(connect: Connect) -> list:
+        def new() -> tuple[Scheduler, dict[str, Any]]:
+            remote = connect()
+            return remote, remote.facts
+
+        return check(scheduler, [], int(episodes), new=new)
+
+    outcome = _serving(scheduler, params, [], limits, isolate, work, decide_s=decide_s, call_s=CALL_S)
+    outcome.checks = outcome.answer if outcome.ok else None
+    return outcome
+
+
+Connect = Callable[[], RemoteScheduler]
+
+
+def _serving(scheduler: str, params: Any, sys_path: Sequence[str], limits: Limits, isolate: bool, work: Callable[[Connect], Any],
+             **call_limits: float) -> SandboxOutcome:
+    """A session whose child serves `scheduler` over the channel while `work(connect)` runs here; `connect()` gives a
+    fresh scheduler in the child (the first one, then each next one), refused once the child is stuck in a call
+    that ran out of time. The outcome's `answer` is what `work` returned, when the session held."""
     to_child_r, to_child_w = channel.pipe()
     from_child_r, from_child_w = channel.pipe()
-    ref = _absolute_reference(scheduler)
-    task = {"kind": "serve", "scheduler": ref, "params": plain_params(params), "sys_path": [], "channel_in": to_child_r,
-            "channel_out": from_child_w}
+    task = {"kind": "serve", "scheduler": _absolute_reference(scheduler), "params": plain_params(params), "sys_path": list(sys_path),
+            "channel_in": to_child_r, "channel_out": from_child_w}
     made: list[RemoteScheduler] = []
 
-    def new() -> tuple[Scheduler, dict[str, Any]]:
+    def connect() -> RemoteScheduler:
         if made and made[-1].stuck:
             raise SchedulerError(f"scheduler '{scheduler}': not checked: its process is still inside a call that ran out of time")
-        remote = channel.connect(to_child_w, from_child_r, f"scheduler '{scheduler}'", fresh=bool(made), decide_s=decide_s,
-                                 call_s=CALL_S, max_state_bytes=int(limits.output_bytes))
+        remote = channel.connect(to_child_w, from_child_r, f"scheduler '{scheduler}'", fresh=bool(made),
+                                 max_state_bytes=int(limits.output_bytes), **call_limits)
         made.append(remote)
-        return remote, remote.facts
+        return remote
 
-    def interact() -> list:
+    open_ends = [to_child_w, from_child_r]
+
+    def close(fd: int) -> None:
+        if fd in open_ends:
+            open_ends.remove(fd)
+            os.close(fd)
+
+    def interact() -> Any:
         try:
-            return check(scheduler, [], int(episodes), new=new)
+            return work(connect)
         finally:
             if made:
                 made[-1].close()
-            os.close(to_child_w)
+            close(to_child_w)  # end of input: the child exits
 
     try:
         with session(task, limits, isolate, None, None, extra_fds=(to_child_r, from_child_w), interact=interact) as (finished, _):
             ok = finished.reason == "" and finished.failure is None
             outcome = SandboxOutcome(ok, finished.reason, finished.limits, finished.isolation, finished.usage, None, finished.log_tail)
-            outcome.checks = finished.answer if ok else None
-    finally:
-        os.close(from_child_r)
+            outcome.answer = finished.answer if ok else None
+    finally:  # also when the session failed before `interact` ran
+        for fd in list(open_ends):
+            close(fd)
     return outcome
 
 
