@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -53,10 +54,24 @@ class CostTable(Protocol):
 
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray | None: ...
 
+    def units(self, wl: Workload, lo: int, hi: int) -> np.ndarray: ...
+
+    def residency(self, wl: Workload, lo: int, hi: int, state: Any = None) -> dict[str, np.ndarray]: ...
+
+
+OBSERVATION_VERSION = 2  # 1: the paper's fields; 2: + models, residency, memory, workers' queues, deadlines (docs/environment.md)
+REVEALS = ("exact", "expected")  # what the compute tables are: the times tasks take, or their expectation (random loads)
+
 
 @dataclass(frozen=True)
 class EnvInfo:
-    """What a scheduler may know about the system before the first decision of a run."""
+    """What a scheduler may know about the system before the first decision of a run.
+
+    Observation v2 adds the scenario's models: `models` (architecture names; residency units 0..M-1, a replayed
+    trace's own checkpoints are units M, M+1, ... of the architecture they run), per model and server `model_gb`
+    (weights) and `model_load_s` (expected load time; 0 and 0 where the server cannot run it), `memory_gb` per server
+    (each worker's), and `reveals`: "exact" when the compute tables are the times tasks will take (the paper's full
+    information), "expected" when some cost (a cold start) is drawn only when the task runs."""
 
     scenario: str
     n_servers: int
@@ -68,6 +83,13 @@ class EnvInfo:
     has_mask: bool
     time_model: Literal["slotted", "event"] = "slotted"  # event: n_slots counts windows of slot_s seconds
     gpus: np.ndarray | None = None  # (B,) workers per server (event time model); None: one each
+    observation: int = OBSERVATION_VERSION
+    reveals: str = "exact"
+    models: tuple[str, ...] = ()
+    memory_gb: np.ndarray | None = None  # (B,); None: no memory model
+    model_gb: np.ndarray | None = None  # (M, B)
+    model_load_s: np.ndarray | None = None  # (M, B)
+    cost_formula: str = "table"  # "cycle": the per-(task, server) tables are the paper's formulas of the batch's fields (bench.core.cycle)
 
 
 class Batch:
@@ -85,6 +107,16 @@ class Batch:
     instant would have: the slot-start queue in the slotted model; in the event model the time until the
     server's first worker is free), `assigned_s` (work placed at that instant before this batch, seconds).
     The expected wait of a task placed on server a now is `backlog_s[a] + assigned_s[a]` (exact with one worker).
+
+    Observation v2 (`EnvInfo.observation`), per task: `model` (the residency unit it needs; -1 in scenarios without
+    models), `task_class` (its request class, -1 without), `images`, `deadline_s` (inf where it has none); per server
+    and worker: `worker_free_s` (B x G: seconds until each worker is free, 0 idle, inf for absent workers; slotted:
+    one worker, the backlog). Computed on first use: `resident` (n x B, the task's model held by the server at the
+    batch's start), `load_s` (n x B, the expected load it would pay: 0 where resident), `held` (B x U, the units
+    each server holds; a unit beyond U is held nowhere), `free_memory_gb` (B, the emptiest worker's memory not taken
+    by resident weights; inf without a memory model), `waiting` and `running` (B, requests placed earlier that have
+    not started / are in service at the batch's first instant). Nothing in a batch refers to a later request or to a
+    cost drawn when a task runs: cold starts are the expected ones.
 
     Event time model, window batches (schedulers declaring `event_batches = "window"`): the batch holds a whole
     window's tasks at several instants; `free_at_s` (B x G) is when each worker of each server becomes free
@@ -105,6 +137,8 @@ class Batch:
         state: Any = None,
         free_at_s: np.ndarray | None = None,
         physical: bool = False,
+        worker_free_s: np.ndarray | None = None,
+        queue: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
     ):
         self.slot = slot
         self._wl = workload
@@ -118,6 +152,10 @@ class Batch:
         self.steps = read_only_copy(workload.steps[lo:hi])
         self.result_mbit = read_only_copy(workload.result_mbit[lo:hi])
         self.arrival_s = read_only_copy(workload.arrival_s[lo:hi])
+        self.model = read_only(costs.units(workload, lo, hi))
+        self.task_class = read_only_copy(workload.task_class[lo:hi])
+        self.images = read_only_copy(workload.images[lo:hi])
+        self.deadline_s = read_only_copy(workload.deadline_s[lo:hi])
         self.capacity_gcps = read_only_copy(costs.capacity_gcps)
         self.rate_mbps = read_only_copy(costs.rate_mbps)
         self.backlog_s = backlog_s
@@ -125,7 +163,9 @@ class Batch:
         self.free_at_s = free_at_s
         self.physical = physical
         self.has_mask = costs.has_mask
+        self.worker_free_s = read_only(backlog_s[:, None].copy()) if worker_free_s is None else worker_free_s
         self._state = state  # a stateful cost model's state at the start of the batch (e.g. resident models)
+        self._queue = queue
 
     def __len__(self) -> int:
         return self._hi - self._lo
@@ -167,6 +207,42 @@ class Batch:
         if m is None:
             m = np.ones((len(self), self.n_servers), dtype=bool)
         return read_only(m)
+
+    @cached_property
+    def _residency(self) -> dict[str, np.ndarray]:
+        return {k: read_only(v) for k, v in self._costs.residency(self._wl, self._lo, self._hi, self._state).items()}
+
+    @property
+    def resident(self) -> np.ndarray:
+        return self._residency["resident"]
+
+    @property
+    def load_s(self) -> np.ndarray:
+        return self._residency["load_s"]
+
+    @property
+    def held(self) -> np.ndarray:
+        return self._residency["held"]
+
+    @property
+    def free_memory_gb(self) -> np.ndarray:
+        return self._residency["free_memory_gb"]
+
+    @cached_property
+    def _queue_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._queue is None:
+            z = read_only(np.zeros(self.n_servers, dtype=np.int64))
+            return z, z
+        waiting, running = self._queue()
+        return read_only(waiting), read_only(running)
+
+    @property
+    def waiting(self) -> np.ndarray:
+        return self._queue_counts[0]
+
+    @property
+    def running(self) -> np.ndarray:
+        return self._queue_counts[1]
 
 
 @dataclass(frozen=True)

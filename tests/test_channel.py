@@ -72,6 +72,9 @@ def test_a_silent_or_vanished_peer_is_a_timeout_or_a_closed_channel():
     os.close(r)
 
 
+CHILD = ["-m", "bench.experiments.sandbox.channel"]
+
+
 class Subprocess(InProcess):
     """The scheduler in a plain child process behind the channel (no confinement): the engine stays here."""
 
@@ -82,7 +85,7 @@ class Subprocess(InProcess):
         to_child_r, to_child_w = ch.pipe()
         from_child_r, from_child_w = ch.pipe()
         params = plan.params if isinstance(plan.params, dict) else list(plan.params)
-        proc = subprocess.Popen([sys.executable, "-m", "bench.experiments.sandbox.channel", plan.scheduler, json.dumps(params),
+        proc = subprocess.Popen([sys.executable, *CHILD, plan.scheduler, json.dumps(params),
                                  str(to_child_r), str(from_child_w)], pass_fds=(to_child_r, from_child_w))
         os.close(to_child_r), os.close(from_child_w)
         self.children.append((proc, to_child_w, from_child_r))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from bench.core import cycle
 from bench.core.arrays import read_only
 from bench.core.errors import ConfigError
 from tasks.workload import Workload
@@ -102,12 +103,10 @@ class CostModel:
         raise NotImplementedError
 
     def upload_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
-        table = wl.size_mbit[lo:hi, None] * self.inv_rate[None, :]
-        table[np.arange(hi - lo), wl.origin[lo:hi]] = 0.0
-        return table
+        return cycle.upload_table(wl.size_mbit[lo:hi], wl.origin[lo:hi], self.inv_rate)
 
     def download_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
-        return wl.result_mbit[lo:hi, None] * self.inv_rate[None, :]
+        return cycle.download_table(wl.result_mbit[lo:hi], self.inv_rate)
 
     def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(compute_s, service_s) tables; subclasses may fuse them for speed."""
@@ -117,6 +116,19 @@ class CostModel:
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray | None:
         """Allowed servers per task, or None when every server may run every task."""
         return None
+
+    # ---- what a scheduler may know of residency (observation v2; a model without residency holds nothing) -------
+    def units(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
+        """Each task's residency unit (the model it needs), -1 where the cost model has no models."""
+        return np.full(hi - lo, -1, dtype=np.int64)
+
+    def residency(self, wl: Workload, lo: int, hi: int, state: Any = None) -> dict[str, np.ndarray]:
+        """At the start of a batch: `resident` (n, B) whether each task's model is held by the server, `load_s`
+        (n, B) the expected load it would pay there (0 where resident), `held` (B, U) the units each server holds,
+        `free_memory_gb` (B,) the memory not taken by resident weights (inf without a memory model)."""
+        n, b = hi - lo, self.n_servers
+        return {"resident": np.ones((n, b), dtype=bool), "load_s": np.zeros((n, b)), "held": np.zeros((b, 0), dtype=bool),
+                "free_memory_gb": np.full(b, np.inf)}
 
     # ---- the same costs for one chosen server per task (what the environment charges) ----------
     def compute_s_chosen(self, wl: Workload, lo: int, hi: int, actions: np.ndarray, state: Any = None, rows: np.ndarray | None = None) -> np.ndarray:
@@ -145,14 +157,8 @@ class CycleCosts(CostModel):
         return wl.work_gcycles[lo:hi] * self.inv_capacity[actions]
 
     def compute_and_service_s(self, wl: Workload, lo: int, hi: int, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        n = hi - lo
-        compute = np.empty((n, self.n_servers))
-        service = np.empty((n, self.n_servers))
-        _cycle_tables(
-            wl.size_mbit[lo:hi], wl.work_gcycles[lo:hi], wl.result_mbit[lo:hi], wl.origin[lo:hi],
-            self.inv_capacity, self.inv_rate, compute, service,
-        )
-        return compute, service
+        return cycle.compute_and_service(wl.size_mbit[lo:hi], wl.work_gcycles[lo:hi], wl.result_mbit[lo:hi], wl.origin[lo:hi],
+                                         self.inv_capacity, self.inv_rate)
 
     def best_service_s(self, wl: Workload, chunk: int = 0) -> np.ndarray:
         out = np.empty(wl.n_tasks)
@@ -167,17 +173,6 @@ class CycleCosts(CostModel):
             self.inv_capacity, self.inv_rate, actions, upload, compute, download,
         )
         return upload, compute, download
-
-
-@njit(cache=True, nogil=True)
-def _cycle_tables(size, work, result, origin, inv_capacity, inv_rate, compute, service):  # pragma: no cover - compiled
-    n, n_servers = compute.shape
-    for i in range(n):
-        for a in range(n_servers):
-            c = work[i] * inv_capacity[a]
-            up = 0.0 if a == origin[i] else size[i] * inv_rate[a]
-            compute[i, a] = c
-            service[i, a] = up + c + result[i] * inv_rate[a]
 
 
 @njit(cache=True, nogil=True)

@@ -16,6 +16,7 @@ it; `trace()` once done. `evaluate` replays fixed actions through the same steps
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -165,9 +166,24 @@ class EnvironmentBase(ABC):
         if not 0 < n <= left:
             raise ConfigError("n", n, f"1..{left} (the {self.noun} left in {self.period} {self._period})")
 
+    def _start_times(self, pos: int) -> np.ndarray:
+        """When each of the first `pos` placed tasks starts its compute (absolute seconds)."""
+        raise NotImplementedError
+
+    def _queue_at(self, t: float, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per server, of the first `pos` tasks placed: how many have not started at time t, how many are in service.
+        Those records never change once written, so a batch may ask after later steps."""
+        start = self._start_times(pos)
+        end, a = start + self._compute[:pos], self._actions[:pos]
+        waiting = np.bincount(a[start > t], minlength=self.n_servers)
+        running = np.bincount(a[(start <= t) & (end > t)], minlength=self.n_servers)
+        return waiting, running
+
     def _new_batch(self, n: int, backlog: np.ndarray, **extra) -> Batch:
         """The next n tasks for a scheduler, with copies of the servers' state (after `_check_batch`)."""
+        t = float(self.workload.arrival_s[self._pos])
         return Batch(
+            queue=partial(self._queue_at, t, self._pos),
             slot=self._period,
             workload=self.workload,
             lo=self._pos,

@@ -141,7 +141,11 @@ class EventEnv(EnvironmentBase):
         t = float(wl.arrival_s[i])
         self._begin_instant(t)
         spans = bool(wl.arrival_s[i + n - 1] != t)
-        return self._new_batch(n, self._instant_backlog, free_at_s=read_only_copy(self._free) if spans else None, physical=self.physical)
+        return self._new_batch(n, self._instant_backlog, free_at_s=read_only_copy(self._free) if spans else None, physical=self.physical,
+                               worker_free_s=read_only(np.maximum(self._free - t, 0.0)))
+
+    def _start_times(self, pos: int) -> np.ndarray:
+        return self._start[:pos]
 
     def _begin_instant(self, t: float) -> None:
         if t != self._instant:

@@ -17,6 +17,11 @@ non-negative, is
 
     [d (Mbit), w (Gcycles; reference seconds in profile-driven scenarios), o (Mbit), one-hot origin base station (B), backlog_s (B), assigned_s (B)]
 
+With `observation="extended"` three blocks of B follow (the scheduler boundary's observation v2 for the task,
+docs/environment.md): the task's expected compute time on each server (its model's expected load included where
+the model is not resident; 10^4 s where the task may not run), whether its model is resident there (0/1), and the
+requests queued there (waiting and in service).
+
 Masks: `env.action_masks()` (bool, what sb3-contrib's MaskablePPO reads, through `get_wrapper_attr`) and
 `info["action_mask"]` (int8) mark the servers allowed for the next task (a model that does not fit a server's
 memory). A forbidden action raises a SchedulerError by default (`forbidden="raise"`); with `forbidden="penalty"`
@@ -41,6 +46,8 @@ from bench.engine.system import System
 from bench.scenarios import Scenario, load_scenario
 
 ENV_ID = "aigc-edge-bench/MultiEdge-v0"
+OBSERVATIONS = ("paper", "extended")  # the paper's layout, or with the observation v2 fields of the task (module docstring)
+EXCLUDED_S = 1e4  # the expected compute time shown for a server the task may not use
 FORBIDDEN = ("raise", "penalty")  # what a forbidden action does: a SchedulerError, or the first allowed server and a penalty
 EVENT_ENV_ID = "aigc-edge-bench/MultiEdgeEvent-v0"
 
@@ -49,7 +56,10 @@ class MultiEdgeGymEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Scenario = "tiny", overrides: Iterable[str] = (), training: bool = False,
-                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0):
+                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0, observation: str = "paper"):
+        if observation not in OBSERVATIONS:
+            raise ConfigError("observation", observation, f"one of {', '.join(OBSERVATIONS)}")
+        self.extended = observation == "extended"
         if forbidden not in FORBIDDEN:
             raise ConfigError("forbidden", forbidden, f"one of {', '.join(FORBIDDEN)}")
         if not (np.isfinite(forbidden_penalty_s) and forbidden_penalty_s >= 0):
@@ -59,7 +69,7 @@ class MultiEdgeGymEnv(gymnasium.Env):
         self.forbidden, self.forbidden_penalty_s = forbidden, float(forbidden_penalty_s)
         b = self.scenario.n_servers
         self.n_servers = b
-        self.observation_space = spaces.Box(low=0.0, high=np.finfo(np.float32).max, shape=(3 + 3 * b,), dtype=np.float32)
+        self.observation_space = spaces.Box(low=0.0, high=np.finfo(np.float32).max, shape=(3 + (6 if self.extended else 3) * b,), dtype=np.float32)
         self.action_space = spaces.Discrete(b)
         self._system: System | None = None
         self._env: Environment | None = None
@@ -75,7 +85,12 @@ class MultiEdgeGymEnv(gymnasium.Env):
         obs[0], obs[1], obs[2] = wl.size_mbit[i], wl.work_gcycles[i], wl.result_mbit[i]
         obs[3 + wl.origin[i]] = 1.0
         obs[3 + b : 3 + 2 * b] = env.backlog_s
-        obs[3 + 2 * b :] = self._queue_tail(env)
+        obs[3 + 2 * b : 3 + 3 * b] = self._queue_tail(env)
+        if self.extended:  # the scheduler boundary's observation (v2) of this one task
+            batch = env.batch(1)
+            obs[3 + 3 * b : 3 + 4 * b] = np.minimum(np.where(batch.mask[0], batch.compute_s[0], EXCLUDED_S), EXCLUDED_S)
+            obs[3 + 4 * b : 3 + 5 * b] = batch.resident[0]
+            obs[3 + 5 * b :] = batch.waiting + batch.running
         return obs
 
     def _queue_tail(self, env: Environment) -> np.ndarray:
@@ -131,8 +146,8 @@ class MultiEdgeEventGymEnv(MultiEdgeGymEnv):
     no slot start), free_workers[a] the share of a's workers idle at that instant. Delays are exact (FIFO workers)."""
 
     def __init__(self, scenario: str | Scenario = "tiny-poisson", overrides: Iterable[str] = (), training: bool = False,
-                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0):
-        super().__init__(scenario, overrides, training, forbidden, forbidden_penalty_s)
+                 forbidden: str = "raise", forbidden_penalty_s: float = 100.0, observation: str = "paper"):
+        super().__init__(scenario, overrides, training, forbidden, forbidden_penalty_s, observation)
         if not self.scenario.episode.event:
             raise ConfigError("episode.time_model", self.scenario.episode.time_model or "slotted",
                               f'"event" for {EVENT_ENV_ID} (scenario \'{self.scenario.name}\' is slotted: use {ENV_ID})')

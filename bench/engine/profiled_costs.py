@@ -231,14 +231,34 @@ class ProfiledCosts(CostModel):
         m = self.class_model[wl.task_class[lo:hi]]
         if state is None:
             return table + self.load_s[m]
-        unit = self.units(wl, lo, hi)
-        known = unit < state.stamp.shape[1]
+        return table + np.where(self._resident(self.units(wl, lo, hi), state), 0.0, self.load_s[m])
+
+    def _held(self, state: ResidentState) -> np.ndarray:
+        """(B, U): the units each server holds (any of its workers, where each worker has its own memory)."""
         held = state.stamp >= 0
-        if held.shape[0] != self.n_servers:  # one memory per worker: resident when any worker of the server holds it
+        if held.shape[0] != self.n_servers:
             held = held.reshape(self.n_servers, -1, held.shape[1]).any(axis=1)
-        resident = np.zeros(table.shape, dtype=bool)
-        resident[known] = held.T[unit[known]]
-        return table + np.where(resident, 0.0, self.load_s[m])
+        return held
+
+    def _resident(self, unit: np.ndarray, state: ResidentState) -> np.ndarray:
+        """(n, B): whether each task's unit is held by each server (a unit not seen yet is held nowhere)."""
+        known = unit < state.stamp.shape[1]
+        resident = np.zeros((unit.shape[0], self.n_servers), dtype=bool)
+        resident[known] = self._held(state).T[unit[known]]
+        return resident
+
+    def residency(self, wl: Workload, lo: int, hi: int, state: ResidentState | None = None) -> dict[str, np.ndarray]:
+        state = state if state is not None else self.new_state()
+        unit = self.units(wl, lo, hi)
+        resident = self._resident(unit, state)
+        load = np.where(resident, 0.0, self.load_s[self.class_model[wl.task_class[lo:hi]]])
+        rows = state.stamp >= 0  # (R, U): per memory (a server, or a worker of it)
+        arch = np.maximum(state.unit_arch, 0)
+        per_row = rows.shape[0] // self.n_servers
+        server = np.arange(rows.shape[0]) // per_row
+        used = (rows * self.weights_bytes[arch][:, server].T).sum(axis=1)  # (R,) weights resident in each memory
+        free = (self.memory_bytes[server] - used).reshape(self.n_servers, per_row).max(axis=1)  # the emptiest worker's
+        return {"resident": resident, "load_s": load, "held": self._held(state), "free_memory_gb": free / GIB}
 
     def mask(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
         c = wl.task_class[lo:hi]

@@ -12,9 +12,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from bench.core.arrays import read_only
 from bench.core.errors import ConfigError
 from bench.engine.costs import CostModel, CycleCosts
 from bench.engine.environment import Environment
@@ -183,7 +185,20 @@ class System:
             has_mask=self.costs.has_mask,
             time_model="event" if self.event else "slotted",
             gpus=self.scenario.gpus if self.event else None,
+            reveals="expected" if self.costs.random_loads else "exact",
+            cost_formula="cycle" if type(self.costs) is CycleCosts else "table",
+            **self._model_info(),
         )
+
+    def _model_info(self) -> dict[str, Any]:
+        """The scenario's models, their weights and expected load times (observation v2); nothing without residency."""
+        from bench.engine.profiled_costs import GIB, ProfiledCosts
+
+        costs = self.costs
+        if not isinstance(costs, ProfiledCosts):
+            return {}
+        return {"models": tuple(costs.models), "memory_gb": read_only(costs.memory_bytes / GIB), "model_gb": read_only(costs.weights_bytes / GIB),
+                "model_load_s": read_only(costs.load_s.copy())}
 
     def _max_arrivals(self) -> int:
         """The most requests one base station receives in one slot or window: exact for per-slot arrivals and

@@ -1,7 +1,8 @@
 """What the four deep-RL schedulers share: one agent per base station, batched across agents.
 
 Agent b decides the tasks that arrive at base station b. Its observation of task n is the paper's
-`[d, w, Q_t[0..B-1]]` (input Mbit, work Gcycles, slot-start backlog in Gcycles). A slot's decisions
+`[d, w, Q_t[0..B-1]]` (input Mbit, work Gcycles, slot-start backlog in Gcycles), or with `observation = "extended"`
+that and, per server, the task's expected compute time, whether its model is resident and the queued requests. A slot's decisions
 of all agents are computed at once: tasks are placed on an (agents x arrival index) grid, each agent's
 network runs on its own row (stacked parameters), and the chosen servers are read back.
 
@@ -47,6 +48,10 @@ class LearnerConfig:
     min_buffer: int = option(300, help="an agent starts learning once its buffer holds more than this many transitions", ge=0)
     batch_size: int = option(64, help="transitions per agent per update", ge=1)
     eval_policy: Literal["sample", "greedy"] = option("sample", help="evaluation decisions: sampled from the policy (as in the paper) or its most likely server")
+    observation: Literal["paper", "extended"] = option(
+        "paper", help="what an agent sees of a task: the paper's [d, w, backlog] or, extended, also per server the backlog plus the "
+                      "task's expected compute time there (its model's load included where not resident), whether its model is "
+                      "resident, and the requests queued there (observation v2)")
     threads: int = option(1, help="torch CPU threads (fixed so results do not depend on the machine)", ge=1)
     device: str = option("cpu", help="torch device: cpu, cuda or cuda:N")
     flush_denormal: bool = option(True, help="flush subnormal floats to zero on the CPU (much faster; process-wide torch setting)")
@@ -82,7 +87,7 @@ class DeepLearner(Scheduler):
         self.gen.manual_seed(int(rng.integers(2**62)))
         self.n_agents = info.n_servers
         self.n_actions = info.n_servers
-        self.obs_dim = info.n_servers + 2
+        self.obs_dim = info.n_servers + 2 if cfg.observation == "paper" else 4 * info.n_servers + 2
         self._build()
         fields: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
             "obs": ((self.obs_dim,), torch.float32),
@@ -129,11 +134,20 @@ class DeepLearner(Scheduler):
 
     # ---- decisions -----------------------------------------------------------------------------
     def observation(self, batch: Batch) -> torch.Tensor:
-        """The paper's observation [d, w, Q_t in Gcycles] of every task, (n, B + 2) float32."""
+        """The paper's observation [d, w, Q_t in Gcycles] of every task, (n, B + 2) float32; extended: then per server
+        log(1 + backlog + expected compute, s) (the model's expected load included where it is not resident; a server
+        the task may not use: as 10^4 s), resident (0/1) and log(1 + queued requests), (n, 4B + 2)."""
         obs = np.empty((len(batch), self.obs_dim), dtype=np.float32)
         obs[:, 0] = batch.size_mbit
         obs[:, 1] = batch.work_gcycles
-        obs[:, 2:] = (batch.backlog_s * batch.capacity_gcps)[None, :]
+        b = batch.n_servers
+        obs[:, 2 : 2 + b] = (batch.backlog_s * batch.capacity_gcps)[None, :]
+        if self.config.observation == "extended":
+            finish = batch.backlog_s[None, :] + batch.compute_s  # the expected wait and compute there, the load included
+            finish = np.where(batch.mask, finish, 1e4) if batch.has_mask else finish
+            obs[:, 2 + b : 2 + 2 * b] = np.log1p(np.minimum(finish, 1e4))
+            obs[:, 2 + 2 * b : 2 + 3 * b] = batch.resident
+            obs[:, 2 + 3 * b :] = np.log1p(batch.waiting + batch.running)[None, :]
         return torch.from_numpy(obs).to(self.device)
 
     @torch.no_grad()

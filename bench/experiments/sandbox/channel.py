@@ -17,6 +17,7 @@ Child side: `serve(scheduler, fd_in, fd_out)`, the loop that answers them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import struct
@@ -28,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.core import cycle
+from bench.core.arrays import read_only
 from bench.core.config import finite_number
 from bench.core.errors import BenchError, SchedulerError, one_line
 from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
@@ -35,9 +38,14 @@ from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
 MAX_HEADER = 1 << 20  # bytes of JSON the parent reads from the child at most
 MAX_ARRAY = 1 << 31  # bytes of one array from the child at most (actions: 8 bytes a task)
 NUMERIC = frozenset("biuf")  # dtype kinds allowed on the channel
-BATCH_ARRAYS = ("origin", "index", "size_mbit", "work_gcycles", "steps", "result_mbit", "arrival_s", "capacity_gcps", "rate_mbps",
-                "backlog_s", "assigned_s")  # per task or per server: always sent
-TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "download_s": ("download_s",), "mask": ("mask",)}
+PACKED = {  # per task or server, always sent: stacked by kind into one array each (fewer arrays to frame and check)
+    "task_f": (np.float64, ("size_mbit", "work_gcycles", "result_mbit", "arrival_s", "deadline_s")),
+    "task_i": (np.int64, ("origin", "index", "steps", "model", "task_class", "images")),
+    "server_f": (np.float64, ("capacity_gcps", "rate_mbps", "backlog_s", "assigned_s")),
+}
+BATCH_ARRAYS = (*(name for _, names in PACKED.values() for name in names), "worker_free_s")
+TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "download_s": ("download_s",), "mask": ("mask",),
+          "residency": ("resident", "load_s", "held", "free_memory_gb"), "queue": ("waiting", "running")}
 # the per-(task, server) tables, computed by the parent only when the scheduler reads them: sent with the batch
 # when it read them last time, else asked for (one more round trip) on first use
 
@@ -54,12 +62,20 @@ class Closed(ChannelError):
     """The other side closed the channel (its process ended)."""
 
 
+SPIN_S = 500e-6 if len(os.sched_getaffinity(0)) > 1 else 0.0
+# a reader polls this long before it sleeps: waking a sleeping process costs ~50 µs on the machines measured, a poll
+# ~3 µs; the other side usually answers within it. One CPU: no polling (it would only delay the other side).
+
+
 def pipe(size: int = 1 << 20) -> tuple[int, int]:
-    """A pipe (read end, write end) whose buffer holds a whole batch message where the kernel allows (Linux:
-    F_SETPIPE_SZ up to /proc/sys/fs/pipe-max-size), so a write does not wait for the reader to drain it."""
+    """A pipe (read end, write end), both non-blocking (reads and writes wait in select, within their deadline),
+    whose buffer holds a whole batch message where the kernel allows (Linux: F_SETPIPE_SZ up to
+    /proc/sys/fs/pipe-max-size), so a write does not wait for the reader to drain it."""
     import fcntl
 
     r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
     try:
         fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, size)
     except (OSError, AttributeError):  # not Linux, or above the allowed maximum: the default buffer
@@ -68,19 +84,21 @@ def pipe(size: int = 1 << 20) -> tuple[int, int]:
 
 
 # ---- framing ------------------------------------------------------------------------------------------------------
-def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
-    """Write one message: the header gets each array's dtype and shape, the arrays follow as raw bytes."""
+def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None, timeout_s: float | None = None) -> None:
+    """Write one message: the header gets each array's dtype and shape, the arrays follow as raw bytes. On a
+    non-blocking pipe whose reader does not drain it, Timeout after `timeout_s`."""
     arrays = arrays or {}
     specs, chunks, size = [], [], 0
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a).reshape(np.shape(a))  # ascontiguousarray makes a 0-d array 1-d
+        if not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
+            a = np.ascontiguousarray(a).reshape(np.shape(a))  # ascontiguousarray makes a 0-d array 1-d
         if a.dtype.kind not in NUMERIC:
             raise ChannelError(f"{name}: an array of {a.dtype} cannot cross the channel; numbers and booleans only")
         specs.append([name, a.dtype.str, list(a.shape)])
         chunks.append(memoryview(a).cast("B"))
         size += a.nbytes
     head = json.dumps({**header, "arrays": specs}, allow_nan=False, separators=(",", ":")).encode()
-    _write_all(fd, [struct.pack("<II", len(head), size), head, *chunks])
+    _write_all(fd, [struct.pack("<II", len(head), size), head, *chunks], None if timeout_s is None else time.monotonic() + timeout_s)
 
 
 def receive(fd: int, timeout_s: float | None = None, *, max_header: int = MAX_HEADER, max_array: int = MAX_ARRAY) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -101,7 +119,7 @@ def receive(fd: int, timeout_s: float | None = None, *, max_header: int = MAX_HE
     arrays, at = {}, n
     for spec in header.pop("arrays", []):
         name, dtype, shape = _spec(spec)
-        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        nbytes = dtype.itemsize * math.prod(shape)
         if at + nbytes > n + size:
             raise ChannelError(f"{name}: its {nbytes:,} bytes are not in the message")
         arrays[name] = np.frombuffer(data[at:at + nbytes], dtype=dtype).reshape(shape)
@@ -115,44 +133,72 @@ def _refuse_constant(name: str) -> Any:
     raise ChannelError(f"the header holds {name}; only finite numbers are allowed")
 
 
+_DTYPES: dict[str, np.dtype] = {}  # dtype strings already checked
+
+
 def _spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
     if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str) and isinstance(spec[2], list)):
         raise ChannelError("an array is not [name, dtype, shape]")
     name, dtype, shape = spec
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a dtype") from None
-    if dt.kind not in NUMERIC or dt.hasobject or dt.fields is not None or dt.subdtype is not None:
-        raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a plain number or boolean")
+    dt = _DTYPES.get(dtype)
+    if dt is None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a dtype") from None
+        if dt.kind not in NUMERIC or dt.hasobject or dt.fields is not None or dt.subdtype is not None:
+            raise ChannelError(f"{name[:40]}: dtype {dtype[:20]!r} is not a plain number or boolean")
+        if len(_DTYPES) < 64:
+            _DTYPES[dtype] = dt
     if len(shape) > 4 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
         raise ChannelError(f"{name[:40]}: shape {str(shape)[:60]} is not a short list of sizes")
     return name[:64], dt, tuple(shape)
 
 
-def _write_all(fd: int, parts: list) -> None:
+def _write_all(fd: int, parts: list, deadline: float | None = None) -> None:
     parts = [memoryview(p) for p in parts]
     while parts:
         try:
             n = os.writev(fd, parts)
         except BrokenPipeError:
             raise Closed("the other side closed the channel") from None
+        except BlockingIOError:  # the pipe is full: wait until the reader drains it, within the deadline
+            _wait(fd, deadline, write=True)
+            continue
         while parts and n >= len(parts[0]):
             n -= len(parts.pop(0))
         if n:
             parts[0] = parts[0][n:]
 
 
+def _wait(fd: int, deadline: float | None, write: bool = False) -> None:
+    wait = None if deadline is None else deadline - time.monotonic()
+    what = "the other side did not read in time" if write else "no answer in time"
+    if wait is not None and wait <= 0:
+        raise Timeout(what)
+    ready = select.select([], [fd], [], wait)[1] if write else select.select([fd], [], [], wait)[0]
+    if not ready:
+        raise Timeout(what)
+
+
 def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
-    """Exactly n bytes, or Timeout when `deadline` (time.monotonic) passes first."""
+    """Exactly n bytes, or Timeout when `deadline` (time.monotonic) passes first. A non-blocking fd is polled for
+    SPIN_S before the reader sleeps in select."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
+    spin_until = time.perf_counter() + SPIN_S
+    wait_first = deadline is not None and os.get_blocking(fd)  # a blocking fd keeps its deadline by waiting in select first
     while got < n:
-        if deadline is not None:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise Timeout("no answer in time")
-        k = os.readv(fd, [view[got:]])
+        if wait_first:
+            _wait(fd, deadline)
+        try:
+            k = os.readv(fd, [view[got:]])
+        except BlockingIOError:
+            if time.perf_counter() < spin_until:
+                os.sched_yield()  # a process that shares this CPU runs first
+                continue
+            _wait(fd, deadline)
+            continue
         if not k:
             raise Closed("the other side closed the channel")
         got += k
@@ -169,13 +215,16 @@ def info_message(info: EnvInfo) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def info_from(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> EnvInfo:
-    return EnvInfo(**header["info"], **arrays)
+    scalars = dict(header["info"])
+    scalars["models"] = tuple(scalars.get("models") or ())
+    return EnvInfo(**scalars, **arrays)
 
 
 def batch_message(batch: Batch, tables: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """What a batch shows, computed here (in the parent) from the engine's objects: the per-task and per-server
     fields, and the per-(task, server) `tables` named (see TABLES)."""
-    arrays = {name: getattr(batch, name) for name in BATCH_ARRAYS}
+    arrays = {block: np.stack([getattr(batch, name) for name in names]).astype(dtype, copy=False) for block, (dtype, names) in PACKED.items()}
+    arrays["worker_free_s"] = batch.worker_free_s
     if batch.free_at_s is not None:
         arrays["free_at_s"] = batch.free_at_s
     arrays.update(table_arrays(batch, tables))
@@ -187,27 +236,54 @@ def table_arrays(batch: Batch, tables: Iterable[str]) -> dict[str, np.ndarray]:
     return {name: getattr(batch, name) for table in tables for name in TABLES[table]}
 
 
+FORMULA_TABLES = ("costs", "upload_s", "download_s", "mask")  # what the child computes itself in a cycle-cost scenario
+
+
+def formula_tables(batch: Batch, table: str) -> dict[str, np.ndarray]:
+    """A table of the paper's cost formulas from the batch's own fields (EnvInfo.cost_formula == "cycle"): the
+    same functions the engine's cost model calls, on the same numbers, so the same bits, and nothing to ship."""
+    inv_rate = 1.0 / batch.rate_mbps
+    if table == "costs":
+        compute, service = cycle.compute_and_service(batch.size_mbit, batch.work_gcycles, batch.result_mbit, batch.origin,
+                                                     1.0 / batch.capacity_gcps, inv_rate)
+        return {"compute_s": read_only(compute), "service_s": read_only(service)}
+    if table == "upload_s":
+        return {"upload_s": read_only(cycle.upload_table(batch.size_mbit, batch.origin, inv_rate))}
+    if table == "download_s":
+        return {"download_s": read_only(cycle.download_table(batch.result_mbit, inv_rate))}
+    return {"mask": read_only(np.ones((len(batch), batch.n_servers), dtype=bool))}
+
+
 class ReceivedBatch(Batch):
     """A batch rebuilt from plain arrays in the scheduler's process: every field a scheduler may read, and no
-    workload, cost model or engine behind it. A per-(task, server) table that did not come with it is asked of
-    the parent on first use (`fetch`), as an in-process batch computes it on first use."""
+    workload, cost model or engine behind it. A per-(task, server) table that did not come with it is computed
+    here where the scenario's tables are the paper's formulas (`formula`), else asked of the parent on first use
+    (`fetch`), as an in-process batch computes it on first use."""
 
-    def __init__(self, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]]):  # noqa: D107
-        missing = [name for name in BATCH_ARRAYS if name not in arrays]
+    def __init__(self, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]],
+                 formula: bool = False):  # noqa: D107
+        missing = [name for name in (*PACKED, "worker_free_s") if name not in arrays]
         if missing:
             raise ChannelError(f"a batch without {missing}")
         self.slot, self._lo, self._hi = int(header["slot"]), int(header["lo"]), int(header["hi"])
-        self._wl = self._costs = self._state = None
-        for name in BATCH_ARRAYS:
-            setattr(self, name, arrays[name])
+        self._wl = self._costs = self._state = self._queue = None
+        for block, (_, names) in PACKED.items():
+            for name, row in zip(names, arrays[block]):  # rows of a C-ordered stack: contiguous, read-only views
+                setattr(self, name, row)
+        self.worker_free_s = arrays["worker_free_s"]
         self.free_at_s = arrays.get("free_at_s")
         self.physical, self.has_mask = bool(header["physical"]), bool(header["has_mask"])
-        self._arrays, self._fetch, self.used = arrays, fetch, set()
+        self._arrays, self._fetch, self.used, self._formula = arrays, fetch, set(), formula
 
     def _table(self, table: str) -> dict[str, np.ndarray]:
-        self.used.add(table)
         if all(name in self._arrays for name in TABLES[table]):
+            self.used.add(table)
             return self._arrays
+        if self._formula and table in FORMULA_TABLES:
+            got = formula_tables(self, table)
+            self._arrays.update(got)
+            return got
+        self.used.add(table)
         got = self._fetch(table)
         self._arrays.update(got)
         return got
@@ -228,6 +304,15 @@ class ReceivedBatch(Batch):
     @cached_property
     def mask(self) -> np.ndarray:
         return self._table("mask")["mask"]
+
+    @cached_property
+    def _residency(self) -> dict[str, np.ndarray]:
+        return {name: self._table("residency")[name] for name in TABLES["residency"]}
+
+    @cached_property
+    def _queue_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        got = self._table("queue")
+        return got["waiting"], got["running"]
 
 
 def feedback_message(fb: SlotFeedback) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -314,6 +399,7 @@ class RemoteScheduler(Scheduler):
         self.fd_out, self.fd_in, self.who = fd_out, fd_in, who
         self.call_s, self.decide_s, self.max_state_bytes = call_s, decide_s, max_state_bytes
         self.tables: tuple[str, ...] = ()  # the tables the child's scheduler read in its last batch
+        self.formula = False
         self.stuck = False
         self.remote_name = facts["scheduler"]
         self.batch_unit = facts["batch_unit"]
@@ -324,8 +410,20 @@ class RemoteScheduler(Scheduler):
     def _ask(self, op: str, header: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None,
              max_array: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """One call: its message, then the answer within the wall limit, at most `max_array` bytes of arrays."""
-        send(self.fd_out, {"op": op, **(header or {})}, arrays)
-        return self._answer(op, self.call_s, max_array)
+        deadline = time.monotonic() + self.call_s
+        self._send(op, {"op": op, **(header or {})}, arrays, deadline)
+        return self._answer(op, deadline - time.monotonic(), max_array)
+
+    def _send(self, op: str, header: dict[str, Any], arrays: dict[str, np.ndarray] | None, deadline: float) -> None:
+        """A message to the child, within the call's deadline (a child that stops reading cannot block this side)."""
+        try:
+            send(self.fd_out, header, arrays, max(deadline - time.monotonic(), 0.0))
+        except Timeout:
+            self.stuck = True
+            limit = self.decide_s if op == "decide" else self.call_s
+            raise SchedulerError(f"{self.who}: {op}() did not return within {limit:g} s (it stopped reading its input)") from None
+        except Closed:
+            raise SchedulerError(f"{self.who}: {op}(): its process ended without answering") from None
 
     def _answer(self, op: str, timeout_s: float, max_array: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         limit = self.decide_s if op == "decide" else self.call_s
@@ -343,6 +441,7 @@ class RemoteScheduler(Scheduler):
         return answer, out
 
     def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
+        self.formula = info.cost_formula == "cycle"  # the child computes those tables itself: none is sent
         header, arrays = info_message(info)
         self._ask("reset", {**header, "rng": rng.bit_generator.state}, arrays)
 
@@ -351,8 +450,8 @@ class RemoteScheduler(Scheduler):
 
     def decide(self, batch: Batch) -> np.ndarray:
         header, arrays = batch_message(batch, self.tables)
-        send(self.fd_out, {"op": "decide", **header}, arrays)
         deadline = time.monotonic() + self.decide_s
+        self._send("decide", {"op": "decide", **header}, arrays, deadline)
         while True:  # the child may ask for tables it did not get before it answers
             answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch))
             need = answer.get("need")
@@ -360,7 +459,7 @@ class RemoteScheduler(Scheduler):
                 break
             if need not in TABLES:
                 raise SchedulerError(f"{self.who}: decide() asked for {str(need)[:40]!r}; the tables are {sorted(TABLES)}")
-            send(self.fd_out, {"table": need}, table_arrays(batch, [need]))
+            self._send("decide", {"table": need}, table_arrays(batch, [need]), deadline)
         used = answer.get("used")
         if isinstance(used, list) and all(u in TABLES for u in used):
             self.tables = tuple(used)  # sent with the next batch: schedulers read the same tables batch after batch
@@ -440,16 +539,21 @@ def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
         send(fd_out, answer, out)
 
 
+_FORMULA = [False]  # the child's scenario has cycle-cost tables (set by reset): it computes them itself
+
+
 def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.ndarray],
             fetch: Callable[[str], dict[str, np.ndarray]]) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     if op == "reset":
         rng = np.random.Generator(np.random.PCG64())
         rng.bit_generator.state = header["rng"]
-        s.reset(info_from(header, arrays), rng)
+        info = info_from(header, arrays)
+        _FORMULA[0] = info.cost_formula == "cycle"
+        s.reset(info, rng)
     elif op == "begin_episode":
         s.begin_episode(int(header["episode"]), bool(header["training"]))
     elif op == "decide":
-        batch = ReceivedBatch(header, arrays, fetch)
+        batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0])
         actions = np.asarray(s.decide(batch))
         if actions.dtype.kind not in NUMERIC:
             raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
