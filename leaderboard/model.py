@@ -4,6 +4,7 @@ it from validated bundles; the pages (pages.py) and charts read it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,10 +60,14 @@ class Entry:
     rank: Rank | None = None
     on_front: bool = False
     decision_vs_fastest: float | None = None
+    round: str | None = None  # the ranking round whose re-run this entry is ranked on (leaderboard/verify.py)
+    ranked: Any = None  # that re-run's episodes as a result (ResultSet); None: ranked on its own bundles' episodes
+    submitted_mean: float | None = None  # the submitted run's mean delay, shown beside the round's
 
     @property
     def result(self):
-        return self.validation.result
+        """What the ranking compares: the round's re-run where there is one, else the submitted bundles."""
+        return self.ranked if self.ranked is not None else self.validation.result
 
     @property
     def gap(self) -> float | None:
@@ -81,11 +86,15 @@ class ScenarioView:
     comparisons: list[Comparison]
     independent: bool
     styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
+    round: str | None = None  # the ranking round every ranked entry was re-run in; None: ranked on the submitted episodes
+    unranked: list["Entry"] = field(default_factory=list)  # valid entries without a re-run in that round: shown apart
 
     def swatch(self, e: "Entry") -> str:
         return self.styles[self.entries.index(e)].swatch() if self.styles else ""
 
     def style(self, e: "Entry") -> Style:
+        if e not in self.entries:  # an unranked entry: the style after the ranked ones'
+            return charts.styles(len(self.entries) + 1)[-1]
         return self.styles[self.entries.index(e)] if self.styles else charts.styles(self.entries.index(e) + 1)[-1]
 
     @property

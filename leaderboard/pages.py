@@ -191,7 +191,7 @@ def parts_table(view: ScenarioView) -> str:
 def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> str:
     sections = "".join(
         f'<h2><a href="scenario-{esc(v.name)}.html">{esc(v.name)}</a></h2><p class="note">{inline_code(v.description)}</p>{ranking_table(v, full=False)}'
-        + bound_note(v)
+        + bound_note(v) + (round_note(v) if v.round is not None else "")
         for v in views
     )
     return (
@@ -203,6 +203,22 @@ def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> st
         + f'<p class="rule">{esc(RANKING_RULE)}<br>{esc(PAIRING_RULE)}<br>{esc(TRADE_OFF_RULE)}</p>'
         + reference_note()
     )
+
+
+def round_note(view: ScenarioView) -> str:
+    """Which episodes rank: a ranking round's re-runs (fresh seeds, the same set for every entry) or the submitted
+    ones; and the valid entries left unranked because they were not re-run in the round."""
+    if view.round is None:
+        return ('<p class="note">Ranked on the submitted runs\' public seeds: no entry of this scenario has been re-run in a '
+                "ranking round (bench leaderboard verify --ranking-key-file). Public seeds can be planned for; a round's cannot.</p>")
+    note = (f'<p class="note">Ranked on ranking round <code>{esc(view.round)}</code>: each entry was re-run by <code>bench leaderboard verify</code> '
+            "on seeds drawn from a key nobody knew when its code was fixed, every entry on the same (seed, episode) set; "
+            "the submitted run's own mean is on its page.</p>")
+    if view.unranked:
+        rows = "".join(f'<tr><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td><td>{fmt(e.mean)}</td></tr>' for e in view.unranked)
+        note += ('<p class="note">Not re-run in this round, so not ranked (their submitted mean delay, on public seeds):</p>'
+                 f'<div class="scroll"><table><thead><tr><th class="l">entry</th><th>mean delay (s), submitted</th></tr></thead><tbody>{rows}</tbody></table></div>')
+    return note
 
 
 def reference_note() -> str:
@@ -314,6 +330,12 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
 
         standing = (f'<p class="note">Significantly better: {names(rank.better)}. Significantly worse: {names(rank.worse)}.'
                     + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
+    if e.round is not None and e.submitted_mean is not None:
+        standing += (f'<p class="note">Ranked on its re-run in ranking round <code>{esc(e.round)}</code> (fresh seeds): mean delay {fmt(e.mean)} s; '
+                     f"the submitted run (public seeds) reported {fmt(e.submitted_mean)} s.</p>")
+    elif view is not None and view.round is not None and e.ranked is None:
+        standing += (f'<p class="note">Not re-run in ranking round <code>{esc(view.round)}</code>: shown with its submitted numbers (public seeds), '
+                     "not ranked.</p>")
     decided = "measured live and reported: a live run cannot be re-run" if view is None else ("re-measured by verify" if e.verified else "reported")
     chart = live_chart = ""
     if view is None:

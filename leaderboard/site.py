@@ -18,6 +18,7 @@ new site is written into a temporary sibling and swapped in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -41,7 +42,8 @@ from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
 from leaderboard.model import GREEDY_NOTE, Entry, ScenarioView, is_greedy
-from leaderboard.pages import bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, scenario_rule
+from leaderboard.pages import (bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, round_note,
+                              scenario_rule)
 from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
@@ -97,9 +99,11 @@ def _refuted(bounds: dict[str, list[ScenarioBounds]], valid: list[Validation]) -
     return problems
 
 
-def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None) -> Entry:
+def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None,
+           round_id: str | None = None) -> Entry:
     r = v.result
     s = summarize_bundles(r.bundles)
+    ranked = _round_result(v, records, round_id) if round_id else None
     over = pairing(r.learns, r.learns, independent)
     curve = None
     if s.curve is not None:
@@ -114,13 +118,52 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
     if verified and all(c.get("decision_us_per_task") is not None for c in checked):  # re-measured by the verifier, on its machine: shown instead of the submitter's figure
         decision = float(np.mean([c["decision_us_per_task"] for c in checked]))
         cpus = tuple(sorted({str(c.get("machine", {}).get("cpu") or "unknown CPU") for c in checked}))
+    eps = r.episodes if ranked is None else ranked.episodes
+    mean = s.mean_delay_s if ranked is None else float(eps["mean_delay_s"].mean())
     return Entry(
         id=v.submission.entry_id, label=v.submission.label, validation=v, scenario=r.scenario, scheduler=r.scheduler, learns=r.learns, over=over,
-        mean=s.mean_delay_s, ci=mean_interval(r.episodes, over), p95=_column_mean(r.episodes, "p95_delay_s"), p99=_column_mean(r.episodes, "p99_delay_s"),
-        slowdown=_column_mean(r.episodes, "mean_slowdown"), slo=_column_mean(r.episodes, "slo_attainment"), parts=s.parts_s,
+        mean=mean, ci=mean_interval(eps, over), p95=_column_mean(eps, "p95_delay_s"), p99=_column_mean(eps, "p99_delay_s"),
+        slowdown=_column_mean(eps, "mean_slowdown"), slo=_column_mean(eps, "slo_attainment"), parts=s.parts_s,
         decision_us=decision, cpus=cpus, verified=verified, committed=v.submission.committed is True, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
-        quantiles=v.delay_quantiles, bound=_bound(v, bounds or []),
+        quantiles=v.delay_quantiles, bound=_bound(v, bounds or []) if ranked is None else None,
+        round=round_id if ranked is not None else None, ranked=ranked, submitted_mean=s.mean_delay_s if ranked is not None else None,
     )
+
+
+def scenario_round(group: list[Validation], records: Mapping[str, dict] | None) -> str | None:
+    """The ranking round a scenario is ranked on: the one in which most of its entries had every bundle re-run (ties: the
+    lexically first id); None when no entry was re-run in a round (then entries rank on their submitted episodes)."""
+    counts: dict[str, int] = {}
+    for v in group:
+        rounds = {_ranked(records, b).get("round") for b in v.result.bundles}
+        if len(rounds) == 1 and None not in rounds:
+            r = rounds.pop()
+            counts[r] = counts.get(r, 0) + 1
+    return min(counts, key=lambda r: (-counts[r], r)) if counts else None
+
+
+def _ranked(records: Mapping[str, dict] | None, bundle) -> dict:
+    """The ranking re-run in a bundle's passing verify record ({} when it has none)."""
+    record = (records or {}).get(bundle.manifest.get("digest") or "") or {}
+    ranked = record.get("ranked") if record.get("ok") is True else None
+    return ranked if isinstance(ranked, dict) and isinstance(ranked.get("episodes"), list) else {}
+
+
+def _round_result(v: Validation, records: Mapping[str, dict] | None, round_id: str):
+    """The entry's episodes of the round as a result to rank (its bundles' episodes replaced), or None without them."""
+    rows = []
+    for b in v.result.bundles:
+        ranked = _ranked(records, b)
+        if ranked.get("round") != round_id:
+            return None
+        rows += [r for r in ranked["episodes"] if isinstance(r, dict)]
+    try:
+        frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("seed").cast(pl.Int64), pl.col("episode").cast(pl.Int64))
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+        return None
+    if "mean_delay_s" not in frame.columns or frame.height == 0:
+        return None
+    return dataclasses.replace(v.result, episodes=frame)
 
 
 def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of: Mapping[str, charts.Style]) -> ScenarioView:
@@ -148,7 +191,7 @@ def _scenario_body(view: ScenarioView) -> str:
     name = view.name
     body = (
         f'<h1>{esc(name)}</h1><p class="note">{inline_code(view.description)}</p>{bound_note(view)}'
-        + ranking_table(view, full=True) + scenario_rule(view) + reference_note()
+        + ranking_table(view, full=True) + round_note(view) + scenario_rule(view) + reference_note()
         + "<h2>Mean delay</h2>" + charts.figure_html(charts.mean_chart(series), f"mean-{name}")
         + f'<p class="note">Each interval is of one entry\'s mean alone ({esc(INTERVAL_RULE)}). The ranking compares pairs on identical task streams, '
         + "whose differences vary far less: two entries whose intervals overlap can still be separated (see the pairwise comparisons).</p>"
@@ -333,7 +376,10 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
         independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
-        view = _scenario_view(name, [_entry(v, independent, records, bounds.get(name)) for v in group], independent, style_of)
+        round_id = scenario_round(group, records)
+        candidates = [_entry(v, independent, records, bounds.get(name), round_id) for v in group]
+        view = _scenario_view(name, [e for e in candidates if round_id is None or e.ranked is not None], independent, style_of)
+        view.round, view.unranked = round_id, [e for e in candidates if round_id is not None and e.ranked is None]
         views.append(view)
         entries += view.entries
     foot = footer(built, results_commit(roots))
@@ -358,7 +404,10 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
                 write_parquet(eps, tmp / "data" / f"entry-{e.id}.parquet")
                 episodes.append(eps)
                 (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, view), scenarios, foot), encoding="utf-8")
-            merged = pl.concat(episodes, how="diagonal_relaxed")  # bundles from before a metric existed lack its column
+            for e in view.unranked:  # valid, not re-run in the scenario's round: a page of its own, no ranking
+                _write_csv(e.result.episodes, tmp / "data" / f"entry-{e.id}.csv")
+                (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, view), scenarios, foot), encoding="utf-8")
+            merged = pl.concat(episodes, how="diagonal_relaxed") if episodes else pl.DataFrame()  # bundles from before a metric existed lack its column
             write_parquet(merged, tmp / "data" / f"episodes-{name}.parquet")
             _write_csv(merged, tmp / "data" / f"episodes-{name}.csv")
         table = pl.DataFrame(table_rows) if table_rows else pl.DataFrame()

@@ -16,6 +16,14 @@ re-runs the scheduler the manifest names on the bundle's scenario and seeds:
 - a live bundle (bench live) cannot be re-run to the same numbers: its metrics are recomputed from its recorded
   timestamps (replay) and nothing more; it stays "reported" on the site.
 
+Ranking rounds (`ranking_key`). The public seeds are a plan book: a rule can recognise a public episode and replay
+a plan made offline, and reproduce itself exactly. So the episodes that rank are drawn from a key that nobody
+knows while the code is fixed (a maintainers' secret, or a value published after every entry's digest, such as
+a randomness beacon's output): with a key, a bundle that passed is re-run, in the same way (built-in here, anything
+else in the sandbox), on `ranking_seeds(key, scenario)` and its evaluation episodes are kept in the record with the
+round's id (a hash of the key, never the key). The site ranks a scenario's entries on the episodes of one round,
+every entry on the same (seed, episode) set; publishing the key afterwards lets anyone recompute the seeds.
+
 Built-in schedulers run in this process (their code is the suite's). What a built-in is (its class, whether it
 learns, hence which check applies) is the registry's: a manifest that names a built-in and says otherwise fails
 (leaderboard.validate.builtin_claim), or a rule claimed to learn would be held only to the 10% window. Any other
@@ -26,6 +34,7 @@ verified. A verify record (JSON) ties the verdict to the bundle's digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -68,6 +77,7 @@ class Verification:
     measured_in: str = ""  # "process" (built-in) or "sandbox"
     sandbox: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    ranked: dict[str, Any] | None = None  # the ranking round's re-run: {"round", "seeds", "episodes": [rows]} (module docstring)
 
     def record(self) -> dict[str, Any]:
         host = host_info()
@@ -75,9 +85,32 @@ class Verification:
                 "machine": {"cpu": host["cpu"], "cores": host["cores"]}, **asdict(self)}
 
 
+RANKED_COLUMNS = ("mean_delay_s", "p95_delay_s", "p99_delay_s", "mean_slowdown", "slo_attainment", "tasks", "cold_starts",
+                  "mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")  # what a round's record keeps per episode
+
+
+def ranking_round(key: str) -> str:
+    """The public id of a ranking key: records of one round share it; the key itself is never written."""
+    return hashlib.sha256(b"aigc-edge-bench/ranking-round\0" + key.encode()).hexdigest()[:16]
+
+
+def ranking_seeds(key: str, scenario: str, seeds: list[int]) -> list[int]:
+    """The round's seed in place of each public seed: below 2^62, unknown without the key, and too many to try (a
+    scheduler that sees an episode cannot search for the seed that made it). Public seed s maps to the same fresh
+    seed for every entry, so entries run on the same public seeds are ranked on the same fresh episodes."""
+    out = []
+    for s in seeds:
+        digest = hashlib.sha256(f"aigc-edge-bench/ranking-seed\0{key}\0{scenario}\0{int(s)}".encode()).digest()
+        out.append(int.from_bytes(digest[:8], "little") >> 2)
+    if len(set(out)) != len(out):  # two public seeds on one fresh seed: a 2^-62 event, refused rather than pooled
+        raise BenchError("ranking seeds: two public seeds map to one fresh seed; use another key")
+    return out
+
+
 def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TOLERANCE, allow_unisolated: bool = False,
-                  wall_s: float = 3600.0, progress: Callable[[str], None] | None = None) -> Verification:
-    """Verify one bundle (module docstring); `seeds`: re-run the first N of its seeds (default: all of them)."""
+                  wall_s: float = 3600.0, progress: Callable[[str], None] | None = None, ranking_key: str | None = None) -> Verification:
+    """Verify one bundle (module docstring); `seeds`: re-run the first N of its seeds (default: all of them);
+    `ranking_key`: then re-run it on the round's seeds (as many as it has) for the ranking."""
     start = time.perf_counter()
     try:
         bundle = read_bundle(path)
@@ -120,8 +153,29 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
     else:
         _compare_actions(bundle, result, chosen, v)
     v.ok = not v.reasons
+    if v.ok and ranking_key is not None:
+        _ranking_rerun(bundle, ranking_key, learns, v, allow_unisolated, wall_s, progress)
+        v.ok = not v.reasons
     v.wall_s = time.perf_counter() - start
     return v
+
+
+def _ranking_rerun(bundle: Bundle, key: str, learns: bool, v: Verification, allow_unisolated: bool, wall_s: float,
+                   progress: Callable[[str], None] | None) -> None:
+    """The round's re-run: the same protocol on the key's seeds; its episodes go into the record."""
+    m = bundle.manifest
+    scratch = Verification(v.bundle, v.digest, v.scheduler)
+    try:
+        fresh = ranking_seeds(key, str(m["scenario"]["name"]), v.seeds)
+        result = _rerun(bundle, fresh, learns, scratch, allow_unisolated, wall_s, progress)
+    except BenchError as exc:
+        scratch.reasons.append(str(exc))
+        result = None
+    if result is None:
+        v.reasons += [f"ranking re-run: {line}" for line in scratch.reasons or ["it gave no result"]]
+        return
+    rows = [{"seed": int(r["seed"]), "episode": int(r["episode"]), **{c: r.get(c) for c in RANKED_COLUMNS}} for r in result.rows]
+    v.ranked = {"round": ranking_round(key), "public_seeds": v.seeds, "seeds": fresh, "episodes": rows}
 
 
 def _rerun(bundle: Bundle, seeds: list[int], learns: bool, v: Verification, allow_unisolated: bool, wall_s: float,

@@ -312,3 +312,73 @@ def test_a_bundle_made_with_look_ahead_in_process_fails_verification(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "honest"), "--allow-unisolated"])
     assert r.exit_code == 0 and "VERIFIED look-ahead" in r.output, r.output
+
+
+PLAN_BOOK = '''
+import numpy as np
+from schedulers import Scheduler
+
+BOOK = {book!r}  # first-batch fingerprint -> the episode's actions, computed offline on the public seeds
+
+
+class PlanBook(Scheduler):
+    """Recognises a public evaluation episode by its first batch and replays a plan made offline; elsewhere it
+    keeps every request at its base station."""
+    name = "plan-book"
+
+    def begin_episode(self, episode, training):
+        self.plan, self.at = None, 0
+
+    def decide(self, batch):
+        if self.at == 0:
+            self.plan = BOOK.get(repr(np.round(batch.size_mbit, 6).tolist()))
+        n = len(batch)
+        out = np.asarray(self.plan[self.at : self.at + n]) if self.plan is not None else np.asarray(batch.origin)
+        self.at += n
+        return out
+'''
+
+
+@pytest.mark.slow
+def test_a_plan_book_gains_nothing_on_the_ranking_round(tmp_path):
+    """The review's plan-book rule: on the public seeds it replays opt-ts's plan exactly (as good as the plan it
+    carries); on a ranking round's fresh seeds it recognises no episode and is ranked on what it really does."""
+    tiny = load_scenario("tiny")
+    reference = run(tiny, "opt-ts", seeds=[0, 1, 2], episodes=10)  # the leaderboard's protocol for tiny
+    from bench.engine.system import System
+
+    book = {}
+    for s in reference.per_seed:
+        system = System.build(tiny, s.seed)
+        for e, actions in enumerate(s.actions):
+            wl = system.workload(e)
+            first = wl.batch_offsets[np.flatnonzero(np.diff(wl.batch_offsets))[0] + 1]  # the end of the first non-empty batch
+            book[repr(np.round(wl.size_mbit[:first], 6).tolist())] = [int(a) for a in actions]
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "plan_book.py").write_text(PLAN_BOOK.format(book=book))
+    roots = tmp_path / "results"
+    write_bundle(reference, roots / "opt-ts")
+    r = runner.invoke(app, ["run", "-s", f"{tmp_path}/plugin/plan_book.py:PlanBook", "--scenario", "tiny", "--seed", "0,1,2", "-n", "10", "--sandbox",
+                            "--out", str(roots / "plan-book"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    public = pl.read_parquet(roots / "plan-book" / "episodes.parquet")["mean_delay_s"].to_numpy()
+    assert np.array_equal(public, np.array([row["mean_delay_s"] for s in reference.per_seed for row in s.rows]))  # the book works on public seeds
+
+    (tmp_path / "key").write_text("a key published after every digest was fixed")
+    r = runner.invoke(app, ["leaderboard", "verify", str(roots), "--allow-unisolated", "--ranking-key-file", str(tmp_path / "key"),
+                            "--record", str(tmp_path / "records")])
+    assert r.exit_code == 0 and r.output.count("ranking round") == 2, r.output
+    records = {rec["scheduler"]: rec["ranked"] for rec in read_records(tmp_path / "records").values()}
+    assert records["plan-book"]["seeds"] == records["opt-ts"]["seeds"] and 0 not in records["opt-ts"]["seeds"]  # one fresh set for both
+    mean = {name: np.mean([row["mean_delay_s"] for row in ranked["episodes"]]) for name, ranked in records.items()}
+    assert mean["plan-book"] > 1.2 * mean["opt-ts"], mean  # no episode recognised: it plays its fallback
+
+    from leaderboard.site import build_site
+    from leaderboard.verify import read_records as records_of
+
+    report = build_site([roots], tmp_path / "site", records=records_of(tmp_path / "records"), committed=roots)
+    assert not report.invalid, [v.failures for v in report.invalid]
+    view = next(v for v in report.views if v.name == "tiny")
+    assert view.round is not None and [e.scheduler for e in view.entries] == ["opt-ts", "plan-book"]
+    assert view.entries[1].submitted_mean == pytest.approx(view.entries[0].submitted_mean)  # equal on the public seeds ...
+    assert view.entries[1].mean > 1.2 * view.entries[0].mean  # ... ranked on the round, where the book is no help

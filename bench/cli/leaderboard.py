@@ -79,6 +79,7 @@ def leaderboard_verify(
     record: Optional[Path] = typer.Option(None, "--record", help="write a verify record per bundle (JSON, named by its digest) into this directory"),
     allow_unisolated: bool = typer.Option(False, "--allow-unisolated", help="verify plugin code even where the sandbox cannot isolate network and file system"),
     wall_limit: float = typer.Option(3600.0, "--wall-limit", help="seconds each sandboxed re-run may take"),
+    ranking_key_file: Optional[Path] = typer.Option(None, "--ranking-key-file", help="a file holding the ranking round's key: each bundle that passes is re-run on seeds drawn from it, for the site's ranking (docs/leaderboard.md, ranking rounds)"),
 ) -> None:
     """Re-run the scheduler each bundle names and compare: a rule must reproduce the stored actions exactly, a
     learner retrained within the claimed budget its claimed delay within the tolerance (exit 1 if any fails)."""
@@ -88,9 +89,14 @@ def leaderboard_verify(
     bundles = [d for p in paths for d in guarded(lambda p=p: find_bundle_dirs(p) if p.exists() else fail(f"{p}: no such file or directory"))]
     if not bundles:
         fail(f"no result bundles under {', '.join(map(str, paths))}")
+    key = None
+    if ranking_key_file is not None:
+        key = guarded(lambda: ranking_key_file.read_text(encoding="utf-8").strip())
+        if len(key) < 16:
+            fail(f"--ranking-key-file = {ranking_key_file}: a key of {len(key)} characters; expected at least 16 (a secret, or a beacon's output)")
     failed = 0
     for path in bundles:
-        v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit)
+        v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit, ranking_key=key)
         if record is not None:
             guarded(lambda v=v: write_record(v, record))
         if v.ok and v.check.startswith("live"):
@@ -99,6 +105,9 @@ def leaderboard_verify(
             delay = f"mean delay {v.rerun_mean_delay_s:.4f} s" + ("" if v.check.startswith("rule") else f" (claimed {v.claimed_mean_delay_s:.4f} s)")
             out.print(f"[green]VERIFIED[/] {escape(v.scheduler)} at {escape(str(path))}: {v.check}, seeds {v.seeds}, {delay}, "
                       f"decision {v.decision_us_per_task:.2f} µs/task re-measured ({v.measured_in})", highlight=False, soft_wrap=True)
+            if v.ranked is not None:
+                ranked = sum(r["mean_delay_s"] for r in v.ranked["episodes"]) / max(len(v.ranked["episodes"]), 1)
+                out.print(f"  ranking round {v.ranked['round']}: {len(v.ranked['seeds'])} fresh seeds, mean delay {ranked:.4f} s", highlight=False)
         else:
             failed += 1
             out.print(f"[red]FAILED[/]   {escape(v.scheduler)} at {escape(str(path))}", highlight=False)
