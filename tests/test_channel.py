@@ -212,3 +212,77 @@ def test_a_scheduler_behind_the_channel_reaches_no_engine_object(scenario, tmp_p
         outcome = run_sandboxed(sc, ref, seeds=[0], episodes=1)
         assert outcome.ok, outcome.report()
         assert outcome.result.rows[0]["tasks"] == result.rows[0]["tasks"]
+
+
+def test_a_parent_never_blocks_on_a_child_that_stops_reading():
+    """A full pipe used to block the parent's write with no limit (decide_s and Ctrl-C could not act): now the write
+    waits within the call's deadline and fails in one line."""
+    r, w = ch.pipe(size=1 << 16)
+    with pytest.raises(ch.Timeout, match="did not read in time"):
+        ch.send(w, {"op": "decide"}, {"big": np.zeros(1 << 20)}, timeout_s=0.3)
+    os.close(r), os.close(w)
+
+
+ODD = '''
+import numpy as np
+from schedulers import Scheduler
+
+
+class Spawner(Scheduler):
+    """Draws from a child stream of its generator: reproducible run to run, also behind the channel."""
+    name = "spawner"
+
+    def decide(self, batch):
+        child = self.rng.spawn(1)[0]
+        return np.array([int(np.flatnonzero(batch.mask[i])[child.integers(batch.mask[i].sum())]) for i in range(len(batch))])
+
+
+class Late(Scheduler):
+    """Keeps its first batch and reads a table of it in a later decide."""
+    name = "late"
+
+    def decide(self, batch):
+        self.first = getattr(self, "first", batch)
+        if self.first is not batch:
+            self.first.resident  # a table the parent sends (upload_s is computed in the child on tiny)
+        return np.zeros(len(batch), dtype=np.int64)
+
+
+class Strange(Scheduler):
+    name = "strange\\x1b[31m\\nname"
+
+    def decide(self, batch):
+        return np.zeros(len(batch), dtype=np.int64)
+
+
+class Counters(Scheduler):
+    name = "counters"
+
+    def decide(self, batch):
+        return np.zeros(len(batch), dtype=np.int64)
+
+    def stats(self):
+        return {"seed": 7, "bad": float("nan")}
+'''
+
+
+def test_the_review_s_channel_findings_are_closed(tiny, tmp_path):
+    (tmp_path / "odd.py").write_text(ODD)
+    ref = lambda cls: f"{tmp_path / 'odd.py'}:{cls}"  # noqa: E731
+    executor = Subprocess()
+    try:
+        # rng.spawn in the child: the same draws on every run (it used a fresh, random seed sequence)
+        a = run(tiny, ref("Spawner"), seeds=[0], episodes=1, executor=executor)
+        b = run(tiny, ref("Spawner"), seeds=[0], episodes=1, executor=executor)
+        assert np.array_equal(a.per_seed[0].actions[0], b.per_seed[0].actions[0])
+        # a kept batch's table read later fails in one line instead of silently getting another batch's table
+        with pytest.raises(SchedulerError, match="read after its decide returned"):
+            run(tiny, ref("Late"), seeds=[0], episodes=1, executor=executor)
+        with pytest.raises(SchedulerError, match=r"expected its name \(printable\)") as caught:
+            run(tiny, ref("Strange"), seeds=[0], episodes=1, executor=executor)
+        assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+    finally:
+        executor.close()
+    # counters are checked the same way in process: a NaN is refused, and none can overwrite the summary's seed
+    with pytest.raises(SchedulerError, match="stats\\(\\) returned"):
+        run(tiny, ref("Counters"), seeds=[0], episodes=1)

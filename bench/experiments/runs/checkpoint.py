@@ -38,12 +38,13 @@ class Checkpoint:
         given = dict(params) if isinstance(params, Mapping) else {".".join(k): v for k, v in map(parse_override, params)}
         return {**{k: v for k, v in self.params.items() if k not in RUNTIME_PARAMS}, **given}
 
-    def check(self, scheduler: str, scenario: Scenario, seeds: Sequence[int], params: Mapping[str, Any] | None = None) -> None:
+    def check(self, scheduler: str | None, scenario: Scenario, seeds: Sequence[int], params: Mapping[str, Any] | None = None) -> None:
         """Refuse a checkpoint of another scheduler, scenario, hyper-parameters or seeds (one line each).
 
         `params` are the run's resolved hyper-parameters; `device` and `threads` may differ (where the policy
-        runs, not what it is)."""
-        if scheduler != self.scheduler:
+        runs, not what it is). `scheduler` None: not known yet (a confined scheduler names itself when its process
+        starts; the runner checks the name and parameters then)."""
+        if scheduler is not None and scheduler != self.scheduler:
             raise BundleError(f"--checkpoint holds a '{self.scheduler}' policy; expected one of '{scheduler}'")
         if params is not None:
             for key in sorted(set(self.params) | set(params)):

@@ -122,6 +122,8 @@ def resolve(request: RunRequest) -> RunPlan:
         System.build(r.scenario, seeds[0]).check_episodes(episodes)
     if r.confined and r.scheduler not in BUILTINS:
         plain_params(params)
+        if r.checkpoint is not None:  # what can be checked before the scheduler's code runs: scenario and seeds
+            r.checkpoint.check(None, r.scenario, seeds)
         return RunPlan(r, r.scenario, r.scheduler, r.scheduler, None, None, None, None, params, seeds, episodes, r.checkpoint)
 
     cls = resolve_scheduler(r.scheduler)

@@ -83,7 +83,8 @@ class RunResult:
             out["training"] = {
                 "checkpoint": self.checkpoint,
                 "per_seed": [
-                    {"seed": s.seed, "converged_episode": s.converged_episode, "final_train_delay_s": s.training[-1]["mean_delay_s"] if s.training else None, **s.stats}
+                    {**s.stats, "seed": s.seed, "converged_episode": s.converged_episode,
+                     "final_train_delay_s": s.training[-1]["mean_delay_s"] if s.training else None}  # a counter cannot overwrite these
                     for s in self.per_seed
                 ],
             }

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from bench.core.errors import BenchError, SchedulerError
+from bench.core.config import finite_number
+from bench.core.errors import BenchError, SchedulerError, one_line
 from bench.engine.environment import Environment
 from bench.engine.system import System
 from bench.experiments.runs.checkpoint import Checkpoint
@@ -67,6 +68,18 @@ def _call(who: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise SchedulerError(f"{who}: {hook}() raised {type(exc).__name__}: {exc}") from None
 
 
+def _checked_stats(who: str, stats: Any) -> dict[str, float]:
+    """A scheduler's counters as the results schema takes them: at most 32 short names, finite numbers (the same rule
+    in process and through the sandbox channel)."""
+    if isinstance(stats, dict):
+        stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in stats.items()}
+    ok = isinstance(stats, dict) and len(stats) <= 32 and all(
+        isinstance(k, str) and 0 < len(k) <= 64 and k.isprintable() and finite_number(v) for k, v in stats.items())
+    if not ok:
+        raise SchedulerError(f"{who}: stats() returned {one_line(repr(stats), 100)}; expected at most 32 named finite numbers")
+    return stats
+
+
 class Executor(Protocol):
     """Where a planned run's scheduler code runs: it trains and evaluates, and returns the run's result.
     `confined`: the scheduler's code must not be imported in this process (the request is resolved without it)."""
@@ -106,6 +119,8 @@ class InProcess:
             n_train = plan.train_for(learns)
             _call(who, "reset", sched.reset, system.info(), system.streams.scheduler())
             if plan.checkpoint is not None and learns:
+                if plan.cls is None:  # a confined scheduler: its name and parameters are known only now
+                    plan.checkpoint.check(result.scheduler, plan.scenario, plan.seeds, result.scheduler_params)
                 _call(who, "load_state_dict", sched.load_state_dict, plan.checkpoint.states[seed])
 
             training: list[dict[str, Any]] = []
@@ -119,7 +134,7 @@ class InProcess:
             train_s = time.perf_counter() - t_train
             # the policy as evaluation starts: what a checkpoint must hold to reproduce the evaluation
             state = _call(who, "state_dict", sched.state_dict) if learns else None
-            stats = _call(who, "stats", sched.stats)
+            stats = _checked_stats(who, _call(who, "stats", sched.stats))
 
             def play(e: int, env=env, system=system, sched=sched, seed=seed, who=who):
                 trace, decision_ns = run_episode(env, sched, system.workload(e), episode=e, training=False, who=who)

@@ -112,6 +112,8 @@ def receive(fd: int, timeout_s: float | None = None, *, max_header: int = MAX_HE
     data = memoryview(_read_exact(fd, n + size, deadline)).toreadonly()
     try:
         header = json.loads(bytes(data[:n]), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ChannelError("the header is nested too deeply") from None
     except ValueError as exc:
         raise ChannelError(f"the header is not JSON ({one_line(exc, 120)})") from None
     if not isinstance(header, dict) or not isinstance(header.get("arrays", []), list):
@@ -274,6 +276,7 @@ class ReceivedBatch(Batch):
         self.free_at_s = arrays.get("free_at_s")
         self.physical, self.has_mask = bool(header["physical"]), bool(header["has_mask"])
         self._arrays, self._fetch, self.used, self._formula = arrays, fetch, set(), formula
+        self.closed = False
 
     def _table(self, table: str) -> dict[str, np.ndarray]:
         if all(name in self._arrays for name in TABLES[table]):
@@ -283,6 +286,9 @@ class ReceivedBatch(Batch):
             got = formula_tables(self, table)
             self._arrays.update(got)
             return got
+        if self.closed:
+            raise RuntimeError(f"batch {self.slot}: its {table} table was read after its decide returned; in a sandbox a batch's tables "
+                               "are sent only while its decide runs (read what you need there)")
         self.used.add(table)
         got = self._fetch(table)
         self._arrays.update(got)
@@ -536,7 +542,12 @@ def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
             answer, out = _handle(scheduler, op, header, arrays, fetch)
         except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
             answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
-        send(fd_out, answer, out)
+        try:
+            send(fd_out, answer, out)
+        except ChannelError:  # the parent went away: nothing left to answer
+            return "gone"
+        except (TypeError, ValueError) as exc:  # an answer that cannot cross (say, a NaN in stats): its error instead
+            send(fd_out, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
 
 
 _FORMULA = [False]  # the child's scenario has cycle-cost tables (set by reset): it computes them itself
@@ -545,8 +556,12 @@ _FORMULA = [False]  # the child's scenario has cycle-cost tables (set by reset):
 def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.ndarray],
             fetch: Callable[[str], dict[str, np.ndarray]]) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     if op == "reset":
-        rng = np.random.Generator(np.random.PCG64())
-        rng.bit_generator.state = header["rng"]
+        state = header["rng"]
+        # the run's seed is not sent (a scheduler that knew it could rebuild the episodes); rng.spawn() children come
+        # from a seed sequence made of the stream's state: reproducible, though not those of an in-process run
+        entropy = int(state.get("state", {}).get("state", 0)) if isinstance(state, dict) and isinstance(state.get("state"), dict) else 0
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        rng.bit_generator.state = state
         info = info_from(header, arrays)
         _FORMULA[0] = info.cost_formula == "cycle"
         s.reset(info, rng)
@@ -554,7 +569,10 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
         s.begin_episode(int(header["episode"]), bool(header["training"]))
     elif op == "decide":
         batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0])
-        actions = np.asarray(s.decide(batch))
+        try:
+            actions = np.asarray(s.decide(batch))
+        finally:
+            batch.closed = True  # its tables come from the parent only while the parent waits in this decide
         if actions.dtype.kind not in NUMERIC:
             raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
         return {"ok": True, "used": sorted(batch.used)}, {"actions": actions}
@@ -611,11 +629,12 @@ def connect(fd_out: int, fd_in: int, who: str, timeout_s: float = 120.0, *, fres
         raise SchedulerError(f"{who}: building it raised {one_line(str(answer['error']), 500)}")
     facts = answer.get("facts")
     ok = (isinstance(facts, dict) and isinstance(facts.get("scheduler"), str) and 0 < len(facts["scheduler"]) <= 200
+          and facts["scheduler"].isprintable() and isinstance(facts.get("scheduler_class"), str) and facts["scheduler_class"].isprintable()
           and facts.get("batch_unit") in ("bs", "slot") and facts.get("event_batches") in ("instant", "window", "window-if-stateless")
           and isinstance(facts.get("learns"), bool) and isinstance(facts.get("observes"), bool)
           and isinstance(facts.get("scheduler_class"), str) and isinstance(facts.get("scheduler_params"), dict))
     if not ok:
-        raise SchedulerError(f"{who}: its process described itself as {str(facts)[:200]}; expected its name, class, parameters, "
+        raise SchedulerError(f"{who}: its process described itself as {one_line(repr(facts), 200)}; expected its name (printable), class, parameters, "
                              "batch unit, event batches, learns and observes")
     remote = RemoteScheduler(fd_out, fd_in, who, facts, **limits)
     remote.facts = facts
