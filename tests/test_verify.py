@@ -312,6 +312,11 @@ def test_a_bundle_made_with_look_ahead_in_process_fails_verification(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["leaderboard", "verify", str(tmp_path / "honest"), "--allow-unisolated"])
     assert r.exit_code == 0 and "VERIFIED look-ahead" in r.output, r.output
+    # in process the look-ahead gains; sandboxed it finds no workload and is no better than opt-ts on the same episodes
+    opt = np.mean([row["mean_delay_s"] for row in run(load_scenario("tiny"), "opt-ts", seeds=[0], episodes=2).rows])
+    cheat = pl.read_parquet(tmp_path / "cheat" / "episodes.parquet")["mean_delay_s"].mean()
+    boxed = pl.read_parquet(tmp_path / "honest" / "episodes.parquet")["mean_delay_s"].mean()
+    assert cheat < opt <= boxed + 1e-12, (cheat, opt, boxed)
 
 
 PLAN_BOOK = '''

@@ -544,9 +544,9 @@ def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
             answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
         try:
             send(fd_out, answer, out)
-        except ChannelError:  # the parent went away: nothing left to answer
+        except Closed:  # the parent went away: nothing left to answer
             return "gone"
-        except (TypeError, ValueError) as exc:  # an answer that cannot cross (say, a NaN in stats): its error instead
+        except (ChannelError, TypeError, ValueError) as exc:  # an answer that cannot cross (a complex array, a NaN): its error instead
             send(fd_out, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
 
 
