@@ -341,3 +341,17 @@ def test_committed_results_stay_small():
     """Every clone carries them: the actions that replay needs, compressed, and nothing else."""
     total = sum(p.stat().st_size for root in (COMMITTED, COMMITTED.with_name("verified")) for p in root.rglob("*") if p.is_file())
     assert total < 64 * 2**20, f"leaderboard/results and leaderboard/verified hold {total / 2**20:.1f} MiB"
+
+
+def test_compare_subtracts_unsigned_counts_as_signed_numbers():
+    """Audit defect: cold starts stored unsigned made 3 - 13 into +4,294,967,286 and flipped the verdict."""
+    from bench.experiments.runs.compare import ResultSet, compare
+
+    def side(label, colds, delays):
+        frame = pl.DataFrame({"seed": [0] * 4, "episode": list(range(4)), "cold_starts": pl.Series(colds, dtype=pl.UInt32),
+                              "mean_delay_s": delays})
+        return ResultSet(label, label, {}, "tiny", "h", False, frame, [])
+
+    c = compare(side("a", [3, 4, 3, 4], [1.0, 1.1, 1.2, 1.3]), side("b", [13, 14, 13, 14], [2.0, 2.1, 2.2, 2.3]), ["cold_starts", "mean_delay_s"])
+    cold = next(d for d in c.differences if d.metric == "cold_starts")
+    assert cold.mean == -10.0 and cold.ci[1] < 0  # A loads fewer models, significantly

@@ -12,6 +12,7 @@ from bench.core.errors import BundleError
 from bench.experiments.runs.bundles import read_bundle, sha256_file, write_bundle
 from bench.experiments.runs.replay import replay
 from bench.experiments.runs.runner import run
+from bench.scenarios import load_scenario
 from tests.forge import resign
 
 LEARNER = "tests.toy_learner:BanditLearner"
@@ -272,3 +273,15 @@ def test_the_cli_the_library_and_a_sweep_save_the_same_bundle(tiny, tmp_path):
     frames = [b.episodes.drop("decision_us_per_task") for b in bundles]
     assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])
     assert bundles[0].manifest["command"][:2] == ["bench", "run"] and bundles[1].manifest["command"][:2] == ["bench", "run"]
+
+
+def test_task_records_add_up_with_the_model_load(tmp_path):
+    """Audit defect: on residency scenarios tasks.parquet had no load column and end_s left the load out (off by up
+    to 54.7 s), so its parts did not add up to delay_s."""
+    result = run(load_scenario("edge-gpu"), "opt-ts", seeds=[0], episodes=1, keep_traces=True)
+    write_bundle(result, tmp_path / "b", task_records=True)
+    t = pl.read_parquet(tmp_path / "b" / "tasks.parquet")
+    assert (t["load_s"] > 0).sum() > 0
+    parts = t["upload_s"] + t["wait_s"] + t["load_s"] + t["compute_s"] + t["download_s"]
+    assert np.allclose(parts, t["delay_s"], rtol=0, atol=1e-9)
+    assert np.allclose(t["end_s"] - t["start_s"], t["load_s"] + t["compute_s"], rtol=0, atol=1e-9)

@@ -153,6 +153,7 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
             # when service started: recorded by the event engine; in the slotted model, arrival (slot start) + wait
             event = isinstance(tr, EventTrace)
             start = tr.start_s if event else wl.arrival_s + tr.wait_s
+            load = tr.load_s if tr.load_s is not None else np.zeros(wl.n_tasks)  # the model load is served first, then the steps
             frames.append(
                 pl.DataFrame(
                     {
@@ -163,8 +164,9 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                         "action": tr.actions.astype(np.uint32),
                         "worker": (tr.worker if event else np.zeros(wl.n_tasks, np.int64)).astype(np.uint16),
                         "start_s": start,
-                        "end_s": start + tr.compute_s,
+                        "end_s": start + load + tr.compute_s,
                         "upload_s": tr.upload_s,
+                        "load_s": load,
                         "compute_s": tr.compute_s,
                         "download_s": tr.download_s,
                         "wait_s": tr.wait_s,

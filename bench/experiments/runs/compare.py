@@ -142,8 +142,10 @@ def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS
         both = joined.drop_nulls([metric, f"{metric}_b"]).filter(pl.col(metric).is_not_nan() & pl.col(f"{metric}_b").is_not_nan())
         if both.height == 0:
             continue  # e.g. SLO attainment where no task has a deadline
-        d = (both[metric] - both[f"{metric}_b"]).to_numpy().astype(float)
-        per_seed_df = both.with_columns((pl.col(metric) - pl.col(f"{metric}_b")).alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
+        # cast before subtracting: counts are unsigned in some bundles (cold starts: 3 - 13 was 4,294,967,286)
+        diff = pl.col(metric).cast(pl.Float64) - pl.col(f"{metric}_b").cast(pl.Float64)
+        d = both.select(diff.alias("_d"))["_d"].to_numpy()
+        per_seed_df = both.with_columns(diff.alias("_d")).group_by("seed").agg(pl.col("_d").mean()).sort("seed")
         per_seed = dict(zip(per_seed_df["seed"].to_list(), per_seed_df["_d"].to_list()))
         if over_seeds and len(seeds) > 1:
             ci, over = t_interval(np.array(list(per_seed.values()))), f"{len(seeds)} per-seed means"
@@ -151,6 +153,6 @@ def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS
             why = " (one training seed)" if a.learns or b.learns else (" (one seed; per-seed draws not varied)" if over_seeds else "")
             ci, over = t_interval(d), f"{d.shape[0]} paired episodes{why}"
         out.append(Difference(metric, float(d.mean()), ci, over, {int(k): float(v) for k, v in per_seed.items()}))
-        means[metric] = (float(both[metric].mean()), float(both[f"{metric}_b"].mean()))
+        means[metric] = (float(both[metric].cast(pl.Float64).mean()), float(both[f"{metric}_b"].cast(pl.Float64).mean()))
     unpaired = (a.episodes.height - joined.height, b.episodes.height - joined.height)
     return Comparison(a, b, out, means, joined.height, unpaired)
