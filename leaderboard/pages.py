@@ -333,9 +333,12 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
     if e.round is not None and e.submitted_mean is not None:
         standing += (f'<p class="note">Ranked on its re-run in ranking round <code>{esc(e.round)}</code> (fresh seeds): mean delay {fmt(e.mean)} s; '
                      f"the submitted run (public seeds) reported {fmt(e.submitted_mean)} s.</p>")
-    elif view is not None and view.round is not None and e.ranked is None:
+    elif view is not None and view.round is not None and e.round is None:
         standing += (f'<p class="note">Not re-run in ranking round <code>{esc(view.round)}</code>: shown with its submitted numbers (public seeds), '
                      "not ranked.</p>")
+    elif e.submitted_mean is not None:
+        standing += (f'<p class="note">Ranked on its scenario\'s protocol episodes only (mean delay {fmt(e.mean)} s), as every entry is; '
+                     f"its bundles hold more episodes (mean delay over all of them: {fmt(e.submitted_mean)} s), shown, not pooled.</p>")
     decided = "measured live and reported: a live run cannot be re-run" if view is None else ("re-measured by verify" if e.verified else "reported")
     chart = live_chart = ""
     if view is None:

@@ -8,8 +8,8 @@ LoadGen reports why a run is INVALID:
   scenario    the scenario is a leaderboard preset (a live one for live bundles), and its configuration hashes to
               the preset's hash today
   pooling     bundles pooled into one entry share scheduler, parameters, scenario and protocol; seeds differ
-  seeds       at least `min_seeds` distinct seeds
-  episodes    at least `min_eval_episodes` evaluation episodes per seed
+  seeds       the protocol's seeds 0..min_seeds-1 (more are shown, not ranked)
+  episodes    at least `min_eval_episodes` evaluation episodes per seed (the first min_eval_episodes rank)
   training    learning schedulers: at most `max_train_episodes` training episodes per seed
   disclosure  learning schedulers: submission.toml states how the hyper-parameters were chosen
   replay      regenerating each seed's evaluation tasks and re-applying the stored actions reproduces every
@@ -35,9 +35,23 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ScenarioRule:
+    """A scenario's run rules. Every entry is ranked on exactly the same (seed, episode) set, the protocol's: seeds
+    0..min_seeds-1, evaluation episodes 0..min_eval_episodes-1 of each (as MLPerf fixes a scenario's run rules). A
+    submission must hold all of them; episodes beyond them are shown, never pooled into its ranking."""
+
     min_seeds: int
     min_eval_episodes: int
     max_train_episodes: int
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.min_seeds))
+
+    def ranked(self, episodes):
+        """The rows of an episodes frame (polars) that rank: the protocol's seeds and episodes."""
+        import polars as pl
+
+        return episodes.filter(pl.col("seed").is_in(list(self.seeds)) & (pl.col("episode") < self.min_eval_episodes))
 
 
 RULES: dict[str, ScenarioRule] = {
@@ -74,7 +88,8 @@ PAIRING_RULE = (
     "Pairs: two schedulers that do not learn are paired over evaluation episodes (same seed, same episode) when the "
     "scenario's episodes are independent (servers and task tables fixed, as in every leaderboard preset); a pair with "
     "a learner, or on a scenario that draws something per seed, is paired over per-seed means. The 95% interval of "
-    "each mean delay is taken over the same units. Minimum protocol per entry: "
+    "each mean delay is taken over the same units. Every entry is ranked on the same episodes, its scenario's protocol "
+    "(seeds 0..n-1, the first k evaluation episodes of each; more are shown on its page, never pooled): "
     + "; ".join(f"{name} {r.min_seeds} seeds x {r.min_eval_episodes} episodes" for name, r in RULES.items())
     + "."
 )

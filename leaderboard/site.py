@@ -65,11 +65,11 @@ def _column_mean(df: pl.DataFrame, column: str) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _bound(v: Validation, bounds: list[ScenarioBounds]) -> float | None:
-    """The mean lower bound over the entry's episodes, from a bounds file of its scenario hash that covers all of them."""
+def _bound(v: Validation, bounds: list[ScenarioBounds], episodes: pl.DataFrame) -> float | None:
+    """The mean lower bound over the entry's ranked episodes, from a bounds file of its scenario hash that covers all of them."""
     r = v.result
     hashes = {b.manifest["scenario"]["hash"] for b in r.bundles}
-    triples = list(r.episodes.select("seed", "episode", "tasks").iter_rows())
+    triples = list(episodes.select("seed", "episode", "tasks").iter_rows())
     for b in bounds:
         if hashes == {b.scenario_hash}:
             value = b.mean_over(triples)
@@ -103,7 +103,10 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
            round_id: str | None = None) -> Entry:
     r = v.result
     s = summarize_bundles(r.bundles)
+    rule = RULES.get(r.scenario)  # None: a live entry (shown apart, not ranked)
     ranked = _round_result(v, records, round_id) if round_id else None
+    base = ranked if ranked is not None else r
+    matched = dataclasses.replace(base, episodes=rule.ranked(base.episodes)) if rule else base  # the protocol's (seed, episode) set only
     over = pairing(r.learns, r.learns, independent)
     curve = None
     if s.curve is not None:
@@ -118,15 +121,16 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
     if verified and all(c.get("decision_us_per_task") is not None for c in checked):  # re-measured by the verifier, on its machine: shown instead of the submitter's figure
         decision = float(np.mean([c["decision_us_per_task"] for c in checked]))
         cpus = tuple(sorted({str(c.get("machine", {}).get("cpu") or "unknown CPU") for c in checked}))
-    eps = r.episodes if ranked is None else ranked.episodes
-    mean = s.mean_delay_s if ranked is None else float(eps["mean_delay_s"].mean())
+    eps = matched.episodes
+    mean = float(eps["mean_delay_s"].mean())
+    extra = ranked is None and eps.height < r.episodes.height  # more episodes than the protocol: shown, not ranked
     return Entry(
         id=v.submission.entry_id, label=v.submission.label, validation=v, scenario=r.scenario, scheduler=r.scheduler, learns=r.learns, over=over,
         mean=mean, ci=mean_interval(eps, over), p95=_column_mean(eps, "p95_delay_s"), p99=_column_mean(eps, "p99_delay_s"),
         slowdown=_column_mean(eps, "mean_slowdown"), slo=_column_mean(eps, "slo_attainment"), parts=s.parts_s,
         decision_us=decision, cpus=cpus, verified=verified, committed=v.submission.committed is True, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
-        quantiles=v.delay_quantiles, bound=_bound(v, bounds or []) if ranked is None else None,
-        round=round_id if ranked is not None else None, ranked=ranked, submitted_mean=s.mean_delay_s if ranked is not None else None,
+        quantiles=v.delay_quantiles, bound=_bound(v, bounds or [], eps) if ranked is None else None,
+        round=round_id if ranked is not None else None, ranked=matched, submitted_mean=s.mean_delay_s if ranked is not None or extra else None,
     )
 
 
@@ -378,8 +382,8 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
         independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
         round_id = scenario_round(group, records)
         candidates = [_entry(v, independent, records, bounds.get(name), round_id) for v in group]
-        view = _scenario_view(name, [e for e in candidates if round_id is None or e.ranked is not None], independent, style_of)
-        view.round, view.unranked = round_id, [e for e in candidates if round_id is not None and e.ranked is None]
+        view = _scenario_view(name, [e for e in candidates if round_id is None or e.round is not None], independent, style_of)
+        view.round, view.unranked = round_id, [e for e in candidates if round_id is not None and e.round is None]
         views.append(view)
         entries += view.entries
     foot = footer(built, results_commit(roots))

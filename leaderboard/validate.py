@@ -106,8 +106,9 @@ def validate(sub: Submission, *, check_replay: bool = True, collect_delays: bool
         if recomputed != m["scenario"]["hash"] or m["scenario"]["hash"] != preset_hash:
             fail(f"scenario: {b.path}: scenario '{name}' was modified (its configuration hashes to {recomputed[:12]}, the preset to {preset_hash[:12]})")
     seeds = result.seeds
-    if len(seeds) < rule.min_seeds:
-        fail(f"seeds: {len(seeds)} seed(s) {seeds}; '{name}' needs at least {rule.min_seeds}")
+    missing = [s for s in rule.seeds if s not in seeds]
+    if missing:
+        fail(f"seeds: {len(seeds)} seed(s) {seeds[:10]}; '{name}' ranks every entry on seeds {list(rule.seeds)} (missing {missing})")
     eval_episodes = first["protocol"]["eval_episodes"]
     if eval_episodes < rule.min_eval_episodes:
         fail(f"episodes: {eval_episodes} evaluation episodes per seed; '{name}' needs at least {rule.min_eval_episodes}")

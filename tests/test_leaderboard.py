@@ -98,7 +98,7 @@ def test_damaged_bundles_are_rejected(results, tmp_path, damage, check, fragment
 
 def test_protocol_and_scenario_rules(tmp_path):
     few = _validate(_submission(tmp_path / "few", "local", seeds=(0, 1)))
-    assert any(f.startswith("seeds:") and "at least 3" in f for f in few.failures)
+    assert any(f.startswith("seeds:") and "missing [2]" in f for f in few.failures)
     short = _validate(_submission(tmp_path / "short", "local", episodes=4))
     assert any(f.startswith("episodes:") and "at least 10" in f for f in short.failures)
     modified = _validate(_submission(tmp_path / "modified", "local", overrides=["servers.capacity_scale=1.5"]))
