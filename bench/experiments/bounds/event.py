@@ -39,6 +39,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from bench.core import fifo
 from bench.engine.costs import CostModel
 from bench.engine.events import EventEnv
+from bench.experiments.bounds.warm import opt_ts_actions
 from bench.experiments.bounds.slotted import OPTIMAL_GAP, ExactResult, LowerBound
 from tasks.workload import Workload
 
@@ -597,8 +598,8 @@ def solve_exact(inst: EventInstance, time_limit_s: float = 30.0) -> ExactResult:
     cost = np.zeros(n + 1)
     child_server, child_bound = np.zeros((n, b), np.int64), np.zeros((n, b))
     n_child, pos, act = np.zeros(n, np.int64), np.full(n, -1, np.int64), np.zeros(n, np.int64)
-    state = np.array([0.0, np.inf, 0.0])
-    best = np.zeros(n, np.int64)
+    best = opt_ts_actions(inst.env(), inst.workload)  # the incumbent from the first node: opt-ts's assignment
+    state = np.array([0.0, inst.evaluate(best) * n, 0.0])
     allowed = np.ascontiguousarray(inst.allowed)
     scratch, arg1 = np.zeros((2, n)), np.zeros(n, np.int64)
     pooled = _pooled_data(inst)
@@ -725,12 +726,18 @@ def solve_milp(inst: EventInstance, time_limit_s: float = 30.0) -> ExactResult:
     seconds = time.perf_counter() - start
     dual = getattr(res, "mip_dual_bound", None)
     dual_s = None if dual is None or not np.isfinite(dual) else (float(dual) + constant) / n
-    if res.x is None:
-        return ExactResult("no-solution", None, dual_s, None, None, None, seconds, str(res.message))
+    start_actions = opt_ts_actions(inst.env(), inst.workload)
+    start_objective = inst.evaluate(start_actions)
+    if res.x is None:  # nothing found in time: the best known is opt-ts's, with the solver's bound
+        gap = None if dual_s is None else max(0.0, (start_objective - dual_s) / start_objective) if start_objective > 0 else 0.0
+        return ExactResult("time-limit", start_objective, dual_s, gap, start_actions, None, seconds,
+                           f"{res.message}; the best known is opt-ts's")
     actions = np.argmax(np.where(col >= 0, res.x[np.maximum(col, 0)], -1.0), axis=1).astype(np.int64)
     objective = inst.evaluate(actions)
     solver_gap = getattr(res, "mip_gap", None)
     proven = res.status == 0 and solver_gap is not None and solver_gap <= OPTIMAL_GAP * (1 + 1e-9)
+    if not proven and objective > start_objective:
+        actions, objective = start_actions, start_objective
     gap = None if dual_s is None else max(0.0, (objective - dual_s) / objective) if objective > 0 else 0.0
     return ExactResult("optimal" if proven else "time-limit", objective, dual_s, gap, actions, (float(res.fun) + constant) / n,
                        seconds, "" if proven else str(res.message))

@@ -39,6 +39,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from bench.engine.costs import CostModel
 from bench.engine.slotted import SlottedEnv
+from bench.experiments.bounds.warm import opt_ts_actions
 from tasks.workload import Workload
 
 OPTIMAL_GAP = 1e-6  # the optimum is reported as proven when the solver's relative gap is at most this
@@ -441,11 +442,17 @@ def solve_exact(inst: SlottedInstance, time_limit_s: float = 30.0, cuts: bool = 
     seconds = time.perf_counter() - start
     dual = getattr(res, "mip_dual_bound", None)
     dual_s = None if dual is None or not np.isfinite(dual) else float(dual) / n
-    if res.x is None:
-        return ExactResult("no-solution", None, dual_s, None, None, None, seconds, f"HiGHS found no assignment within {time_limit_s:g} s ({res.message})")
+    start_actions = opt_ts_actions(SlottedEnv(inst.costs, inst.slot_s), inst.workload)
+    start_objective = inst.evaluate(start_actions)
+    if res.x is None:  # HiGHS found nothing in its time: the best known is opt-ts's, with the solver's bound
+        gap = None if dual_s is None else max(0.0, (start_objective - dual_s) / start_objective) if start_objective > 0 else 0.0
+        return ExactResult("time-limit", start_objective, dual_s, gap, start_actions, None, seconds,
+                           f"HiGHS found no assignment within {time_limit_s:g} s ({res.message}); the best known is opt-ts's")
     x = res.x[x_part].reshape(n, b)
     actions = np.argmax(np.where(inst.allowed, x, -1.0), axis=1).astype(np.int64)
     objective = inst.evaluate(actions)
+    if objective > start_objective:  # not proven, and worse than where it could have started
+        actions, objective = start_actions, start_objective
     gap = None if dual_s is None else max(0.0, (objective - dual_s) / objective) if objective > 0 else 0.0
     solver_gap = getattr(res, "mip_gap", None)
     proven = res.status == 0 and solver_gap is not None and solver_gap <= OPTIMAL_GAP * (1 + 1e-9)
