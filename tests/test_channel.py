@@ -286,3 +286,23 @@ def test_the_review_s_channel_findings_are_closed(tiny, tmp_path):
     # counters are checked the same way in process: a NaN is refused, and none can overwrite the summary's seed
     with pytest.raises(SchedulerError, match="stats\\(\\) returned"):
         run(tiny, ref("Counters"), seeds=[0], episodes=1)
+
+
+def test_every_conformance_check_passes_through_the_channel(tiny):
+    """check-scheduler drives a sandboxed scheduler through the channel: each check must see what it sees in process
+    (found in CI: the masked variant of tiny kept the cycle-cost formula, so the child made an all-true mask)."""
+    from bench.experiments.runs import conformance
+    from bench.experiments.runs.request import RunRequest, resolve
+
+    executor = Subprocess()
+    try:
+        def new():
+            remote, _ = executor.scheduler(resolve(RunRequest(tiny, "least-loaded")), 0)
+            return remote, remote.facts
+
+        remote_checks = conformance.check("least-loaded", new=new)
+    finally:
+        executor.close()
+    local = conformance.check("least-loaded")
+    assert [(c.name, c.passed, c.skipped) for c in remote_checks] == [(c.name, c.passed, c.skipped) for c in local]
+    assert all(c.passed or c.skipped for c in remote_checks), [(c.name, c.detail) for c in remote_checks]

@@ -181,7 +181,7 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New 
         masked = SlottedEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
         sched, _ = new()
         info = system.info()
-        sched.reset(type(info)(**{**info.__dict__, "has_mask": True}), system.streams.scheduler())
+        sched.reset(type(info)(**{**info.__dict__, "has_mask": True, "cost_formula": "table"}), system.streams.scheduler())
         _, _, tasks = _episodes(sched, system, masked, episodes)
         return f"{tasks} decisions, about half the servers forbidden per task"
 

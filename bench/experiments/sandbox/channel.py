@@ -282,7 +282,7 @@ class ReceivedBatch(Batch):
         if all(name in self._arrays for name in TABLES[table]):
             self.used.add(table)
             return self._arrays
-        if self._formula and table in FORMULA_TABLES:
+        if self._formula and table in FORMULA_TABLES and not (table == "mask" and self.has_mask):  # a mask is never a formula
             got = formula_tables(self, table)
             self._arrays.update(got)
             return got
