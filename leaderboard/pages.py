@@ -103,20 +103,22 @@ def scenario_rule(view: ScenarioView) -> str:
     rule = RULES[view.name]
     n = len(view.entries)
     pairing = (
+        "every seed replays the same windows of its trace, so two heuristics are paired over windows (each the mean over seeds; its "
+        "intervals too); pairs with a learner over per-seed means" if view.windows else
         "its episodes are independent (servers and task tables fixed), so two heuristics are paired over episodes; pairs with a learner over per-seed means"
         if view.independent else "it draws something once per seed, so every pair is compared over per-seed means"
     )
     errors = f" {len(view.errors)} comparison(s) could not be computed (†; listed below): they are neither a difference nor a tie." if view.errors else ""
     resolution = ""
     mean = float(np.median([e.mean for e in view.entries])) if view.entries else 0.0
-    for over, what in (("seeds", "pairs over per-seed means (every pair with a learner)"), ("episodes", "pairs over episodes")):
+    for over, what in (("seeds", "pairs over per-seed means (every pair with a learner)"), ("episodes", "pairs over episodes"), ("windows", "pairs over windows")):
         found = separable_difference(view.comparisons, over, view.tested)
         if found is not None and mean > 0:
             resolution += (f" What the data can separate, {what}: differences above about {fmt(found[0])} s ({pct(found[0] / mean)} of the median "
                            f"entry's mean) at Holm's strictest step, with {found[1]} {over} per pair (median over those pairs).")
     return (
         f'<p class="rule">{esc(RANKING_RULE)}<br><b>{esc(view.name)}:</b> {pairing}; {view.tested} of {n * (n - 1) // 2} pairs tested, '
-        f"Holm-adjusted together at a family-wise error of {ALPHA:.0%}. Every entry has at least {rule.min_seeds} seeds × {rule.min_eval_episodes} evaluation episodes.{errors}{esc(resolution)}"
+        f"Holm-adjusted together at a family-wise error of {ALPHA:.0%}. Every entry is ranked on seeds 0–{rule.min_seeds - 1} × its first {rule.min_eval_episodes} evaluation episodes.{errors}{esc(resolution)}"
         f"<br>{esc(TRADE_OFF_RULE)}</p>"
     )
 

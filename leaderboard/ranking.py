@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from bench.experiments.runs.summary import Over, episodes_independent, pairing, t_interval  # noqa: F401 (re-exported for the site)
+from bench.experiments.runs.summary import Over, episodes_independent, pairing, t_interval, windows_repeat  # noqa: F401 (re-exported for the site)
 
 ALPHA = 0.05  # family-wise error per scenario
 LEVEL = 0.95  # the confidence level of the intervals shown
@@ -49,9 +49,11 @@ def paired_differences(a: pl.DataFrame, b: pl.DataFrame, over: Over, metric: str
     joined = a.select(cols).join(b.select(cols), on=["seed", "episode"], suffix="_b")
     if joined.height == 0:
         raise NotComputable("no paired episodes (no (seed, episode) in common)")
-    d = joined.select("seed", (pl.col(metric).cast(pl.Float64) - pl.col(f"{metric}_b").cast(pl.Float64)).fill_null(float("nan")).alias("d"))
+    d = joined.select("seed", "episode", (pl.col(metric).cast(pl.Float64) - pl.col(f"{metric}_b").cast(pl.Float64)).fill_null(float("nan")).alias("d"))
     if over == "episodes":
         return d["d"].to_numpy().astype(np.float64)
+    if over == "windows":  # one value per window: every seed replays the same windows
+        return d.group_by("episode").agg(pl.col("d").mean()).sort("episode")["d"].to_numpy().astype(np.float64)
     return d.group_by("seed").agg(pl.col("d").mean()).sort("seed")["d"].to_numpy().astype(np.float64)
 
 
@@ -143,7 +145,8 @@ class Comparison:
         return self.b if self.mean > 0 else self.a
 
 
-def compare_all(contenders: Sequence[Contender], independent: bool, alpha: float = ALPHA, metric: str = "mean_delay_s") -> list[Comparison]:
+def compare_all(contenders: Sequence[Contender], independent: bool, alpha: float = ALPHA, metric: str = "mean_delay_s",
+                windows: bool = False) -> list[Comparison]:
     """Every pair (i < j) of one scenario's entries, tested and Holm-adjusted together (module docstring).
 
     The family is the pairs that could be tested; a pair that could not is returned with its error."""
@@ -151,7 +154,7 @@ def compare_all(contenders: Sequence[Contender], independent: bool, alpha: float
     for i in range(len(contenders)):
         for j in range(i + 1, len(contenders)):
             a, b = contenders[i], contenders[j]
-            over = pairing(a.learns, b.learns, independent)
+            over = pairing(a.learns, b.learns, independent, windows)
             if a.scenario_hash != b.scenario_hash:
                 out.append(Comparison(i, j, over, error="different scenario configurations: the task streams are not the same"))
                 continue
@@ -209,9 +212,11 @@ def mean_interval(episodes: pl.DataFrame, over: Over, metric: str = "mean_delay_
     """The interval of an entry's mean `metric` (INTERVAL_RULE), over the same units its comparisons use: episodes,
     or per-seed means. A t interval of a few widely spread seeds reached below zero (dqn-ts on edge-gpu: [-13.8,
     243.3] s), which no delay can; a metric that is not positive everywhere keeps the t interval."""
-    values = episodes.select("seed", pl.col(metric).cast(pl.Float64)).drop_nulls()
+    values = episodes.select("seed", "episode", pl.col(metric).cast(pl.Float64)).drop_nulls()
     if over == "seeds":
         values = values.group_by("seed").agg(pl.col(metric).mean())
+    elif over == "windows":
+        values = values.group_by("episode").agg(pl.col(metric).mean())
     v = values[metric].to_numpy()
     if not np.isfinite(v).all() or v.shape[0] < 2:
         return None

@@ -44,7 +44,7 @@ from leaderboard.escaping import csv_safe, esc, inline_code
 from leaderboard.model import GREEDY_NOTE, Entry, ScenarioView, is_greedy
 from leaderboard.pages import (bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, round_note,
                               scenario_rule)
-from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks
+from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks, windows_repeat
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
 from leaderboard.validate import QUANTILES, Validation, validate
@@ -100,14 +100,14 @@ def _refuted(bounds: dict[str, list[ScenarioBounds]], valid: list[Validation]) -
 
 
 def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None,
-           round_id: str | None = None) -> Entry:
+           round_id: str | None = None, windows: bool = False) -> Entry:
     r = v.result
     s = summarize_bundles(r.bundles)
     rule = RULES.get(r.scenario)  # None: a live entry (shown apart, not ranked)
     ranked = _round_result(v, records, round_id) if round_id else None
     base = ranked if ranked is not None else r
     matched = dataclasses.replace(base, episodes=rule.ranked(base.episodes)) if rule else base  # the protocol's (seed, episode) set only
-    over = pairing(r.learns, r.learns, independent)
+    over = pairing(r.learns, r.learns, independent, windows)
     curve = None
     if s.curve is not None:
         y = s.curve.group_by("episode").agg(pl.col("mean_delay_s").mean()).sort("episode")["mean_delay_s"].to_numpy()
@@ -170,10 +170,10 @@ def _round_result(v: Validation, records: Mapping[str, dict] | None, round_id: s
     return dataclasses.replace(v.result, episodes=frame)
 
 
-def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of: Mapping[str, charts.Style]) -> ScenarioView:
+def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of: Mapping[str, charts.Style], windows: bool = False) -> ScenarioView:
     """Rank one scenario's entries (leaderboard/ranking.py) and set what the pages show about them."""
     entries = sorted(entries, key=lambda e: (e.mean, e.label, e.id))
-    comparisons = compare_all([e.result for e in entries], independent)
+    comparisons = compare_all([e.result for e in entries], independent, windows=windows)
     for e, rank, front in zip(entries, ranks(len(entries), comparisons), pareto_front([e.mean for e in entries], [e.p95 for e in entries])):
         e.rank, e.on_front = rank, front
     for e in entries:  # decision times compare only among entries measured on one and the same CPU model
@@ -184,7 +184,7 @@ def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of:
         description = load_scenario(name).description
     except BenchError:
         description = ""
-    return ScenarioView(name, description, entries, comparisons, independent, styles=[style_of[e.label] for e in entries])
+    return ScenarioView(name, description, entries, comparisons, independent, styles=[style_of[e.label] for e in entries], windows=windows)
 
 
 def _scenario_body(view: ScenarioView) -> str:
@@ -379,10 +379,11 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     views, entries = [], []
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
-        independent = episodes_independent(group[0].result.bundles[0].manifest["scenario"]["config"])
+        config = group[0].result.bundles[0].manifest["scenario"]["config"]
+        independent, windows = episodes_independent(config), windows_repeat(config)
         round_id = scenario_round(group, records)
-        candidates = [_entry(v, independent, records, bounds.get(name), round_id) for v in group]
-        view = _scenario_view(name, [e for e in candidates if round_id is None or e.round is not None], independent, style_of)
+        candidates = [_entry(v, independent, records, bounds.get(name), round_id, windows) for v in group]
+        view = _scenario_view(name, [e for e in candidates if round_id is None or e.round is not None], independent, style_of, windows)
         view.round, view.unranked = round_id, [e for e in candidates if round_id is not None and e.round is None]
         views.append(view)
         entries += view.entries

@@ -467,3 +467,26 @@ def test_more_episodes_do_not_rank_an_opt_ts_clone_ahead_of_opt_ts(tmp_path):
     table = pl.read_csv(tmp_path / "site" / "data" / "leaderboard.csv").filter(pl.col("scenario") == "tiny")
     assert dict(zip(table["entry"], table["vs_opt_ts"]))[clone.label] == 0.0
     assert "its bundles hold more episodes" in (tmp_path / "site" / f"entry-{clone.id}.html").read_text()
+
+
+def test_on_a_replayed_trace_a_window_is_the_unit_of_intervals_and_pairs():
+    """Audit: every seed replays the same trace windows, yet intervals pooled seed x window (opt-ts on azure-code:
+    [6.96, 13.75] over 39 episodes, [3.88, 16.83] over the 13 distinct windows). Rules are now paired, and their
+    intervals taken, over windows (each the mean over seeds); learners stay over per-seed means."""
+    rng = np.random.default_rng(0)
+    window_effect = rng.lognormal(2.0, 0.6, size=13)  # most variance between windows, little between seeds
+    def frame(shift):
+        rows = [{"seed": s, "episode": w, "mean_delay_s": window_effect[w] * shift + 0.01 * rng.normal()} for s in range(3) for w in range(13)]
+        return pl.DataFrame(rows)
+    a = frame(1.0)
+    pooled, per_window = mean_interval(a, "episodes"), mean_interval(a, "windows")
+    assert (per_window[1] - per_window[0]) > 1.5 * (pooled[1] - pooled[0])  # the honest interval is much wider
+    by_window = a.group_by("episode").agg(pl.col("mean_delay_s").mean())["mean_delay_s"].to_numpy()
+    assert per_window[0] < by_window.mean() < per_window[1]
+    assert paired_differences(a, frame(1.1), "windows").shape == (13,)
+
+    from bench.experiments.runs.summary import pairing, windows_repeat
+    from bench.scenarios import load_scenario
+
+    assert windows_repeat(load_scenario("azure-code").to_dict()) and not windows_repeat(load_scenario("paper").to_dict())
+    assert pairing(False, False, True, windows=True) == "windows" and pairing(True, False, True, windows=True) == "seeds"

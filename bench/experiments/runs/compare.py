@@ -21,7 +21,7 @@ import polars as pl
 
 from bench.core.errors import BenchError
 from bench.engine.metrics import EPISODE_METRICS
-from bench.experiments.runs.summary import episodes_independent, pairing, t_interval
+from bench.experiments.runs.summary import episodes_independent, pairing, t_interval, windows_repeat
 from bench.experiments.runs.bundles import Bundle
 
 
@@ -133,7 +133,9 @@ def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS
     if joined.height == 0:
         raise BenchError(f"{a.label} and {b.label} share no (seed, episode); paired comparison needs common seeds")
     independent = all(episodes_independent(r.bundles[0].manifest["scenario"]["config"]) if r.bundles and r.bundles[0].version >= 2 else True for r in (a, b))
-    over_seeds = pairing(a.learns, b.learns, independent) == "seeds"
+    windows = any(windows_repeat(r.bundles[0].manifest["scenario"]["config"]) for r in (a, b) if r.bundles)
+    unit = pairing(a.learns, b.learns, independent, windows)
+    over_seeds = unit == "seeds"
     seeds = sorted(int(s) for s in joined["seed"].unique())
     out, means = [], {}
     for metric in metrics:
@@ -149,6 +151,9 @@ def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS
         per_seed = dict(zip(per_seed_df["seed"].to_list(), per_seed_df["_d"].to_list()))
         if over_seeds and len(seeds) > 1:
             ci, over = t_interval(np.array(list(per_seed.values()))), f"{len(seeds)} per-seed means"
+        elif unit == "windows":  # every seed replays the same windows: a window is the unit
+            per_window = both.with_columns(diff.alias("_d")).group_by("episode").agg(pl.col("_d").mean())["_d"].to_numpy()
+            ci, over = t_interval(per_window), f"{per_window.shape[0]} windows (each the mean over {len(seeds)} seed(s))"
         else:
             why = " (one training seed)" if a.learns or b.learns else (" (one seed; per-seed draws not varied)" if over_seeds else "")
             ci, over = t_interval(d), f"{d.shape[0]} paired episodes{why}"
