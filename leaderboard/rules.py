@@ -47,11 +47,12 @@ class ScenarioRule:
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.min_seeds))
 
-    def ranked(self, episodes):
-        """The rows of an episodes frame (polars) that rank: the protocol's seeds and episodes."""
+    def ranked(self, episodes, seed: str = "seed"):
+        """The rows of an episodes frame (polars) that rank: the protocol's seeds and episodes. A ranking round's rows
+        name the public seed each fresh seed stands for in `public_seed`."""
         import polars as pl
 
-        return episodes.filter(pl.col("seed").is_in(list(self.seeds)) & (pl.col("episode") < self.min_eval_episodes))
+        return episodes.filter(pl.col(seed).is_in(list(self.seeds)) & (pl.col("episode") < self.min_eval_episodes))
 
 
 RULES: dict[str, ScenarioRule] = {

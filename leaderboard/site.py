@@ -105,8 +105,8 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
     s = summarize_bundles(r.bundles)
     rule = RULES.get(r.scenario)  # None: a live entry (shown apart, not ranked)
     ranked = _round_result(v, records, round_id) if round_id else None
-    base = ranked if ranked is not None else r
-    matched = dataclasses.replace(base, episodes=rule.ranked(base.episodes)) if rule else base  # the protocol's (seed, episode) set only
+    # the protocol's (seed, episode) set only (a round's rows are filtered already, by the public seeds they stand for)
+    matched = ranked if ranked is not None else dataclasses.replace(r, episodes=rule.ranked(r.episodes)) if rule else r
     over = pairing(r.learns, r.learns, independent, windows)
     curve = None
     if s.curve is not None:
@@ -160,11 +160,16 @@ def _round_result(v: Validation, records: Mapping[str, dict] | None, round_id: s
         ranked = _ranked(records, b)
         if ranked.get("round") != round_id:
             return None
-        rows += [r for r in ranked["episodes"] if isinstance(r, dict)]
+        public = dict(zip(ranked.get("seeds") or [], ranked.get("public_seeds") or []))  # fresh seed -> the public seed it stands for
+        rows += [{**r, "public_seed": public.get(r.get("seed"), -1)} for r in ranked["episodes"] if isinstance(r, dict)]
     try:
-        frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("seed").cast(pl.Int64), pl.col("episode").cast(pl.Int64))
+        frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("seed").cast(pl.Int64), pl.col("episode").cast(pl.Int64),
+                                                                          pl.col("public_seed").cast(pl.Int64))
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
         return None
+    rule = RULES.get(v.result.scenario)
+    if rule is not None and "mean_delay_s" in frame.columns:
+        frame = rule.ranked(frame, seed="public_seed")  # the protocol's seeds, through the fresh seeds standing for them
     if "mean_delay_s" not in frame.columns or frame.height == 0:
         return None
     return dataclasses.replace(v.result, episodes=frame)
