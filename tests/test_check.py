@@ -216,7 +216,7 @@ def test_update_keeps_the_noise_replicates_of_unchanged_cells_only(tmp_path):
 
 def test_the_power_given_the_committed_baseline_is_asymmetric_where_the_baseline_is_off_centre():
     """Audit: the gate's power was stated as if both sides were random draws; against a fixed baseline that lies
-    above its seeds' means, increases are caught sooner than decreases (and the reverse below)."""
+    above its seeds' means, decreases are caught sooner than increases (and the reverse below)."""
     from bench.experiments.campaigns.gate_power import given_baseline
 
     rng = np.random.default_rng(1)
@@ -224,7 +224,6 @@ def test_the_power_given_the_committed_baseline_is_asymmetric_where_the_baseline
     replicates = [{str(s): {"m": float(mu[s] + 0.02 * rng.normal())} for s in range(20)} for _ in range(3)]
     high = {str(s): {"m": float(mu[s] * 1.02)} for s in range(20)}  # a baseline drawn 2% above its means
     up = given_baseline(high, replicates, "m", sd_w=0.03, alpha=0.001, runs=4000)
-    assert up[0.05] < up[-0.05] or up[0.05] > up[-0.05]  # not symmetric
     low = {str(s): {"m": float(mu[s] * 0.98)} for s in range(20)}
     down = given_baseline(low, replicates, "m", sd_w=0.03, alpha=0.001, runs=4000)
     assert up[-0.05] > up[0.05] and down[0.05] > down[-0.05]  # a high baseline sees decreases sooner, a low one increases

@@ -127,8 +127,9 @@ def given_baseline(base: dict[str, float], replicates: list[dict[str, dict[str, 
     """The chance that the gate fails, against *this* baseline (its values are one fixed draw, not a random one):
     per seed s the new value is (1 + delta) x another draw N(mu_s, sd_w^2), mu_s the mean of the seed's noise
     replicates; the gate's own rule (paired t p below `alpha`, Holm's first limit, and |change| > LEARNER_RATIO) on
-    simulated runs (fixed seed: the table does not move between calls). A baseline drawn above its seeds' means
-    catches increases sooner than decreases (the audit: d2sac-ts caught +5% always, -5% 62% of the time)."""
+    simulated runs (fixed seed: the table does not move between calls). A baseline drawn below its seeds' means
+    catches increases sooner than decreases, one above them the reverse (the audit: d2sac-ts caught +5% always, -5%
+    62% of the time)."""
     seeds = sorted(set(base) & set.intersection(*(set(r) for r in replicates)), key=int)
     b = np.array([base[s][metric] for s in seeds])
     mu = np.array([[r[s][metric] for s in seeds] for r in replicates]).mean(axis=0)
