@@ -88,6 +88,7 @@ class ScenarioView:
     styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
     round: str | None = None  # the ranking round every ranked entry was re-run in; None: ranked on the submitted episodes
     windows: bool = False  # every seed replays the same trace windows: rules are paired and intervals taken over windows
+    stacks: list[Any] = field(default_factory=list)  # profiles.stacks.Stack per (hardware, model): the software behind its costs
     unranked: list["Entry"] = field(default_factory=list)  # valid entries without a re-run in that round: shown apart
 
     def swatch(self, e: "Entry") -> str:

@@ -207,6 +207,22 @@ def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> st
     )
 
 
+def stacks_table(view: ScenarioView) -> str:
+    """The precision and software behind a profile-driven scenario's step times, per hardware and model; said first
+    when they differ between servers (then part of what separates the servers is their software)."""
+    from profiles.stacks import mixes
+
+    if not view.stacks:
+        return ""
+    rows = "".join(f'<tr><td class="l"><code>{esc(r.hardware)}</code></td><td class="l">{esc(r.model)}</td><td class="l">{esc(r.precision)}</td>'
+                   f'<td class="l">{esc(r.software)}</td><td class="l">{esc(r.source)}</td></tr>' for r in view.stacks)
+    mixed = (f'<p class="note bad">This scenario mixes software stacks and precisions ({esc(", ".join(sorted({r.precision for r in view.stacks})))}): '
+             "part of what makes one server faster than another is its software, not only its hardware.</p>") if mixes(view.stacks) else ""
+    return ("<h2>What its costs were measured with</h2>" + mixed
+            + '<div class="scroll"><table><thead><tr><th class="l">hardware</th><th class="l">model</th><th class="l">precision</th>'
+            f'<th class="l">software (of the step times)</th><th class="l">figures</th></tr></thead><tbody>{rows}</tbody></table></div>')
+
+
 def round_note(view: ScenarioView) -> str:
     """Which episodes rank: a ranking round's re-runs (fresh seeds, the same set for every entry) or the submitted
     ones; and the valid entries left unranked because they were not re-run in the round."""
@@ -332,6 +348,12 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
 
         standing = (f'<p class="note">Significantly better: {names(rank.better)}. Significantly worse: {names(rank.worse)}.'
                     + (f' <span class="bad">Not computable: {names(rank.errors)}.</span>' if rank.errors else "") + "</p>")
+    if view is not None and view.stacks:
+        from profiles.stacks import mixes
+
+        standing += (f'<p class="note">Costs from {len(view.stacks)} profiles of (hardware, model)'
+                     + (", which mix software stacks and precisions" if mixes(view.stacks) else "")
+                     + f' (<a href="scenario-{esc(view.name)}.html">listed on the scenario page</a>).</p>')
     if e.round is not None and e.submitted_mean is not None:
         standing += (f'<p class="note">Ranked on its re-run in ranking round <code>{esc(e.round)}</code> (fresh seeds): mean delay {fmt(e.mean)} s; '
                      f"the submitted run (public seeds) reported {fmt(e.submitted_mean)} s.</p>")

@@ -43,10 +43,11 @@ from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
 from leaderboard.model import GREEDY_NOTE, Entry, ScenarioView, is_greedy
 from leaderboard.pages import (bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, round_note,
-                              scenario_rule)
+                              scenario_rule, stacks_table)
 from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks, windows_repeat
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
+from profiles.stacks import stacks
 from leaderboard.validate import QUANTILES, Validation, validate
 from schedulers.registry import BUILTINS
 
@@ -186,10 +187,13 @@ def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of:
         if len(e.cpus) == 1 and e.decision_us is not None and min(same) > 0:
             e.decision_vs_fastest = e.decision_us / min(same)
     try:
-        description = load_scenario(name).description
+        scenario = load_scenario(name)
+        description = scenario.description
+        rows = stacks(scenario.servers, scenario.tasks.mix) if scenario.tasks.mix else []
     except BenchError:
-        description = ""
-    return ScenarioView(name, description, entries, comparisons, independent, styles=[style_of[e.label] for e in entries], windows=windows)
+        description, rows = "", []
+    return ScenarioView(name, description, entries, comparisons, independent, styles=[style_of[e.label] for e in entries], windows=windows,
+                        stacks=rows)
 
 
 def _scenario_body(view: ScenarioView) -> str:
@@ -200,7 +204,7 @@ def _scenario_body(view: ScenarioView) -> str:
     name = view.name
     body = (
         f'<h1>{esc(name)}</h1><p class="note">{inline_code(view.description)}</p>{bound_note(view)}'
-        + ranking_table(view, full=True) + round_note(view) + scenario_rule(view) + reference_note()
+        + ranking_table(view, full=True) + round_note(view) + scenario_rule(view) + reference_note() + stacks_table(view)
         + "<h2>Mean delay</h2>" + charts.figure_html(charts.mean_chart(series), f"mean-{name}")
         + f'<p class="note">Each interval is of one entry\'s mean alone ({esc(INTERVAL_RULE)}). The ranking compares pairs on identical task streams, '
         + "whose differences vary far less: two entries whose intervals overlap can still be separated (see the pairwise comparisons).</p>"

@@ -490,3 +490,23 @@ def test_on_a_replayed_trace_a_window_is_the_unit_of_intervals_and_pairs():
 
     assert windows_repeat(load_scenario("azure-code").to_dict()) and not windows_repeat(load_scenario("paper").to_dict())
     assert pairing(False, False, True, windows=True) == "windows" and pairing(True, False, True, windows=True) == "seeds"
+
+
+def test_a_scenario_that_mixes_software_stacks_says_so():
+    """Audit: edge-gpu mixes TensorRT int8 figures (Orin, L4) with PyTorch fp16 ones (T4, RTX 4090) without saying so."""
+    from bench.scenarios import load_scenario
+    from leaderboard.model import ScenarioView
+    from leaderboard.pages import stacks_table
+    from profiles.stacks import mixes, stacks
+
+    def view(name):
+        sc = load_scenario(name)
+        return ScenarioView(name, "", [], [], True, stacks=stacks(sc.servers, sc.tasks.mix))
+
+    gpu, cpu = view("edge-gpu"), view("edge-cpu")
+    by = {(r.hardware, r.model): r for r in gpu.stacks}
+    assert "TensorRT" in by["cuda-l4-24gb", "sdxl"].software and by["cuda-l4-24gb", "sdxl"].precision.startswith("int8")
+    assert "PyTorch" in by["cuda-t4-16gb", "sdxl"].software and by["cuda-t4-16gb", "sdxl"].precision == "fp16"
+    assert mixes(gpu.stacks) and "mixes software stacks" in stacks_table(gpu)
+    assert not mixes(cpu.stacks) and "mixes" not in stacks_table(cpu) and "float32" in stacks_table(cpu)
+    assert stacks_table(ScenarioView("paper", "", [], [], True)) == ""  # cycle costs: no profiles
