@@ -133,6 +133,7 @@ class EnvironmentBase(ABC):
         self._upload, self._compute, self._download = np.zeros(n), np.zeros(n), np.zeros(n)
         self._wait, self._delay = np.zeros(n), np.zeros(n)
         self._completed: tuple[int, int, int, np.ndarray, np.ndarray] | None = None  # (index, first task, end, backlog at its start, at the next's)
+        self._queue_view: tuple[float, int, np.ndarray] = (-np.inf, 0, np.zeros(0, np.int64))  # (time, tasks seen, those still in the system)
         self._last = (0, 0)
 
     @property
@@ -166,18 +167,26 @@ class EnvironmentBase(ABC):
         if not 0 < n <= left:
             raise ConfigError("n", n, f"1..{left} (the {self.noun} left in {self.period} {self._period})")
 
-    def _start_times(self, pos: int) -> np.ndarray:
-        """When each of the first `pos` placed tasks starts its compute (absolute seconds)."""
+    def _start_times(self, index: np.ndarray) -> np.ndarray:
+        """When each of the placed tasks `index` starts its compute (absolute seconds)."""
         raise NotImplementedError
 
     def _queue_at(self, t: float, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """Per server, of the first `pos` tasks placed: how many have not started at time t, how many are in service.
-        Those records never change once written, so a batch may ask after later steps."""
-        start = self._start_times(pos)
-        end, a = start + self._compute[:pos], self._actions[:pos]
-        waiting = np.bincount(a[start > t], minlength=self.n_servers)
-        running = np.bincount(a[(start <= t) & (end > t)], minlength=self.n_servers)
-        return waiting, running
+        Those records never change once written, so a batch may ask after later steps. Asked in time order (as
+        schedulers do), only the tasks still in the system last time and those placed since are looked at."""
+        q = self._queue_view
+        if t >= q[0] and pos >= q[1]:
+            index = np.concatenate((q[2], np.arange(q[1], pos)))
+        else:  # an older batch asked late: look at every task placed before it
+            index = np.arange(pos)
+        start = self._start_times(index)
+        end = start + self._compute[index]
+        inside = end > t
+        if t >= q[0] and pos >= q[1]:
+            self._queue_view = (t, pos, index[inside])
+        a, start = self._actions[index[inside]], start[inside]
+        return np.bincount(a[start > t], minlength=self.n_servers), np.bincount(a[start <= t], minlength=self.n_servers)
 
     def _new_batch(self, n: int, backlog: np.ndarray, **extra) -> Batch:
         """The next n tasks for a scheduler, with copies of the servers' state (after `_check_batch`)."""

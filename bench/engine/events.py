@@ -144,8 +144,8 @@ class EventEnv(EnvironmentBase):
         return self._new_batch(n, self._instant_backlog, free_at_s=read_only_copy(self._free) if spans else None, physical=self.physical,
                                worker_free_s=read_only(np.maximum(self._free - t, 0.0)))
 
-    def _start_times(self, pos: int) -> np.ndarray:
-        return self._start[:pos]
+    def _start_times(self, index: np.ndarray) -> np.ndarray:
+        return self._start[index]
 
     def _begin_instant(self, t: float) -> None:
         if t != self._instant:
