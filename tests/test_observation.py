@@ -162,3 +162,27 @@ def test_the_documented_residency_rule_decides_the_same_sandboxed_and_equals_opt
     opt = run(sc, "opt-ts", **kw)
     assert np.array_equal(plain.per_seed[0].actions[0], opt.per_seed[0].actions[0])
     assert not np.array_equal(inside.per_seed[0].actions[0], opt.per_seed[0].actions[0])  # the bias does change decisions
+
+
+def test_queue_counts_in_time_order_and_read_late_equal_a_full_count():
+    """The environment counts only the requests still in the system and those placed since (asked in time order);
+    a batch read after later steps falls back to every request placed before it: both equal a full count."""
+    system = System.build(load_scenario("edge-gpu"), 0)
+    env = system.env()
+    env.reset(system.workload(0))
+    sched = make("jsq")
+    sched.reset(system.info(), np.random.default_rng(0))
+    seen = []
+    while not env.done:
+        batch = env.batch(env.pending(env.unit_for(sched)))
+        seen.append((batch, float(batch.arrival_s[0]), env.position, batch.waiting.copy(), batch.running.copy()))
+        env.step(sched.decide(batch))
+    start, end, acts = env._start, env._start + env._compute, env._actions
+    for batch, t, pos, waiting, running in seen[:: max(len(seen) // 40, 1)]:
+        on = [acts[:pos] == a for a in range(env.n_servers)]
+        full_w = np.array([int((o & (start[:pos] > t)).sum()) for o in on])
+        full_r = np.array([int((o & (start[:pos] <= t) & (end[:pos] > t)).sum()) for o in on])
+        assert np.array_equal(waiting, full_w) and np.array_equal(running, full_r)
+    late = seen[len(seen) // 2]
+    fresh = env._queue_at(late[1], late[2])  # out of order: the fallback
+    assert np.array_equal(fresh[0], late[3]) and np.array_equal(fresh[1], late[4])
