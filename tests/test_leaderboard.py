@@ -338,9 +338,10 @@ def test_committed_results_carry_no_path_of_the_machine_that_made_them():
 
 
 def test_committed_results_stay_small():
-    """Every clone carries them: the actions that replay needs, compressed, and nothing else."""
+    """Every clone carries them: the actions that replay needs, compressed, and nothing else. (64.6 MiB with the four
+    queueing baselines on every scenario, 2026-12-06; the paper family's event scenarios take 1.2 MiB per entry.)"""
     total = sum(p.stat().st_size for root in (COMMITTED, COMMITTED.with_name("verified")) for p in root.rglob("*") if p.is_file())
-    assert total < 64 * 2**20, f"leaderboard/results and leaderboard/verified hold {total / 2**20:.1f} MiB"
+    assert total < 80 * 2**20, f"leaderboard/results and leaderboard/verified hold {total / 2**20:.1f} MiB"
 
 
 def test_compare_subtracts_unsigned_counts_as_signed_numbers():
