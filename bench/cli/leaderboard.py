@@ -91,6 +91,8 @@ def leaderboard_verify(
         fail(f"no result bundles under {', '.join(map(str, paths))}")
     key = None
     if ranking_key_file is not None:
+        if not ranking_key_file.is_file():
+            fail(f"--ranking-key-file = {ranking_key_file}: no such file; expected a file holding the round's key")
         key = guarded(lambda: ranking_key_file.read_text(encoding="utf-8").strip())
         if len(key) < 16:
             fail(f"--ranking-key-file = {ranking_key_file}: a key of {len(key)} characters; expected at least 16 (a secret, or a beacon's output)")
@@ -107,7 +109,8 @@ def leaderboard_verify(
                       f"decision {v.decision_us_per_task:.2f} µs/task re-measured ({v.measured_in})", highlight=False, soft_wrap=True)
             if v.ranked is not None:
                 ranked = sum(r["mean_delay_s"] for r in v.ranked["episodes"]) / max(len(v.ranked["episodes"]), 1)
-                out.print(f"  ranking round {v.ranked['round']}: {len(v.ranked['seeds'])} fresh seeds, mean delay {ranked:.4f} s", highlight=False)
+                n = len(v.ranked["seeds"])
+                out.print(f"  ranking round {v.ranked['round']}: {n} fresh seed{'s' * (n != 1)}, mean delay {ranked:.4f} s", highlight=False)
         else:
             failed += 1
             out.print(f"[red]FAILED[/]   {escape(v.scheduler)} at {escape(str(path))}", highlight=False)
