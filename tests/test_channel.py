@@ -25,7 +25,8 @@ def _pipe_pair():
 
 def test_arrays_cross_as_raw_bytes_and_come_back_read_only():
     r, w = _pipe_pair()
-    arrays = {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.array([True, False]), "c": np.linspace(0, 1, 5, dtype=np.float32)}
+    arrays = {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.array([True, False]), "c": np.linspace(0, 1, 5, dtype=np.float32),
+              "empty": np.zeros((4, 0), dtype=bool)}  # a scenario without models holds nothing: held is (B, 0)
     ch.send(w, {"op": "x", "n": 3}, arrays)
     header, got = ch.receive(r, 5.0)
     assert header == {"op": "x", "n": 3}

@@ -95,7 +95,7 @@ def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None =
         if a.dtype.kind not in NUMERIC:
             raise ChannelError(f"{name}: an array of {a.dtype} cannot cross the channel; numbers and booleans only")
         specs.append([name, a.dtype.str, list(a.shape)])
-        chunks.append(memoryview(a).cast("B"))
+        chunks.append(memoryview(a).cast("B") if a.nbytes else b"")  # memoryview cannot cast a view with a zero in its shape
         size += a.nbytes
     head = json.dumps({**header, "arrays": specs}, allow_nan=False, separators=(",", ":")).encode()
     _write_all(fd, [struct.pack("<II", len(head), size), head, *chunks], None if timeout_s is None else time.monotonic() + timeout_s)
