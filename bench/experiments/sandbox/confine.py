@@ -47,6 +47,7 @@ GiB = 2**30
 MiB = 2**20
 POLL_S = 0.05  # how often the parent checks the child's memory and wall time
 END_GRACE_S = 10.0  # how long an interactive child may take to exit once the parent closed its channel
+FAILED_GRACE_S = 1.0  # the same after the interaction failed (the run has failed already: no reason to wait 10 s)
 OUTPUT_POLL_S = 0.5  # how often it measures the work directory (a report where the tmpfs enforces the limit)
 _FORWARD_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_DISABLE_JIT", "NUMBA_THREADING_LAYER")
@@ -192,7 +193,8 @@ def session(task: dict, limits: Limits, isolate: bool, progress: Progress | None
 
 def _alongside(supervisor: _Supervisor, progress: Progress | None, interact: Callable[[], Any]) -> tuple[_Ended, Any, BaseException | None]:
     """`interact()` here while the supervisor runs the child in a thread; once it is done, the child has
-    END_GRACE_S to exit before it is killed. Returns how the child ended, and interact's answer or failure."""
+    END_GRACE_S to exit before it is killed (FAILED_GRACE_S when interact failed). Returns how the child ended, and
+    interact's answer or failure."""
     import threading
 
     box: dict[str, Any] = {}
@@ -212,7 +214,7 @@ def _alongside(supervisor: _Supervisor, progress: Progress | None, interact: Cal
         failure = exc
     if isinstance(failure, (KeyboardInterrupt, SystemExit)):  # interrupted (SIGTERM too, `_Signals`): no grace
         supervisor.ended_by_parent = True
-    thread.join(END_GRACE_S)
+    thread.join(END_GRACE_S if failure is None else FAILED_GRACE_S)
     if thread.is_alive():  # it did not exit after the channel closed: end it (not a failure of the run)
         supervisor.ended_by_parent = True
         thread.join()
