@@ -43,7 +43,6 @@ PACKED = {  # per task or server, always sent: stacked by kind into one array ea
     "task_i": (np.int64, ("origin", "index", "steps", "model", "task_class", "images")),
     "server_f": (np.float64, ("capacity_gcps", "rate_mbps", "backlog_s", "assigned_s")),
 }
-BATCH_ARRAYS = (*(name for _, names in PACKED.values() for name in names), "worker_free_s")
 TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "download_s": ("download_s",), "mask": ("mask",),
           "residency": ("resident", "load_s", "held", "free_memory_gb"), "queue": ("waiting", "running")}
 # the per-(task, server) tables, computed by the parent only when the scheduler reads them: sent with the batch
@@ -405,7 +404,6 @@ class RemoteScheduler(Scheduler):
         self.fd_out, self.fd_in, self.who = fd_out, fd_in, who
         self.call_s, self.decide_s, self.max_state_bytes = call_s, decide_s, max_state_bytes
         self.tables: tuple[str, ...] = ()  # the tables the child's scheduler read in its last batch
-        self.formula = False
         self.stuck = False
         self.remote_name = facts["scheduler"]
         self.batch_unit = facts["batch_unit"]
@@ -447,7 +445,6 @@ class RemoteScheduler(Scheduler):
         return answer, out
 
     def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
-        self.formula = info.cost_formula == "cycle"  # the child computes those tables itself: none is sent
         header, arrays = info_message(info)
         self._ask("reset", {**header, "rng": rng.bit_generator.state}, arrays)
 
