@@ -61,12 +61,15 @@ class Entry:
     on_front: bool = False
     decision_vs_fastest: float | None = None
     round: str | None = None  # the ranking round whose re-run this entry is ranked on (leaderboard/verify.py)
-    ranked: Any = None  # that re-run's episodes as a result (ResultSet); None: ranked on its own bundles' episodes
-    submitted_mean: float | None = None  # the submitted run's mean delay, shown beside the round's
+    ranked: Any = None  # the episodes it is ranked on as a result (ResultSet): a re-run's, or its own protocol episodes
+    submitted_mean: float | None = None  # the submitted run's mean delay (its claim), shown beside a re-run's
+    measured: bool = False  # a learner ranked on verify's retraining (its records' `measured` episodes), not on its claim
+    unranked_why: str | None = None  # why it is shown apart, unranked (no re-run to rank on); None: ranked
 
     @property
     def result(self):
-        """What the ranking compares: the round's re-run where there is one, else the submitted bundles."""
+        """What the ranking compares: the re-run (a round's, or a learner's retraining) where there is one, else the
+        submitted bundles."""
         return self.ranked if self.ranked is not None else self.validation.result
 
     @property
@@ -86,10 +89,10 @@ class ScenarioView:
     comparisons: list[Comparison]
     independent: bool
     styles: list[Style] = field(default_factory=list)  # each entry's style on every chart of its page (charts.styles)
-    round: str | None = None  # the ranking round every ranked entry was re-run in; None: ranked on the submitted episodes
+    round: str | None = None  # the ranking round every ranked entry was re-run in; None: rules on their submitted episodes, learners on verify's retraining
     windows: bool = False  # every seed replays the same trace windows: rules are paired and intervals taken over windows
     stacks: list[Any] = field(default_factory=list)  # profiles.stacks.Stack per (hardware, model): the software behind its costs
-    unranked: list["Entry"] = field(default_factory=list)  # valid entries without a re-run in that round: shown apart
+    unranked: list["Entry"] = field(default_factory=list)  # valid entries without the re-run they rank on (Entry.unranked_why): shown apart
 
     def swatch(self, e: "Entry") -> str:
         return self.styles[self.entries.index(e)].swatch() if self.styles else ""

@@ -193,7 +193,7 @@ def parts_table(view: ScenarioView) -> str:
 def index_body(views: list[ScenarioView], live: list[Entry] | None = None) -> str:
     sections = "".join(
         f'<h2><a href="scenario-{esc(v.name)}.html">{esc(v.name)}</a></h2><p class="note">{inline_code(v.description)}</p>{ranking_table(v, full=False)}'
-        + bound_note(v) + (round_note(v) if v.round is not None else "")
+        + bound_note(v) + round_note(v)
         for v in views
     )
     return (
@@ -224,19 +224,33 @@ def stacks_table(view: ScenarioView) -> str:
 
 
 def round_note(view: ScenarioView) -> str:
-    """Which episodes rank: a ranking round's re-runs (fresh seeds, the same set for every entry) or the submitted
-    ones; and the valid entries left unranked because they were not re-run in the round."""
-    if view.round is None:
-        return ('<p class="note">Ranked on the submitted runs\' public seeds: no entry of this scenario has been re-run in a '
+    """Which episodes rank: a ranking round's re-runs (fresh seeds, the same set for every entry), or the public seeds,
+    where a learner's figures are its retraining by verify (its claim is not what ranks); then the valid entries shown
+    apart, unranked, each with its reason."""
+    if view.round is not None:
+        note = (f'<p class="note">Ranked on ranking round <code>{esc(view.round)}</code>: each entry was re-run by <code>bench leaderboard verify</code> '
+                "on seeds drawn from a key nobody knew when its code was fixed, every entry on the same (seed, episode) set; "
+                "the submitted run's own mean is on its page.</p>")
+    elif any(e.measured for e in view.entries):
+        note = ('<p class="note">Ranked on the public seeds: rules on their submitted runs (verify reproduces a rule\'s actions exactly), '
+                "learners on their retraining by <code>bench leaderboard verify</code> within the claimed budget: a learner's figures in "
+                "this table are the re-run's, not the submission's claim (shown beside them on its page). No entry of this scenario "
+                "has been re-run in a ranking round (bench leaderboard verify --ranking-key-file). Public seeds can be planned for; a round's cannot.</p>")
+    else:
+        note = ('<p class="note">Ranked on the submitted runs\' public seeds: no entry of this scenario has been re-run in a '
                 "ranking round (bench leaderboard verify --ranking-key-file). Public seeds can be planned for; a round's cannot.</p>")
-    note = (f'<p class="note">Ranked on ranking round <code>{esc(view.round)}</code>: each entry was re-run by <code>bench leaderboard verify</code> '
-            "on seeds drawn from a key nobody knew when its code was fixed, every entry on the same (seed, episode) set; "
-            "the submitted run's own mean is on its page.</p>")
-    if view.unranked:
-        rows = "".join(f'<tr><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td><td>{fmt(e.mean)}</td></tr>' for e in view.unranked)
-        note += ('<p class="note">Not re-run in this round, so not ranked (their submitted mean delay, on public seeds):</p>'
-                 f'<div class="scroll"><table><thead><tr><th class="l">entry</th><th>mean delay (s), submitted</th></tr></thead><tbody>{rows}</tbody></table></div>')
-    return note
+    return note + unranked_table(view)
+
+
+def unranked_table(view: ScenarioView) -> str:
+    """The valid entries shown apart, unranked (no re-run to rank on), with their submitted mean and the reason."""
+    if not view.unranked:
+        return ""
+    rows = "".join(f'<tr><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td><td>{fmt(e.mean)}</td>'
+                   f'<td class="l">{esc(e.unranked_why or "")}</td></tr>' for e in view.unranked)
+    return ('<p class="note">Not ranked, shown apart with their submitted mean delay (public seeds), each with the reason:</p>'
+            '<div class="scroll"><table><thead><tr><th class="l">entry</th><th>mean delay (s), submitted</th><th class="l">why not ranked</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
 
 
 def reference_note() -> str:
@@ -357,9 +371,12 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
     if e.round is not None and e.submitted_mean is not None:
         standing += (f'<p class="note">Ranked on its re-run in ranking round <code>{esc(e.round)}</code> (fresh seeds): mean delay {fmt(e.mean)} s; '
                      f"the submitted run (public seeds) reported {fmt(e.submitted_mean)} s.</p>")
-    elif view is not None and view.round is not None and e.round is None:
-        standing += (f'<p class="note">Not re-run in ranking round <code>{esc(view.round)}</code>: shown with its submitted numbers (public seeds), '
-                     "not ranked.</p>")
+    elif e.measured and e.submitted_mean is not None:
+        standing += (f'<p class="note">Ranked on its retraining by <code>bench leaderboard verify</code>: mean delay {fmt(e.mean)} s; '
+                     f"the submission claimed {fmt(e.submitted_mean)} s (same seeds and episodes). The metrics and per-seed figures below are the re-run's; "
+                     "the delay distribution and the learning curve are the submission's.</p>")
+    elif view is not None and e.unranked_why is not None:
+        standing += f'<p class="note bad">Not ranked: {esc(e.unranked_why)}. Shown with its submitted numbers (public seeds).</p>'
     elif e.submitted_mean is not None:
         standing += (f'<p class="note">Ranked on its scenario\'s protocol episodes only (mean delay {fmt(e.mean)} s), as every entry is; '
                      f"its bundles hold more episodes (mean delay over all of them: {fmt(e.submitted_mean)} s), shown, not pooled.</p>")

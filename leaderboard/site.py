@@ -102,12 +102,21 @@ def _refuted(bounds: dict[str, list[ScenarioBounds]], valid: list[Validation]) -
 
 def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None = None, bounds: list[ScenarioBounds] | None = None,
            round_id: str | None = None, windows: bool = False) -> Entry:
+    """One entry and the episodes it ranks on: a ranking round's re-run where the scenario has a round; else a learner's
+    retraining by verify (its claim is not a measurement: verify lets it differ by up to 10%) and a rule's own protocol
+    episodes (verify reproduces its actions exactly). An entry without the episodes it needs is shown apart, unranked,
+    with the reason (`unranked_why`)."""
     r = v.result
     s = summarize_bundles(r.bundles)
     rule = RULES.get(r.scenario)  # None: a live entry (shown apart, not ranked)
-    ranked = _round_result(v, records, round_id) if round_id else None
-    # the protocol's (seed, episode) set only (a round's rows are filtered already, by the public seeds they stand for)
-    matched = ranked if ranked is not None else dataclasses.replace(r, episodes=rule.ranked(r.episodes)) if rule else r
+    rerun, why = None, None
+    if rule is not None and round_id is not None:
+        rerun, why = _rerun_result(v, records, "ranked", round_id)
+    elif rule is not None and r.learns:
+        rerun, why = _rerun_result(v, records, "measured")
+    # the protocol's (seed, episode) set only (a re-run's rows are filtered already, a round's by the public seeds they stand for)
+    own = dataclasses.replace(r, episodes=rule.ranked(r.episodes)) if rule else r
+    matched = rerun if rerun is not None else own
     over = pairing(r.learns, r.learns, independent, windows)
     curve = None
     if s.curve is not None:
@@ -124,56 +133,87 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
         cpus = tuple(sorted({str(c.get("machine", {}).get("cpu") or "unknown CPU") for c in checked}))
     eps = matched.episodes
     mean = float(eps["mean_delay_s"].mean())
-    extra = ranked is None and eps.height < r.episodes.height  # more episodes than the protocol: shown, not ranked
+    parts = {k: s.parts_s[k] if (x := _column_mean(eps, f"mean_{k}_s")) is None else x for k in s.parts_s}  # of the ranked episodes
+    in_round = rerun is not None and round_id is not None
+    measured = rerun is not None and round_id is None
+    extra = rerun is None and eps.height < r.episodes.height  # more episodes than the protocol: shown, not ranked
+    if measured:  # the claim over the same (seed, episode) set, beside the measured figure
+        submitted = float(own.episodes["mean_delay_s"].mean())
+    else:
+        submitted = s.mean_delay_s if in_round or extra else None
     return Entry(
         id=v.submission.entry_id, label=v.submission.label, validation=v, scenario=r.scenario, scheduler=r.scheduler, learns=r.learns, over=over,
         mean=mean, ci=mean_interval(eps, over), p95=_column_mean(eps, "p95_delay_s"), p99=_column_mean(eps, "p99_delay_s"),
-        slowdown=_column_mean(eps, "mean_slowdown"), slo=_column_mean(eps, "slo_attainment"), parts=s.parts_s,
+        slowdown=_column_mean(eps, "mean_slowdown"), slo=_column_mean(eps, "slo_attainment"), parts=parts,
         decision_us=decision, cpus=cpus, verified=verified, committed=v.submission.committed is True, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
-        quantiles=v.delay_quantiles, bound=_bound(v, bounds or [], eps) if ranked is None else None,
-        round=round_id if ranked is not None else None, ranked=matched, submitted_mean=s.mean_delay_s if ranked is not None or extra else None,
+        quantiles=v.delay_quantiles, bound=None if in_round else _bound(v, bounds or [], eps),  # a round's fresh seeds have no bound; the public seeds do
+        round=round_id if in_round else None, ranked=matched, submitted_mean=submitted, measured=measured, unranked_why=why,
     )
 
 
 def scenario_round(group: list[Validation], records: Mapping[str, dict] | None) -> str | None:
     """The ranking round a scenario is ranked on: the one in which most of its entries had every bundle re-run (ties: the
-    lexically first id); None when no entry was re-run in a round (then entries rank on their submitted episodes)."""
+    lexically first id); None when no entry was re-run in a round (then entries rank on their submitted or, for
+    learners, their retrained episodes)."""
     counts: dict[str, int] = {}
     for v in group:
-        rounds = {_ranked(records, b).get("round") for b in v.result.bundles}
+        rounds = {_rerun(records, b, "ranked").get("round") for b in v.result.bundles}
         if len(rounds) == 1 and None not in rounds:
             r = rounds.pop()
             counts[r] = counts.get(r, 0) + 1
     return min(counts, key=lambda r: (-counts[r], r)) if counts else None
 
 
-def _ranked(records: Mapping[str, dict] | None, bundle) -> dict:
-    """The ranking re-run in a bundle's passing verify record ({} when it has none)."""
+def _rerun(records: Mapping[str, dict] | None, bundle, name: str) -> dict:
+    """A re-run kept in a bundle's passing verify record ({} when it has none): `name` is "ranked" (a ranking round's,
+    on fresh seeds) or "measured" (a learner's retraining, on the public seeds) (leaderboard/verify.py)."""
     record = (records or {}).get(bundle.manifest.get("digest") or "") or {}
-    ranked = record.get("ranked") if record.get("ok") is True else None
-    return ranked if isinstance(ranked, dict) and isinstance(ranked.get("episodes"), list) else {}
+    rerun = record.get(name) if record.get("ok") is True else None
+    return rerun if isinstance(rerun, dict) and isinstance(rerun.get("episodes"), list) else {}
 
 
-def _round_result(v: Validation, records: Mapping[str, dict] | None, round_id: str):
-    """The entry's episodes of the round as a result to rank (its bundles' episodes replaced), or None without them."""
+def _rerun_result(v: Validation, records: Mapping[str, dict] | None, name: str, round_id: str | None = None):
+    """(the entry's episodes of a re-run as a result to rank, None) or (None, why it has none): every bundle's passing
+    record must hold the re-run `name` (of round `round_id` for "ranked"), and its rows must cover exactly the
+    scenario protocol's (seed, episode) set, so that every entry ranks on the same set."""
+    what = f"re-run in ranking round {round_id}" if name == "ranked" else "retraining"
     rows = []
     for b in v.result.bundles:
-        ranked = _ranked(records, b)
-        if ranked.get("round") != round_id:
-            return None
-        public = dict(zip(ranked.get("seeds") or [], ranked.get("public_seeds") or []))  # fresh seed -> the public seed it stands for
-        rows += [{**r, "public_seed": public.get(r.get("seed"), -1)} for r in ranked["episodes"] if isinstance(r, dict)]
+        rerun = _rerun(records, b, name)
+        if name == "ranked" and rerun.get("round") != round_id:
+            return None, f"not re-run in ranking round {round_id}"
+        if not rerun and ((records or {}).get(b.manifest.get("digest") or "") or {}).get("ok") is True:
+            return None, (f"bundle {b.path.name}: its passing verify record holds no retrained episodes (made before verify kept them); "
+                          "a learner ranks on verify's retraining, so verify it again")
+        if not rerun:
+            return None, ("not verified: a learner ranks on verify's retraining, and this entry has no passing verify record "
+                          f"with its retrained episodes (bundle {b.path.name})")
+        if name == "ranked":  # fresh seed -> the public seed it stands for
+            public = dict(zip(rerun.get("seeds") or [], rerun.get("public_seeds") or []))
+            rows += [{**r, "public_seed": public.get(r.get("seed"), -1)} for r in rerun["episodes"] if isinstance(r, dict)]
+        else:
+            rows += [r for r in rerun["episodes"] if isinstance(r, dict)]
+    rule = RULES[v.result.scenario]
+    if not rows:
+        return None, f"its {what} covers seeds [] of the protocol's {list(rule.seeds)}"
+    seed = "public_seed" if name == "ranked" else "seed"
     try:
-        frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("seed").cast(pl.Int64), pl.col("episode").cast(pl.Int64),
-                                                                          pl.col("public_seed").cast(pl.Int64))
-    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
-        return None
-    rule = RULES.get(v.result.scenario)
-    if rule is not None and "mean_delay_s" in frame.columns:
-        frame = rule.ranked(frame, seed="public_seed")  # the protocol's seeds, through the fresh seeds standing for them
-    if "mean_delay_s" not in frame.columns or frame.height == 0:
-        return None
-    return dataclasses.replace(v.result, episodes=frame)
+        frame = pl.DataFrame(rows, infer_schema_length=None).with_columns([pl.col(c).cast(pl.Int64) for c in dict.fromkeys(("seed", "episode", seed))])
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
+        return None, f"its {what} episodes in the verify records are not readable ({type(exc).__name__})"
+    if "mean_delay_s" not in frame.columns:
+        return None, f"its {what} episodes in the verify records have no mean_delay_s"
+    frame = rule.ranked(frame, seed=seed)  # the protocol's seeds (a round's through the fresh seeds standing for them) and episodes
+    have = set(frame.select(seed, "episode").iter_rows())
+    want = {(s, e) for s in rule.seeds for e in range(rule.min_eval_episodes)}
+    if have != want:
+        seeds = sorted({s for s, _ in have})
+        if seeds != list(rule.seeds):
+            return None, f"its {what} covers seeds {seeds} of the protocol's {list(rule.seeds)}"
+        return None, f"its {what} covers {len(have)} of the protocol's {len(want)} (seed, episode) pairs"
+    if frame.height != len(want):
+        return None, f"its {what} holds {frame.height} rows for the protocol's {len(want)} (seed, episode) pairs"
+    return dataclasses.replace(v.result, episodes=frame), None
 
 
 def _scenario_view(name: str, entries: list[Entry], independent: bool, style_of: Mapping[str, charts.Style], windows: bool = False) -> ScenarioView:
@@ -296,6 +336,7 @@ class SiteReport:
     views: list[ScenarioView]
     bound_problems: list[str]  # bounds files that did not check out (left unused, listed on the invalid page)
     live: list[Entry]  # live runs (bench live): measured, shown apart, not ranked
+    unranked: list[Entry] = dataclasses.field(default_factory=list)  # valid entries without the re-run they rank on (Entry.unranked_why)
 
 
 def _leaderboard_rows(view: ScenarioView) -> list[dict]:
@@ -310,6 +351,8 @@ def _leaderboard_rows(view: ScenarioView) -> list[dict]:
             "converged_episode": e.converged, "train_episodes": e.train_episodes, "seeds": len(e.result.seeds),
             "vs_opt_ts": (e.mean / ref.mean - 1) if ref and ref.mean > 0 else None,
             "lower_bound_s": e.bound, "gap_to_bound": e.gap,
+            "ranked_on": f"ranking round {e.round}" if e.round else "verify's retraining" if e.measured else "submitted episodes",
+            "submitted_mean_delay_s": e.submitted_mean,
         })
     return rows
 
@@ -363,7 +406,8 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     whose episodes they cover its gap to the lower bound; a bounds file that does not check out is listed on the
     invalid page.
     `records` maps a bundle digest to its verify record (leaderboard.verify.read_records): an entry whose bundles
-    all passed is marked verified and shows its re-measured decision time.
+    all passed is marked verified and shows its re-measured decision time. A learner is ranked on the episodes its
+    records' retraining measured (`measured`), never on its claim; without them it is shown apart, unranked (_entry).
     `committed` is the suite's own results directory (default leaderboard/results): only its verified opt-ts is the
     "vs opt-ts" reference, and an entry from elsewhere named after a built-in is labelled as submitted (model.py)."""
     import plotly.offline
@@ -385,17 +429,18 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     bound_problems += _refuted(bounds, valid)
     scenarios = [s for s in RULES if any(v.result.scenario == s for v in valid)]
     style_of = charts.style_map([v.submission.label for v in validations if v.valid], list(BUILTINS))
-    views, entries = [], []
+    views, entries, unranked = [], [], []
     for name in scenarios:
         group = [v for v in valid if v.result.scenario == name]
         config = group[0].result.bundles[0].manifest["scenario"]["config"]
         independent, windows = episodes_independent(config), windows_repeat(config)
         round_id = scenario_round(group, records)
         candidates = [_entry(v, independent, records, bounds.get(name), round_id, windows) for v in group]
-        view = _scenario_view(name, [e for e in candidates if round_id is None or e.round is not None], independent, style_of, windows)
-        view.round, view.unranked = round_id, [e for e in candidates if round_id is not None and e.round is None]
+        view = _scenario_view(name, [e for e in candidates if e.unranked_why is None], independent, style_of, windows)
+        view.round, view.unranked = round_id, [e for e in candidates if e.unranked_why is not None]
         views.append(view)
         entries += view.entries
+        unranked += view.unranked
     foot = footer(built, results_commit(roots))
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -418,8 +463,9 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
                 write_parquet(eps, tmp / "data" / f"entry-{e.id}.parquet")
                 episodes.append(eps)
                 (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, view), scenarios, foot), encoding="utf-8")
-            for e in view.unranked:  # valid, not re-run in the scenario's round: a page of its own, no ranking
+            for e in view.unranked:  # valid, without the re-run it ranks on: a page of its own, no ranking
                 _write_csv(e.result.episodes, tmp / "data" / f"entry-{e.id}.csv")
+                write_parquet(e.result.episodes, tmp / "data" / f"entry-{e.id}.parquet")
                 (tmp / f"entry-{e.id}.html").write_text(page(e.label, entry_body(e, view), scenarios, foot), encoding="utf-8")
             merged = pl.concat(episodes, how="diagonal_relaxed") if episodes else pl.DataFrame()  # bundles from before a metric existed lack its column
             write_parquet(merged, tmp / "data" / f"episodes-{name}.parquet")
@@ -445,4 +491,4 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SiteReport(entries, invalid, target, views, [_hide_roots(p, roots) for p in bound_problems], live)
+    return SiteReport(entries, invalid, target, views, [_hide_roots(p, roots) for p in bound_problems], live, unranked)

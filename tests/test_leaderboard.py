@@ -164,7 +164,12 @@ def hostile(results, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hostile_site(hostile, tmp_path_factory):
+    from leaderboard.verify import read_records, verify_bundle, write_record
+
     out = tmp_path_factory.mktemp("built") / "site"
+    records = tmp_path_factory.mktemp("records")
+    for seed in (0, 1, 2):  # a learner ranks on verify's retraining (leaderboard/site.py): the six entries rank
+        write_record(verify_bundle(hostile / "sac-ts" / f"seed-{seed}"), records)
     rows = pl.concat([pl.read_parquet(f) for f in sorted((hostile / "opt-ts").glob("seed-*/episodes.parquet"))])
     scenario_hash = json.loads((hostile / "opt-ts" / "seed-0" / "manifest.json").read_text())["scenario"]["hash"]
     episodes = [{"seed": s, "episode": e, "tasks": n, "lower_bound_s": 0.1, "no_wait_floor_s": 0.05, "optimum_s": None}
@@ -174,7 +179,7 @@ def hostile_site(hostile, tmp_path_factory):
     (hostile / "tiny" / "bounds.json").write_text(json.dumps(record))
     forged = dict(record, episodes=[dict(e, lower_bound_s=float("nan")) for e in episodes])  # hostile: NaN where a bound goes
     (hostile / "opt-ts" / "bounds.json").write_text(json.dumps(forged))
-    return build_site([hostile], out), out
+    return build_site([hostile], out, records=read_records(records)), out
 
 
 def test_a_bound_is_read_from_the_scenario_folder_only_and_dropped_when_an_entry_beats_it(results, tmp_path):
@@ -295,16 +300,22 @@ COMMITTED = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
 
 @pytest.mark.skipif(not any(COMMITTED.rglob("manifest.json")), reason="no committed results in this checkout")
 def test_committed_results_are_valid_and_build(tmp_path):
+    from leaderboard.site import DEFAULT_VERIFIED
+    from leaderboard.verify import read_records
+
     subs = discover([COMMITTED])
     failures = {s.label: v.failures for s in subs if not (v := validate(s)).valid}
     assert not failures
-    report = build_site([COMMITTED], tmp_path / "site")
-    assert not report.invalid and len(report.entries) + len(report.live) == len(subs)
+    report = build_site([COMMITTED], tmp_path / "site", records=read_records(DEFAULT_VERIFIED))  # as `bench leaderboard build` does
+    assert not report.invalid and len(report.entries) + len(report.unranked) + len(report.live) == len(subs)
     assert not report.bound_problems
+    # a learner ranks on its verify records' retrained episodes (`measured`); one whose records lack them (records made
+    # before verify kept them) is shown apart, unranked, with the reason; rules rank on their own episodes
+    assert all(e.learns and e.unranked_why for e in report.unranked), [(e.label, e.unranked_why) for e in report.unranked if not e.learns]
     scenarios = {e.scenario for e in report.entries}
     assert set(RULES) <= scenarios  # every scenario with leaderboard rules has committed results
-    for scenario in RULES:  # each with every built-in
-        names = {e.result.scheduler for e in report.entries if e.scenario == scenario}
+    for scenario in RULES:  # each with every built-in, ranked or shown apart
+        names = {e.result.scheduler for e in report.entries + report.unranked if e.scenario == scenario}
         assert set(builtin_names()) <= names, (scenario, set(builtin_names()) - names)
     for scenario in RULES:  # and a lower bound over the same episodes, shown beside each entry
         bounds = read_bounds_file(COMMITTED / scenario / "bounds.json")

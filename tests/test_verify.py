@@ -65,6 +65,27 @@ def test_honest_bundles_verify_and_records_tie_to_the_digest(bundles, tmp_path):
     assert read_records(tmp_path / "records")[digest]["ok"] is True and path.name.startswith(digest[:16])
 
 
+def test_a_learners_record_keeps_its_retrained_episodes(bundles, tmp_path):
+    """The site ranks a learner on what verify's retraining measured, not on its claim (up to 10% away): the record
+    keeps the retrained evaluation's episodes, one row per (seed, episode) re-run, and stays small."""
+    from leaderboard.verify import RANKED_COLUMNS, RECORD_BYTES
+
+    v = verify_bundle(bundles / "sac")
+    assert v.ok and v.measured["seeds"] == [0, 1]
+    rows = v.measured["episodes"]
+    assert [(r["seed"], r["episode"]) for r in rows] == [(s, e) for s in (0, 1) for e in range(3)]
+    assert all(set(r) == {"seed", "episode", *RANKED_COLUMNS} for r in rows)
+    assert np.mean([r["mean_delay_s"] for r in rows]) == pytest.approx(v.rerun_mean_delay_s)
+    path = write_record(v, tmp_path / "records")
+    assert json.loads(path.read_text())["measured"] == json.loads(json.dumps(v.measured))
+    assert verify_bundle(bundles / "p2c").measured is None  # a rule's own episodes are measured: verify reproduces its actions
+    assert verify_bundle(bundles / "sac", seeds=1).measured["seeds"] == [0]
+    # a paper learner's record (3 seeds x 20 episodes) stays far below the 1 MiB that read_records accepts
+    v.measured = {"seeds": [0, 1, 2], "episodes": [dict(rows[0], seed=s, episode=e) for s in range(3) for e in range(20)]}
+    size = write_record(v, tmp_path / "paper").stat().st_size
+    assert size < RECORD_BYTES // 16, size
+
+
 def test_the_site_says_which_decision_times_verify_re_measured(tmp_path):
     from leaderboard.site import build_site
 

@@ -56,7 +56,8 @@ def leaderboard_build(
         err.print(f"bounds file not used: {escape(problem)}", highlight=False)
     with_bound = sum(e.bound is not None for e in report.entries)
     out.print(f"site written to {report.out}/index.html: {len(report.entries)} entries ({sum(e.verified for e in report.entries)} verified, "
-              f"{with_bound} with a gap to a lower bound), {len(report.live)} live run(s) shown apart, {len(report.invalid)} invalid submission(s) left out", highlight=False)
+              f"{with_bound} with a gap to a lower bound), {len(report.unranked)} unranked and {len(report.live)} live run(s) shown apart, "
+              f"{len(report.invalid)} invalid submission(s) left out", highlight=False)
 
 
 def leaderboard_populate(
