@@ -12,10 +12,12 @@ without storing the checkpoint itself, to keep the committed results small.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from bench.core.config import tomllib
 from bench.core.errors import BenchError
 from bench.core.io import read_marker, write_marker
 from bench.experiments.runs.bundles import load_checkpoint
@@ -25,9 +27,21 @@ from leaderboard.rules import RULES
 from schedulers.registry import BUILTINS, resolve
 
 SUBMISSION = '''name = "{name}"
-description = "The built-in `{name}` scheduler of aigc-edge-bench ({summary}), with its default parameters."
+description = "The built-in `{name}` scheduler of aigc-edge-bench ({summary}), with {parameters}."
 url = "https://arxiv.org/abs/2412.18212"
 {tuning}'''
+TUNED = Path(__file__).with_name("tuning") / "tuned.toml"
+
+
+def tuned_params(name: str, scenario: str, path: Path = TUNED) -> dict[str, Any]:
+    """A built-in rule's parameters tuned for a scenario on training seeds (leaderboard/tuning/tuned.toml); {}: its defaults."""
+    if not path.is_file():
+        return {}
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get(name, {})
+    params = table.get(scenario, {})
+    if not isinstance(params, dict):
+        raise BenchError(f"{path.name}: [{name}] {scenario} = {params!r} is not allowed; expected a table of parameters")
+    return dict(params)
 
 
 def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None = None, progress: Callable[[str], None] | None = None, schedulers: list[str] | None = None) -> list[Path]:
@@ -43,6 +57,7 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
     for name in schedulers or list(BUILTINS):
         cls = resolve(name)
         entry = out / scenario / name
+        params = {} if cls.learns else tuned_params(name, scenario)
         for seed in range(n_seeds):
             checkpoint = None
             if cls.learns:
@@ -52,13 +67,22 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
                 # recorded relative to --trained (TRAINED/...): committed results carry no path of the machine that made them
                 checkpoint = dataclasses.replace(load_checkpoint(source), source=f"TRAINED/{scenario}/base/{name}/seed-{seed}")
             command = ["bench", "run", "--scheduler", name, "--scenario", scenario, "--seed", str(seed), "--episodes", str(rule.min_eval_episodes)]
+            command += [f"--param={k}={json.dumps(v)}" for k, v in params.items()]
             if checkpoint is not None:
                 command += ["--checkpoint", str(checkpoint.source), "--no-checkpoint"]
-            result = run(sc, name, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint,
+            result = run(sc, name, params=params, seeds=[seed], episodes=rule.min_eval_episodes, checkpoint=checkpoint,
                          save=Save(entry / f"seed-{seed}", overwrite=True, checkpoint=False, command=command))
             written.append(result.bundle)
             if progress:
                 progress(f"{scenario} {name} seed {seed}: {result.summary()['mean_delay_s']:.3f} s")
-        tuning = 'hyperparameter_tuning = "none: the paper\'s defaults"\n' if cls.learns else ""
-        (entry / "submission.toml").write_text(SUBMISSION.format(name=name, summary=cls.summary.replace('"', "'"), tuning=tuning), encoding="utf-8")
+        if cls.learns:
+            tuning = 'hyperparameter_tuning = "none: the paper\'s defaults"\n'
+        elif params:
+            tuning = f'hyperparameter_tuning = "on training seeds 10 and 11, never the ranked ones: leaderboard/tuning/{name}-{scenario}.toml"\n'
+        else:
+            tuning = ""
+        shown = ", ".join(f"{k} = {v}" for k, v in params.items())
+        parameters = f"the parameters tuned for {scenario} on training seeds ({shown})" if params else "its default parameters"
+        (entry / "submission.toml").write_text(SUBMISSION.format(name=name, summary=cls.summary.replace('"', "'"), parameters=parameters, tuning=tuning),
+                                               encoding="utf-8")
     return written

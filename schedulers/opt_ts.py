@@ -86,17 +86,19 @@ def greedy_place_window(extra, use_extra, compute, upload, mask, free, arrival, 
 NO_EXTRA = np.zeros((0, 0))
 
 
-def place_greedily(batch: Batch, extra: np.ndarray | None, first: np.ndarray) -> np.ndarray:
+def place_greedily(batch: Batch, extra: np.ndarray | None, first: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """The greedy rule of opt-ts (`extra` = the service table) and least-loaded (None: the wait alone) on a batch:
-    per instant (slotted model, or one instant of the event model), or over an event-time window (`free_at_s`)."""
+    per instant (slotted model, or one instant of the event model), or over an event-time window (`free_at_s`).
+    `mask` narrows the allowed servers further (a rule that reserves servers: sita); default the batch's."""
     out = np.empty(len(batch), dtype=np.int64)
     use_extra = extra is not None
     extra = extra if use_extra else NO_EXTRA
+    mask = batch.mask if mask is None else mask
     if batch.free_at_s is None:
-        greedy_place(extra, use_extra, batch.compute_s, batch.mask, batch.backlog_s, batch.assigned_s, first, out)
+        greedy_place(extra, use_extra, batch.compute_s, mask, batch.backlog_s, batch.assigned_s, first, out)
     else:
         upload = batch.upload_s if batch.physical else NO_EXTRA  # read only with physical accounting
-        greedy_place_window(extra, use_extra, batch.compute_s, upload, batch.mask, batch.free_at_s, batch.arrival_s, batch.physical, first, out)
+        greedy_place_window(extra, use_extra, batch.compute_s, upload, mask, batch.free_at_s, batch.arrival_s, batch.physical, first, out)
     return out
 
 

@@ -14,6 +14,13 @@ they count requests (`waiting` + `running`) or read residency, where the paper's
   on server a makes m warm there for the batch's later requests), and `cold_penalty_s` added where the model is not
   resident: a bias towards warm servers, since a load also evicts what others need. Its default (10 s) was chosen on
   `edge-gpu` seeds 10 and 11 (5 episodes each), never on the leaderboard's seeds. With 0 it makes opt-ts's decisions.
+- `sita`: size-interval task assignment (Harchol-Balter, Crovella and Murta, "On choosing a task assignment policy for
+  a distributed server system", JPDC 1999; for servers of unequal speed, SITA with the small requests on the fast
+  servers): a request is small when its compute time on its fastest allowed server (warm: its model's load left out)
+  is at most `threshold_s`; the `reserved` fastest servers (capacity x workers) take only small requests, the others
+  only large ones, and within its group a request goes where opt-ts's greedy rule would put it. Small requests stop
+  queueing behind large ones, which is what lowers the mean (at the price of the large requests' tail). Both
+  parameters are tuned per scenario on training seeds (docs/scenarios.md); with `reserved = 0` it is opt-ts.
 
 The least-work-left rule of the same literature is `least-loaded` (the smallest backlog plus placed work). All
 decide a whole decision point per call (`batch_unit = "slot"`) and count their own placements as they go, so a call
@@ -27,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.core.config import option
-from schedulers.interface import Batch, Scheduler
+from schedulers.interface import Batch, EnvInfo, Scheduler
+from schedulers.opt_ts import place_greedily
 
 
 def _workers(batch: Batch) -> np.ndarray:
@@ -135,4 +143,32 @@ class WarmFirst(Scheduler):
         return out
 
 
-__all__ = ["JoinShortestQueue", "JoinShortestOfD", "ShortestExpectedDelay", "WarmFirst"]
+@dataclass(frozen=True)
+class SITAConfig:
+    reserved: int = option(2, help="the fastest servers (capacity x workers) that take small requests only (0: opt-ts)", ge=0)
+    threshold_s: float = option(1.0, help="a request is small when its warm compute time on its fastest allowed server is at most this (s)", ge=0)
+
+
+class SizeIntervalAssignment(Scheduler):
+    name = "sita"
+    summary = "size-interval assignment: small requests on the fastest servers, large ones on the rest; opt-ts's rule within each group"
+    batch_unit = "slot"
+    event_batches = "window-if-stateless"  # the greedy kernel reproduces one call per instant
+    Config = SITAConfig
+
+    def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
+        super().reset(info, rng)
+        workers = np.ones(info.n_servers) if info.gpus is None else np.asarray(info.gpus, dtype=np.float64)
+        order = np.argsort(-(np.asarray(info.capacity_gcps, dtype=np.float64) * workers), kind="stable")
+        self._fast = np.zeros(info.n_servers, dtype=bool)
+        self._fast[order[: self.config.reserved]] = True
+
+    def decide(self, batch: Batch) -> np.ndarray:
+        mask = batch.mask
+        size = np.where(mask, batch.compute_s - batch.load_s, np.inf).min(axis=1)
+        group = np.where((size <= self.config.threshold_s)[:, None], self._fast[None, :], ~self._fast[None, :]) & mask
+        group[~group.any(axis=1)] = mask[~group.any(axis=1)]  # no allowed server in its group: any allowed one
+        return place_greedily(batch, batch.service_s, np.zeros(len(batch), dtype=np.int64), group)
+
+
+__all__ = ["JoinShortestQueue", "JoinShortestOfD", "ShortestExpectedDelay", "SizeIntervalAssignment", "WarmFirst"]

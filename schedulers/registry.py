@@ -43,6 +43,7 @@ BUILTINS: dict[str, str] = {
     "jsq-d": "schedulers.queueing:JoinShortestOfD",
     "sed": "schedulers.queueing:ShortestExpectedDelay",
     "warm-first": "schedulers.queueing:WarmFirst",
+    "sita": "schedulers.queueing:SizeIntervalAssignment",
     "opt-ts": "schedulers.opt_ts:OptTS",
     "lad-ts": "schedulers.rl.sac:LADTS",
     "d2sac-ts": "schedulers.rl.sac:D2SACTS",
