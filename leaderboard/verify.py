@@ -80,6 +80,7 @@ class Verification:
     measured_in: str = ""  # "process" (built-in) or "sandbox"
     sandbox: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    episodes: int | None = None  # evaluation episodes re-run per seed (the first ones; all of the bundle's unless --episodes)
     ranked: dict[str, Any] | None = None  # the ranking round's re-run: {"round", "seeds", "episodes": [rows]} (module docstring)
     measured: dict[str, Any] | None = None  # a learner's retraining on the public seeds: {"seeds", "episodes": [rows]}; what the site ranks it on
 
@@ -118,8 +119,10 @@ def ranking_seeds(key: str, scenario: str, seeds: list[int]) -> list[int]:
 
 
 def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TOLERANCE, allow_unisolated: bool = False,
-                  wall_s: float = 3600.0, progress: Callable[[str], None] | None = None, ranking_key: str | None = None) -> Verification:
+                  wall_s: float = 3600.0, progress: Callable[[str], None] | None = None, ranking_key: str | None = None,
+                  episodes: int | None = None) -> Verification:
     """Verify one bundle (module docstring); `seeds`: re-run the first N of its seeds (default: all of them);
+    `episodes`: evaluate only the first K evaluation episodes of each (a quick check: a learner still trains in full);
     `ranking_key`: then re-run it on the round's seeds (as many as it has) for the ranking."""
     start = time.perf_counter()
     try:
@@ -142,6 +145,7 @@ def verify_bundle(path: Path, *, seeds: int | None = None, tolerance: float = TO
         return v
     chosen = [int(s) for s in m["seeds"]][: seeds or None]
     v.seeds = chosen
+    v.episodes = min(int(m["protocol"]["eval_episodes"]), episodes or int(m["protocol"]["eval_episodes"]))
     if m.get("mode") == "live":  # measured on real servers: nothing to re-run; its records were recomputed above
         v.check = "live: records recomputed (a live run cannot be re-run)"
         v.ok = True
@@ -195,7 +199,7 @@ def _rerun(bundle: Bundle, seeds: list[int], learns: bool, v: Verification, allo
     scenario = scenario_from_dict(m["scenario"]["config"], source=f"{bundle.path}/manifest.json scenario")
     sched = m["scheduler"]
     ref = sched.get("ref", sched["name"])
-    episodes, train = int(m["protocol"]["eval_episodes"]), int(m["protocol"]["train_episodes"])
+    episodes, train = v.episodes or int(m["protocol"]["eval_episodes"]), int(m["protocol"]["train_episodes"])
     if ref in BUILTINS:
         v.measured_in = "process"
         return run(scenario, ref, params=sched["params"], seeds=seeds, episodes=episodes,
@@ -267,7 +271,8 @@ def _compare_actions(bundle: Bundle, result: RunResult, seeds: list[int], v: Ver
 
 def _compare_learner(bundle: Bundle, result: RunResult, seeds: list[int], tolerance: float, v: Verification) -> None:
     eps = bundle.episodes
-    claimed = float(eps.filter(eps["seed"].is_in(seeds))["mean_delay_s"].mean())
+    eps = eps.filter(eps["seed"].is_in(seeds) & (eps["episode"] < (v.episodes or eps.height)))  # what was re-run
+    claimed = float(eps["mean_delay_s"].mean())
     rerun = float(np.mean([r["mean_delay_s"] for r in result.rows]))
     v.claimed_mean_delay_s, v.rerun_mean_delay_s = claimed, rerun
     if not abs(rerun - claimed) <= tolerance * abs(claimed):

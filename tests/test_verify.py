@@ -161,6 +161,20 @@ def test_verify_from_the_command_line(bundles, tmp_path):
     assert len(list(Path(tmp_path / "rec").glob("*.json"))) == 2
 
 
+def test_a_quick_verification_re_runs_the_first_episodes_only_and_writes_no_record(bundles, tmp_path):
+    """--episodes K: each seed's first K evaluation episodes, actions compared exactly (a forged rule still fails);
+    refused with --record, which states a full verification."""
+    v = verify_bundle(bundles / "p2c", episodes=1)
+    assert v.ok and v.episodes == 1, v.reasons
+    forged = _copy(bundles, "p2c", tmp_path)
+    resign(forged, lambda m: m["scheduler"].update(name="random", ref="random", **{"class": "schedulers.classical:RandomScheduler"}))
+    assert not verify_bundle(forged, episodes=1).ok
+    r = runner.invoke(app, ["leaderboard", "verify", str(bundles / "p2c"), "--episodes", "1"])
+    assert r.exit_code == 0 and "x 1 episodes" in r.stdout, r.output
+    r = runner.invoke(app, ["leaderboard", "verify", str(bundles / "p2c"), "--episodes", "1", "--record", str(tmp_path / "rec")])
+    assert r.exit_code == 2 and "--episodes is not allowed with --record" in r.output and not (tmp_path / "rec").exists()
+
+
 def test_verify_records_from_several_directories_merge_and_a_failure_wins():
     from leaderboard.verify import merge_records
 

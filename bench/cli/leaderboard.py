@@ -76,6 +76,7 @@ def leaderboard_populate(
 def leaderboard_verify(
     paths: List[Path] = typer.Argument(..., help="bundles, or directories of bundles (every bundle below is verified)"),
     num_seeds: Optional[int] = typer.Option(None, "--num-seeds", help="re-run only the first N seeds of each bundle (default: all)"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="a quick check: evaluate only the first K evaluation episodes of each seed (learners still train in full); not with --record or --ranking-key-file"),
     tolerance: float = typer.Option(0.10, "--tolerance", help="learners: largest relative difference of the retrained mean delay from the claimed one"),
     record: Optional[Path] = typer.Option(None, "--record", help="write a verify record per bundle (JSON, named by its digest) into this directory"),
     allow_unisolated: bool = typer.Option(False, "--allow-unisolated", help="verify plugin code even where the sandbox cannot isolate network and file system"),
@@ -87,6 +88,10 @@ def leaderboard_verify(
     from leaderboard.submission import find_bundle_dirs
     from leaderboard.verify import verify_bundle, write_record
 
+    if episodes is not None and episodes < 1:
+        fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
+    if episodes is not None and (record is not None or ranking_key_file is not None):
+        fail("--episodes is not allowed with --record or --ranking-key-file; expected a full verification for a record or a round")
     bundles = [d for p in paths for d in guarded(lambda p=p: find_bundle_dirs(p) if p.exists() else fail(f"{p}: no such file or directory"))]
     if not bundles:
         fail(f"no result bundles under {', '.join(map(str, paths))}")
@@ -99,14 +104,15 @@ def leaderboard_verify(
             fail(f"--ranking-key-file = {ranking_key_file}: a key of {len(key)} characters; expected at least 16 (a secret, or a beacon's output)")
     failed = 0
     for path in bundles:
-        v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit, ranking_key=key)
+        v = verify_bundle(path, seeds=num_seeds, tolerance=tolerance, allow_unisolated=allow_unisolated, wall_s=wall_limit, ranking_key=key,
+                          episodes=episodes)
         if record is not None:
             guarded(lambda v=v: write_record(v, record))
         if v.ok and v.check.startswith("live"):
             out.print(f"[green]CHECKED[/]  {escape(v.scheduler)} at {escape(str(path))}: {v.check}; its metrics stay reported", highlight=False, soft_wrap=True)
         elif v.ok:
             delay = f"mean delay {v.rerun_mean_delay_s:.4f} s" + ("" if v.check.startswith("rule") else f" (claimed {v.claimed_mean_delay_s:.4f} s)")
-            out.print(f"[green]VERIFIED[/] {escape(v.scheduler)} at {escape(str(path))}: {v.check}, seeds {v.seeds}, {delay}, "
+            out.print(f"[green]VERIFIED[/] {escape(v.scheduler)} at {escape(str(path))}: {v.check}, seeds {v.seeds} x {v.episodes} episodes, {delay}, "
                       f"decision {v.decision_us_per_task:.2f} µs/task re-measured ({v.measured_in})", highlight=False, soft_wrap=True)
             if v.ranked is not None:
                 ranked = sum(r["mean_delay_s"] for r in v.ranked["episodes"]) / max(len(v.ranked["episodes"]), 1)
