@@ -1,7 +1,8 @@
 """Markdown tables of the profiles in a directory (<hardware>/<model>.json), for docs and job logs.
 
     python -m profiles.report profiles/data             # one row per grid point, measured and published
-    python -m profiles.report profiles/data --figures   # every published figure used, with its conditions and citation
+    python -m profiles.report profiles/data --figures   # every published figure used, with its conditions and citation,
+                                                        # and the quality figures of variants (profiles/data/quality.json)
 """
 
 from __future__ import annotations
@@ -95,6 +96,22 @@ def published_figures(profiles: list[AnyProfile]) -> str:
     return "\n".join(lines)
 
 
+def quality_figures(table) -> str:
+    """Every published quality figure (profiles/quality.py) with its protocol and citation, and the acceptance windows."""
+    head = "| model | steps | px | guidance | metric (protocol) | value | source | where |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for f in table.figures:
+        p, src = table.protocol(f.protocol), table.source(f.citation.source)
+        where = f"{src.repository}: `{src.path}` @ {src.commit[:7]}" if src.repository else src.url
+        lines.append(f"| {f.model} ({f.architecture}) | {f.steps} | {f.resolution} | {f.guidance} | {p.metric.upper()} ({p.key}: {p.prompts}) | "
+                     f"{f.value} | {src.title} ({where}) | {f.citation.locator} |")
+    for w in table.windows:
+        src = table.source(w.citation.source)
+        lines.append(f"| acceptance window of {w.protocol} | - | - | - | reference {w.reference} ± {w.tolerance:.1%} | [{w.low}, {w.high}] | "
+                     f"{src.title} | {w.citation.locator} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     figures = "--figures" in argv
     args = [a for a in argv if a != "--figures"]
@@ -108,6 +125,11 @@ def main(argv: list[str]) -> int:
     try:
         profiles = [load_profile(f) for f in files]
         print(published_figures(profiles) if figures else table(profiles))
+        if figures and (root / "quality.json").is_file():
+            from profiles.quality import load_quality
+
+            print("\nQuality of variants (profiles/quality.py): comparable only within one protocol\n")
+            print(quality_figures(load_quality(root / "quality.json")))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

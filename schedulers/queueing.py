@@ -171,4 +171,4 @@ class SizeIntervalAssignment(Scheduler):
         return place_greedily(batch, batch.service_s, np.zeros(len(batch), dtype=np.int64), group)
 
 
-__all__ = ["JoinShortestQueue", "JoinShortestOfD", "ShortestExpectedDelay", "SizeIntervalAssignment", "WarmFirst"]
+__all__ = ["JoinShortestOfD", "JoinShortestQueue", "ShortestExpectedDelay", "SizeIntervalAssignment", "WarmFirst"]
