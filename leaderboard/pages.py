@@ -246,7 +246,7 @@ def unranked_table(view: ScenarioView) -> str:
     """The valid entries shown apart, unranked (no re-run to rank on), with their submitted mean and the reason."""
     if not view.unranked:
         return ""
-    rows = "".join(f'<tr><td class="l"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td><td>{fmt(e.mean)}</td>'
+    rows = "".join(f'<tr><td class="l" style="min-width:7em;max-width:22em;overflow-wrap:anywhere"><a href="entry-{esc(e.id)}.html">{esc(e.label)}</a></td><td>{fmt(e.mean)}</td>'
                    f'<td class="l">{esc(e.unranked_why or "")}</td></tr>' for e in view.unranked)
     return ('<p class="note">Not ranked, shown apart with their submitted mean delay (public seeds), each with the reason:</p>'
             '<div class="scroll"><table><thead><tr><th class="l">entry</th><th>mean delay (s), submitted</th><th class="l">why not ranked</th></tr></thead>'
