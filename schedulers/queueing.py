@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from bench.core.config import option
 from schedulers.interface import Batch, EnvInfo, Scheduler
@@ -54,19 +55,26 @@ class JoinShortestQueue(Scheduler):
     batch_unit = "slot"
 
     def decide(self, batch: Batch) -> np.ndarray:
-        n = len(batch)
-        count = _counts(batch)
-        wait = batch.backlog_s + batch.assigned_s
-        placed = np.zeros(batch.n_servers)
-        out = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            key = np.where(batch.mask[i], count, np.inf)
-            best = np.flatnonzero(key == key.min())
-            a = int(best[np.argmin((wait + placed)[best])]) if best.size > 1 else int(best[0])
-            out[i] = a
-            count[a] += 1
-            placed[a] += batch.compute_s[i, a]
+        out = np.empty(len(batch), dtype=np.int64)
+        _jsq(_counts(batch), batch.backlog_s + batch.assigned_s, batch.compute_s, batch.mask, out)
         return out
+
+
+@njit(cache=True)
+def _jsq(count, wait, compute, mask, out):  # pragma: no cover - compiled
+    """Per request in order: the allowed server with the fewest requests, ties to the smaller expected wait (the work
+    this call placed included), then the lower index; its count and placed work grow."""
+    n, b = compute.shape
+    placed = np.zeros(b)
+    for i in range(n):
+        best = -1
+        for a in range(b):
+            if mask[i, a] and (best < 0 or count[a] < count[best]
+                               or (count[a] == count[best] and wait[a] + placed[a] < wait[best] + placed[best])):
+                best = a
+        out[i] = best
+        count[best] += 1.0
+        placed[best] += compute[i, best]
 
 
 @dataclass(frozen=True)
@@ -100,17 +108,25 @@ class ShortestExpectedDelay(Scheduler):
     batch_unit = "slot"
 
     def decide(self, batch: Batch) -> np.ndarray:
-        n = len(batch)
-        count = _counts(batch)
-        workers = _workers(batch)
-        transfer = batch.upload_s + batch.download_s
-        out = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            expected = np.where(batch.mask[i], (count + 1) * batch.compute_s[i] / workers + transfer[i], np.inf)
-            a = int(np.argmin(expected))
-            out[i] = a
-            count[a] += 1
+        out = np.empty(len(batch), dtype=np.int64)
+        _sed(_counts(batch), _workers(batch), batch.compute_s, batch.upload_s + batch.download_s, batch.mask, out)
         return out
+
+
+@njit(cache=True)
+def _sed(count, workers, compute, transfer, mask, out):  # pragma: no cover - compiled
+    """Per request in order: the allowed server of the smallest (requests there + 1) x compute / workers + transfers
+    (ties: the lower index); its count grows."""
+    n, b = compute.shape
+    for i in range(n):
+        best, value = -1, np.inf
+        for a in range(b):
+            if mask[i, a]:
+                v = (count[a] + 1) * compute[i, a] / workers[a] + transfer[i, a]
+                if v < value:
+                    best, value = a, v
+        out[i] = best
+        count[best] += 1.0
 
 
 @dataclass(frozen=True)
@@ -125,22 +141,32 @@ class WarmFirst(Scheduler):
     Config = WarmFirstConfig
 
     def decide(self, batch: Batch) -> np.ndarray:
-        n = len(batch)
-        out = np.empty(n, dtype=np.int64)
-        free = batch.worker_free_s.min(axis=1) + batch.assigned_s
-        warm = batch.compute_s - batch.load_s
-        resident = batch.resident.copy()
-        transfer = batch.upload_s + batch.download_s
-        penalty = self.config.cold_penalty_s
-        for i in range(n):
-            load = np.where(resident[i], 0.0, batch.load_s[i])
-            finish = np.where(batch.mask[i], free + warm[i] + load + transfer[i] + np.where(resident[i], 0.0, penalty), np.inf)
-            a = int(np.argmin(finish))
-            out[i] = a
-            free[a] += warm[i, a] + load[a]
-            if batch.model[i] >= 0:
-                resident[batch.model == batch.model[i], a] = True
+        out = np.empty(len(batch), dtype=np.int64)
+        _warm_first(batch.worker_free_s.min(axis=1) + batch.assigned_s, batch.compute_s - batch.load_s, batch.load_s,
+                    batch.upload_s + batch.download_s, batch.resident.copy(), batch.model, batch.mask, float(self.config.cold_penalty_s), out)
         return out
+
+
+@njit(cache=True)
+def _warm_first(free, warm, load_s, transfer, resident, model, mask, penalty, out):  # pragma: no cover - compiled
+    """Per request in order: the allowed server of the earliest expected finish, its model's load and `penalty`
+    added where the model is not resident (ties: the lower index); the placement makes its model resident there for
+    the batch's later requests of that model."""
+    n, b = warm.shape
+    for i in range(n):
+        best, value = -1, np.inf
+        for a in range(b):
+            if mask[i, a]:
+                cold = not resident[i, a]
+                v = free[a] + warm[i, a] + (load_s[i, a] if cold else 0.0) + transfer[i, a] + (penalty if cold else 0.0)
+                if v < value:
+                    best, value = a, v
+        out[i] = best
+        free[best] += warm[i, best] + (0.0 if resident[i, best] else load_s[i, best])
+        if model[i] >= 0:
+            for j in range(n):
+                if model[j] == model[i]:
+                    resident[j, best] = True
 
 
 @dataclass(frozen=True)
