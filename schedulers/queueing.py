@@ -171,8 +171,10 @@ def _warm_first(free, warm, load_s, transfer, resident, model, mask, penalty, ou
 
 @dataclass(frozen=True)
 class SITAConfig:
-    reserved: int = option(2, help="the fastest servers (capacity x workers) that take small requests only (0: opt-ts)", ge=0)
-    threshold_s: float = option(1.0, help="a request is small when its warm compute time on its fastest allowed server is at most this (s)", ge=0)
+    # defaults: the point tuned for `paper` (the default scenario) on its training seeds; other scenarios' in
+    # leaderboard/tuning/tuned.toml (the same rule, other points: sizes are in seconds of each scenario's costs)
+    reserved: int = option(6, help="the fastest servers (capacity x workers) that take small requests only (0: opt-ts); default tuned on paper", ge=0)
+    threshold_s: float = option(0.04, help="a request is small when its warm compute time on its fastest allowed server is at most this (s); default tuned on paper", ge=0)
 
 
 class SizeIntervalAssignment(Scheduler):
