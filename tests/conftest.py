@@ -3,15 +3,6 @@ import pytest
 from bench.scenarios import load_scenario
 from bench.engine.system import System
 
-# The longest test files, longest first (CI on 2 cores, measured): they start first, so that with one file per
-# worker (pytest-xdist --dist loadfile) none of them is left to run alone at the end.
-LONGEST_FIRST = ("tests/test_live.py", "tests/test_leaderboard.py", "tests/test_readme.py", "tests/test_channel.py", "tests/test_check.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: every other test keeps its place
-
 
 @pytest.fixture(autouse=True)
 def _in_a_scratch_directory(tmp_path_factory, monkeypatch):
