@@ -9,7 +9,7 @@ The public API for a scheduler of your own (it stays stable across releases):
 """
 
 from bench.core.config import option
-from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
+from schedulers.interface import Batch, Decision, EnvInfo, Scheduler, SlotFeedback
 from schedulers.registry import available, make, resolve
 
-__all__ = ["Scheduler", "Batch", "EnvInfo", "SlotFeedback", "option", "make", "resolve", "available"]
+__all__ = ["Scheduler", "Batch", "Decision", "EnvInfo", "SlotFeedback", "option", "make", "resolve", "available"]

@@ -64,6 +64,44 @@ REVEALS = ("exact", "expected")  # what the compute tables are: the times tasks 
 
 
 @dataclass(frozen=True)
+class Decision:
+    """A decision beyond a server, in scenarios with [serving] (docs/serving.md): per task the server, the variant
+    (an index into `EnvInfo.variant_names`; -1 or None: the request's default) and whether to hold it in the open
+    batch of (server, variant) instead of starting it now. A held request starts with its batch: when a later
+    decision on that (server, variant) is not held, when the batch is full, or `EnvInfo.max_hold_s` after its
+    first request arrived. `decide` may return one, or an array of servers as before (default variant, no hold)."""
+
+    server: Any
+    variant: Any = None
+    hold: Any = None
+
+    def encode(self, n_servers: int) -> np.ndarray:
+        """The decisions as one integer each (what bundles store): server + B x (2 x (variant + 1) + hold)."""
+        server = np.asarray(self.server)
+        n = server.shape[0] if server.ndim == 1 else -1
+        variant = np.full(n, -1, np.int64) if self.variant is None else np.asarray(self.variant)
+        hold = np.zeros(n, np.int64) if self.hold is None else np.asarray(self.hold)
+        for name, x in (("server", server), ("variant", variant), ("hold", hold)):
+            if x.ndim != 1 or x.shape[0] != n or x.dtype.kind not in "iub":
+                raise TypeError(f"Decision.{name}: shape {x.shape} of {x.dtype}; expected {max(n, 0)} integers (one per task)")
+        if (variant < -1).any() or (hold.astype(np.int64) > 1).any() or (hold.astype(np.int64) < 0).any() or (server < 0).any():
+            raise ValueError("Decision: server >= 0, variant >= -1 and hold 0/1 per task")
+        return server.astype(np.int64) + n_servers * (2 * (variant.astype(np.int64) + 1) + hold.astype(np.int64))
+
+
+def encode_actions(result: Any, n_servers: int) -> Any:
+    """`decide`'s answer as one integer per task: a Decision encoded, anything else as it came."""
+    return result.encode(n_servers) if isinstance(result, Decision) else result
+
+
+def decode_actions(codes: np.ndarray, n_servers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(server, variant (-1: default), hold) of encoded decisions; a plain server index decodes to itself, -1, 0."""
+    codes = np.asarray(codes, dtype=np.int64)
+    server, k = codes % n_servers, codes // n_servers
+    return server, k // 2 - 1, k % 2
+
+
+@dataclass(frozen=True)
 class EnvInfo:
     """What a scheduler may know about the system before the first decision of a run.
 
@@ -90,6 +128,35 @@ class EnvInfo:
     model_gb: np.ndarray | None = None  # (M, B)
     model_load_s: np.ndarray | None = None  # (M, B)
     cost_formula: str = "table"  # "cycle": the per-(task, server) tables are the paper's formulas of the batch's fields (bench.core.cycle)
+    # Serving (scenarios with [serving], docs/serving.md): the variants V a request may be served with and the price of a batch.
+    variant_names: tuple[str, ...] = ()
+    variant_steps: np.ndarray | None = None  # (V,)
+    variant_guidance: np.ndarray | None = None  # (V,) bool: classifier-free guidance
+    variant_unit: np.ndarray | None = None  # (V,) the residency unit (weights) each variant needs
+    variant_quality: np.ndarray | None = None  # (V,) its published figure under quality_protocol (NaN without one)
+    class_variants: np.ndarray | None = None  # (C, V) bool: the variants each request class (tasks.mix) may be served with
+    batch_compute_s: np.ndarray | None = None  # (V, B, N + 1) warm compute of a job of n images (inf: that server does not run it)
+    max_hold_s: float = 0.0  # > 0: decisions may hold a request to batch it (Decision.hold)
+    quality_protocol: str | None = None
+    quality_floor: float | None = None
+    quality_lower_is_better: bool | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether decisions may name a variant or hold a request (a scenario with [serving])."""
+        return bool(self.variant_names)
+
+    @property
+    def chooses_variants(self) -> bool:
+        """Whether some request class may be served with more than one variant."""
+        return self.class_variants is not None and bool((self.class_variants.sum(axis=1) > 1).any())
+
+    def floor_ok(self) -> np.ndarray:
+        """(V,) the variants whose published quality meets the floor (all of them without a floor)."""
+        q = self.variant_quality
+        if self.quality_floor is None or q is None:
+            return np.ones(len(self.variant_names), bool)
+        return q <= self.quality_floor if self.quality_lower_is_better else q >= self.quality_floor
 
 
 class Batch:
@@ -118,6 +185,13 @@ class Batch:
     not started / are in service at the batch's first instant). Nothing in a batch refers to a later request or to a
     cost drawn when a task runs: cold starts are the expected ones.
 
+    Serving (scenarios with [serving], docs/serving.md), computed on first use: `variant_ok` (n x V, the variants
+    each request may be served with), `default_variant` (n,), `request_images` (n,: the images it adds to a job), `variant_service_s` (n x V x B: the request served
+    alone with each variant on each server, expected load included where the variant's weights are not resident;
+    inf where not offered), `variant_load_s` (V x B: the expected load of each variant's weights, 0 where resident),
+    and the open batches at the batch's first instant: `open_images` (B x V, images held)
+    and `open_since_s` (B x V, when each open batch's first request arrived; inf: none open).
+
     Event time model, window batches (schedulers declaring `event_batches = "window"`): the batch holds a whole
     window's tasks at several instants; `free_at_s` (B x G) is when each worker of each server becomes free
     (absolute seconds, inf for absent workers) before the batch, and `physical` says whether service starts at
@@ -139,6 +213,7 @@ class Batch:
         physical: bool = False,
         worker_free_s: np.ndarray | None = None,
         queue: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+        open_batches: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
     ):
         self.slot = slot
         self._wl = workload
@@ -166,6 +241,7 @@ class Batch:
         self.worker_free_s = read_only(backlog_s[:, None].copy()) if worker_free_s is None else worker_free_s
         self._state = state  # a stateful cost model's state at the start of the batch (e.g. resident models)
         self._queue = queue
+        self._open = open_batches
 
     def __len__(self) -> int:
         return self._hi - self._lo
@@ -244,6 +320,47 @@ class Batch:
     def running(self) -> np.ndarray:
         return self._queue_counts[1]
 
+    @cached_property
+    def _serving(self) -> dict[str, np.ndarray]:
+        table = getattr(self._costs, "serving", None)
+        if table is None:
+            raise AttributeError("this scenario has no [serving] section: no variants or holds (EnvInfo.serving is False)")
+        c = self._wl.task_class[self._lo : self._hi]
+        v = table.n_variants
+        images, since = self._open() if self._open is not None else (np.zeros((self.n_servers, v), np.int64), np.full((self.n_servers, v), np.inf))
+        return {"variant_ok": read_only(table.class_variants[c].copy()), "default_variant": read_only(table.class_default[c].copy()),
+                "request_images": read_only(table.class_images[c].copy()),
+                **dict(zip(("variant_service_s", "variant_load_s"), map(read_only, self._costs.variant_service_s(self._wl, self._lo, self._hi, self._state)))),
+                "open_images": read_only(images), "open_since_s": read_only(since)}
+
+    @property
+    def variant_ok(self) -> np.ndarray:
+        return self._serving["variant_ok"]
+
+    @property
+    def default_variant(self) -> np.ndarray:
+        return self._serving["default_variant"]
+
+    @property
+    def variant_service_s(self) -> np.ndarray:
+        return self._serving["variant_service_s"]
+
+    @property
+    def variant_load_s(self) -> np.ndarray:
+        return self._serving["variant_load_s"]
+
+    @property
+    def request_images(self) -> np.ndarray:
+        return self._serving["request_images"]
+
+    @property
+    def open_images(self) -> np.ndarray:
+        return self._serving["open_images"]
+
+    @property
+    def open_since_s(self) -> np.ndarray:
+        return self._serving["open_since_s"]
+
 
 @dataclass(frozen=True)
 class SlotFeedback:
@@ -274,6 +391,7 @@ class Scheduler:
     batch_unit: ClassVar[Literal["bs", "slot"]] = "bs"
     event_batches: ClassVar[Literal["instant", "window", "window-if-stateless"]] = "instant"
     learns: ClassVar[bool] = False
+    requires_serving: ClassVar[bool] = False  # True: it decides variants or batches, and runs only where a scenario has [serving]
     Config: ClassVar[type | None] = None
 
     def __init__(self, config: Any = None):
@@ -291,8 +409,9 @@ class Scheduler:
     def begin_episode(self, episode: int, training: bool) -> None:
         """Start of an episode; `training` is False during evaluation (learning must stop then)."""
 
-    def decide(self, batch: Batch) -> np.ndarray:
-        """One server index per task of the batch, as an integer array of shape (len(batch),)."""
+    def decide(self, batch: Batch) -> np.ndarray | Decision:
+        """One server index per task of the batch, as an integer array of shape (len(batch),); in a scenario with
+        [serving], optionally a `Decision` (servers, variants, holds)."""
         raise NotImplementedError
 
     def observe(self, feedback: SlotFeedback) -> None:

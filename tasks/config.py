@@ -34,10 +34,16 @@ class TaskClass:
     resolution: int = option(512, help="image side in px (a resolution measured in the profiles)", ge=8)
     batch: int = option(1, help="images per request (a batch size measured in the profiles)", ge=1)
     deadline_s: float | None = option(None, help="service-level objective: the delay a request should not exceed (SLO attainment)", gt=0)
+    variants: tuple[str, ...] | None = option(
+        None, help="scenarios with [serving]: the names of the serving.variants a scheduler may serve this class with; the "
+        "first is the default (it must be the class's own model and steps)"
+    )
 
     def __post_init__(self) -> None:
         if not NAME.match(self.model) or ".." in self.model:
             raise ConfigError("model", self.model, "a zoo model name of letters, digits, '.', '_' and '-' (bench list models)")
+        if self.variants is not None and (not self.variants or len(set(self.variants)) != len(self.variants)):
+            raise ConfigError("variants", list(self.variants), "one or more distinct variant names (the first is the default)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -182,10 +182,10 @@ class EnvironmentBase(ABC):
             index = np.arange(pos)
         start = self._start_times(index)
         end = start + self._compute[index]
-        inside = end > t
+        inside = (end > t) | np.isnan(end)  # NaN: held in an open batch (serving scenarios), not started yet
         if t >= q[0] and pos >= q[1]:
             self._queue_view = (t, pos, index[inside])
-        a, start = self._actions[index[inside]], start[inside]
+        a, start = self._actions[index[inside]] % self.n_servers, start[inside]  # encoded decisions (serving) name their server modulo B
         return np.bincount(a[start > t], minlength=self.n_servers), np.bincount(a[start <= t], minlength=self.n_servers)
 
     def _new_batch(self, n: int, backlog: np.ndarray, **extra) -> Batch:

@@ -35,7 +35,7 @@ from bench.core.fifo import earliest_worker, serve
 from bench.engine.costs import CostModel
 from bench.engine.environment import EnvironmentBase
 from bench.engine.trace import EventTrace
-from schedulers.interface import Batch, Scheduler
+from schedulers.interface import Batch, Scheduler, decode_actions
 from tasks.workload import Workload
 
 Accounting = Literal["paper", "physical"]
@@ -87,6 +87,15 @@ class EventEnv(EnvironmentBase):
         self._worker = np.zeros(workload.n_tasks, dtype=np.int64)
         self._per_worker = self.costs.stateful and int(self.gpus.max()) > 1  # residency per worker: charge one request at a time
         self._state = self.costs.new_state(self.n_servers * self._free.shape[1] if self._per_worker else None)
+        self._serving = getattr(self.costs, "serving", None)
+        if self._serving is not None:
+            n = workload.n_tasks
+            self._open: dict[tuple[int, int], list] = {}  # (server, variant) -> [first arrival, images, members]
+            self._variant = np.full(n, -1, np.int64)
+            self._job_images = np.zeros(n, np.int64)
+            self._start[:] = np.nan  # a held request has no start, wait or delay until its batch starts
+            self._wait[:] = self._delay[:] = np.nan
+            self._max_images = self._serving.max_images()
         self._enter_window()
 
     @property
@@ -139,10 +148,13 @@ class EventEnv(EnvironmentBase):
         self._check_batch(n)
         wl, i = self.workload, self._pos
         t = float(wl.arrival_s[i])
+        if self._serving is not None:
+            self._flush(t)  # batches whose hold expired by now have started: the state a scheduler sees includes them
         self._begin_instant(t)
         spans = bool(wl.arrival_s[i + n - 1] != t)
+        extra = {"open_batches": self._open_view} if self._serving is not None else {}
         return self._new_batch(n, self._instant_backlog, free_at_s=read_only_copy(self._free) if spans else None, physical=self.physical,
-                               worker_free_s=read_only(np.maximum(self._free - t, 0.0)))
+                               worker_free_s=read_only(np.maximum(self._free - t, 0.0)), **extra)
 
     def _start_times(self, index: np.ndarray) -> np.ndarray:
         return self._start[index]
@@ -159,16 +171,21 @@ class EventEnv(EnvironmentBase):
         With `expected`, exactly that many actions are required (the size of the batch the scheduler was given)."""
         lo, hi, window_end, a = self._take(actions, who, expected)
         wl, window = self.workload, self._period
+        if self._serving is not None:
+            self._flush(float(wl.arrival_s[lo]))
         self._begin_instant(float(wl.arrival_s[lo]))
-        if self._per_worker:
+        if self._serving is not None:
+            self._place_serving(lo, hi, a)
+        elif self._per_worker:
             up, comp, down = self._charge_per_worker(wl, lo, hi, a)
         else:
             up, comp, down = self.costs.chosen(wl, lo, hi, a, self._state)
             _serve(wl.arrival_s[lo:hi], a, up, comp, down, self._free, self.physical,
                    self._wait[lo:hi], self._delay[lo:hi], self._start[lo:hi], self._worker[lo:hi])
-        same_instant = wl.arrival_s[lo:hi] == self._instant
-        np.add.at(self._assigned, a[same_instant], comp[same_instant])
-        self._record(lo, hi, a, up, comp, down)
+        if self._serving is None:
+            same_instant = wl.arrival_s[lo:hi] == self._instant
+            np.add.at(self._assigned, a[same_instant], comp[same_instant])
+            self._record(lo, hi, a, up, comp, down)
         if hi < window_end:
             return False
         self._complete(window, self._window_start_backlog, backlog_at(self._free, (window + 1) * self.slot_s))
@@ -189,6 +206,84 @@ class EventEnv(EnvironmentBase):
                    self._wait[i : i + 1], self._delay[i : i + 1], self._start[i : i + 1], self._worker[i : i + 1])
         return up, comp, down
 
+    # ---- serving: variants and held batches (bench.engine.serving, docs/serving.md) ----------------------------------
+    def _place_serving(self, lo: int, hi: int, codes: np.ndarray) -> None:
+        """Requests lo..hi with encoded decisions, one at a time: each starts now (alone, or closing the open batch of
+        its server and variant) or joins that open batch; a batch that would overflow the server's largest job starts
+        first. The last request of the episode starts every batch still open at its expiry."""
+        wl, table, b = self.workload, self._serving, self.n_servers
+        server, variant, hold = decode_actions(codes, b)
+        c = wl.task_class[lo:hi]
+        variant = np.where(variant < 0, table.class_default[c], variant)
+        self._actions[lo:hi] = codes
+        for k in range(hi - lo):
+            i, a, v = lo + k, int(server[k]), int(variant[k])
+            t = float(wl.arrival_s[i])
+            if k:
+                self._flush(t)
+            images = int(table.class_images[c[k]])
+            self._variant[i] = v
+            key = (a, v)
+            open_ = self._open.get(key)
+            if open_ is not None and open_[1] + images > self._max_images[v, a]:
+                self._start_job(key, t)
+                open_ = None
+            if open_ is None:
+                if not hold[k]:
+                    self._run_job(np.array([i]), a, v, images, t)
+                    continue
+                open_ = self._open[key] = [t, 0, []]
+            open_[1] += images
+            open_[2].append(i)
+            if not hold[k] or open_[1] >= self._max_images[v, a]:
+                self._start_job(key, t)
+        self._pos = hi
+        self._last = (lo, hi)
+        if hi == wl.n_tasks:
+            self._flush(np.inf)
+
+    def _flush(self, t: float) -> None:
+        """Start, in order of expiry, every open batch whose first request has waited max_hold_s by time t."""
+        hold = self._serving.max_hold_s
+        while self._open:
+            key, open_ = min(self._open.items(), key=lambda kv: (kv[1][0], kv[0]))
+            if open_[0] + hold > t:
+                return
+            self._start_job(key, open_[0] + hold)
+
+    def _start_job(self, key: tuple[int, int], t: float) -> None:
+        first, images, members = self._open.pop(key)
+        self._run_job(np.array(members, dtype=np.int64), key[0], key[1], images, t)
+
+    def _run_job(self, members: np.ndarray, a: int, v: int, images: int, t: float) -> None:
+        """One job on server a's first free worker, ready at t (physical accounting: and once every input is there)."""
+        wl = self.workload
+        g = self._free.shape[1]
+        worker = earliest_worker(self._free, a)
+        row = a * g + worker if self._per_worker else a
+        comp, _ = self.costs.charge_job(wl, members, a, row, v, images, self._state)
+        inv = self.costs.inv_rate[a]
+        up = np.where(wl.origin[members] == a, 0.0, wl.size_mbit[members] * inv)
+        down = wl.result_mbit[members] * inv
+        arrival = wl.arrival_s[members]
+        ready_each = arrival + up if self.physical else arrival
+        start, w = serve(self._free, a, max(t, float(ready_each.max())) if self.physical else t, comp)
+        self._start[members], self._worker[members] = start, w
+        self._upload[members], self._compute[members], self._download[members] = up, comp, down
+        self._wait[members] = start - ready_each
+        self._delay[members] = up + self._wait[members] + comp + down
+        self._job_images[members] = images
+        if t == self._instant:
+            self._assigned[a] += comp
+
+    def _open_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """(images held, first arrival) per server and variant, for a batch's `open_images` / `open_since_s`."""
+        v = self._serving.n_variants
+        images, since = np.zeros((self.n_servers, v), np.int64), np.full((self.n_servers, v), np.inf)
+        for (a, k), (first, n, _) in self._open.items():
+            images[a, k], since[a, k] = n, first
+        return images, since
+
     def _enter_window(self) -> None:
         """Move to the next request's window and record the backlog at that window's start."""
         if self.done:
@@ -204,5 +299,10 @@ class EventEnv(EnvironmentBase):
         self._check_done()
         horizon = self.n_windows * self.slot_s
         left = np.maximum(np.where(np.isfinite(self._free), self._free, 0.0).max(axis=1) - horizon, 0.0)[None, :]
+        extra = {}
+        if self._serving is not None:
+            table = self._serving
+            extra = {"server": read_only(decode_actions(self._actions, self.n_servers)[0]), "variant": read_only(self._variant.copy()),
+                     "batch_images": read_only(self._job_images.copy()), "quality": read_only(table.quality[self._variant])}
         return self._finish(EventTrace, left, arrival_s=self.workload.arrival_s, start_s=read_only(self._start),
-                            end_s=read_only(self._start + self._compute), worker=read_only(self._worker))
+                            end_s=read_only(self._start + self._compute), worker=read_only(self._worker), horizon_s=horizon, **extra)

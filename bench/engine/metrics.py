@@ -21,6 +21,12 @@ Per episode (one row of `episodes.parquet`), over the episode's tasks:
                            (profile-driven scenarios whose mix sets deadline_s; null when no task has one)
     cold_starts, evictions model loads and evictions in the episode (profile-driven scenarios; 0 otherwise)
     energy_j_per_request   mean energy per task where the profiles give joules per step (null otherwise)
+    mean_quality           serving scenarios with a quality protocol (docs/serving.md): mean published quality of
+                           the variants that served the tasks, in the protocol's scale (null otherwise)
+    quality_floor_share    share of tasks served at or better than the scenario's quality floor (null without one)
+    goodput_per_s          tasks that met their deadline (where they have one) and the quality floor (where there is
+                           one), per second of the episode's arrival horizon (null when there is neither)
+    mean_batch_images      serving scenarios: mean images of the job each task ran in (1 = never batched; null otherwise)
     decision_us_per_task   wall-clock time the scheduler spent deciding, per task (microseconds; timing)
 
 
@@ -58,10 +64,15 @@ EPISODE_METRICS: tuple[str, ...] = (
     "cold_starts",
     "evictions",
     "energy_j_per_request",
+    "mean_quality",
+    "quality_floor_share",
+    "goodput_per_s",
+    "mean_batch_images",
 )
 TIMING_METRICS: tuple[str, ...] = ("decision_us_per_task",)
 # metrics that bundles of schema version 1 did not have (they still replay; see bench.experiments.runs.replay)
 ADDED_IN_V2: tuple[str, ...] = ("mean_load_s", "mean_slowdown", "p95_slowdown", "throughput_per_s", "deadline_tasks", "evictions", "energy_j_per_request")
+ADDED_IN_V3: tuple[str, ...] = ("mean_quality", "quality_floor_share", "goodput_per_s", "mean_batch_images")
 
 
 def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
@@ -86,7 +97,7 @@ def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
         "mean_download_s": float(trace.download_s.mean()),
         "mean_slowdown": float(slowdown.mean()),
         "p95_slowdown": float(np.percentile(slowdown, 95.0)),
-        "offload_fraction": float(np.mean(trace.actions != trace.workload.origin)),
+        "offload_fraction": float(np.mean(trace.servers != trace.workload.origin)),
         "drain_s": float(trace.backlog_s[-1].max()),
         "throughput_per_s": float(d.shape[0] / delivered.max()),
         "deadline_tasks": int(np.isfinite(trace.workload.deadline_s).sum()),
@@ -94,6 +105,28 @@ def episode_metrics(trace: EpisodeTrace) -> dict[str, float]:
         "cold_starts": int(trace.cold_starts),
         "evictions": int(trace.evictions),
         "energy_j_per_request": float(np.nanmean(energy)) if energy is not None and np.isfinite(energy).any() else None,
+        **_serving_metrics(trace),
+    }
+
+
+def _serving_metrics(trace: EpisodeTrace) -> dict[str, float | None]:
+    """Quality, goodput and batching of a serving scenario's episode (module docstring); nulls elsewhere."""
+    table = getattr(trace.costs, "serving", None)
+    deadline = trace.workload.deadline_s
+    has_deadline = np.isfinite(deadline)
+    floor = table is not None and table.quality_floor is not None
+    good = np.where(has_deadline, trace.delay_s <= deadline, True)
+    if floor:
+        good &= table.meets_floor(trace.quality)
+    goodput = float(good.sum() / trace.horizon_s) if (floor or has_deadline.any()) and trace.horizon_s else None
+    if table is None:
+        return {"mean_quality": None, "quality_floor_share": None, "goodput_per_s": goodput, "mean_batch_images": None}
+    quality = trace.quality
+    return {
+        "mean_quality": float(quality.mean()) if table.protocol is not None else None,
+        "quality_floor_share": float(table.meets_floor(quality).mean()) if floor else None,
+        "goodput_per_s": goodput,
+        "mean_batch_images": float(trace.batch_images.mean()),
     }
 
 

@@ -50,6 +50,7 @@ from numba import njit
 from bench.core.arrays import read_only_copy
 from bench.core.errors import BenchError, ConfigError
 from bench.engine.costs import CostModel
+from bench.engine.serving import ServingTable, build_serving
 from tasks.workload import ClassWork, Workload
 
 GIB = 2**30
@@ -95,8 +96,9 @@ class ProfiledCosts(CostModel):
                  fixed_s: np.ndarray, per_step_s: np.ndarray, peak_bytes: np.ndarray, load_s: np.ndarray,
                  weights_bytes: np.ndarray, class_weight: np.ndarray, class_steps: np.ndarray, eviction: str,
                  load_dist: np.ndarray | None = None, mixtures: list[Any] | None = None,
-                 energy_j_per_step: np.ndarray | None = None):
+                 energy_j_per_step: np.ndarray | None = None, serving: ServingTable | None = None):
         self.models = list(models)
+        self.serving = serving  # variants and batches (bench.engine.serving); None: one way to serve each class
         self.class_model = read_only_copy(np.asarray(class_model, dtype=np.int64))  # (C,)
         self.memory_bytes = read_only_copy(np.asarray(memory_bytes, dtype=np.float64))  # (B,)
         self.fits = read_only_copy(np.asarray(peak_bytes, dtype=np.float64) <= self.memory_bytes[None, :])  # (C, B); inf peak: no point
@@ -132,7 +134,7 @@ class ProfiledCosts(CostModel):
 
     # ---- construction from a scenario ---------------------------------------------------------------
     @classmethod
-    def from_scenario(cls, servers: Any, tasks: Any, rate_mbps: np.ndarray) -> "ProfiledCosts":
+    def from_scenario(cls, servers: Any, tasks: Any, rate_mbps: np.ndarray, serving: Any = None) -> "ProfiledCosts":
         from profiles import store
 
         mix = tasks.mix
@@ -145,11 +147,12 @@ class ProfiledCosts(CostModel):
         load, weights, dist = np.zeros((n_m, n_b)), np.zeros((n_m, n_b)), np.full((n_m, n_b), -1, np.int64)
         names: list[str] = []
         mixtures: list[Any] = []
+        loaded: dict[tuple[str, str], Any] = {}
         for mi, model in enumerate(models):
             for a, hw in enumerate(hardware):
                 if (hw, model) not in refs:
                     continue  # this hardware does not run this model
-                profile = store.load(refs[hw, model])
+                profile = loaded[hw, model] = store.load(refs[hw, model])
                 load[mi, a] = profile.load_s
                 weights[mi, a] = profile.weights_bytes
                 name = profile.load_distribution
@@ -184,12 +187,13 @@ class ProfiledCosts(CostModel):
                 raise ConfigError(f"tasks.mix[{ci}].model", klass.model,
                                   f"a model that fits some server's memory at {klass.resolution}px batch {klass.batch} "
                                   f"(needs {need:.2f} GiB; the servers that have its profile have at most {memory[runs].max() / GIB:.2f} GiB)")
+        table = None if serving is None else build_serving(serving, mix, models, hardware, loaded, memory)
         return cls(
-            rate_mbps=rate_mbps, memory_bytes=memory, models=models,
+            rate_mbps=rate_mbps, memory_bytes=memory, models=models, serving=table,
             class_model=np.array([models.index(c.model) for c in mix]), fixed_s=fixed, per_step_s=per_step, peak_bytes=peak,
             load_s=load, weights_bytes=weights, class_weight=np.array([c.weight for c in mix]),
             class_steps=np.array([(c.steps[0] + c.steps[1]) / 2 for c in mix]), eviction=servers.eviction or "lru",
-            load_dist=dist, mixtures=mixtures, energy_j_per_step=energy,
+            load_dist=dist, mixtures=mixtures, energy_j_per_step=energy if serving is None else None,
         )
 
     # ---- state ------------------------------------------------------------------------------------
@@ -292,6 +296,49 @@ class ProfiledCosts(CostModel):
                 state.stamp, state.clock, state.cold_starts, state.evictions,
                 self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, state.load[lo:hi], out)
         return out
+
+    def charge_job(self, wl: Workload, members: np.ndarray, server: int, row: int, variant: int, n_images: int,
+                   state: ResidentState) -> tuple[float, float]:
+        """Charge one job of the serving model (bench.engine.serving): the requests `members` (episode positions) run
+        together with `variant` on `server` (memory `row`), `n_images` in all. Returns (compute with any load, the load);
+        every member records the load (each waited for it). A random load is drawn from the first member's noise."""
+        table = self.serving
+        if state.load is None:
+            state.load = np.zeros(wl.n_tasks)
+        unit, arch = int(table.unit[variant]), int(table.arch[variant])
+        state.grow(unit + 1)
+        state.unit_arch[unit] = arch
+        warm = table.fixed_s[variant, server, n_images] + table.steps[variant] * table.per_step_s[variant, server, n_images]
+        noise = getattr(wl, "exec_noise", None)
+        draws = self.random_loads and noise is not None
+        first = int(members[0])
+        z = noise[first : first + 1, 0] if draws else np.zeros(0)
+        u = noise[first : first + 1, 1] if draws else np.zeros(0)
+        load, out = np.zeros(1), np.empty(1)
+        _charge(np.array([server], np.int64), np.array([row], np.int64), np.array([unit], np.int64), np.array([arch], np.int64),
+                np.array([warm]), np.array([table.peak_bytes[variant, server, n_images]]), self.load_s, self.weights_bytes, state.unit_arch,
+                self.memory_bytes, self.lru, state.stamp, state.clock, state.cold_starts, state.evictions,
+                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, load, out)
+        state.load[members] = load[0]
+        return float(out[0]), float(load[0])
+
+    def variant_service_s(self, wl: Workload, lo: int, hi: int, state: ResidentState | None) -> tuple[np.ndarray, np.ndarray]:
+        """(n, V, B): each request served alone with each variant on each server: upload + warm compute + the expected
+        load where the variant's weights are not resident + download (inf where not offered or not run); and (V, B)
+        that expected load."""
+        table = self.serving
+        c = wl.task_class[lo:hi]
+        images = table.class_images[c]
+        warm = table.warm_s()[:, :, images].transpose(2, 0, 1)  # (n, V, B)
+        held = self._held(state) if state is not None else np.zeros((self.n_servers, 0), bool)
+        unit = table.unit
+        resident = np.zeros((table.n_variants, self.n_servers), bool)
+        known = unit < held.shape[1]
+        resident[known] = held.T[unit[known]]
+        load = np.where(resident, 0.0, self.load_s[table.arch])  # (V, B)
+        up, down = self.upload_s(wl, lo, hi), self.download_s(wl, lo, hi)
+        total = up[:, None, :] + warm + load[None] + down[:, None, :]
+        return np.where(table.class_variants[c][:, :, None], total, np.inf), load
 
     def warm_compute_s(self, wl: Workload, lo: int, hi: int) -> np.ndarray:
         return self.warm_s(wl, lo, hi)

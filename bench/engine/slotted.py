@@ -128,4 +128,4 @@ class SlottedEnv(EnvironmentBase):
     def trace(self) -> EpisodeTrace:
         """The episode's per-task record; only after the last task has been placed. Its backlog_s holds the backlog
         at the start of every slot and after the last."""
-        return self._finish(EpisodeTrace, self._backlog)
+        return self._finish(EpisodeTrace, self._backlog, horizon_s=self.workload.n_slots * self.slot_s)

@@ -45,7 +45,7 @@ class System:
         if scenario.servers.hardware is not None:
             from bench.engine.profiled_costs import ProfiledCosts
 
-            costs: CostModel = ProfiledCosts.from_scenario(scenario.servers, scenario.tasks, rate)
+            costs: CostModel = ProfiledCosts.from_scenario(scenario.servers, scenario.tasks, rate, scenario.serving)
         else:
             costs = CycleCosts(capacity, rate)
         table = index_table(scenario.tasks, env_rng)
@@ -197,8 +197,16 @@ class System:
         costs = self.costs
         if not isinstance(costs, ProfiledCosts):
             return {}
-        return {"models": tuple(costs.models), "memory_gb": read_only(costs.memory_bytes / GIB), "model_gb": read_only(costs.weights_bytes / GIB),
-                "model_load_s": read_only(costs.load_s.copy())}
+        out = {"models": tuple(costs.models), "memory_gb": read_only(costs.memory_bytes / GIB), "model_gb": read_only(costs.weights_bytes / GIB),
+               "model_load_s": read_only(costs.load_s.copy())}
+        table = costs.serving
+        if table is not None:
+            out.update(
+                variant_names=table.names, variant_steps=table.steps, variant_guidance=table.guidance, variant_unit=table.unit,
+                variant_quality=table.quality, class_variants=table.class_variants, batch_compute_s=read_only(table.warm_s()), max_hold_s=table.max_hold_s,
+                quality_protocol=table.protocol, quality_floor=table.quality_floor, quality_lower_is_better=table.lower_is_better,
+            )
+        return out
 
     def _max_arrivals(self) -> int:
         """The most requests one base station receives in one slot or window: exact for per-slot arrivals and

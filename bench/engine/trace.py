@@ -14,6 +14,7 @@ import numpy as np
 from bench.core.arrays import read_only
 from bench.core.errors import SchedulerError
 from bench.engine.costs import CostModel
+from schedulers.interface import Decision, decode_actions
 from tasks.workload import Workload
 
 
@@ -35,6 +36,17 @@ class EpisodeTrace:
     evictions: int = 0  # models evicted during the episode
     energy_j: np.ndarray | None = None  # energy of each task where the cost model has it
     costs: Any = None  # the cost model that charged it (for per-task references such as the best no-wait delay)
+    # serving scenarios (docs/serving.md): `actions` are then encoded decisions; these say what ran
+    server: np.ndarray | None = None  # the server of each task (None: `actions` are the servers)
+    variant: np.ndarray | None = None  # the variant that served it
+    batch_images: np.ndarray | None = None  # images of the job it ran in (its own, unbatched)
+    quality: np.ndarray | None = None  # its variant's published quality (NaN without a quality protocol)
+    horizon_s: float | None = None  # the episode's arrival horizon (goodput's denominator)
+
+    @property
+    def servers(self) -> np.ndarray:
+        """The server that ran each task."""
+        return self.actions if self.server is None else self.server
 
     def best_service_s(self) -> np.ndarray:
         """Each task's delay with no wait on its best allowed server, warm (the denominator of slowdown)."""
@@ -71,7 +83,7 @@ def finished_trace(kind: type[EpisodeTrace], costs: CostModel, state: Any, wl: W
         cold_starts=counters.get("cold_starts", 0),
         load_s=None if load is None else read_only(load),
         evictions=counters.get("evictions", 0),
-        energy_j=costs.energy_j(wl, 0, wl.n_tasks, actions),
+        energy_j=costs.energy_j(wl, 0, wl.n_tasks, extra.get("server", actions)),
         costs=costs,
         **extra,
     )
@@ -83,8 +95,10 @@ def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: 
     `expected` when given, the size of the batch the scheduler was handed); return them as int64. Messages place
     the task in its `period`: "slot" (slotted model) or "window" (event model)."""
     try:
+        if isinstance(actions, Decision):
+            actions = actions.encode(costs.n_servers)
         a = np.asarray(actions)
-    except Exception as exc:  # a ragged list, an object that will not become an array
+    except Exception as exc:  # a ragged list, an object that will not become an array, a malformed Decision
         raise SchedulerError(f"{who} returned {type(actions).__name__} that is not an array of server indices ({exc})") from None
     t = int(wl.slot[lo]) if lo < wl.n_tasks else -1
     if expected is not None and (a.ndim != 1 or a.shape[0] != expected):
@@ -104,6 +118,9 @@ def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: 
                 f"{who} returned {a[i]!r} for task {lo + i} ({period} {t}); expected integer server indices 0..{costs.n_servers - 1}"
             )
     a = a.astype(np.int64, copy=False)
+    table = getattr(costs, "serving", None)
+    if table is not None and a.min() >= 0:
+        return _check_serving(a, lo, wl, costs, table, who, period, t)
     if a.min() < 0 or a.max() >= costs.n_servers:
         i = int(np.argmax((a < 0) | (a >= costs.n_servers)))
         raise SchedulerError(
@@ -121,3 +138,31 @@ def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: 
                     f"which the mask forbids; allowed: {np.flatnonzero(mask[i]).tolist()}"
                 )
     return a
+
+
+def _check_serving(codes: np.ndarray, lo: int, wl: Workload, costs: CostModel, table: Any, who: str, period: str, t: int) -> np.ndarray:
+    """Encoded decisions of a serving scenario: a variant the request's class offers, run by the server at the
+    request's images, and a hold only where the scenario allows holding."""
+    b = costs.n_servers
+    server, variant, hold = decode_actions(codes, b)
+    c = wl.task_class[lo : lo + codes.shape[0]]
+    bad = variant >= table.n_variants
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SchedulerError(f"{who} returned variant {variant[i]} for task {lo + i} ({period} {t}); allowed: -1 (default) or 0..{table.n_variants - 1}")
+    v = np.where(variant < 0, table.class_default[c], variant)
+    offered = table.class_variants[c, v]
+    if not offered.all():
+        i = int(np.argmin(offered))
+        allowed = [table.names[k] for k in np.flatnonzero(table.class_variants[c[i]])]
+        raise SchedulerError(f"{who} returned variant {table.names[v[i]]!r} for task {lo + i} ({period} {t}, class {c[i]}); its class offers {allowed}")
+    runs = np.isfinite(table.fixed_s[v, server, table.class_images[c]])
+    if not runs.all():
+        i = int(np.argmin(runs))
+        ok = np.flatnonzero(np.isfinite(table.fixed_s[v[i], :, table.class_images[c[i]]])).tolist()
+        raise SchedulerError(f"{who} returned server {server[i]} for task {lo + i} ({period} {t}) with variant {table.names[v[i]]!r}, which that "
+                             f"server does not run (no profiled point fits); allowed: {ok}")
+    if hold.any() and table.max_hold_s <= 0:
+        i = int(np.argmax(hold))
+        raise SchedulerError(f"{who} held task {lo + i} ({period} {t}); this scenario has serving.max_hold_s = 0 (no holding)")
+    return codes

@@ -20,6 +20,7 @@ import numpy as np
 from bench.core.config import apply_overrides, canonical_hash, from_dict, option, to_dict, tomllib
 from bench.core.errors import ConfigError
 from bench.core.io import read_text
+from bench.scenarios.serving import ServingConfig, check_serving
 from tasks.config import TasksConfig
 
 __all__ = [
@@ -149,9 +150,21 @@ class Scenario:
     tasks: TasksConfig = option(help="the arrival process and task attributes")
     protocol: ProtocolConfig = option(help="evaluation protocol defaults")
     description: str = option("", help="one paragraph for humans")
+    serving: ServingConfig | None = option(None, help="decisions beyond a server: variants (model and steps) and holding requests "
+                                           "to batch them (docs/serving.md); event time model, profile-driven scenarios")
 
     def __post_init__(self) -> None:
         self._check_size()
+        if self.serving is not None:
+            if not self.episode.event or self.tasks.mix is None:
+                raise ConfigError("serving", "[serving]", 'a profile-driven scenario (tasks.mix) with episode.time_model = "event"')
+            if self.tasks.checkpoints is not None:
+                raise ConfigError("tasks.checkpoints", "[tasks.checkpoints]", "to be absent with [serving] (a variant's weights are its residency unit)")
+            check_serving(self.serving, self.tasks.mix)
+        elif self.tasks.mix is not None:
+            for ci, c in enumerate(self.tasks.mix):
+                if c.variants is not None:
+                    raise ConfigError(f"tasks.mix[{ci}].variants", list(c.variants), "to be absent unless the scenario has [serving] variants")
         if not self.episode.event:
             for where, value in (("tasks.arrivals", self.tasks.arrivals), ("tasks.trace", self.tasks.trace)):
                 if value is not None:

@@ -31,7 +31,7 @@ import polars as pl
 
 from bench.core.config import canonical_hash
 from bench.core.errors import BundleError, one_line
-from bench.engine.metrics import ADDED_IN_V2, EPISODE_METRICS, TIMING_METRICS
+from bench.engine.metrics import ADDED_IN_V2, ADDED_IN_V3, EPISODE_METRICS, TIMING_METRICS
 
 MiB = 2**20
 LIMITS = {  # largest accepted size of each file, in bytes
@@ -48,8 +48,9 @@ SOURCE_TOTAL_LIMIT = 8 * MiB
 SOURCE_NAME = re.compile(r"^source/(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 
 INTEGER_COLUMNS = {"seed", "episode", "tasks", "cold_starts", "evictions", "deadline_tasks"}
-EPISODE_COLUMNS_V1 = ("seed", "episode", *[m for m in EPISODE_METRICS if m not in ADDED_IN_V2], *TIMING_METRICS)
-EPISODE_COLUMNS_V2 = ("seed", "episode", *EPISODE_METRICS, *TIMING_METRICS)
+EPISODE_COLUMNS_V1 = ("seed", "episode", *[m for m in EPISODE_METRICS if m not in ADDED_IN_V2 + ADDED_IN_V3], *TIMING_METRICS)
+EPISODE_COLUMNS_V2 = ("seed", "episode", *[m for m in EPISODE_METRICS if m not in ADDED_IN_V3], *TIMING_METRICS)
+EPISODE_COLUMNS_V3 = ("seed", "episode", *EPISODE_METRICS, *TIMING_METRICS)
 REQUIRED_EPISODE_COLUMNS = ("seed", "episode", "tasks", "mean_delay_s")
 
 
@@ -117,7 +118,7 @@ def read_parquet_file(path: Path, name: str, *, where: str) -> pl.DataFrame:
 def check_tables(manifest: dict[str, Any], episodes: pl.DataFrame, actions: pl.DataFrame, *, where: str) -> None:
     """episodes.parquet and actions.parquet agree with each other and with the manifest (module docstring)."""
     version = manifest.get("schema_version")
-    known = EPISODE_COLUMNS_V2 if version == 2 else EPISODE_COLUMNS_V1
+    known = {3: EPISODE_COLUMNS_V3, 2: EPISODE_COLUMNS_V2}.get(version, EPISODE_COLUMNS_V1)
     for column in episodes.columns:
         if column not in known:
             raise BundleError(f"{where}: episodes.parquet has a column {column!r}; expected only {', '.join(known)}")

@@ -51,8 +51,8 @@ from bench.core.provenance import provenance as current_provenance
 from bench.experiments.runs.checkpoint import Checkpoint
 from bench.experiments.runs.result import RunResult
 
-SCHEMA_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # 3: episodes gain the serving metrics (quality, goodput, batch size); actions may be encoded decisions
+SUPPORTED_VERSIONS = (1, 2, 3)
 BUNDLE_KIND = "aigc-edge-bench/run"
 # what a bundle states but replay cannot recompute from its actions: shown as reported until `verify` re-measures it
 REPORTED = ("timing", "training", "provenance")
@@ -93,8 +93,8 @@ def is_bundle_dir(path: Path) -> bool:
         return False
 
 
-def _action_dtype(n_servers: int) -> pl.DataType:
-    return pl.UInt8 if n_servers <= 256 else pl.UInt16
+def _action_dtype(largest: int) -> pl.DataType:
+    return pl.UInt8 if largest < 256 else pl.UInt16 if largest < 2**16 else pl.UInt32
 
 
 def _episodes_frame(result: RunResult) -> pl.DataFrame:
@@ -114,7 +114,7 @@ def _actions_frame(result: RunResult) -> pl.DataFrame:
         {
             "seed": np.concatenate(seeds),
             "episode": np.concatenate(episodes),
-            "action": pl.Series(np.concatenate(actions)).cast(_action_dtype(result.scenario.n_servers)),
+            "action": pl.Series(np.concatenate(actions)).cast(_action_dtype(max(result.scenario.n_servers - 1, *(int(a.max()) for a in actions if a.size)))),
         }
     )
 
@@ -171,6 +171,8 @@ def _tasks_frame(result: RunResult) -> pl.DataFrame:
                         "download_s": tr.download_s,
                         "wait_s": tr.wait_s,
                         "delay_s": tr.delay_s,
+                        **({} if tr.variant is None else {"server": tr.server.astype(np.uint32), "variant": tr.variant.astype(np.int32),
+                                                          "batch_images": tr.batch_images.astype(np.uint32), "quality": tr.quality}),
                     }
                 )
             )

@@ -33,7 +33,7 @@ from bench.core import cycle
 from bench.core.arrays import read_only
 from bench.core.config import finite_number
 from bench.core.errors import BenchError, SchedulerError, one_line
-from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
+from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback, encode_actions
 
 MAX_HEADER = 1 << 20  # bytes of JSON the parent reads from the child at most
 MAX_ARRAY = 1 << 31  # bytes of one array from the child at most (actions: 8 bytes a task)
@@ -44,7 +44,8 @@ PACKED = {  # per task or server, always sent: stacked by kind into one array ea
     "server_f": (np.float64, ("capacity_gcps", "rate_mbps", "backlog_s", "assigned_s")),
 }
 TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "download_s": ("download_s",), "mask": ("mask",),
-          "residency": ("resident", "load_s", "held", "free_memory_gb"), "queue": ("waiting", "running")}
+          "residency": ("resident", "load_s", "held", "free_memory_gb"), "queue": ("waiting", "running"),
+          "serving": ("variant_ok", "default_variant", "request_images", "variant_service_s", "variant_load_s", "open_images", "open_since_s")}
 # the per-(task, server) tables, computed by the parent only when the scheduler reads them: sent with the batch
 # when it read them last time, else asked for (one more round trip) on first use
 
@@ -218,6 +219,7 @@ def info_message(info: EnvInfo) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def info_from(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> EnvInfo:
     scalars = dict(header["info"])
     scalars["models"] = tuple(scalars.get("models") or ())
+    scalars["variant_names"] = tuple(scalars.get("variant_names") or ())
     return EnvInfo(**scalars, **arrays)
 
 
@@ -318,6 +320,10 @@ class ReceivedBatch(Batch):
     def _queue_counts(self) -> tuple[np.ndarray, np.ndarray]:
         got = self._table("queue")
         return got["waiting"], got["running"]
+
+    @cached_property
+    def _serving(self) -> dict[str, np.ndarray]:
+        return {name: self._table("serving")[name] for name in TABLES["serving"]}
 
 
 def feedback_message(fb: SlotFeedback) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -516,7 +522,7 @@ def facts_of(scheduler: Scheduler, name: str) -> dict[str, Any]:
     """What the parent needs to drive a scheduler: its name and how it wants batches (class attributes)."""
     cls = type(scheduler)
     return {"scheduler": name, "batch_unit": cls.batch_unit, "event_batches": cls.event_batches, "learns": bool(cls.learns),
-            "observes": cls.observe is not Scheduler.observe}
+            "observes": cls.observe is not Scheduler.observe, "requires_serving": bool(getattr(cls, "requires_serving", False))}
 
 
 def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
@@ -567,7 +573,7 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
     elif op == "decide":
         batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0])
         try:
-            actions = np.asarray(s.decide(batch))
+            actions = np.asarray(encode_actions(s.decide(batch), batch.n_servers))
         finally:
             batch.closed = True  # its tables come from the parent only while the parent waits in this decide
         if actions.dtype.kind not in NUMERIC:
