@@ -23,7 +23,7 @@ from bench.experiments.runs.bundles import load_checkpoint
 from bench.experiments.runs.runner import Save, run
 from bench.scenarios import load_scenario
 from leaderboard.rules import RULES
-from schedulers.registry import BUILTINS, resolve
+from schedulers.registry import builtin_names, resolve
 
 SUBMISSION = '''name = "{name}"
 description = "The built-in `{name}` scheduler of aigc-edge-bench ({summary}), with {parameters}."
@@ -53,7 +53,7 @@ def populate(scenario: str, out: Path, trained: Path | None, seeds: int | None =
     if read_marker(out) is None:
         write_marker(out, "results")
     written = []
-    for name in schedulers or list(BUILTINS):
+    for name in schedulers or builtin_names(scenario=sc):
         cls = resolve(name)
         entry = out / scenario / name
         params = {} if cls.learns else tuned_params(name, scenario)

@@ -45,6 +45,10 @@ BUILTINS: dict[str, str] = {
     "warm-first": "schedulers.queueing:WarmFirst",
     "sita": "schedulers.queueing:SizeIntervalAssignment",
     "opt-ts": "schedulers.opt_ts:OptTS",
+    "largest-batch": "schedulers.serving:LargestBatch",
+    "fewest-steps": "schedulers.serving:FewestSteps",
+    "opt-ts-variants": "schedulers.serving:OptTSVariants",
+    "cascade": "schedulers.serving:Cascade",
     "lad-ts": "schedulers.rl.sac:LADTS",
     "d2sac-ts": "schedulers.rl.sac:D2SACTS",
     "sac-ts": "schedulers.rl.sac:SACTS",
@@ -52,9 +56,15 @@ BUILTINS: dict[str, str] = {
 }
 
 
-def builtin_names(*, learns: bool | None = None) -> list[str]:
-    """Built-in names in registry order; `learns=True` keeps the learners, `False` the rules (their classes are imported)."""
-    return [name for name in BUILTINS if learns is None or resolve(name).learns == learns]
+def builtin_names(*, learns: bool | None = None, scenario: Any = None) -> list[str]:
+    """Built-in names in registry order; `learns=True` keeps the learners, `False` the rules (their classes are imported);
+    with a `scenario`, only those that run on it (a rule that decides variants or batches needs one with [serving])."""
+    return [name for name in BUILTINS if (learns is None or resolve(name).learns == learns) and (scenario is None or runs_on(resolve(name), scenario))]
+
+
+def runs_on(cls: type, scenario: Any) -> bool:
+    """Whether a scheduler class runs on a scenario: one that `requires_serving` needs a scenario with [serving]."""
+    return not getattr(cls, "requires_serving", False) or getattr(scenario, "serving", None) is not None
 
 
 def _plugins() -> dict[str, Any]:

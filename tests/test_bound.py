@@ -25,7 +25,7 @@ from bench.scenarios import load_scenario
 from schedulers.registry import builtin_names
 from tasks.workload import workload_from_arrays
 
-RULES = builtin_names(learns=False)
+RULES = builtin_names(learns=False, scenario=load_scenario("tiny"))
 
 
 def small_scenario(k: int, servers: int = 3, slots: int = 2, arrivals=(0, 2)):

@@ -21,7 +21,7 @@ from bench.scenarios import load_scenario
 from schedulers.registry import builtin_names
 from tasks.workload import workload_from_arrays
 
-RULES = builtin_names(learns=False)
+RULES = builtin_names(learns=False, scenario=load_scenario("tiny"))
 
 
 def small_scenario(k: int, servers: int = 3, gpus: int = 1, accounting: str = "paper", rate: float = 8.0, slots: int = 1):

@@ -114,7 +114,7 @@ def test_every_rule_decides_through_the_channel_exactly_as_in_process(scenario, 
     from bench.scenarios import load_scenario
 
     sc = load_scenario(scenario)
-    for name in builtin_names(learns=False):
+    for name in builtin_names(learns=False, scenario=sc):
         executor = Subprocess()
         try:
             remote = run(sc, name, seeds=[1], episodes=2, executor=executor)  # one child per seed: one seed keeps it quick

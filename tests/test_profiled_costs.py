@@ -161,9 +161,9 @@ def test_schedulers_run_end_to_end_on_the_profile_driven_preset(preset, name):
 
 def test_every_builtin_scheduler_respects_the_memory_mask(preset, preset_system):
     from bench.experiments.runs.runner import run_episode
-    from schedulers.registry import BUILTINS
+    from schedulers.registry import builtin_names
 
-    for name in BUILTINS:
+    for name in builtin_names(scenario=preset_system.scenario):
         sched = make(name)
         sched.reset(preset_system.info(), np.random.default_rng(1))
         trace, _ = run_episode(preset_system.env(), sched, preset_system.workload(0), episode=0, training=False, who=name)

@@ -122,7 +122,7 @@ def test_missing_required_field(tmp_path):
 def test_missing_file_and_unknown_preset_and_bad_toml(tmp_path):
     with pytest.raises(ConfigError, match="an existing .toml file"):
         load_scenario(str(tmp_path / "nope.toml"))
-    with pytest.raises(ConfigError, match=r"--scenario = 'nope' .*a preset \(azure-code, edge-cpu, .*paper, .*tiny, tiny-poisson\)"):
+    with pytest.raises(ConfigError, match=r"--scenario = 'nope' .*a preset \(azure-code, .*edge-cpu, .*paper, .*tiny, tiny-poisson\)"):
         load_scenario("nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n")

@@ -163,7 +163,14 @@ def reproduce_paper(
     seeds = pick_num_seeds(None, legacy_seeds) or num_seeds
     if seeds < 1 or jobs < 1:
         fail("--num-seeds and --jobs must be >= 1")
-    spec = paper_spec(scenario, seeds, episodes, train_episodes, list(scheduler) if scheduler else [*builtin_names(learns=True), *builtin_names(learns=False)])
+    if scheduler:
+        names = list(scheduler)
+    else:
+        from bench.scenarios import load_scenario
+
+        sc = guarded(lambda: load_scenario(scenario))
+        names = [*builtin_names(learns=True, scenario=sc), *builtin_names(learns=False, scenario=sc)]
+    spec = paper_spec(scenario, seeds, episodes, train_episodes, names)
     guarded(spec.validate)
     status = guarded(lambda: run_all(spec, out_dir, jobs, lambda line: err.print(escape(line), highlight=False)))
     table = guarded(lambda: write_reports(spec, out_dir))

@@ -68,7 +68,10 @@ def default_cells() -> list[GateCell]:
     """The gate's fixed cells: every heuristic on `paper` (seed 0) and `tiny` (seeds 0-1), every learner on `tiny`."""
     from schedulers.registry import builtin_names
 
-    rules, learners = builtin_names(learns=False), builtin_names(learns=True)
+    from bench.scenarios import load_scenario
+
+    paper, tiny = load_scenario("paper"), load_scenario("tiny")  # the serving rules need a scenario with [serving]: not gated here
+    rules, learners = builtin_names(learns=False, scenario=paper), builtin_names(learns=True, scenario=tiny)
     cells = [GateCell("paper", h, (0,), 3) for h in rules]
     cells += [GateCell("tiny", h, (0, 1), 10) for h in rules]
     for name in learners:

@@ -87,7 +87,8 @@ New = Callable[[], tuple[Scheduler, dict[str, Any]]]  # a fresh scheduler and wh
 def _local(name: str, params: list[str]) -> New:
     def new() -> tuple[Scheduler, dict[str, Any]]:
         cls = resolve(name)
-        return make(name, params), {"learns": bool(cls.learns), "batch_unit": cls.batch_unit, "scheduler_class": f"{cls.__module__}:{cls.__qualname__}"}
+        return make(name, params), {"learns": bool(cls.learns), "batch_unit": cls.batch_unit, "scheduler_class": f"{cls.__module__}:{cls.__qualname__}",
+                                    "requires_serving": bool(getattr(cls, "requires_serving", False))}
 
     return new
 
@@ -148,6 +149,11 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New 
     if not results[-1].passed:
         return results
     learns, unit = facts["learns"], facts["batch_unit"]
+    serving = bool(facts.get("requires_serving"))
+    if serving:  # it decides variants or batches: checked on a serving scenario, shortened to 2 minutes of arrivals
+        scenario = load_scenario("cascade-gpu", ["episode.slots=8"])
+        system = System.build(scenario, 0)
+        env = system.env()
     timing: dict[str, float] = {}
 
     def valid():
@@ -164,6 +170,8 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New 
     def event_time():
         from bench.scenarios import scenario_from_dict
 
+        if serving:
+            raise _Skip("its scenario is in the event time model already")
         data = scenario.to_dict()
         data["episode"]["time_model"] = "event"
         data["tasks"].pop("arrivals_per_bs")
@@ -178,6 +186,8 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New 
     results.append(_attempt("event time model", event_time))
 
     def masks():
+        if serving:
+            raise _Skip("a serving scenario checks every decision's variant and server against what the server runs")
         masked = SlottedEnv(_MaskedCosts(system.costs), scenario.episode.slot_s)
         sched, _ = new()
         info = system.info()
@@ -235,7 +245,7 @@ def check(name: str, params: Iterable[str] = (), episodes: int = 3, *, new: New 
 
     results.append(_attempt("learning hooks", learning))
     if "us" in timing:
-        results.append(Check("decision time", True, f"{timing['us']:.2f} µs per task on tiny"))
+        results.append(Check("decision time", True, f"{timing['us']:.2f} µs per task on {'cascade-gpu' if serving else 'tiny'}"))
     return results
 
 

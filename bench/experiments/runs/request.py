@@ -128,6 +128,9 @@ def resolve(request: RunRequest) -> RunPlan:
 
     cls = resolve_scheduler(r.scheduler)
     name = label(r.scheduler, cls)
+    if getattr(cls, "requires_serving", False) and r.scenario.serving is None:
+        raise ConfigError("--scenario", r.scenario.name, f"a scenario with [serving] for '{r.scheduler}', which decides variants or batches "
+                          "(docs/serving.md: batch-gpu, cascade-gpu)")
     if r.device is not None and (cls.Config is None or "device" not in {f.name for f in dataclasses.fields(cls.Config)}):
         raise BenchError(f"--device is not allowed with '{r.scheduler}'; expected a scheduler with a device parameter (the deep-RL learners)")
     parse_params(cls, r.scheduler, params)
