@@ -14,6 +14,11 @@ that later slot; the last one of an episode is dropped (there is no next decisio
 instead read the next slot's backlog before computing it, and stored views of the latent memory that
 later writes overwrote; here every stored value is a copy.
 
+Serving scenarios whose request classes offer several variants (docs/serving.md): the action is the pair (server,
+variant), index variant x B + server, over the variants that meet the scenario's quality floor (all offered ones for
+a request none of whose variants does) and that the server runs; the reward stays -delay, so a learner trades
+quality only within the floor. Learners never hold requests.
+
 Learning. After each slot with tasks, every agent whose buffer holds more than `min_buffer`
 transitions does one update on `batch_size` transitions sampled from its own buffer (the reference
 updated agent b right after base station b's tasks; agents are independent and decisions depend only
@@ -36,7 +41,7 @@ import torch
 
 from bench.core.config import option
 from bench.core.errors import ConfigError
-from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback
+from schedulers.interface import Batch, Decision, EnvInfo, Scheduler, SlotFeedback
 from schedulers.rl.replay import EnsembleReplay
 
 
@@ -86,7 +91,9 @@ class DeepLearner(Scheduler):
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(rng.integers(2**62)))
         self.n_agents = info.n_servers
-        self.n_actions = info.n_servers
+        self.n_variants = len(info.variant_names) if info.chooses_variants else 1  # the product action (module docstring)
+        self._floor_ok = info.floor_ok() if info.chooses_variants else None
+        self.n_actions = info.n_servers * self.n_variants
         self.obs_dim = info.n_servers + 2 if cfg.observation == "paper" else 4 * info.n_servers + 2
         self._build()
         fields: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
@@ -161,7 +168,10 @@ class DeepLearner(Scheduler):
         start = self._chain_start(batch, k)
         used = start[agent, pos].clone() if self.uses_latent else None  # copied before the memory is rewritten
         scores = self._scores(grid, start)[agent, pos]
-        mask = torch.tensor(batch.mask, dtype=scores.dtype, device=self.device) if batch.has_mask else None
+        if self.n_variants > 1:
+            mask = torch.tensor(self._product_mask(batch), dtype=scores.dtype, device=self.device)
+        else:
+            mask = torch.tensor(batch.mask, dtype=scores.dtype, device=self.device) if batch.has_mask else None
         actions = self._choose(scores, mask)
         self._after_decide(batch, agent, pos, scores)
         if self.training:
@@ -169,7 +179,18 @@ class DeepLearner(Scheduler):
             if self.uses_latent:
                 part["latent"] = used
             self._slot_parts.append(part)
-        return actions.cpu().numpy()
+        chosen = actions.cpu().numpy()
+        if self.n_variants > 1:
+            b = batch.n_servers
+            return Decision(server=chosen % b, variant=chosen // b)
+        return chosen
+
+    def _product_mask(self, batch: Batch) -> np.ndarray:
+        """(n, V x B): the (variant, server) pairs allowed, index variant x B + server (module docstring)."""
+        runs = batch.variant_ok[:, :, None] & np.isfinite(batch.variant_service_s)  # (n, V, B)
+        good = runs & self._floor_ok[None, :, None]
+        some = good.reshape(len(batch), -1).any(axis=1)
+        return np.where(some[:, None, None], good, runs).reshape(len(batch), -1)
 
     # ---- learning ------------------------------------------------------------------------------
     def begin_episode(self, episode: int, training: bool) -> None:
