@@ -169,7 +169,10 @@ def _print_report(r: dict[str, Any]) -> None:
         lines.append(f"lower bound / optimum = {fmt(r['lower_bound_over_optimum'], 4)}; opt-ts / optimum = {fmt(r['opt_ts_over_optimum'], 4)}")
     elif r["optimality_gap"] is not None:
         lines.append(f"optimum not proven: it lies in [{fmt(r['dual_bound_mean_delay_s'], 4)}, {fmt(r['best_found_mean_delay_s'], 4)}] (gap {100 * r['optimality_gap']:.1f}%)")
-    if r["warm_compute"]:
+    if r.get("serving"):
+        lines.append("variants and batches: the lower bound uses each request's fastest allowed variant alone (floor) and the best time "
+                     "per image of any job size (relaxations), without loads (valid, looser); no exact model")
+    elif r["warm_compute"]:
         loads = " and each model's first load" if r["time_model"] == "event" else ""
         lines.append(f"cold starts: the lower bound uses warm compute times{loads} (valid, looser); no exact model")
     reasons = sorted({e["exact_reason"] for e in r["per_episode"] if e["exact_status"] == "skipped" and not e["warm_compute"]})

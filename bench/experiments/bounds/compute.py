@@ -277,7 +277,7 @@ def builtin_delays(scenario: Scenario, seeds: Sequence[int], episodes: int, cut:
     from schedulers.registry import builtin_names, make
 
     delays: dict[str, dict[tuple[int, int], float]] = {}
-    for name in builtin_names(learns=False):
+    for name in builtin_names(learns=False, scenario=scenario):
         if cut is None:
             result = run(scenario, name, seeds=list(seeds), episodes=episodes)
             delays[name] = {(r["seed"], r["episode"]): float(r["mean_delay_s"]) for r in result.rows}
@@ -335,6 +335,7 @@ def bound_report(
         "scenario": scenario.name,
         "scenario_hash": scenario.hash,
         "time_model": time_model(scenario),
+        "serving": scenario.serving is not None,  # variants and batches: the bound of docs/bounds.md, "Variants and batches"
         "seeds": list(seeds),
         "episodes": episodes,
         "cut_requests": cut,  # event model: each episode cut to its first requests (at most this many)

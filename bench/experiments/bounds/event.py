@@ -64,7 +64,7 @@ class EventInstance:
     download: np.ndarray  # (N, B)
     allowed: np.ndarray  # (N, B) bool
     exact_table: bool  # compute is what the engine charges (False: stateful model, warm times)
-
+    alone: np.ndarray | None = None  # serving scenarios: (N, B) a request's compute run alone (the floor's); `compute` is then its share of a job
     @property
     def n_tasks(self) -> int:
         return int(self.compute.shape[0])
@@ -91,6 +91,8 @@ class EventInstance:
     def build(cls, costs: CostModel, workload: Workload, slot_s: float, n_windows: int, gpus: np.ndarray | None = None,
               accounting: str = "paper") -> "EventInstance":
         n = workload.n_tasks
+        if getattr(costs, "serving", None) is not None:
+            return cls._serving(costs, workload, slot_s, n_windows, gpus, accounting)
         if costs.stateful:  # charged compute = warm compute + any model load >= warm compute
             compute = first_loads(costs, workload)
         else:
@@ -102,6 +104,33 @@ class EventInstance:
                    np.asarray(workload.arrival_s, dtype=np.float64), compute,
                    np.asarray(costs.upload_s(workload, 0, n), dtype=np.float64),
                    np.asarray(costs.download_s(workload, 0, n), dtype=np.float64), allowed, not costs.stateful)
+
+    @classmethod
+    def _serving(cls, costs: CostModel, workload: Workload, slot_s: float, n_windows: int, gpus: np.ndarray | None, accounting: str) -> "EventInstance":
+        """A serving scenario's tables (docs/bounds.md, "Variants and batches"): a request alone costs at least its
+        fastest allowed variant's warm compute at its own images (jobs only grow with their images), and its share of
+        a job at least its images times the best time per image of any job size of an allowed variant. Loads are
+        left out (they only add)."""
+        table = costs.serving
+        n, c = workload.n_tasks, workload.task_class
+        images = table.class_images[c]
+        warm = table.warm_s()  # (V, B, N + 1)
+        alone = np.full((n, costs.n_servers), np.inf)
+        share = np.full((n, costs.n_servers), np.inf)
+        sizes = np.arange(warm.shape[2], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_image = np.where(sizes[None, None, :] > 0, warm / sizes[None, None, :], np.inf).min(axis=2)  # (V, B)
+        for v in range(table.n_variants):
+            offered = table.class_variants[c, v]
+            if not offered.any():
+                continue
+            alone[offered] = np.minimum(alone[offered], warm[v][:, images[offered]].T)
+            share[offered] = np.minimum(share[offered], images[offered, None] * per_image[v][None, :])
+        allowed = np.isfinite(alone)
+        g = np.ones(costs.n_servers, dtype=np.int64) if gpus is None else np.asarray(gpus, dtype=np.int64)
+        return cls(workload, costs, float(slot_s), int(n_windows), g, accounting == "physical", np.asarray(workload.arrival_s, dtype=np.float64),
+                   np.where(allowed, share, np.inf), np.asarray(costs.upload_s(workload, 0, n), dtype=np.float64),
+                   np.asarray(costs.download_s(workload, 0, n), dtype=np.float64), allowed, False, alone)
 
     @classmethod
     def from_system(cls, system, episode: int, max_tasks: int | None = None) -> "EventInstance":
@@ -292,7 +321,8 @@ def _bound_parts(inst: EventInstance, lam: np.ndarray) -> tuple[float, float, fl
     n = inst.n_tasks
     allowed = inst.allowed
     inf = np.full(inst.compute.shape, np.inf)
-    floor_j = np.where(allowed, inst.upload + inst.compute + inst.download, inf).min(axis=1)
+    alone = inst.compute if inst.alone is None else inst.alone
+    floor_j = np.where(allowed, inst.upload + alone + inst.download, inf).min(axis=1)
     extra_j = np.where(allowed, inst.extra, inf).min(axis=1)
     half_j = np.where(allowed, inst.extra + 0.5 * inst.compute, inf).min(axis=1)
     shift_j = np.where(allowed, inst.upload, inf).min(axis=1) if inst.physical else np.zeros(n)  # rho - τ
