@@ -301,3 +301,29 @@ def sim_to_real_chart(rows: list[tuple[str, float, float]]) -> dict:
     layout = _layout("Measured and simulated (as the run reported them)", 360, barmode="group")
     layout.update(axes)
     return {"data": data, "layout": layout}
+
+
+def quality_chart(series: list[Series], quality: list[float], floor: float | None, lower_is_better: bool, metric: str) -> dict:
+    """Mean delay against mean quality (serving scenarios, docs/serving.md): one point per entry, the quality axis
+    turned so that better is up, the scenario's floor as a line. Two metrics side by side, never one score."""
+    data = []
+    for s, q in zip(series, quality):
+        data.append({
+            "type": "scatter", "mode": "markers", "x": [s.mean], "y": [q], "name": s.label,
+            "marker": {"color": s.style.color, "symbol": s.style.symbol, "size": 12, "line": {"width": 1, "color": "#ffffff"}},
+            "customdata": [s.hover(f"mean delay {s.mean:.3f} s", f"mean {metric} {q:.3f}")], "hovertemplate": hover_template(3),
+        })
+    shapes = []
+    if floor is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": floor, "y1": floor, "line": {"color": "#9aa3ae", "dash": "dash", "width": 1.5}})
+    better = "lower is better: up" if lower_is_better else "higher is better: up"
+    ys = [q for q in quality] + ([floor] if floor is not None else [])
+    yr = _padded(min(ys), max(ys), 0.12) if ys else None
+    annotations = [{"text": f"quality floor {floor:g}", "x": 1.0, "y": floor, "xref": "paper", "yref": "y", "xanchor": "right", "yanchor": "bottom",
+                    "showarrow": False, "font": {"color": "#5b6470"}}] if floor is not None else []
+    return {"data": data, "layout": _layout(
+        "Latency against quality: each entry's mean delay and the mean published quality of the variants it served", _legend_height(len(series), 460),
+        xaxis={"title": {"text": "mean task delay (s)"}, "type": "log"},
+        yaxis={"title": {"text": f"mean {metric} ({better})"}, **({"range": yr[::-1] if lower_is_better else yr} if yr else {})},
+        shapes=shapes, annotations=annotations,
+    )}

@@ -42,8 +42,8 @@ from bench.scenarios import load_scenario
 from leaderboard import charts
 from leaderboard.escaping import csv_safe, esc, inline_code
 from leaderboard.model import GREEDY_NOTE, Entry, ScenarioView, is_greedy
-from leaderboard.pages import (bound_note, decision_table, entry_body, index_body, page, pairs_table, parts_table, ranking_table, reference_note, round_note,
-                              scenario_rule, stacks_table)
+from leaderboard.pages import (bound_note, decision_table, entry_body, entry_name, index_body, page, pairs_table, parts_table, rank_cell, ranking_table,
+                              reference_note, round_note, scenario_rule, stacks_table)
 from leaderboard.ranking import INTERVAL_RULE, compare_all, episodes_independent, mean_interval, pairing, pareto_front, ranks, windows_repeat
 from leaderboard.rules import RULES
 from leaderboard.submission import discover
@@ -253,8 +253,69 @@ def _scenario_body(view: ScenarioView) -> str:
     )
     if any(s.curve is not None for s in series):
         body += "<h2>Learning</h2>" + charts.figure_html(charts.curves_chart(series, CURVE_WINDOW), f"curves-{name}")
+    body += _serving_section(view, series)
     body += "<h2>Delay parts</h2>" + parts_table(view) + charts.figure_html(charts.parts_chart(series), f"parts-{name}")
     return body + decision_table(view) + pairs_table(view)
+
+
+SERVING_METRICS = (  # (column, heading, higher is better; None: the quality protocol's direction)
+    ("mean_delay_s", "mean delay (s)", False),
+    ("p95_delay_s", "p95 delay (s)", False),
+    ("mean_quality", "mean quality", None),
+    ("quality_floor_share", "at the quality floor", True),
+    ("goodput_per_s", "goodput (requests/s)", True),
+    ("mean_batch_images", "images per job", None),
+)
+
+
+def _serving_section(view: ScenarioView, series: list) -> str:
+    """Serving scenarios (docs/serving.md): every metric ranked on its own (paired tests, Holm-adjusted per metric),
+    and mean delay against mean quality. No composite: an entry may lead one column and trail another."""
+    if not view.entries:
+        return ""
+    try:
+        serving = load_scenario(view.name).serving
+    except BenchError:
+        serving = None
+    if serving is None:
+        return ""
+    lower, protocol = True, serving.quality_protocol
+    if protocol is not None:
+        from profiles.quality import load_quality
+
+        lower = load_quality().protocol(protocol).lower_is_better
+    columns = []
+    for column, heading, higher in SERVING_METRICS:
+        values = [_column_mean(e.result.episodes, column) if column in e.result.episodes.columns else None for e in view.entries]
+        if any(v is None for v in values):
+            continue  # a metric some entry lacks (no quality protocol, an older bundle) is not ranked
+        if column == "mean_quality":
+            higher, heading = not lower, f"mean quality ({protocol})"
+        if higher is None:  # shown, not ranked: more images per job is neither better nor worse
+            columns.append((heading, values, None))
+            continue
+        signed = [dataclasses.replace(e.result, episodes=e.result.episodes.with_columns(-pl.col(column))) if higher else e.result for e in view.entries]
+        comparisons = compare_all(signed, view.independent, metric=column, windows=view.windows)
+        columns.append((heading, values, ranks(len(view.entries), comparisons)))
+    head = '<th class="l">entry</th>' + "".join(f"<th>{esc(h)}</th><th>rank</th>" if r is not None else f"<th>{esc(h)}</th>" for h, _, r in columns)
+    rows = []
+    for i, e in enumerate(view.entries):
+        cells = [f'<td class="l">{entry_name(e, link=False, swatch=view.swatch(e))}</td>']
+        for heading, values, rk in columns:
+            digits = 3 if "delay" in heading or "goodput" in heading or "quality (" in heading else 2
+            value = f"{values[i] * 100:.1f}%" if "floor" in heading else f"{values[i]:.{digits}f}"
+            cells.append(f"<td>{value}</td>" + (f'<td class="rank">{rank_cell(rk[i])}</td>' if rk is not None else ""))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    body = ("<h2>Delay, quality and goodput, each ranked on its own</h2>"
+            '<p class="note">Each column is ranked separately, by paired tests on identical task streams with Holm\'s correction within the column '
+            "(the ranking's rule, on that metric): no metric is folded into another. Quality is the mean published figure of the variants that "
+            "served the requests (docs/serving.md); goodput counts the requests that met both their deadline and the quality floor, per second.</p>"
+            f'<div class="scroll"><table class="ranking"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    quality = next((values for heading, values, _ in columns if heading.startswith("mean quality")), None)
+    if quality is not None:
+        body += "<h2>Latency against quality</h2>" + charts.figure_html(
+            charts.quality_chart(series, quality, serving.quality_floor, lower, protocol), f"quality-{view.name}")
+    return body
 
 
 # ----------------------------------------------------------------------------------------------- output directory
@@ -353,6 +414,7 @@ def _leaderboard_rows(view: ScenarioView) -> list[dict]:
             "lower_bound_s": e.bound, "gap_to_bound": e.gap,
             "ranked_on": f"ranking round {e.round}" if e.round else "verify's retraining" if e.measured else "submitted episodes",
             "submitted_mean_delay_s": e.submitted_mean,
+            **{c: _column_mean(e.result.episodes, c) for c in ("mean_quality", "quality_floor_share", "goodput_per_s", "mean_batch_images")},
         })
     return rows
 

@@ -91,7 +91,8 @@ class Verification:
 
 
 RANKED_COLUMNS = ("mean_delay_s", "p95_delay_s", "p99_delay_s", "mean_slowdown", "slo_attainment", "tasks", "cold_starts",
-                  "mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s")  # what a record keeps per re-run episode
+                  "mean_upload_s", "mean_wait_s", "mean_compute_s", "mean_download_s",
+                  "mean_quality", "quality_floor_share", "goodput_per_s", "mean_batch_images")  # what a record keeps per re-run episode
 
 
 def episode_rows(result: RunResult) -> list[dict[str, Any]]:
