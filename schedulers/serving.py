@@ -297,7 +297,7 @@ class Cascade(_ServingRule):
         return {f"share_{name}": float(x) for name, x in zip(self.info.variant_names, mix)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shares": None if self._shares is None else self._shares.copy()}
+        return {"shares": None if self._shares is None else self._shares.tolist()}  # plain floats: checkpoints load weights-only
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shares = state.get("shares")

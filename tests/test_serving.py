@@ -256,3 +256,13 @@ def test_the_bound_uses_the_best_batch_rate():
     per_image = min(warm[k] / k for k in range(1, warm.shape[0]) if np.isfinite(warm[k]))
     assert inst.compute[0, 0] == pytest.approx(per_image) and inst.alone[0, 0] == pytest.approx(warm[1])
     assert per_image < 0.55 * warm[1]  # an A100 runs SD 1.5 at batch 16 for under 55% of the time per image of batch 1
+
+
+def test_the_cascade_checkpoint_loads_weights_only(tmp_path):
+    """Checkpoints are read with torch's weights-only loader (a checkpoint is untrusted input): plain values only."""
+    from bench.experiments.runs.bundles import load_checkpoint
+
+    result = run(load_scenario("cascade-gpu"), "cascade", seeds=[0], episodes=1, train_episodes=1, params=["fit_episodes=1"])
+    out = write_bundle(result, tmp_path / "c")
+    again = run(load_scenario("cascade-gpu"), "cascade", seeds=[0], episodes=1, checkpoint=load_checkpoint(out))
+    assert again.per_seed[0].rows[0]["mean_delay_s"] == result.per_seed[0].rows[0]["mean_delay_s"]
