@@ -66,11 +66,13 @@ class TTest:
     p: float  # two-sided
 
 
-def paired_t_test(d: np.ndarray, level: float = LEVEL) -> TTest:
+def paired_t_test(d: np.ndarray, level: float = LEVEL, constant_is_certain: bool = False) -> TTest:
     """Two-sided one-sample t-test of mean(d) = 0 on paired differences d; NotComputable says why it cannot be done.
 
     All differences exactly zero (the same results) is a test with p = 1; a zero variance with a non-zero mean
-    has no t statistic and is an error."""
+    has no t statistic and is an error, unless `constant_is_certain`: then every pair differing by the same amount
+    is a certain difference (p = 0), as for a metric that is a fixed property of a choice (a variant's published
+    quality, the same in every episode)."""
     d = np.asarray(d, dtype=np.float64)
     n = int(d.shape[0])
     if n == 0:
@@ -85,6 +87,8 @@ def paired_t_test(d: np.ndarray, level: float = LEVEL) -> TTest:
     if sd <= 1e-12 * float(np.abs(d).max()) or sd == 0.0:
         if mean == 0.0:
             return TTest(n, 0.0, (0.0, 0.0), 0.0, 1.0)
+        if constant_is_certain:
+            return TTest(n, mean, (mean, mean), math.copysign(math.inf, mean), 0.0)
         raise NotComputable(f"zero variance with a non-zero mean difference ({mean:+.6g} s in all {n} pairs): the t statistic is undefined")
     se = sd / math.sqrt(n)
     t = mean / se
@@ -146,7 +150,7 @@ class Comparison:
 
 
 def compare_all(contenders: Sequence[Contender], independent: bool, alpha: float = ALPHA, metric: str = "mean_delay_s",
-                windows: bool = False) -> list[Comparison]:
+                windows: bool = False, constant_is_certain: bool = False) -> list[Comparison]:
     """Every pair (i < j) of one scenario's entries, tested and Holm-adjusted together (module docstring).
 
     The family is the pairs that could be tested; a pair that could not is returned with its error."""
@@ -159,7 +163,7 @@ def compare_all(contenders: Sequence[Contender], independent: bool, alpha: float
                 out.append(Comparison(i, j, over, error="different scenario configurations: the task streams are not the same"))
                 continue
             try:
-                test = paired_t_test(paired_differences(a.episodes, b.episodes, over, metric))
+                test = paired_t_test(paired_differences(a.episodes, b.episodes, over, metric), constant_is_certain=constant_is_certain)
             except NotComputable as exc:
                 reason = str(exc)
                 if over == "seeds" and reason.startswith("only 1 paired value"):

@@ -258,6 +258,7 @@ def _scenario_body(view: ScenarioView) -> str:
     return body + decision_table(view) + pairs_table(view)
 
 
+CONSTANT_METRICS = ("mean_quality", "quality_floor_share")  # fixed by the variants chosen: a difference the same in every episode is certain
 SERVING_METRICS = (  # (column, heading, higher is better; None: the quality protocol's direction)
     ("mean_delay_s", "mean delay (s)", False),
     ("p95_delay_s", "p95 delay (s)", False),
@@ -295,7 +296,7 @@ def _serving_section(view: ScenarioView, series: list) -> str:
             columns.append((heading, values, None))
             continue
         signed = [dataclasses.replace(e.result, episodes=e.result.episodes.with_columns(-pl.col(column))) if higher else e.result for e in view.entries]
-        comparisons = compare_all(signed, view.independent, metric=column, windows=view.windows)
+        comparisons = compare_all(signed, view.independent, metric=column, windows=view.windows, constant_is_certain=column in CONSTANT_METRICS)
         columns.append((heading, values, ranks(len(view.entries), comparisons)))
     head = '<th class="l">entry</th>' + "".join(f"<th>{esc(h)}</th><th>rank</th>" if r is not None else f"<th>{esc(h)}</th>" for h, _, r in columns)
     rows = []
@@ -308,7 +309,8 @@ def _serving_section(view: ScenarioView, series: list) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     body = ("<h2>Delay, quality and goodput, each ranked on its own</h2>"
             '<p class="note">Each column is ranked separately, by paired tests on identical task streams with Holm\'s correction within the column '
-            "(the ranking's rule, on that metric): no metric is folded into another. Quality is the mean published figure of the variants that "
+            "(the ranking's rule, on that metric): no metric is folded into another. Quality and the floor share are fixed by the variants an entry "
+            "chooses: where two entries differ by the same amount in every paired episode, that difference counts as certain (p = 0). Quality is the mean published figure of the variants that "
             "served the requests (docs/serving.md); goodput counts the requests that met both their deadline and the quality floor, per second.</p>"
             f'<div class="scroll"><table class="ranking"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
     quality = next((values for heading, values, _ in columns if heading.startswith("mean quality")), None)

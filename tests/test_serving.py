@@ -266,3 +266,13 @@ def test_the_cascade_checkpoint_loads_weights_only(tmp_path):
     out = write_bundle(result, tmp_path / "c")
     again = run(load_scenario("cascade-gpu"), "cascade", seeds=[0], episodes=1, checkpoint=load_checkpoint(out))
     assert again.per_seed[0].rows[0]["mean_delay_s"] == result.per_seed[0].rows[0]["mean_delay_s"]
+
+
+def test_a_fixed_quality_difference_is_certain_only_where_asked():
+    from leaderboard.ranking import NotComputable, paired_t_test
+
+    d = np.full(6, 3.81)  # SDXL-Lightning at 4 steps against SDXL base, the same in every paired episode
+    assert paired_t_test(d, constant_is_certain=True).p == 0.0
+    with pytest.raises(NotComputable, match="zero variance"):
+        paired_t_test(d)  # delays: a constant difference is suspicious, and stays an error
+    assert paired_t_test(np.zeros(6), constant_is_certain=True).p == 1.0
