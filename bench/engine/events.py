@@ -216,6 +216,9 @@ class EventEnv(EnvironmentBase):
         c = wl.task_class[lo:hi]
         variant = np.where(variant < 0, table.class_default[c], variant)
         self._actions[lo:hi] = codes
+        if not self._open and not hold.any() and not self._per_worker:
+            self._place_alone(lo, hi, server, variant)
+            return
         for k in range(hi - lo):
             i, a, v = lo + k, int(server[k]), int(variant[k])
             t = float(wl.arrival_s[i])
@@ -241,6 +244,24 @@ class EventEnv(EnvironmentBase):
         self._last = (lo, hi)
         if hi == wl.n_tasks:
             self._flush(np.inf)
+
+    def _place_alone(self, lo: int, hi: int, server: np.ndarray, variant: np.ndarray) -> None:
+        """The common case, vectorised: nothing held and no batch open, so each request is a job of its own, charged
+        and served in decision order exactly as one `_run_job` per request would."""
+        wl = self.workload
+        comp = self.costs.charge_alone(wl, lo, hi, server, variant, self._state)
+        inv = self.costs.inv_rate[server]
+        up = np.where(wl.origin[lo:hi] == server, 0.0, wl.size_mbit[lo:hi] * inv)
+        down = wl.result_mbit[lo:hi] * inv
+        _serve(wl.arrival_s[lo:hi], server, up, comp, down, self._free, self.physical,
+               self._wait[lo:hi], self._delay[lo:hi], self._start[lo:hi], self._worker[lo:hi])
+        self._upload[lo:hi], self._compute[lo:hi], self._download[lo:hi] = up, comp, down
+        self._variant[lo:hi] = variant
+        self._job_images[lo:hi] = self._serving.class_images[wl.task_class[lo:hi]]
+        same_instant = wl.arrival_s[lo:hi] == self._instant
+        np.add.at(self._assigned, server[same_instant], comp[same_instant])
+        self._pos = hi
+        self._last = (lo, hi)
 
     def _flush(self, t: float) -> None:
         """Start, in order of expiry, every open batch whose first request has waited max_hold_s by time t."""

@@ -322,6 +322,28 @@ class ProfiledCosts(CostModel):
         state.load[members] = load[0]
         return float(out[0]), float(load[0])
 
+    def charge_alone(self, wl: Workload, lo: int, hi: int, servers: np.ndarray, variants: np.ndarray, state: ResidentState) -> np.ndarray:
+        """Requests lo..hi each run alone (no batch) with its variant on its server's memory, in order: the compute each
+        is charged (any load included), exactly as `charge_job` one request at a time would charge them."""
+        table = self.serving
+        if state.load is None:
+            state.load = np.zeros(wl.n_tasks)
+        images = table.class_images[wl.task_class[lo:hi]]
+        unit, arch = table.unit[variants], table.arch[variants]
+        if unit.shape[0]:
+            state.grow(int(unit.max()) + 1)
+            state.unit_arch[unit] = arch
+        warm = table.fixed_s[variants, servers, images] + table.steps[variants] * table.per_step_s[variants, servers, images]
+        noise = getattr(wl, "exec_noise", None)
+        draws = self.random_loads and noise is not None
+        z = noise[lo:hi, 0] if draws else np.zeros(0)
+        u = noise[lo:hi, 1] if draws else np.zeros(0)
+        out = np.empty(hi - lo)
+        _charge(servers, servers, unit, arch, warm, table.peak_bytes[variants, servers, images], self.load_s, self.weights_bytes, state.unit_arch,
+                self.memory_bytes, self.lru, state.stamp, state.clock, state.cold_starts, state.evictions,
+                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, state.load[lo:hi], out)
+        return out
+
     def variant_service_s(self, wl: Workload, lo: int, hi: int, state: ResidentState | None) -> tuple[np.ndarray, np.ndarray]:
         """(n, V, B): each request served alone with each variant on each server: upload + warm compute + the expected
         load where the variant's weights are not resident + download (inf where not offered or not run); and (V, B)
