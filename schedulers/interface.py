@@ -81,11 +81,16 @@ class Decision:
         n = server.shape[0] if server.ndim == 1 else -1
         variant = np.full(n, -1, np.int64) if self.variant is None else np.asarray(self.variant)
         hold = np.zeros(n, np.int64) if self.hold is None else np.asarray(self.hold)
-        for name, x in (("server", server), ("variant", variant), ("hold", hold)):
-            if x.ndim != 1 or x.shape[0] != n or x.dtype.kind not in "iub":
+        for name, x, kinds in (("server", server, "iu"), ("variant", variant, "iu"), ("hold", hold, "iub")):
+            if x.ndim != 1 or x.shape[0] != n or x.dtype.kind not in kinds:
                 raise TypeError(f"Decision.{name}: shape {x.shape} of {x.dtype}; expected {max(n, 0)} integers (one per task)")
-        if (variant < -1).any() or (hold.astype(np.int64) > 1).any() or (hold.astype(np.int64) < 0).any() or (server < 0).any():
-            raise ValueError("Decision: server >= 0, variant >= -1 and hold 0/1 per task")
+        if (server < 0).any() or (server >= n_servers).any():
+            raise ValueError(f"Decision.server: {int(server[(server < 0) | (server >= n_servers)][0])}; expected server indices 0..{n_servers - 1}")
+        if (variant < -1).any():
+            raise ValueError(f"Decision.variant: {int(variant[variant < -1][0])}; expected -1 (the default) or a variant index >= 0")
+        h = hold.astype(np.int64)
+        if ((h < 0) | (h > 1)).any():
+            raise ValueError(f"Decision.hold: {int(h[(h < 0) | (h > 1)][0])}; expected 0 or 1")
         return server.astype(np.int64) + n_servers * (2 * (variant.astype(np.int64) + 1) + hold.astype(np.int64))
 
 

@@ -130,7 +130,10 @@ def test_a_scheduler_that_returns_servers_gets_each_class_as_asked():
     (Decision(server=[0], variant=[7]), "variant 7"),
     (Decision(server=[5], variant=[0], hold=[1]), "serving.max_hold_s = 0"),
     (Decision(server=[0, 1], variant=[0]), "Decision.variant"),
-    (Decision(server=[0], variant=[-3]), "variant >= -1"),
+    (Decision(server=[0], variant=[-3]), r"Decision.variant: -3"),
+    (Decision(server=[9], variant=[0]), r"Decision.server: 9; expected server indices 0..7"),
+    (Decision(server=np.array([True])), "Decision.server"),
+    (Decision(server=[0], hold=[2]), "Decision.hold: 2"),
 ])
 def test_bad_decisions_are_refused_naming_what_is_wrong(decision, match):
     system = _system("cascade-gpu")

@@ -99,7 +99,8 @@ def check_actions(actions: object, lo: int, slot_end: int, wl: Workload, costs: 
             actions = actions.encode(costs.n_servers)
         a = np.asarray(actions)
     except Exception as exc:  # a ragged list, an object that will not become an array, a malformed Decision
-        raise SchedulerError(f"{who} returned {type(actions).__name__} that is not an array of server indices ({exc})") from None
+        what = "a malformed Decision" if isinstance(actions, Decision) else f"{type(actions).__name__} that is not an array of server indices"
+        raise SchedulerError(f"{who} returned {what} ({exc})") from None
     t = int(wl.slot[lo]) if lo < wl.n_tasks else -1
     if expected is not None and (a.ndim != 1 or a.shape[0] != expected):
         raise SchedulerError(f"{who} returned {a.shape[0] if a.ndim == 1 else 'an array of shape ' + str(a.shape)} actions for a batch of {expected} tasks "
