@@ -28,6 +28,8 @@ SMALLER = {
     "bench run -s lad-ts --train-episodes 100 --param actor_lr=3e-4 --out runs/lad":
         "bench run -s lad-ts --train-episodes 2 -n 1 --param actor_lr=3e-4 --out runs/lad",
     "bench run -s lad-ts --checkpoint runs/lad": "bench run -s lad-ts --checkpoint runs/lad -n 1",
+    "bench run -s largest-batch --scenario batch-gpu": "bench run -s largest-batch --scenario batch-gpu -n 2",
+    "bench run -s cascade --scenario cascade-gpu": "bench run -s cascade --scenario cascade-gpu --train-episodes 5 -n 2",
     "bench run -s my-rule --sandbox --out runs/my-rule": "bench run -s my-rule --sandbox --out runs/my-rule -n 2",
     "bench leaderboard build --results leaderboard/results --results submissions --out site":
         "bench leaderboard build --results submissions --out site",  # the committed results: test_leaderboard.py builds them
