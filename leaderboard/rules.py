@@ -72,6 +72,7 @@ RULES: dict[str, ScenarioRule] = {
     # serving decisions beyond a server (docs/serving.md): batching; model and step choice with a cited quality
     "batch-gpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
     "cascade-gpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
+    "cascade-sd15-gpu": ScenarioRule(min_seeds=3, min_eval_episodes=20, max_train_episodes=200),
 }
 
 # Live runs (bench live): measured on real model servers, one episode per seed; shown apart from the simulated

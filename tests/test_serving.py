@@ -279,3 +279,22 @@ def test_a_fixed_quality_difference_is_certain_only_where_asked():
     with pytest.raises(NotComputable, match="zero variance"):
         paired_t_test(d)  # delays: a constant difference is suspicious, and stays an error
     assert paired_t_test(np.zeros(6), constant_is_certain=True).p == 1.0
+
+
+def test_sd15_variants_carry_the_proreflow_figures_by_hand():
+    """cascade-sd15-gpu: SD v1.5's samplers and LCM-LoRA, each with its figure of the ProReflow paper's Table 2."""
+    figures = load_quality()
+    system = _system("cascade-sd15-gpu")
+    table = system.costs.serving
+    assert table.protocol == "proreflow-coco2014-fid"
+    by_hand = {"sd15-ddim-32": 10.05, "sd15-dpmsolver-25": 9.78, "sd15-dpmsolver-8": 22.44, "sd15-dpmsolver++-4": 22.36,
+               "sd15-lcm-lora-4": 23.62, "sd15-lcm-lora-2": 24.28}
+    for name, value in by_hand.items():
+        assert table.quality[table.names.index(name)] == value
+    f = figures.figure("SD v1.5, DDIM (the ProReflow teacher)", 32, 512, "proreflow-coco2014-fid")
+    assert f.citation.source == "proreflow" and "DDIM(our teacher)" in f.citation.locator
+    assert "SDv1.5" in figures.source("proreflow").note  # the base model, from the abstract
+    # LCM-LoRA is its own weights (a load of its own); the samplers share SD 1.5's
+    assert table.unit[table.names.index("sd15-lcm-lora-4")] == table.unit[table.names.index("sd15-lcm-lora-2")] != table.unit[0]
+    assert table.unit[table.names.index("sd15-dpmsolver-8")] == table.unit[0]
+    assert list(table.meets_floor(table.quality)) == [True, True, True, True, False, False]
