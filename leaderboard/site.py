@@ -534,7 +534,7 @@ def build_site(roots: list[Path], out: Path, progress: Callable[[str], None] | N
             merged = pl.concat(episodes, how="diagonal_relaxed") if episodes else pl.DataFrame()  # bundles from before a metric existed lack its column
             write_parquet(merged, tmp / "data" / f"episodes-{name}.parquet")
             _write_csv(merged, tmp / "data" / f"episodes-{name}.csv")
-        table = pl.DataFrame(table_rows) if table_rows else pl.DataFrame()
+        table = pl.DataFrame(table_rows, infer_schema_length=None) if table_rows else pl.DataFrame()  # a column null in the first rows (the serving metrics)
         _write_csv(table, tmp / "data" / "leaderboard.csv")
         write_parquet(table, tmp / "data" / "leaderboard.parquet")
         for e in live:

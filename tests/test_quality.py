@@ -47,7 +47,7 @@ def _data():
 @pytest.mark.parametrize("edit, field", [
     (lambda d: d["figures"][0].update(protocol="made-up"), "figures[0].protocol"),
     (lambda d: d["figures"][0]["citation"].update(source="nowhere"), "figures[0].citation.source"),
-    (lambda d: d["figures"].append(dict(d["figures"][0])), "figures[12]"),
+    (lambda d: d["figures"].append(dict(d["figures"][0])), "figures[18]"),
     (lambda d: d["windows"][0].update(reference=30.0), "reference"),
     (lambda d: d["figures"][0].update(steps=0), "steps"),
     (lambda d: d.update(schema="aigc-edge-bench/profile"), "schema"),
