@@ -298,3 +298,17 @@ def test_sd15_variants_carry_the_proreflow_figures_by_hand():
     assert table.unit[table.names.index("sd15-lcm-lora-4")] == table.unit[table.names.index("sd15-lcm-lora-2")] != table.unit[0]
     assert table.unit[table.names.index("sd15-dpmsolver-8")] == table.unit[0]
     assert list(table.meets_floor(table.quality)) == [True, True, True, True, False, False]
+
+
+def test_a_serving_section_too_large_to_price_is_refused_before_anything_is_built():
+    """A scenario may come from an untrusted bundle's manifest: its variant tables are bounded before allocation."""
+    many = ", ".join(f"{{name='v{i}', model='sdxl', steps={i + 1}}}" for i in range(33))
+    with pytest.raises(ConfigError, match="at most 32"):
+        load_scenario("cascade-gpu", [f"serving.variants=[{many}]"])
+    n = 9000  # 9,000 servers x 8 implicit variants (each class its own step count) = 72,000 pairs
+    with pytest.raises(ConfigError, match="65,536 pairs"):
+        load_scenario("batch-gpu", [f"servers.count={n}", f"servers.hardware={['cuda-a100-sxm4-80gb'] * n}".replace("'", '"'),
+                                    f"servers.memory_gib={[80] * n}", f"servers.rate_mbps={[300] * n}",
+                                    "tasks.mix[1].steps=[35, 35]", "tasks.mix[2].steps=[36, 36]", "tasks.mix[3].steps=[37, 37]",
+                                    "tasks.mix[5].steps=[41, 41]", "tasks.mix[6].steps=[42, 42]", "tasks.mix[7].steps=[43, 43]",
+                                    "tasks.mix[0].resolution=512"])

@@ -160,7 +160,7 @@ class Scenario:
                 raise ConfigError("serving", "[serving]", 'a profile-driven scenario (tasks.mix) with episode.time_model = "event"')
             if self.tasks.checkpoints is not None:
                 raise ConfigError("tasks.checkpoints", "[tasks.checkpoints]", "to be absent with [serving] (a variant's weights are its residency unit)")
-            check_serving(self.serving, self.tasks.mix)
+            check_serving(self.serving, self.tasks.mix, self.servers.count)
         elif self.tasks.mix is not None:
             for ci, c in enumerate(self.tasks.mix):
                 if c.variants is not None:

@@ -31,6 +31,9 @@ from bench.core.errors import ConfigError
 
 __all__ = ["ServingConfig", "VariantConfig", "check_serving"]
 
+MAX_VARIANTS = 32  # a scenario may come from an untrusted bundle: its tables are variants x servers x job sizes
+MAX_VARIANT_SERVERS = 65_536  # variants x servers (with 65 job sizes and three tables: about 100 MB at most)
+
 
 @dataclass(frozen=True, kw_only=True)
 class VariantConfig:
@@ -54,6 +57,8 @@ class ServingConfig:
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants or ()]
+        if len(names) > MAX_VARIANTS:
+            raise ConfigError("serving.variants", f"{len(names)} variants", f"at most {MAX_VARIANTS}")
         if len(set(names)) != len(names):
             raise ConfigError("serving.variants", names, "each name once")
         if self.quality_floor is not None and self.quality_protocol is None:
@@ -65,9 +70,13 @@ class ServingConfig:
                                       "(no figure, no variant)")
 
 
-def check_serving(serving: ServingConfig, mix: Any) -> None:
+def check_serving(serving: ServingConfig, mix: Any, servers: int) -> None:
     """The variants agree with the request classes (a scenario's own checks; the quality figures are looked up when
     the costs are built, bench.engine.serving)."""
+    implicit = {(c.model, c.steps[0], c.resolution) for c in mix if c.variants is None}
+    if (len(serving.variants or ()) + len(implicit)) * servers > MAX_VARIANT_SERVERS:
+        raise ConfigError("serving.variants", f"{len(serving.variants or ()) + len(implicit)} variants (listed and implicit) x {servers} servers",
+                          f"at most {MAX_VARIANT_SERVERS:,} pairs (each prices every job size on every server)")
     by_name = {v.name: v for v in serving.variants or ()}
     models = {c.model for c in mix}
     for i, v in enumerate(serving.variants or ()):
