@@ -65,24 +65,26 @@ class _ServingRule(Scheduler):
         super().reset(info, rng)
 
 
-def _best_server(board: _Board, info: EnvInfo, batch: Batch, i: int, v: int) -> tuple[int, float]:
-    """The server where request i alone with variant v finishes first (ties: the lowest index), and that finish."""
-    best, best_t = -1, np.inf
-    for a in range(batch.n_servers):
-        service = batch.variant_service_s[i, v, a]
-        if not np.isfinite(service):
-            continue
-        t = board.start(a) + service
-        if t < best_t:
-            best, best_t = a, t
-    return best, best_t
+def _best_server(board: _Board, batch: Batch, i: int, v: int) -> tuple[int, float]:
+    """The server where request i alone with variant v finishes first (ties: the lowest index), and that finish;
+    (-1, inf) where no server runs it."""
+    finish = board.free.min(axis=1) + batch.variant_service_s[i, v]  # inf where not run
+    a = int(np.argmin(finish))
+    return (a, float(finish[a])) if np.isfinite(finish[a]) else (-1, np.inf)
 
 
-def _place_alone(board: _Board, info: EnvInfo, batch: Batch, i: int, v: int) -> int:
-    a, _ = _best_server(board, info, batch, i, v)
-    img = int(batch.request_images[i])
-    board.run(a, float(info.batch_compute_s[v, a, img] + board.load[v, a]))
+def _run_alone(board: _Board, info: EnvInfo, batch: Batch, i: int, v: int, a: int) -> int:
+    """Request i alone with variant v starts on server a's first free worker (the board's view); returns a."""
+    board.run(a, float(info.batch_compute_s[v, a, int(batch.request_images[i])] + board.load[v, a]))
     return a
+
+
+def _candidates(batch: Batch, i: int, ok: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The variants request i may be served with that meet the floor, or all it is offered when none does; and
+    whether they meet it."""
+    offered = np.flatnonzero(batch.variant_ok[i])
+    good = offered[ok[offered]]
+    return (good, True) if good.size else (offered, False)
 
 
 @dataclass(frozen=True)
@@ -163,14 +165,12 @@ class FewestSteps(_ServingRule):
         sign = 1.0 if info.quality_lower_is_better in (None, True) else -1.0
         board = _Board(batch, {})
         server, variant = np.empty(len(batch), np.int64), np.empty(len(batch), np.int64)
+        quality = sign * np.nan_to_num(q, nan=0.0)  # smaller is better
         for i in range(len(batch)):
-            offered = np.flatnonzero(batch.variant_ok[i])
-            good = offered[ok[offered]]
-            pool = good if good.size else offered
-            # fewest steps; ties (and an empty floor set: the best quality) by quality
-            key = [(steps[v], sign * np.nan_to_num(q[v], nan=0.0)) if good.size else (sign * np.nan_to_num(q[v], nan=0.0), steps[v]) for v in pool]
-            v = int(pool[min(range(len(pool)), key=lambda k: key[k])])
-            server[i], variant[i] = _place_alone(board, info, batch, i, v), v
+            pool, meets = _candidates(batch, i, ok)
+            # the fewest steps, ties by quality; with no variant at the floor, the best quality, ties by steps
+            v = int(min(pool, key=lambda k: (steps[k], quality[k]) if meets else (quality[k], steps[k])))
+            server[i], variant[i] = _run_alone(board, info, batch, i, v, _best_server(board, batch, i, v)[0]), v
         return Decision(server=server, variant=variant)
 
 
@@ -184,17 +184,13 @@ class OptTSVariants(_ServingRule):
         board = _Board(batch, {})
         server, variant = np.empty(len(batch), np.int64), np.empty(len(batch), np.int64)
         for i in range(len(batch)):
-            offered = np.flatnonzero(batch.variant_ok[i])
-            pool = offered[ok[offered]] if ok[offered].any() else offered
             best = (np.inf, -1, -1)
-            for v in pool:  # in index order: ties to the lower variant, then the lower server
-                a, t = _best_server(board, info, batch, i, int(v))
+            for v in _candidates(batch, i, ok)[0]:  # in index order: ties to the lower variant, then the lower server
+                a, t = _best_server(board, batch, i, int(v))
                 if a >= 0 and t < best[0]:
                     best = (t, a, int(v))
             _, a, v = best
-            img = int(batch.request_images[i])
-            board.run(a, float(info.batch_compute_s[v, a, img] + board.load[v, a]))
-            server[i], variant[i] = a, v
+            server[i], variant[i] = _run_alone(board, info, batch, i, v, a), v
         return Decision(server=server, variant=variant)
 
 
@@ -213,6 +209,7 @@ class Cascade(_ServingRule):
     def reset(self, info: EnvInfo, rng: np.random.Generator) -> None:
         super().reset(info, rng)
         self._counts: dict[int, int] = {}
+        self._offered: dict[int, tuple[np.ndarray, int]] = {}  # class -> (the variants it may use, its images), as seen in training
         self._episodes = 0
         self._training = False
         self._shares: np.ndarray | None = None  # (C, V) once fitted
@@ -236,7 +233,6 @@ class Cascade(_ServingRule):
         if self._training and self._shares is None:
             for c in batch.task_class.tolist():
                 self._counts[c] = self._counts.get(c, 0) + 1
-            self._offered = getattr(self, "_offered", {})
             for c, ok, img in zip(batch.task_class.tolist(), batch.variant_ok, batch.request_images.tolist()):
                 self._offered.setdefault(c, (np.array(ok), img))
         board = _Board(batch, {})
@@ -251,7 +247,7 @@ class Cascade(_ServingRule):
                 deficit[~batch.variant_ok[i]] = -np.inf
                 v = int(np.argmax(deficit))
                 served[v] += 1
-            server[i], variant[i] = _place_alone(board, info, batch, i, v), v
+            server[i], variant[i] = _run_alone(board, info, batch, i, v, _best_server(board, batch, i, v)[0]), v
         return Decision(server=server, variant=variant)
 
     def _fit(self) -> None:

@@ -302,33 +302,27 @@ class ProfiledCosts(CostModel):
         """Charge one job of the serving model (bench.engine.serving): the requests `members` (episode positions) run
         together with `variant` on `server` (memory `row`), `n_images` in all. Returns (compute with any load, the load);
         every member records the load (each waited for it). A random load is drawn from the first member's noise."""
-        table = self.serving
-        if state.load is None:
-            state.load = np.zeros(wl.n_tasks)
-        unit, arch = int(table.unit[variant]), int(table.arch[variant])
-        state.grow(unit + 1)
-        state.unit_arch[unit] = arch
-        warm = table.fixed_s[variant, server, n_images] + table.steps[variant] * table.per_step_s[variant, server, n_images]
-        noise = getattr(wl, "exec_noise", None)
-        draws = self.random_loads and noise is not None
-        first = int(members[0])
-        z = noise[first : first + 1, 0] if draws else np.zeros(0)
-        u = noise[first : first + 1, 1] if draws else np.zeros(0)
-        load, out = np.zeros(1), np.empty(1)
-        _charge(np.array([server], np.int64), np.array([row], np.int64), np.array([unit], np.int64), np.array([arch], np.int64),
-                np.array([warm]), np.array([table.peak_bytes[variant, server, n_images]]), self.load_s, self.weights_bytes, state.unit_arch,
-                self.memory_bytes, self.lru, state.stamp, state.clock, state.cold_starts, state.evictions,
-                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, load, out)
+        load = np.zeros(1)
+        out = self._charge_serving(wl, np.array([server], np.int64), np.array([row], np.int64), np.array([variant], np.int64),
+                                   np.array([n_images], np.int64), slice(int(members[0]), int(members[0]) + 1), load, state)
         state.load[members] = load[0]
         return float(out[0]), float(load[0])
 
     def charge_alone(self, wl: Workload, lo: int, hi: int, servers: np.ndarray, variants: np.ndarray, state: ResidentState) -> np.ndarray:
         """Requests lo..hi each run alone (no batch) with its variant on its server's memory, in order: the compute each
         is charged (any load included), exactly as `charge_job` one request at a time would charge them."""
+        if state.load is None:
+            state.load = np.zeros(wl.n_tasks)
+        images = self.serving.class_images[wl.task_class[lo:hi]]
+        return self._charge_serving(wl, servers, servers, variants, images, slice(lo, hi), state.load[lo:hi], state)
+
+    def _charge_serving(self, wl: Workload, servers: np.ndarray, rows: np.ndarray, variants: np.ndarray, images: np.ndarray,
+                        noise_rows: slice, load_out: np.ndarray, state: ResidentState) -> np.ndarray:
+        """Jobs in order (`_charge`'s resident-set bookkeeping), each of `images` with its variant on its server's memory
+        `rows`; random loads from the workload's noise at `noise_rows`. Returns each job's compute, load included."""
         table = self.serving
         if state.load is None:
             state.load = np.zeros(wl.n_tasks)
-        images = table.class_images[wl.task_class[lo:hi]]
         unit, arch = table.unit[variants], table.arch[variants]
         if unit.shape[0]:
             state.grow(int(unit.max()) + 1)
@@ -336,12 +330,12 @@ class ProfiledCosts(CostModel):
         warm = table.fixed_s[variants, servers, images] + table.steps[variants] * table.per_step_s[variants, servers, images]
         noise = getattr(wl, "exec_noise", None)
         draws = self.random_loads and noise is not None
-        z = noise[lo:hi, 0] if draws else np.zeros(0)
-        u = noise[lo:hi, 1] if draws else np.zeros(0)
-        out = np.empty(hi - lo)
-        _charge(servers, servers, unit, arch, warm, table.peak_bytes[variants, servers, images], self.load_s, self.weights_bytes, state.unit_arch,
+        z = noise[noise_rows, 0] if draws else np.zeros(0)
+        u = noise[noise_rows, 1] if draws else np.zeros(0)
+        out = np.empty(servers.shape[0])
+        _charge(servers, rows, unit, arch, warm, table.peak_bytes[variants, servers, images], self.load_s, self.weights_bytes, state.unit_arch,
                 self.memory_bytes, self.lru, state.stamp, state.clock, state.cold_starts, state.evictions,
-                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, state.load[lo:hi], out)
+                self.load_dist, self._mix_cum, self._mix_mu, self._mix_sigma, draws, z, u, load_out, out)
         return out
 
     def variant_service_s(self, wl: Workload, lo: int, hi: int, state: ResidentState | None) -> tuple[np.ndarray, np.ndarray]:
