@@ -15,6 +15,7 @@ import pytest
 from bench.core.errors import SchedulerError
 from bench.experiments.runs.runner import InProcess, run
 from bench.experiments.sandbox import channel as ch
+from bench.experiments.sandbox.lane import Lane
 from schedulers.registry import builtin_names
 
 
@@ -79,26 +80,31 @@ CHILD = ["-m", "bench.experiments.sandbox.channel"]
 class Subprocess(InProcess):
     """The scheduler in a plain child process behind the channel (no confinement): the engine stays here."""
 
-    def __init__(self):
-        self.children = []
+    def __init__(self, lane=True, lane_size=None):
+        self.children, self.lane, self.lane_size = [], lane, lane_size
 
     def scheduler(self, plan, seed):
         to_child_r, to_child_w = ch.pipe()
         from_child_r, from_child_w = ch.pipe()
+        lane = (Lane.create() if self.lane_size is None else Lane.create(self.lane_size)) if self.lane else None
+        lane_fds = lane.child_fds() if lane else ()
         params = plan.params if isinstance(plan.params, dict) else list(plan.params)
-        proc = subprocess.Popen([sys.executable, *CHILD, plan.scheduler, json.dumps(params),
-                                 str(to_child_r), str(from_child_w)], pass_fds=(to_child_r, from_child_w))
-        os.close(to_child_r), os.close(from_child_w)
-        self.children.append((proc, to_child_w, from_child_r))
-        remote = ch.connect(to_child_w, from_child_r, f"scheduler '{plan.scheduler}'")
+        proc = subprocess.Popen([sys.executable, *CHILD, plan.scheduler, json.dumps(params), str(to_child_r), str(from_child_w),
+                                 *([",".join(map(str, lane_fds))] if lane else [])], pass_fds=(to_child_r, from_child_w, *lane_fds))
+        for fd in (to_child_r, from_child_w, *lane_fds):
+            os.close(fd)
+        self.children.append((proc, to_child_w, from_child_r, lane))
+        remote = ch.connect(to_child_w, from_child_r, f"scheduler '{plan.scheduler}'", lane=lane)
         _, facts = super().scheduler(plan, seed)
         return remote, facts
 
     def close(self):
-        for proc, w, r in self.children:
+        for proc, w, r, lane in self.children:
             os.close(w)
             proc.wait(timeout=60)
             os.close(r)
+            if lane is not None:
+                lane.close()
 
 
 def _same(a, b):
@@ -307,3 +313,126 @@ def test_every_conformance_check_passes_through_the_channel(tiny):
     local = conformance.check("least-loaded")
     assert [(c.name, c.passed, c.skipped) for c in remote_checks] == [(c.name, c.passed, c.skipped) for c in local]
     assert all(c.passed or c.skipped for c in remote_checks), [(c.name, c.detail) for c in remote_checks]
+
+
+FIELDS_LATER = '''
+import numpy as np
+from schedulers import Scheduler
+
+
+class LateReader(Scheduler):
+    """Reads fields only from its third batch on (the lane sends what its first batch read): the late ones are asked
+    for, and every batch still sees exactly what it would see in process."""
+    name = "late-reader"
+
+    def begin_episode(self, episode, training):
+        self.seen = 0
+
+    def decide(self, batch):
+        self.seen += 1
+        if self.seen < 3:
+            return np.zeros(len(batch), dtype=np.int64)
+        key = batch.arrival_s * 1e3 + batch.index + batch.images + batch.size_mbit + batch.worker_free_s.min()
+        return (np.floor(key).astype(np.int64) % batch.n_servers)
+
+
+class Keeper(Scheduler):
+    """Keeps its last batch and reads a field of it it never read in a decide."""
+    name = "keeper"
+
+    def decide(self, batch):
+        self.kept = batch
+        return np.zeros(len(batch), dtype=np.int64)
+
+    def end_episode(self):
+        self.kept.deadline_s
+'''
+
+
+def test_the_lane_sends_the_fields_a_scheduler_reads_and_fetches_a_late_one(tiny, tmp_path):
+    (tmp_path / "late.py").write_text(FIELDS_LATER)
+    ref = f"{tmp_path / 'late.py'}:LateReader"
+    executor = Subprocess()
+    try:
+        remote = run(tiny, ref, seeds=[0], episodes=2, executor=executor)
+        sent = executor.children[-1][3] is not None and remote  # the lane was there
+        with pytest.raises(SchedulerError, match="its field deadline_s was read after its decide returned"):
+            run(tiny, f"{tmp_path / 'late.py'}:Keeper", seeds=[0], episodes=1, executor=executor)
+    finally:
+        executor.close()
+    assert sent
+    _same(run(tiny, ref, seeds=[0], episodes=2), remote)
+    assert len(set(remote.per_seed[0].actions[0].tolist())) > 1  # the late fields made decisions
+
+
+def test_a_batch_too_big_for_the_lane_crosses_on_the_pipe(tiny):
+    for name in ("opt-ts", "least-loaded"):
+        executor = Subprocess(lane_size=4096)  # a region that holds no batch: every one goes on the pipe
+        try:
+            remote = run(tiny, name, seeds=[1], episodes=1, executor=executor)
+        finally:
+            executor.close()
+        _same(run(tiny, name, seeds=[1], episodes=1), remote)
+
+
+HOSTILE_CHILD = '''
+import os, sys, fcntl
+from bench.experiments.sandbox import channel as ch
+from bench.experiments.sandbox.lane import Lane, ANS_N, ACTIONS, PIPE
+mode, fd_in, fd_out, fds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")]
+lane = Lane.attach(tuple(fds))
+for attempt in (lambda: os.ftruncate(fds[0], 0), lambda: os.ftruncate(fds[0], 1 << 40)):
+    try:
+        attempt()
+        sys.exit(3)  # the region could be shrunk under the parent (SIGBUS there) or grown
+    except PermissionError:
+        pass
+lane.wait(fd_in, None)
+if mode == "count":  # announces more actions than the batch has tasks
+    lane.ctl[ANS_N] = 10 ** 9
+    lane.post(ACTIONS)
+elif mode == "kind":  # announces something no answer is
+    lane.post(77)
+elif mode == "exit":
+    sys.exit(0)
+elif mode == "silent":
+    pass
+os.set_blocking(fd_in, True)
+os.read(fd_in, 1)  # stays until the parent closes its end
+'''
+
+
+@pytest.mark.skipif(not __import__("bench.experiments.sandbox.lane", fromlist=["supported"]).supported(), reason="no lane here")
+@pytest.mark.parametrize("mode, fragment", [("count", "announced for a batch of"), ("kind", "of kind 77"),
+                                            ("exit", "ended without answering"), ("silent", "did not return within 0.5 s")])
+def test_a_hostile_child_in_the_lane_fails_in_one_line(tiny, tmp_path, mode, fragment):
+    """The parent reads from the region only the child's counter and answer, copied and checked: a child that lies
+    about its answer, announces nonsense, dies or never answers fails that decide in one line, and the region's size is
+    sealed (a child that could shrink it would crash the parent with SIGBUS)."""
+    from bench.engine.system import System
+
+    system = System.build(tiny, 0)
+    env = system.env()
+    env.reset(system.workload(0))
+    lane = Lane.create()
+    to_child_r, to_child_w = ch.pipe()
+    from_child_r, from_child_w = ch.pipe()
+    fds = lane.child_fds()
+    (tmp_path / "child.py").write_text(HOSTILE_CHILD)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), mode, str(to_child_r), str(from_child_w), ",".join(map(str, fds))],
+                            pass_fds=(to_child_r, from_child_w, *fds), cwd=os.getcwd())
+    for fd in (to_child_r, from_child_w, *fds):
+        os.close(fd)
+    facts = {"scheduler": "hostile", "batch_unit": "slot", "event_batches": "instant", "learns": False, "observes": False, "hooks": []}
+    remote = ch.RemoteScheduler(to_child_w, from_child_r, "scheduler 'hostile'", facts, decide_s=0.5, lane=lane)
+    try:
+        batch = env.batch(env.pending("slot"))
+        with pytest.raises(SchedulerError, match=fragment) as caught:
+            remote.decide(batch)
+        assert "\n" not in str(caught.value)
+    finally:
+        os.close(to_child_w)
+        assert proc.wait(timeout=30) in (0, 1) or mode == "exit"
+        os.close(from_child_r)
+        lane.close()
+    assert proc.returncode != 3, "the child could resize the shared region"

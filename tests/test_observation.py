@@ -10,6 +10,7 @@ import pytest
 
 from bench.engine.system import System
 from bench.experiments.sandbox import channel as ch
+from bench.experiments.sandbox.lane import Lane
 from bench.scenarios import load_scenario
 from schedulers.interface import OBSERVATION_VERSION
 from schedulers.registry import make
@@ -85,6 +86,8 @@ def test_every_field_crosses_the_channel_bit_for_bit(scenario):
     sched = make("opt-ts")
     sched.reset(system.info(), np.random.default_rng(0))
     r, w = ch.pipe()
+    lane = Lane.create()
+    child = None if lane is None else Lane.attach(lane.child_fds())  # both ends in this process: the layout is what is checked
     for _ in range(25):
         if env.done:
             break
@@ -100,8 +103,28 @@ def test_every_field_crosses_the_channel_bit_for_bit(scenario):
             assert not theirs.flags.writeable
         if scenario == "paper":
             assert not {"compute_s", "service_s", "upload_s", "download_s", "mask"} & shipped and not set(ch.FORMULA_TABLES) & got.used
+        if lane is not None:  # and through the shared-memory lane: all fields the first time, then only those read
+            for fields in (None, ch.FIELD_BIT["origin"] | ch.FIELD_BIT["capacity_gcps"]):
+                assert ch.lane_batch(lane, batch, (), fields)
+                (slot, lo, hi, physical, has_mask, n_servers, sent, track), arrays = child.read_batch(ch.LANE_NAMES)
+                header = {"slot": slot, "lo": lo, "hi": hi, "physical": physical, "has_mask": has_mask, "n_servers": n_servers}
+                fetched = []
+
+                def fetch(name, batch=batch, fetched=fetched):
+                    fetched.append(name)
+                    return ch.field_arrays(batch, name) if name in ch.FIELD_BIT else ch.table_arrays(batch, [name])
+
+                got = ch.ReceivedBatch(header, dict(arrays), fetch, system.info().cost_formula == "cycle", sent, track)
+                for name in FIELDS:
+                    mine, theirs = getattr(batch, name), getattr(got, name)
+                    assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and np.array_equal(mine, theirs), (scenario, name, fields)
+                    assert not theirs.flags.writeable
+                assert track == (fields is None) and (fields is None) == (not {"index", "arrival_s"} & set(fetched))
+                assert got.fields_read & ch.FIELD_BIT["steps"]
         env.step(sched.decide(batch))
     os.close(r), os.close(w)
+    if lane is not None:
+        lane.close(), child.close()
 
 
 def test_learners_and_gymnasium_see_the_extended_fields():

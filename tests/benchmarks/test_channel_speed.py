@@ -1,6 +1,7 @@
 """What the out-of-process channel costs: opt-ts in process, and with its code in another process behind the channel
-(the engine stays here; every batch and answer crosses as plain arrays), on `paper` (a batch is a whole slot: about
-540 requests x 20 servers, tables computed in the child) and on `edge-gpu` (about one request per batch, tables sent).
+(the engine stays here; every batch and answer crosses as plain arrays, in the shared-memory lane where the machine
+has one), on `paper` (a batch is a whole slot: about 540 requests x 20 servers, tables computed in the child) and on
+`edge-gpu` (about one request per batch, tables sent). Targets (the scheduler-boundary issue): at most 2x and 25 µs.
 
 Run:  pytest tests/benchmarks/test_channel_speed.py --benchmark-enable -s
 Read the ratio of `through-the-channel` to `in-process` in the same run, and the printed microseconds the channel

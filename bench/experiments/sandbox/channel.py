@@ -10,8 +10,11 @@ where the header names each array's field, dtype (numbers and booleans only) and
 either direction; the parent reads from the child only a header of bounded size and arrays of the dtypes and
 sizes it expects.
 
+Decision batches and their actions usually take the shared-memory lane instead (lane.py: a fixed binary layout, no
+JSON), each message on either path announced there; the pipe carries the rest.
+
 Parent side: `RemoteScheduler`, a `Scheduler` whose hooks forward to the child (with a wall limit per call).
-Child side: `serve(scheduler, fd_in, fd_out)`, the loop that answers them.
+Child side: `serve(scheduler, fd_in, fd_out, lane)`, the loop that answers them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from bench.core import cycle
 from bench.core.arrays import read_only
 from bench.core.config import finite_number
 from bench.core.errors import BenchError, SchedulerError, one_line
+from bench.experiments.sandbox.lane import ACTIONS, ANS_N, BATCH, PIPE, Lane
 from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback, encode_actions
 
 MAX_HEADER = 1 << 20  # bytes of JSON the parent reads from the child at most
@@ -48,6 +52,16 @@ TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "downl
           "serving": ("variant_ok", "default_variant", "request_images", "variant_service_s", "variant_load_s", "open_images", "open_since_s")}
 # the per-(task, server) tables, computed by the parent only when the scheduler reads them: sent with the batch
 # when it read them last time, else asked for (one more round trip) on first use
+FIELDS = (*(name for _, names in PACKED.values() for name in names), "worker_free_s")  # a batch's own fields
+FIELD_BIT = {name: 1 << i for i, name in enumerate(FIELDS)}
+ALL_FIELDS = (1 << len(FIELDS)) - 1
+# in the lane a batch carries the fields its scheduler read so far (all of them, the reads tracked, in its first
+# batch); a field it reads for the first time later is asked for, as a table is
+LANE_NAMES = (*PACKED, "worker_free_s", "free_at_s", *(name for names in TABLES.values() for name in names))
+_LANE_CODE = {name: i for i, name in enumerate(LANE_NAMES)}
+_TABLE_BIT = {table: 1 << i for i, table in enumerate(TABLES)}
+_ALL_BITS = (1 << len(TABLES)) - 1
+_TABLES_OF = [tuple(t for t, bit in _TABLE_BIT.items() if bits & bit) for bits in range(_ALL_BITS + 1)]  # used bits -> tables
 
 
 class ChannelError(BenchError):
@@ -87,6 +101,16 @@ def pipe(size: int = 1 << 20) -> tuple[int, int]:
 def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None, timeout_s: float | None = None) -> None:
     """Write one message: the header gets each array's dtype and shape, the arrays follow as raw bytes. On a
     non-blocking pipe whose reader does not drain it, Timeout after `timeout_s`."""
+    write(fd, frame(header, arrays), timeout_s)
+
+
+def write(fd: int, parts: list, timeout_s: float | None = None) -> None:
+    """Write a framed message (`frame`), within `timeout_s` on a non-blocking pipe."""
+    _write_all(fd, parts, None if timeout_s is None else time.monotonic() + timeout_s)
+
+
+def frame(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> list:
+    """One message as the parts to write: whatever cannot cross (a dtype, a NaN) fails here, before anything is sent."""
     arrays = arrays or {}
     specs, chunks, size = [], [], 0
     for name, a in arrays.items():
@@ -98,7 +122,7 @@ def send(fd: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None =
         chunks.append(memoryview(a).cast("B") if a.nbytes else b"")  # memoryview cannot cast a view with a zero in its shape
         size += a.nbytes
     head = json.dumps({**header, "arrays": specs}, allow_nan=False, separators=(",", ":")).encode()
-    _write_all(fd, [struct.pack("<II", len(head), size), head, *chunks], None if timeout_s is None else time.monotonic() + timeout_s)
+    return [struct.pack("<II", len(head), size), head, *chunks]
 
 
 def receive(fd: int, timeout_s: float | None = None, *, max_header: int = MAX_HEADER, max_array: int = MAX_ARRAY) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -227,12 +251,49 @@ def batch_message(batch: Batch, tables: Iterable[str] = ()) -> tuple[dict[str, A
     """What a batch shows, computed here (in the parent) from the engine's objects: the per-task and per-server
     fields, and the per-(task, server) `tables` named (see TABLES)."""
     arrays = {block: np.stack([getattr(batch, name) for name in names]).astype(dtype, copy=False) for block, (dtype, names) in PACKED.items()}
-    arrays["worker_free_s"] = batch.worker_free_s
+    arrays.update(_unpacked(batch, tables))
+    lo, hi = batch.task_range
+    return {"slot": int(batch.slot), "lo": int(lo), "hi": int(hi), "physical": bool(batch.physical), "has_mask": bool(batch.has_mask),
+            "n_servers": batch.n_servers}, arrays
+
+
+def _unpacked(batch: Batch, tables: Iterable[str], fields: int = ALL_FIELDS) -> dict[str, np.ndarray]:
+    """What a batch sends beside its PACKED blocks."""
+    arrays = {"worker_free_s": batch.worker_free_s} if fields & FIELD_BIT["worker_free_s"] else {}
     if batch.free_at_s is not None:
         arrays["free_at_s"] = batch.free_at_s
     arrays.update(table_arrays(batch, tables))
+    return arrays
+
+
+def _blocks_of(fields: int) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """Each PACKED block's rows among `fields` (a block with none is left out)."""
+    blocks = _BLOCKS.get(fields)
+    if blocks is None:
+        blocks = [(block, dtype, kept) for block, (dtype, names) in PACKED.items() if (kept := tuple(n for n in names if fields & FIELD_BIT[n]))]
+        _BLOCKS[fields] = blocks
+    return blocks
+
+
+_BLOCKS: dict[int, list] = {}
+
+
+def lane_batch(lane: Lane, batch: Batch, tables: Iterable[str], fields: int | None) -> bool:
+    """The message of `batch_message`, written into the lane's region (the rows go there unstacked), with only the
+    `fields` named (None: all, the child tracking which its scheduler reads); False when it does not fit there."""
     lo, hi = batch.task_range
-    return {"slot": int(batch.slot), "lo": int(lo), "hi": int(hi), "physical": bool(batch.physical), "has_mask": bool(batch.has_mask)}, arrays
+    sent = ALL_FIELDS if fields is None else fields
+    blocks = [(block, dtype, [getattr(batch, name) for name in names]) for block, dtype, names in _blocks_of(sent)]
+    scalars = (int(batch.slot), int(lo), int(hi), int(bool(batch.physical)), int(bool(batch.has_mask)), batch.n_servers, sent, fields is None)
+    return lane.write_batch(scalars, hi - lo, blocks, list(_unpacked(batch, tables, sent).items()), _LANE_CODE)
+
+
+def field_arrays(batch: Batch, name: str) -> dict[str, np.ndarray]:
+    """One of a batch's own fields, as the batch message carries it."""
+    for dtype, names in PACKED.values():
+        if name in names:
+            return {name: np.asarray(getattr(batch, name)).astype(dtype, copy=False)}
+    return {name: getattr(batch, name)}
 
 
 def table_arrays(batch: Batch, tables: Iterable[str]) -> dict[str, np.ndarray]:
@@ -264,20 +325,44 @@ class ReceivedBatch(Batch):
     (`fetch`), as an in-process batch computes it on first use."""
 
     def __init__(self, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]],
-                 formula: bool = False):  # noqa: D107
-        missing = [name for name in (*PACKED, "worker_free_s") if name not in arrays]
-        if missing:
-            raise ChannelError(f"a batch without {missing}")
+                 formula: bool = False, fields: int = ALL_FIELDS, track: bool = False):  # noqa: D107
+        # `fields`: the batch's own fields that came (the others are asked for on first use); `track`: note which
+        # are read (they stay out of the instance until then, where the class's _Field finds them)
+        rows = {} if track else self.__dict__
+        try:
+            for block, _, names in _blocks_of(fields):
+                rows.update(zip(names, arrays[block]))  # rows of a C-ordered stack: contiguous, read-only views
+            if fields & FIELD_BIT["worker_free_s"]:
+                rows["worker_free_s"] = arrays["worker_free_s"]
+        except KeyError as exc:
+            raise ChannelError(f"a batch without {exc}") from None
+        self._rows, self.fields_read = (rows if track else None), 0  # (not the instance's own dict: no reference cycle)
+        self._n_servers = int(header["n_servers"])
         self.slot, self._lo, self._hi = int(header["slot"]), int(header["lo"]), int(header["hi"])
         self._wl = self._costs = self._state = self._queue = None
-        for block, (_, names) in PACKED.items():
-            for name, row in zip(names, arrays[block]):  # rows of a C-ordered stack: contiguous, read-only views
-                setattr(self, name, row)
-        self.worker_free_s = arrays["worker_free_s"]
         self.free_at_s = arrays.get("free_at_s")
         self.physical, self.has_mask = bool(header["physical"]), bool(header["has_mask"])
         self._arrays, self._fetch, self.used, self._formula = arrays, fetch, set(), formula
         self.closed = False
+
+    @property
+    def n_servers(self) -> int:
+        return self._n_servers
+
+    def _field(self, name: str) -> np.ndarray:
+        """A field not yet in the instance: tracked (it came) or asked for (it did not), and remembered as read."""
+        self.fields_read |= FIELD_BIT[name]
+        value = None if self._rows is None else self._rows.get(name)
+        if value is None:
+            if self.closed:
+                raise RuntimeError(f"batch {self.slot}: its field {name} was read after its decide returned, for the first time; in a sandbox "
+                                   "a batch's fields and tables are sent only while its decide runs (read what you need there)")
+            got = self._fetch(name)
+            if name not in got:
+                raise ChannelError(f"the parent did not send the field {name}")
+            value = got[name]
+        self.__dict__[name] = value
+        return value
 
     def _table(self, table: str) -> dict[str, np.ndarray]:
         if all(name in self._arrays for name in TABLES[table]):
@@ -324,6 +409,20 @@ class ReceivedBatch(Batch):
     @cached_property
     def _serving(self) -> dict[str, np.ndarray]:
         return {name: self._table("serving")[name] for name in TABLES["serving"]}
+
+
+class _Field:
+    """A batch's own field on ReceivedBatch: found in the instance once read; its first read goes to `_field`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, batch: ReceivedBatch | None, owner: type) -> Any:
+        return self if batch is None else batch._field(self.name)
+
+
+for _name in FIELDS:
+    setattr(ReceivedBatch, _name, _Field(_name))
 
 
 def feedback_message(fb: SlotFeedback) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -402,20 +501,23 @@ def state_from(header: dict[str, Any], arrays: dict[str, np.ndarray], depth: int
 class RemoteScheduler(Scheduler):
     """A scheduler whose code runs in another process: each hook is one message there and one answer back, within
     `call_s` seconds of wall time (`decide_s` for `decide`). It learns what it is (its class attributes) from the
-    child's first answer. A failure of the scheduler's code comes back as one line, as in this process."""
+    child's first answer. A failure of the scheduler's code comes back as one line, as in this process. With a
+    `lane` (shared memory, lane.py) batches and actions cross there, everything else on the pipe."""
 
     def __init__(self, fd_out: int, fd_in: int, who: str, facts: dict[str, Any], *, call_s: float = 600.0, decide_s: float = 60.0,
-                 max_state_bytes: int = 1 << 30):
+                 max_state_bytes: int = 1 << 30, lane: Lane | None = None):
         super().__init__(None)
-        self.fd_out, self.fd_in, self.who = fd_out, fd_in, who
+        self.fd_out, self.fd_in, self.who, self.lane = fd_out, fd_in, who, lane
         self.call_s, self.decide_s, self.max_state_bytes = call_s, decide_s, max_state_bytes
         self.tables: tuple[str, ...] = ()  # the tables the child's scheduler read in its last batch
+        self.fields: int | None = None  # the batch fields it read so far (None: none seen yet: all sent, reads tracked)
         self.stuck = False
         self.remote_name = facts["scheduler"]
         self.batch_unit = facts["batch_unit"]
         self.event_batches = facts["event_batches"]
         self.learns = facts["learns"]
         self.observes = facts["observes"]
+        self.hooks = facts["hooks"]  # the episode hooks its class overrides: the others are no-ops, not worth a round trip
 
     def _ask(self, op: str, header: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None,
              max_array: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -427,7 +529,7 @@ class RemoteScheduler(Scheduler):
     def _send(self, op: str, header: dict[str, Any], arrays: dict[str, np.ndarray] | None, deadline: float) -> None:
         """A message to the child, within the call's deadline (a child that stops reading cannot block this side)."""
         try:
-            send(self.fd_out, header, arrays, max(deadline - time.monotonic(), 0.0))
+            post_send(self.fd_out, self.lane, header, arrays, max(deadline - time.monotonic(), 0.0))
         except Timeout:
             self.stuck = True
             limit = self.decide_s if op == "decide" else self.call_s
@@ -435,11 +537,26 @@ class RemoteScheduler(Scheduler):
         except Closed:
             raise SchedulerError(f"{self.who}: {op}(): its process ended without answering") from None
 
-    def _answer(self, op: str, timeout_s: float, max_array: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def _answer(self, op: str, timeout_s: float, max_array: int, n_actions: int | None = None,
+                kind: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The child's answer: a message on the pipe, or (`n_actions` given, after a batch that crossed in the lane)
+        its actions in the lane, as the same pair. `kind`: the lane's announcement of it, already waited for."""
         limit = self.decide_s if op == "decide" else self.call_s
         try:
+            if self.lane is not None:
+                if kind is None:
+                    start = time.monotonic()
+                    kind = self.lane.wait(self.fd_in, start + max(timeout_s, 0.0))
+                    timeout_s -= time.monotonic() - start
+                if kind == ACTIONS and n_actions is not None:
+                    actions, used = self.lane.read_actions(n_actions)
+                    if actions is None:
+                        raise ChannelError(f"actions for {int(self.lane.ctl[ANS_N]):,} tasks announced for a batch of {n_actions:,}")
+                    return {"ok": True, "used": used}, {"actions": actions}
+                if kind != PIPE:
+                    raise ChannelError(f"the child announced a message of kind {kind} where none such is expected")
             answer, out = receive(self.fd_in, max(timeout_s, 0.0), max_header=64 * 1024, max_array=max_array)
-        except Timeout:
+        except (Timeout, TimeoutError):
             self.stuck = True  # the child is still inside that call: nothing more can be asked of it
             raise SchedulerError(f"{self.who}: {op}() did not return within {limit:g} s") from None
         except Closed:
@@ -455,26 +572,55 @@ class RemoteScheduler(Scheduler):
         self._ask("reset", {**header, "rng": rng.bit_generator.state}, arrays)
 
     def begin_episode(self, episode: int, training: bool) -> None:
-        self._ask("begin_episode", {"episode": int(episode), "training": bool(training)})
+        if "begin_episode" in self.hooks:
+            self._ask("begin_episode", {"episode": int(episode), "training": bool(training)})
 
     def decide(self, batch: Batch) -> np.ndarray:
-        header, arrays = batch_message(batch, self.tables)
         deadline = time.monotonic() + self.decide_s
-        self._send("decide", {"op": "decide", **header}, arrays, deadline)
+        in_lane = self.lane is not None and lane_batch(self.lane, batch, self.tables, self.fields)
+        if in_lane:
+            self.lane.post(BATCH)
+            try:
+                kind = self.lane.wait(self.fd_in, deadline)
+            except TimeoutError:
+                self.stuck = True
+                raise SchedulerError(f"{self.who}: decide() did not return within {self.decide_s:g} s") from None
+            if kind == ACTIONS:  # the common case: the actions in the lane, no table asked for
+                actions, used = self.lane.read_actions(len(batch))
+                if actions is not None:
+                    self._learn(used)
+                    return actions
+        else:
+            kind = None
+            header, arrays = batch_message(batch, self.tables)
+            self._send("decide", {"op": "decide", **header}, arrays, deadline)
         while True:  # the child may ask for tables it did not get before it answers
-            answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch))
+            answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch), len(batch) if in_lane else None, kind)
+            kind = None
             need = answer.get("need")
             if need is None:
                 break
-            if need not in TABLES:
-                raise SchedulerError(f"{self.who}: decide() asked for {str(need)[:40]!r}; the tables are {sorted(TABLES)}")
-            self._send("decide", {"table": need}, table_arrays(batch, [need]), deadline)
+            if need in TABLES:
+                self._send("decide", {"table": need}, table_arrays(batch, [need]), deadline)
+            elif need in FIELD_BIT:
+                self._send("decide", {"field": need}, field_arrays(batch, need), deadline)
+            else:
+                raise SchedulerError(f"{self.who}: decide() asked for {str(need)[:40]!r}; the tables are {sorted(TABLES)}, the fields {list(FIELDS)}")
         used = answer.get("used")
-        if isinstance(used, list) and all(u in TABLES for u in used):
+        if isinstance(used, int) and not isinstance(used, bool) and in_lane:
+            self._learn(used)
+        elif isinstance(used, list) and all(u in TABLES for u in used):
             self.tables = tuple(used)  # sent with the next batch: schedulers read the same tables batch after batch
         if "actions" not in out:
             raise SchedulerError(f"{self.who}: decide() returned no actions")
         return out["actions"]
+
+    def _learn(self, used: int) -> None:
+        """What the child's scheduler read in a lane batch: the tables to send with the next batch (those it read
+        in this one: schedulers read the same tables batch after batch) and the fields (all it ever read)."""
+        self.tables = _TABLES_OF[used & _ALL_BITS]
+        read = (used >> 8) & ALL_FIELDS
+        self.fields = read if self.fields is None else self.fields | read
 
     def observe(self, feedback: SlotFeedback) -> None:
         if not self.observes:  # the child's scheduler reads no feedback: none crosses
@@ -483,7 +629,8 @@ class RemoteScheduler(Scheduler):
         self._ask("observe", header, arrays)
 
     def end_episode(self) -> None:
-        self._ask("end_episode")
+        if "end_episode" in self.hooks:
+            self._ask("end_episode")
 
     def stats(self) -> dict[str, float]:
         answer, _ = self._ask("stats")
@@ -512,7 +659,7 @@ class RemoteScheduler(Scheduler):
 
     def close(self) -> None:
         try:
-            send(self.fd_out, {"op": "close"})
+            post_send(self.fd_out, self.lane, {"op": "close"})
         except ChannelError:
             pass
 
@@ -522,35 +669,65 @@ def facts_of(scheduler: Scheduler, name: str) -> dict[str, Any]:
     """What the parent needs to drive a scheduler: its name and how it wants batches (class attributes)."""
     cls = type(scheduler)
     return {"scheduler": name, "batch_unit": cls.batch_unit, "event_batches": cls.event_batches, "learns": bool(cls.learns),
-            "observes": cls.observe is not Scheduler.observe, "requires_serving": bool(getattr(cls, "requires_serving", False))}
+            "observes": cls.observe is not Scheduler.observe, "requires_serving": bool(getattr(cls, "requires_serving", False)),
+            "hooks": [hook for hook in ("begin_episode", "end_episode") if getattr(cls, hook) is not getattr(Scheduler, hook)]}
 
 
-def serve(scheduler: Scheduler, fd_in: int, fd_out: int) -> str:
+def post_send(fd: int, lane: Lane | None, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None,
+              timeout_s: float | None = None) -> None:
+    """Send one message on the pipe, announced in the lane where there is one (framed first: a message that cannot
+    cross fails before it is announced)."""
+    parts = frame(header, arrays)
+    if lane is not None:
+        lane.post(PIPE)
+    write(fd, parts, timeout_s)
+
+
+def wait_receive(fd: int, lane: Lane | None) -> tuple[dict[str, Any] | None, Any]:
+    """The child's next message from the parent: (None, (scalars, arrays)) for a batch in the lane, else the
+    pipe's (header, arrays)."""
+    if lane is not None and lane.wait(fd, None) == BATCH:
+        return None, lane.read_batch(LANE_NAMES)
+    return receive(fd)
+
+
+def serve(scheduler: Scheduler, fd_in: int, fd_out: int, lane: Lane | None = None) -> str:
     """Answer the parent's messages until it says close or new (returned) or goes away ("gone"). A failing hook
-    answers with its error (one line) and the loop goes on: the parent decides what a failure means."""
+    answers with its error (one line) and the loop goes on: the parent decides what a failure means. A batch that
+    came in the lane is answered there (actions that cannot be, and errors, on the pipe)."""
+    def fetch(table: str) -> dict[str, np.ndarray]:
+        post_send(fd_out, lane, {"need": table})
+        _, got = wait_receive(fd_in, lane)
+        return got
+
     while True:
         try:
-            header, arrays = receive(fd_in)
+            header, arrays = wait_receive(fd_in, lane)
         except ChannelError:
             return "gone"
+        in_lane = header is None
+        if in_lane:
+            (slot, lo, hi, physical, has_mask, n_servers, fields, track), arrays = arrays
+            header = {"op": "decide", "slot": slot, "lo": lo, "hi": hi, "physical": physical, "has_mask": has_mask, "n_servers": n_servers,
+                      "fields": fields, "track": track}
         op = header.get("op")
         if op in ("close", "new"):
             return op
-        def fetch(table: str) -> dict[str, np.ndarray]:
-            send(fd_out, {"need": table})
-            _, got = receive(fd_in)
-            return got
-
         try:
             answer, out = _handle(scheduler, op, header, arrays, fetch)
         except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
             answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
+        if in_lane and "used" in answer and lane.write_actions(out["actions"], hi - lo, answer["used"]):
+            lane.post(ACTIONS)
+            continue
+        if "used" in answer:
+            answer["used"] = list(_TABLES_OF[answer["used"] & _ALL_BITS])
         try:
-            send(fd_out, answer, out)
+            post_send(fd_out, lane, answer, out)
         except Closed:  # the parent went away: nothing left to answer
             return "gone"
         except (ChannelError, TypeError, ValueError) as exc:  # an answer that cannot cross (a complex array, a NaN): its error instead
-            send(fd_out, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
+            post_send(fd_out, lane, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
 
 
 _FORMULA = [False]  # the child's scenario has cycle-cost tables (set by reset): it computes them itself
@@ -571,14 +748,14 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
     elif op == "begin_episode":
         s.begin_episode(int(header["episode"]), bool(header["training"]))
     elif op == "decide":
-        batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0])
+        batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0], int(header.get("fields", ALL_FIELDS)), bool(header.get("track")))
         try:
             actions = np.asarray(encode_actions(s.decide(batch), batch.n_servers))
         finally:
             batch.closed = True  # its tables come from the parent only while the parent waits in this decide
         if actions.dtype.kind not in NUMERIC:
             raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
-        return {"ok": True, "used": sorted(batch.used)}, {"actions": actions}
+        return {"ok": True, "used": sum(_TABLE_BIT[t] for t in batch.used) | batch.fields_read << 8}, {"actions": actions}
     elif op == "observe":
         s.observe(feedback_from(header, arrays))
     elif op == "end_episode":
@@ -599,11 +776,14 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
     return {"ok": True}, None
 
 
-def serve_reference(ref: str, params: Any, fd_in: int, fd_out: int) -> None:
+def serve_reference(ref: str, params: Any, fd_in: int, fd_out: int, lane_fds: Iterable[int] | None = None) -> None:
     """The child's whole life on the channel: build the scheduler named `ref` (its code runs from here on), tell
     the parent what it is, answer until closed; "new" builds a fresh one (the next seed). A scheduler that cannot
-    be built answers with its error."""
+    be built answers with its error. `lane_fds`: the parent's lane (`Lane.child_fds`), attached before any code of
+    the scheduler runs."""
     from schedulers.registry import config_dict, label, make, resolve
+
+    lane = None if lane_fds is None else Lane.attach(tuple(int(fd) for fd in lane_fds))
 
     while True:
         try:
@@ -614,16 +794,18 @@ def serve_reference(ref: str, params: Any, fd_in: int, fd_out: int) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
             send(fd_out, {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"})
             return
-        send(fd_out, {"facts": facts})
-        if serve(scheduler, fd_in, fd_out) != "new":
+        send(fd_out, {"facts": facts})  # not announced: the parent waits for it on the pipe
+        if serve(scheduler, fd_in, fd_out, lane) != "new":
             return
 
 
-def connect(fd_out: int, fd_in: int, who: str, timeout_s: float = 120.0, *, fresh: bool = False, **limits: float) -> RemoteScheduler:
+def connect(fd_out: int, fd_in: int, who: str, timeout_s: float = 120.0, *, fresh: bool = False, lane: Lane | None = None,
+            **limits: float) -> RemoteScheduler:
     """The parent's end once the child runs `serve_reference` (`fresh`: ask it for a new scheduler first): the
-    child's description of its scheduler, checked, then a scheduler that forwards to it."""
+    child's description of its scheduler, checked, then a scheduler that forwards to it (in `lane` too, the one
+    whose descriptors the child got)."""
     if fresh:
-        send(fd_out, {"op": "new"})
+        post_send(fd_out, lane, {"op": "new"})
     try:
         answer, _ = receive(fd_in, timeout_s, max_header=64 * 1024)
     except ChannelError as exc:
@@ -635,16 +817,18 @@ def connect(fd_out: int, fd_in: int, who: str, timeout_s: float = 120.0, *, fres
           and facts["scheduler"].isprintable() and isinstance(facts.get("scheduler_class"), str) and facts["scheduler_class"].isprintable()
           and facts.get("batch_unit") in ("bs", "slot") and facts.get("event_batches") in ("instant", "window", "window-if-stateless")
           and isinstance(facts.get("learns"), bool) and isinstance(facts.get("observes"), bool)
+          and isinstance(facts.get("hooks"), list) and set(facts["hooks"]) <= {"begin_episode", "end_episode"}
           and isinstance(facts.get("scheduler_class"), str) and isinstance(facts.get("scheduler_params"), dict))
     if not ok:
         raise SchedulerError(f"{who}: its process described itself as {one_line(repr(facts), 200)}; expected its name (printable), class, parameters, "
-                             "batch unit, event batches, learns and observes")
-    remote = RemoteScheduler(fd_out, fd_in, who, facts, **limits)
+                             "batch unit, event batches, learns, observes and hooks")
+    remote = RemoteScheduler(fd_out, fd_in, who, facts, lane=lane, **limits)
     remote.facts = facts
     return remote
 
 
-if __name__ == "__main__":  # python -m bench.experiments.sandbox.channel REF PARAMS_JSON FD_IN FD_OUT (unconfined)
+if __name__ == "__main__":  # python -m bench.experiments.sandbox.channel REF PARAMS_JSON FD_IN FD_OUT [LANE_FDS] (unconfined)
     import sys
 
-    serve_reference(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    serve_reference(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                    sys.argv[5].split(",") if len(sys.argv) > 5 else None)

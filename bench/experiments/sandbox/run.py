@@ -37,6 +37,7 @@ from bench.experiments.sandbox.confine import (
     session,
     size_text,
 )
+from bench.experiments.sandbox.lane import Lane
 from bench.scenarios import Scenario
 from schedulers.interface import Scheduler
 from schedulers.registry import BUILTINS
@@ -191,14 +192,16 @@ def _serving(scheduler: str, params: Any, sys_path: Sequence[str], limits: Limit
     that ran out of time. The outcome's `answer` is what `work` returned, when the session held."""
     to_child_r, to_child_w = channel.pipe()
     from_child_r, from_child_w = channel.pipe()
+    lane = Lane.create()
+    lane_fds = () if lane is None else lane.child_fds()
     task = {"kind": "serve", "scheduler": _absolute_reference(scheduler), "params": plain_params(params), "sys_path": list(sys_path),
-            "channel_in": to_child_r, "channel_out": from_child_w}
+            "channel_in": to_child_r, "channel_out": from_child_w, "lane": list(lane_fds) or None}
     made: list[RemoteScheduler] = []
 
     def connect() -> RemoteScheduler:
         if made and made[-1].stuck:
             raise SchedulerError(f"scheduler '{scheduler}': not checked: its process is still inside a call that ran out of time")
-        remote = channel.connect(to_child_w, from_child_r, f"scheduler '{scheduler}'", fresh=bool(made),
+        remote = channel.connect(to_child_w, from_child_r, f"scheduler '{scheduler}'", fresh=bool(made), lane=lane,
                                  max_state_bytes=int(limits.output_bytes), **call_limits)
         made.append(remote)
         return remote
@@ -219,13 +222,15 @@ def _serving(scheduler: str, params: Any, sys_path: Sequence[str], limits: Limit
             close(to_child_w)  # end of input: the child exits
 
     try:
-        with session(task, limits, isolate, None, None, extra_fds=(to_child_r, from_child_w), interact=interact) as (finished, _):
+        with session(task, limits, isolate, None, None, extra_fds=(to_child_r, from_child_w, *lane_fds), interact=interact) as (finished, _):
             ok = finished.reason == "" and finished.failure is None
             outcome = SandboxOutcome(ok, finished.reason, finished.limits, finished.isolation, finished.usage, None, finished.log_tail)
             outcome.answer = finished.answer if ok else None
     finally:  # also when the session failed before `interact` ran
         for fd in list(open_ends):
             close(fd)
+        if lane is not None:
+            lane.close()  # the child's copies of its descriptors are the session's to close (with the pipes' ends)
     return outcome
 
 

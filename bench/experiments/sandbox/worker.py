@@ -452,7 +452,7 @@ def _serve(task: dict) -> None:
     from bench.experiments.sandbox.channel import serve_reference
 
     sys.path.extend(task.get("sys_path", []))
-    serve_reference(task["scheduler"], task["params"], int(task["channel_in"]), int(task["channel_out"]))
+    serve_reference(task["scheduler"], task["params"], int(task["channel_in"]), int(task["channel_out"]), task.get("lane"))
 
 
 def _write_json(path: Path, data: dict) -> None:
