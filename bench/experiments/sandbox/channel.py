@@ -36,7 +36,7 @@ from bench.core import cycle
 from bench.core.arrays import read_only
 from bench.core.config import finite_number
 from bench.core.errors import BenchError, SchedulerError, one_line
-from bench.experiments.sandbox.lane import ACTIONS, ANS_N, BATCH, PIPE, Lane
+from bench.experiments.sandbox.lane import ACTIONS, ANS_N, BATCH, PIPE, SPIN_S, Lane
 from schedulers.interface import Batch, EnvInfo, Scheduler, SlotFeedback, encode_actions
 
 MAX_HEADER = 1 << 20  # bytes of JSON the parent reads from the child at most
@@ -76,9 +76,8 @@ class Closed(ChannelError):
     """The other side closed the channel (its process ended)."""
 
 
-SPIN_S = 500e-6 if len(os.sched_getaffinity(0)) > 1 else 0.0
-# a reader polls this long before it sleeps: waking a sleeping process costs ~50 µs on the machines measured, a poll
-# ~3 µs; the other side usually answers within it. One CPU: no polling (it would only delay the other side).
+# SPIN_S (lane.py): a reader polls this long before it sleeps (waking a sleeping process costs ~50 µs on the machines
+# measured, a poll ~3 µs; the other side usually answers within it); one CPU: no polling.
 
 
 def pipe(size: int = 1 << 20) -> tuple[int, int]:

@@ -23,7 +23,6 @@ Linux on x86-64 only: its total store order makes a batch visible before the cou
 
 from __future__ import annotations
 
-import fcntl
 import math
 import mmap
 import os
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 SIZE = 64 << 20  # bytes of the region (pages are allocated only where a batch reaches)
-SPIN_S = 500e-6 if len(os.sched_getaffinity(0)) > 1 else 0.0
+SPIN_S = 500e-6 if len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)) > 1 else 0.0
 # a waiting side polls this long before it sleeps: a wake-up costs ~50 µs on the machines measured, a poll well
 # under one; one CPU: no polling (it would only delay the other side)
 NAP_S = 0.05  # the longest a sleeping side waits before it looks at the counter again
@@ -106,6 +105,8 @@ class Lane:
         """The parent's lane, or None where shared memory cannot serve as one (see the module's docstring)."""
         if not supported():
             return None
+        import fcntl
+
         memfd = os.memfd_create("aigc-bench-lane", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(memfd, size)
