@@ -270,7 +270,8 @@ def _blocks_of(fields: int) -> list[tuple[str, Any, tuple[str, ...]]]:
     blocks = _BLOCKS.get(fields)
     if blocks is None:
         blocks = [(block, dtype, kept) for block, (dtype, names) in PACKED.items() if (kept := tuple(n for n in names if fields & FIELD_BIT[n]))]
-        _BLOCKS[fields] = blocks
+        if len(_BLOCKS) < 256:  # the child chooses the sets (by what it reads): the cache stays small whatever it does
+            _BLOCKS[fields] = blocks
     return blocks
 
 
