@@ -387,6 +387,7 @@ for attempt in (lambda: os.ftruncate(fds[0], 0), lambda: os.ftruncate(fds[0], 1 
         sys.exit(3)  # the region could be shrunk under the parent (SIGBUS there) or grown
     except PermissionError:
         pass
+ch.send(fd_out, {"ready": True})  # not announced, as a child's first message (its facts) is not
 lane.wait(fd_in, None)
 if mode == "count":  # announces more actions than the batch has tasks
     lane.ctl[ANS_N] = 10 ** 9
@@ -424,8 +425,9 @@ def test_a_hostile_child_in_the_lane_fails_in_one_line(tiny, tmp_path, mode, fra
     for fd in (to_child_r, from_child_w, *fds):
         os.close(fd)
     facts = {"scheduler": "hostile", "batch_unit": "slot", "event_batches": "instant", "learns": False, "observes": False, "hooks": []}
-    remote = ch.RemoteScheduler(to_child_w, from_child_r, "scheduler 'hostile'", facts, decide_s=0.5, lane=lane)
+    remote = ch.RemoteScheduler(to_child_w, from_child_r, "scheduler 'hostile'", facts, decide_s=0.5 if mode == "silent" else 120, lane=lane)
     try:
+        assert ch.receive(from_child_r, 300)[0] == {"ready": True}  # started (on a loaded machine that takes seconds)
         batch = env.batch(env.pending("slot"))
         with pytest.raises(SchedulerError, match=fragment) as caught:
             remote.decide(batch)
