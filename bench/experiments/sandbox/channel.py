@@ -537,17 +537,15 @@ class RemoteScheduler(Scheduler):
         except Closed:
             raise SchedulerError(f"{self.who}: {op}(): its process ended without answering") from None
 
-    def _answer(self, op: str, timeout_s: float, max_array: int, n_actions: int | None = None,
-                kind: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def _answer(self, op: str, timeout_s: float, max_array: int, n_actions: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The child's answer: a message on the pipe, or (`n_actions` given, after a batch that crossed in the lane)
-        its actions in the lane, as the same pair. `kind`: the lane's announcement of it, already waited for."""
+        its actions in the lane, as the same pair."""
         limit = self.decide_s if op == "decide" else self.call_s
         try:
             if self.lane is not None:
-                if kind is None:
-                    start = time.monotonic()
-                    kind = self.lane.wait(self.fd_in, start + max(timeout_s, 0.0))
-                    timeout_s -= time.monotonic() - start
+                start = time.monotonic()
+                kind = self.lane.wait(self.fd_in, start + max(timeout_s, 0.0))
+                timeout_s -= time.monotonic() - start
                 if kind == ACTIONS and n_actions is not None:
                     actions, used = self.lane.read_actions(n_actions)
                     if actions is None:
@@ -580,23 +578,11 @@ class RemoteScheduler(Scheduler):
         in_lane = self.lane is not None and lane_batch(self.lane, batch, self.tables, self.fields)
         if in_lane:
             self.lane.post(BATCH)
-            try:
-                kind = self.lane.wait(self.fd_in, deadline)
-            except TimeoutError:
-                self.stuck = True
-                raise SchedulerError(f"{self.who}: decide() did not return within {self.decide_s:g} s") from None
-            if kind == ACTIONS:  # the common case: the actions in the lane, no table asked for
-                actions, used = self.lane.read_actions(len(batch))
-                if actions is not None:
-                    self._learn(used)
-                    return actions
         else:
-            kind = None
             header, arrays = batch_message(batch, self.tables)
             self._send("decide", {"op": "decide", **header}, arrays, deadline)
         while True:  # the child may ask for tables it did not get before it answers
-            answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch), len(batch) if in_lane else None, kind)
-            kind = None
+            answer, out = self._answer("decide", deadline - time.monotonic(), 64 + 16 * len(batch), len(batch) if in_lane else None)
             need = answer.get("need")
             if need is None:
                 break

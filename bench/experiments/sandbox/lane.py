@@ -85,15 +85,15 @@ def _layout(count: int) -> struct.Struct:
 class Lane:
     """One region and two doorbells, shared by a parent (`create`) and its child (`attach`)."""
 
-    def __init__(self, memfd: int, wake_parent: int, wake_child: int, parent: bool):  # noqa: D107
+    def __init__(self, memfd: int, wake_parent: int, wake_child: int, parent: bool):
         self.fds = (memfd, wake_parent, wake_child)
-        self.parent = parent
         size = os.fstat(memfd).st_size
         self.map = mmap.mmap(memfd, size)
         self.size = size
         self.ctl = np.frombuffer(self.map, dtype=np.int64, count=16)
         # parent: sends on REQ_SEQ, reads ANS_SEQ; child: the other way round
         self.mine, self.theirs = (REQ_SEQ, ANS_SEQ) if parent else (ANS_SEQ, REQ_SEQ)
+        self.my_kind, self.their_kind = (REQ_KIND, ANS_KIND) if parent else (ANS_KIND, REQ_KIND)
         self.my_flag, self.their_flag = (PARENT_SLEEPS, CHILD_SLEEPS) if parent else (CHILD_SLEEPS, PARENT_SLEEPS)
         self.my_bell, self.their_bell = (wake_parent, wake_child) if parent else (wake_child, wake_parent)
         self.sent = self.seen = 0  # a new region is zeros; the counters only grow
@@ -144,7 +144,7 @@ class Lane:
     def post(self, kind: int) -> None:
         """Announce a message of `kind` (its contents already in the region, or about to follow on the pipe)."""
         ctl = self.ctl
-        ctl[self.mine + 1] = kind
+        ctl[self.my_kind] = kind
         self.sent += 1
         ctl[self.mine] = self.sent
         _fence()
@@ -187,7 +187,7 @@ class Lane:
         self.seen += 1
         if int(ctl[theirs]) != self.seen:
             self.seen = int(ctl[theirs])  # a peer that skips counts (only a hostile child would): its last message counts
-        return int(ctl[theirs + 1])
+        return int(ctl[self.their_kind])
 
     # ---- the batch (parent writes, child reads) -----------------------------------------------------------------
     def _view(self, dtype: np.dtype) -> np.ndarray:
