@@ -79,13 +79,14 @@ class DiffusionActor(torch.nn.Module):
         w_t = self.net.weight(0, slice(a, a + self.t_dim))
         w_s = self.net.weight(0, slice(a + self.t_dim, None))
         # layer 1 on [x, embedding(i), s] = x W_x + (s W_s + b1 + embedding(i) W_t): the bracket once per chain
+        # (per step, not as one (E, steps, N, hidden) tensor: its backward would zero-fill that whole tensor per step)
         step_part = torch.matmul(self.embedding, w_t)  # (E, steps, hidden)
-        fixed = (torch.bmm(obs, w_s) + b1)[:, None] + step_part[:, :, None]  # (E, steps, N, hidden)
+        fixed = torch.bmm(obs, w_s) + b1  # (E, N, hidden)
         if noise is None and self.steps > 1:
             noise = torch.randn((self.steps - 1, *x.shape), generator=generator, device=x.device)
         k = 0
         for i in reversed(range(self.steps)):
-            pre = torch.bmm(x, w_x) + fixed[:, i]
+            pre = torch.bmm(x, w_x) + (fixed + step_part[:, i, None])
             eps = torch.softmax(self.net(x, first=pre, layers=layers), dim=-1)
             x = torch.add(x * self.coef_x[i], eps, alpha=-self.coef_eps[i])
             if i > 0:

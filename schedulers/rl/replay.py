@@ -30,6 +30,7 @@ class EnsembleReplay:
         self.store = {dtype: torch.zeros((n_agents, capacity, width), dtype=dtype, device=device) for dtype, width in widths.items()}
         self.size = np.zeros(n_agents, dtype=np.int64)
         self.next = np.zeros(n_agents, dtype=np.int64)  # write position of each agent's ring
+        self._row_start = torch.arange(n_agents, device=device)[:, None] * capacity
 
     @property
     def data(self) -> dict[str, torch.Tensor]:
@@ -66,8 +67,9 @@ class EnsembleReplay:
         keys = keys.masked_fill(torch.arange(self.capacity, device=self.device)[None, :] >= size[:, None], 2.0)
         index = torch.topk(keys, batch, dim=1, largest=False, sorted=False).indices  # (E, batch)
         index = torch.minimum(index, (size[:, None] - 1).clamp(min=0))
-        rows = torch.arange(self.n_agents, device=self.device)[:, None]
-        picked = {dt: t[rows, index] for dt, t in self.store.items()}
+        # rows of the (E x capacity, width) store: one index_select per dtype (advanced indexing is several times slower)
+        flat = (index + self._row_start).view(-1)
+        picked = {dt: t.view(-1, t.shape[2]).index_select(0, flat).view(self.n_agents, batch, t.shape[2]) for dt, t in self.store.items()}
         return {name: self._view(picked[dt][:, :, a:b], shape) for name, (dt, a, b, shape) in self._columns.items()}
 
     def state_dict(self) -> dict:

@@ -68,8 +68,9 @@ class _SoftActorCritic(DeepLearner):
         self.critic_opt = EnsembleAdam([self.critics.flat], cfg.critic_lr)
         self.alpha_opt = EnsembleAdam([self.log_alpha], cfg.alpha_lr)
 
-    def _twin(self, net: EnsembleMLP, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = net(obs.repeat(2, 1, 1))
+    def _twin(self, net: EnsembleMLP, obs2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q1 and Q2 of every agent; `obs2` is the observations twice over (torch.cat([obs, obs]), made once per update)."""
+        q = net(obs2)
         return q[: self.n_agents], q[self.n_agents :]
 
     def _scores(self, obs: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
@@ -89,14 +90,15 @@ class _SoftActorCritic(DeepLearner):
         mask = active.to(obs.dtype)
         both = torch.cat([active, active])
         alpha = self.log_alpha.detach().exp()
+        obs2, nobs2 = torch.cat([obs, obs]), torch.cat([nobs, nobs])
 
         with torch.no_grad():
             p_next = self.actor(nobs, next_start, noise=None if noise is None else noise.get("next_chain"), generator=self.gen)
-            t1, t2 = self._twin(self.targets, nobs)
+            t1, t2 = self._twin(self.targets, nobs2)
             v_next = (p_next * torch.minimum(t1, t2)).sum(-1) + alpha[:, None] * entropy(p_next)
             y = rew + cfg.gamma * v_next
 
-        q1, q2 = self._twin(self.critics, obs)
+        q1, q2 = self._twin(self.critics, obs2)
         q1a = q1.gather(-1, act[..., None]).squeeze(-1)
         q2a = q2.gather(-1, act[..., None]).squeeze(-1)
         critic_loss = ((((q1a - y) ** 2).mean(1) + ((q2a - y) ** 2).mean(1)) * mask).sum()
@@ -107,7 +109,7 @@ class _SoftActorCritic(DeepLearner):
         probs = self.actor(obs, start, noise=None if noise is None else noise.get("chain"), generator=self.gen)
         ent = entropy(probs)
         with torch.no_grad():
-            c1, c2 = self._twin(self.critics, obs)
+            c1, c2 = self._twin(self.critics, obs2)
             q_min = torch.minimum(c1, c2)
         actor_loss = ((-alpha[:, None] * ent - (probs * q_min).sum(-1)).mean(1) * mask).sum()
         self.actor_opt.zero_grad()
