@@ -422,6 +422,11 @@ class Scheduler:
     def observe(self, feedback: SlotFeedback) -> None:
         """After each slot with tasks: its decisions and delays (rewards are -delay)."""
 
+    def reads_feedback(self) -> bool:
+        """Whether `observe` does anything: the engine builds a slot's feedback only for a scheduler that reads it
+        (here: one whose class overrides `observe`)."""
+        return type(self).observe is not Scheduler.observe
+
     def end_episode(self) -> None:
         """End of an episode."""
 

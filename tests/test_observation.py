@@ -95,8 +95,8 @@ def test_every_field_crosses_the_channel_bit_for_bit(scenario):
         ch.send(w, *ch.batch_message(batch, ()))
         header, arrays = ch.receive(r, 10.0)
         shipped = set(arrays)
-        got = ch.ReceivedBatch(header, dict(arrays), lambda table, batch=batch: ch.table_arrays(batch, [table]),
-                               system.info().cost_formula == "cycle")
+        got = ch.ReceivedBatch.from_message(header, dict(arrays), lambda table, batch=batch: ch.table_arrays(batch, [table]),
+                                            system.info().cost_formula == "cycle")
         for name in FIELDS:
             mine, theirs = getattr(batch, name), getattr(got, name)
             assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and np.array_equal(mine, theirs), (scenario, name)
@@ -106,15 +106,15 @@ def test_every_field_crosses_the_channel_bit_for_bit(scenario):
         if lane is not None:  # and through the shared-memory lane: all fields the first time, then only those read
             for fields in (None, ch.FIELD_BIT["origin"] | ch.FIELD_BIT["capacity_gcps"]):
                 assert ch.lane_batch(lane, batch, (), fields)
-                (slot, lo, hi, physical, has_mask, n_servers, sent, track), arrays = child.read_batch(ch.LANE_NAMES)
-                header = {"slot": slot, "lo": lo, "hi": hi, "physical": physical, "has_mask": has_mask, "n_servers": n_servers}
+                scalars, rows, arrays = ch.read_lane_batch(child)
+                track = scalars[-1]
                 fetched = []
 
                 def fetch(name, batch=batch, fetched=fetched):
                     fetched.append(name)
                     return ch.field_arrays(batch, name) if name in ch.FIELD_BIT else ch.table_arrays(batch, [name])
 
-                got = ch.ReceivedBatch(header, dict(arrays), fetch, system.info().cost_formula == "cycle", sent, track)
+                got = ch.ReceivedBatch(scalars, rows, dict(arrays), fetch, system.info().cost_formula == "cycle")
                 for name in FIELDS:
                     mine, theirs = getattr(batch, name), getattr(got, name)
                     assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and np.array_equal(mine, theirs), (scenario, name, fields)

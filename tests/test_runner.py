@@ -180,6 +180,31 @@ def test_learning_hooks_order_and_stream_separation(tiny):
     assert sched.observed_tasks == system.workload(0, training=True).n_tasks + system.workload(0).n_tasks
 
 
+def test_feedback_is_built_only_for_a_scheduler_that_reads_it(tiny, monkeypatch):
+    """A slot's feedback costs the engine arrays per slot: built for a scheduler whose observe does something (in
+    process: its class overrides it; through the channel: its child's class does), never for one that ignores it."""
+    from bench.engine.system import System
+    from bench.experiments.runs.runner import run_episode
+    from bench.experiments.sandbox.channel import RemoteScheduler
+    from schedulers import make
+
+    system = System.build(tiny, 0)
+    env = system.env()
+    built = []
+    original = type(env).last_feedback
+    monkeypatch.setattr(type(env), "last_feedback", lambda self: built.append(1) or original(self))
+    rule, learner = make("opt-ts"), make(LEARNER)
+    assert not rule.reads_feedback() and learner.reads_feedback()
+    for sched in (rule, learner):
+        sched.reset(system.info(), system.streams.scheduler())
+        built.clear()
+        run_episode(env, sched, system.workload(0, training=True), episode=0, training=True, who="t")
+        assert bool(built) == sched.reads_feedback()
+    facts = {"scheduler": "x", "batch_unit": "slot", "event_batches": "window", "learns": False, "hooks": []}
+    assert not RemoteScheduler(-1, -1, "x", {**facts, "observes": False}).reads_feedback()
+    assert RemoteScheduler(-1, -1, "x", {**facts, "observes": True}).reads_feedback()
+
+
 def test_heuristics_ignore_training_episodes(tiny):
     result = run(tiny, "random", episodes=2, train_episodes=50)
     assert result.train_episodes == 0 and result.per_seed[0].training == []

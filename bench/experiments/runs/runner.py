@@ -45,7 +45,7 @@ def run_episode(env: Environment, scheduler: Scheduler, workload, *, episode: in
     env.reset(workload)
     _call(who, "begin_episode", scheduler.begin_episode, episode, training)
     unit = env.unit_for(scheduler)
-    observes = type(scheduler).observe is not Scheduler.observe  # feedback is built only for those who read it
+    observes = scheduler.reads_feedback()  # feedback is built only for those who read it
     decision_ns = 0
     clock = time.perf_counter_ns
     while not env.done:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import select
 import struct
@@ -55,9 +56,10 @@ TABLES = {"costs": ("compute_s", "service_s"), "upload_s": ("upload_s",), "downl
 FIELDS = (*(name for _, names in PACKED.values() for name in names), "worker_free_s")  # a batch's own fields
 FIELD_BIT = {name: 1 << i for i, name in enumerate(FIELDS)}
 ALL_FIELDS = (1 << len(FIELDS)) - 1
+_WORKER_BIT = FIELD_BIT["worker_free_s"]
 # in the lane a batch carries the fields its scheduler read so far (all of them, the reads tracked, in its first
 # batch); a field it reads for the first time later is asked for, as a table is
-LANE_NAMES = (*PACKED, "worker_free_s", "free_at_s", *(name for names in TABLES.values() for name in names))
+LANE_NAMES = ("worker_free_s", "free_at_s", *(name for names in TABLES.values() for name in names))  # the lane's named arrays
 _LANE_CODE = {name: i for i, name in enumerate(LANE_NAMES)}
 _TABLE_BIT = {table: 1 << i for i, table in enumerate(TABLES)}
 _ALL_BITS = (1 << len(TABLES)) - 1
@@ -258,10 +260,11 @@ def batch_message(batch: Batch, tables: Iterable[str] = ()) -> tuple[dict[str, A
 
 def _unpacked(batch: Batch, tables: Iterable[str], fields: int = ALL_FIELDS) -> dict[str, np.ndarray]:
     """What a batch sends beside its PACKED blocks."""
-    arrays = {"worker_free_s": batch.worker_free_s} if fields & FIELD_BIT["worker_free_s"] else {}
+    arrays = {"worker_free_s": batch.worker_free_s} if fields & _WORKER_BIT else {}
     if batch.free_at_s is not None:
         arrays["free_at_s"] = batch.free_at_s
-    arrays.update(table_arrays(batch, tables))
+    if tables:
+        arrays.update(table_arrays(batch, tables))
     return arrays
 
 
@@ -278,14 +281,69 @@ def _blocks_of(fields: int) -> list[tuple[str, Any, tuple[str, ...]]]:
 _BLOCKS: dict[int, list] = {}
 
 
+class _LaneRows:
+    """The PACKED fields among a set that a lane batch carries, in FIELDS order: the per-task floats, the per-task
+    integers (as their bits), the per-server floats, all 8 bytes an item, back to back in the lane's rows area."""
+
+    def __init__(self, fields: int):
+        kept = [tuple(n for n in names if fields & FIELD_BIT[n]) for _, names in PACKED.values()]
+        self.task_f, self.task_i, self.server_f = kept
+        names = (*self.task_f, *self.task_i, *self.server_f)
+        self.ints = range(len(self.task_f), len(self.task_f) + len(self.task_i))
+        self.k_task, self.k_server = len(self.task_f) + len(self.task_i), len(self.server_f)
+        self._get = operator.attrgetter(*names) if len(names) > 1 else (lambda batch: (getattr(batch, names[0]),)) if names else (lambda batch: ())
+
+    def rows(self, batch: Batch) -> list[np.ndarray]:
+        """The parent's side: the batch's rows, integers as int64 bits in float64 clothing."""
+        rows = list(self._get(batch))
+        for i in self.ints:
+            rows[i] = np.asarray(rows[i], dtype=np.int64).view(np.float64)
+        return rows
+
+    def size(self, n_tasks: int, n_servers: int) -> int:
+        return self.k_task * n_tasks + self.k_server * n_servers
+
+    def split(self, data: bytes, n: int, b: int) -> dict[str, np.ndarray]:
+        """The child's side: the rows out of the area `data` (bytes: the arrays are read-only), one array per kind."""
+        rows: dict[str, np.ndarray] = {}
+        kf, ki = len(self.task_f), len(self.task_i)
+        if kf:
+            rows.update(zip(self.task_f, np.frombuffer(data, np.float64, kf * n).reshape(kf, n)))
+        if ki:
+            rows.update(zip(self.task_i, np.frombuffer(data, np.int64, ki * n, 8 * kf * n).reshape(ki, n)))
+        if self.k_server:
+            rows.update(zip(self.server_f, np.frombuffer(data, np.float64, self.k_server * b, 8 * (kf + ki) * n).reshape(self.k_server, b)))
+        return rows
+
+
+def _lane_rows(fields: int) -> _LaneRows:
+    rows = _LANE_ROWS.get(fields)
+    if rows is None:
+        rows = _LaneRows(fields)
+        if len(_LANE_ROWS) < 256:  # bounded, as _BLOCKS
+            _LANE_ROWS[fields] = rows
+    return rows
+
+
+_LANE_ROWS: dict[int, _LaneRows] = {}
+
+
 def lane_batch(lane: Lane, batch: Batch, tables: Iterable[str], fields: int | None) -> bool:
-    """The message of `batch_message`, written into the lane's region (the rows go there unstacked), with only the
-    `fields` named (None: all, the child tracking which its scheduler reads); False when it does not fit there."""
+    """The message of `batch_message`, written into the lane's region (the rows back to back, see _LaneRows), with
+    only the `fields` named (None: all, the child tracking which its scheduler reads); False when it does not fit."""
     lo, hi = batch.task_range
     sent = ALL_FIELDS if fields is None else fields
-    blocks = [(block, dtype, [getattr(batch, name) for name in names]) for block, dtype, names in _blocks_of(sent)]
-    scalars = (int(batch.slot), int(lo), int(hi), int(bool(batch.physical)), int(bool(batch.has_mask)), batch.n_servers, sent, fields is None)
-    return lane.write_batch(scalars, hi - lo, blocks, list(_unpacked(batch, tables, sent).items()), _LANE_CODE)
+    plan = _lane_rows(sent)
+    b = batch.n_servers
+    scalars = (int(batch.slot), int(lo), int(hi), int(bool(batch.physical)), int(bool(batch.has_mask)), b, sent, fields is None)
+    return lane.write_batch(scalars, hi - lo, plan.rows(batch), plan.size(hi - lo, b), list(_unpacked(batch, tables, sent).items()), _LANE_CODE)
+
+
+def read_lane_batch(lane: Lane) -> tuple[tuple[int, ...], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The child's side of `lane_batch`: the header scalars, the batch's own fields (those sent) and its other arrays."""
+    scalars, data, arrays = lane.read_batch(LANE_NAMES)
+    _, lo, hi, _, _, n_servers, fields, _ = scalars
+    return scalars, _lane_rows(fields & ALL_FIELDS).split(data, hi - lo, n_servers), arrays
 
 
 def field_arrays(batch: Batch, name: str) -> dict[str, np.ndarray]:
@@ -324,26 +382,42 @@ class ReceivedBatch(Batch):
     here where the scenario's tables are the paper's formulas (`formula`), else asked of the parent on first use
     (`fetch`), as an in-process batch computes it on first use."""
 
-    def __init__(self, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]],
-                 formula: bool = False, fields: int = ALL_FIELDS, track: bool = False):  # noqa: D107
-        # `fields`: the batch's own fields that came (the others are asked for on first use); `track`: note which
-        # are read (they stay out of the instance until then, where the class's _Field finds them)
-        rows = {} if track else self.__dict__
-        try:
-            for block, _, names in _blocks_of(fields):
-                rows.update(zip(names, arrays[block]))  # rows of a C-ordered stack: contiguous, read-only views
-            if fields & FIELD_BIT["worker_free_s"]:
-                rows["worker_free_s"] = arrays["worker_free_s"]
-        except KeyError as exc:
-            raise ChannelError(f"a batch without {exc}") from None
-        self._rows, self.fields_read = (rows if track else None), 0  # (not the instance's own dict: no reference cycle)
-        self._n_servers = int(header["n_servers"])
-        self.slot, self._lo, self._hi = int(header["slot"]), int(header["lo"]), int(header["hi"])
+    def __init__(self, scalars: tuple[int, ...], rows: dict[str, np.ndarray], arrays: dict[str, np.ndarray],
+                 fetch: Callable[[str], dict[str, np.ndarray]], formula: bool = False):  # noqa: D107
+        # scalars: (slot, lo, hi, physical, has_mask, n_servers, fields, track): `fields` the batch's own fields that
+        # came in `rows` (the others are asked for on first use); `track`: note which are read (they stay out of the
+        # instance until then, where the class's _Field finds them)
+        self.slot, self._lo, self._hi, physical, has_mask, self._n_servers, fields, track = scalars
+        self.physical, self.has_mask = bool(physical), bool(has_mask)
+        if fields & _WORKER_BIT:
+            if "worker_free_s" not in arrays:
+                raise ChannelError("a batch without 'worker_free_s'")
+            rows["worker_free_s"] = arrays["worker_free_s"]
+        if track:
+            self._rows = rows  # (not the instance's own dict: no reference cycle)
+        else:
+            self._rows = None
+            self.__dict__.update(rows)
+        self.fields_read = 0
         self._wl = self._costs = self._state = self._queue = None
         self.free_at_s = arrays.get("free_at_s")
-        self.physical, self.has_mask = bool(header["physical"]), bool(header["has_mask"])
         self._arrays, self._fetch, self.used, self._formula = arrays, fetch, set(), formula
         self.closed = False
+
+    @classmethod
+    def from_message(cls, header: dict[str, Any], arrays: dict[str, np.ndarray], fetch: Callable[[str], dict[str, np.ndarray]],
+                     formula: bool = False) -> ReceivedBatch:
+        """A batch from the pipe's message (`batch_message`: every field, in PACKED blocks)."""
+        try:
+            fields = int(header.get("fields", ALL_FIELDS)) & ALL_FIELDS
+            scalars = (int(header["slot"]), int(header["lo"]), int(header["hi"]), bool(header["physical"]), bool(header["has_mask"]),
+                       int(header["n_servers"]), fields, bool(header.get("track")))
+            rows = {}
+            for block, _, names in _blocks_of(fields):
+                rows.update(zip(names, arrays[block]))  # rows of a C-ordered stack: contiguous, read-only views
+        except KeyError as exc:
+            raise ChannelError(f"a batch without {exc}") from None
+        return cls(scalars, rows, arrays, fetch, formula)
 
     @property
     def n_servers(self) -> int:
@@ -614,6 +688,9 @@ class RemoteScheduler(Scheduler):
         header, arrays = feedback_message(feedback)
         self._ask("observe", header, arrays)
 
+    def reads_feedback(self) -> bool:
+        return self.observes  # the child's class overrides observe (its facts say): no feedback is built for one that does not
+
     def end_episode(self) -> None:
         if "end_episode" in self.hooks:
             self._ask("end_episode")
@@ -670,10 +747,10 @@ def post_send(fd: int, lane: Lane | None, header: dict[str, Any], arrays: dict[s
 
 
 def wait_receive(fd: int, lane: Lane | None) -> tuple[dict[str, Any] | None, Any]:
-    """The child's next message from the parent: (None, (scalars, arrays)) for a batch in the lane, else the
+    """The child's next message from the parent: (None, (scalars, rows, arrays)) for a batch in the lane, else the
     pipe's (header, arrays)."""
     if lane is not None and lane.wait(fd, None) == BATCH:
-        return None, lane.read_batch(LANE_NAMES)
+        return None, read_lane_batch(lane)
     return receive(fd)
 
 
@@ -691,21 +768,25 @@ def serve(scheduler: Scheduler, fd_in: int, fd_out: int, lane: Lane | None = Non
             header, arrays = wait_receive(fd_in, lane)
         except ChannelError:
             return "gone"
-        in_lane = header is None
-        if in_lane:
-            (slot, lo, hi, physical, has_mask, n_servers, fields, track), arrays = arrays
-            header = {"op": "decide", "slot": slot, "lo": lo, "hi": hi, "physical": physical, "has_mask": has_mask, "n_servers": n_servers,
-                      "fields": fields, "track": track}
-        op = header.get("op")
-        if op in ("close", "new"):
-            return op
-        try:
-            answer, out = _handle(scheduler, op, header, arrays, fetch)
-        except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
-            answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
-        if in_lane and "used" in answer and lane.write_actions(out["actions"], hi - lo, answer["used"]):
-            lane.post(ACTIONS)
-            continue
+        if header is None:  # a batch in the lane: decided here, answered in the lane where the actions fit there
+            scalars, rows, arrays = arrays
+            try:
+                used, actions = _decide(scheduler, ReceivedBatch(scalars, rows, arrays, fetch, _FORMULA[0]))
+            except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
+                answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
+            else:
+                if lane.write_actions(actions, scalars[2] - scalars[1], used):
+                    lane.post(ACTIONS)
+                    continue
+                answer, out = {"ok": True, "used": used}, {"actions": actions}
+        else:
+            op = header.get("op")
+            if op in ("close", "new"):
+                return op
+            try:
+                answer, out = _handle(scheduler, op, header, arrays, fetch)
+            except BaseException as exc:  # noqa: BLE001 - the scheduler's failure is data for the parent, SystemExit too
+                answer, out = {"error": f"{type(exc).__name__}: {one_line(str(exc), 400)}"}, None
         if "used" in answer:
             answer["used"] = list(_TABLES_OF[answer["used"] & _ALL_BITS])
         try:
@@ -717,6 +798,20 @@ def serve(scheduler: Scheduler, fd_in: int, fd_out: int, lane: Lane | None = Non
 
 
 _FORMULA = [False]  # the child's scenario has cycle-cost tables (set by reset): it computes them itself
+
+
+def _decide(s: Scheduler, batch: ReceivedBatch) -> tuple[int, np.ndarray]:
+    """The scheduler's actions for a batch, and what it read of it: table bits, then field bits from bit 8."""
+    try:
+        actions = np.asarray(encode_actions(s.decide(batch), batch.n_servers))
+    finally:
+        batch.closed = True  # its tables come from the parent only while the parent waits in this decide
+    if actions.dtype.kind not in NUMERIC:
+        raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
+    used = batch.fields_read << 8
+    for table in batch.used:
+        used |= _TABLE_BIT[table]
+    return used, actions
 
 
 def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -734,14 +829,8 @@ def _handle(s: Scheduler, op: Any, header: dict[str, Any], arrays: dict[str, np.
     elif op == "begin_episode":
         s.begin_episode(int(header["episode"]), bool(header["training"]))
     elif op == "decide":
-        batch = ReceivedBatch(header, arrays, fetch, _FORMULA[0], int(header.get("fields", ALL_FIELDS)), bool(header.get("track")))
-        try:
-            actions = np.asarray(encode_actions(s.decide(batch), batch.n_servers))
-        finally:
-            batch.closed = True  # its tables come from the parent only while the parent waits in this decide
-        if actions.dtype.kind not in NUMERIC:
-            raise TypeError(f"decide returned an array of {actions.dtype}; expected integers")
-        return {"ok": True, "used": sum(_TABLE_BIT[t] for t in batch.used) | batch.fields_read << 8}, {"actions": actions}
+        used, actions = _decide(s, ReceivedBatch.from_message(header, arrays, fetch, _FORMULA[0]))
+        return {"ok": True, "used": used}, {"actions": actions}
     elif op == "observe":
         s.observe(feedback_from(header, arrays))
     elif op == "end_episode":

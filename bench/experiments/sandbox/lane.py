@@ -2,7 +2,9 @@
 
 Through the pipe alone a batch costs two process wake-ups, a JSON header and framing both ways (about 140 µs on a
 `paper` slot). Here the parent copies the batch's arrays into a memory region both processes map and bumps a
-counter; the child, polling that counter, copies them out and answers the same way. Every message in either
+counter; the child, polling that counter, copies them out and answers the same way. A batch's own fields (all 8
+bytes an item) go back to back in one area with one `concatenate`, with no directory (the child knows them from the
+header's field bits and sizes); other arrays (tables) each get an entry of 7 integers. Every message in either
 direction is announced by its sender's counter: a batch (parent) or its actions (child) lie in the region; any
 other message, and a batch or answer that does not fit, follows on the pipe, whose framing and checks stay the
 only way anything else crosses.
@@ -47,12 +49,14 @@ BATCH, ACTIONS, PIPE = 1, 2, 3  # what a counter announces: a batch, the actions
 # control block: int64 words; the parent's and the child's on separate cache lines
 REQ_SEQ, REQ_KIND, PARENT_SLEEPS = 0, 1, 2
 ANS_SEQ, ANS_KIND, CHILD_SLEEPS, ANS_N, ANS_USED = 8, 9, 10, 11, 12
-HEAD = 128  # the batch: its header (below), its directory of arrays, then the arrays
+HEAD = 128  # the batch: its header (below), its directory of arrays, its rows, then the arrays
 SCALARS = 8  # the batch's header: its scalars (the channel's), then the number of arrays, the answer's offset, the data's end
 FIXED = struct.Struct(f"<{SCALARS + 3}q")
 ENTRY = struct.Struct("<7q")  # name, dtype, ndim, three sizes, offset
 DTYPES = tuple(np.dtype(d) for d in ("<f8", "<i8", "|b1", "<i4", "<f4", "|u1", "<i2", "|i1", "<u2", "<u4", "<u8"))
 _DTYPE_CODE = {d: i for i, d in enumerate(DTYPES)}
+F8, I8 = DTYPES[0], DTYPES[1]
+ACTION_DTYPES = frozenset(np.dtype(d) for d in ("<i8", "<i4", "<i2", "|i1", "|u1", "<u2", "<u4"))  # fit int64 exactly
 
 _LOCK = threading.Lock()
 
@@ -99,6 +103,7 @@ class Lane:
         self.sent = self.seen = 0  # a new region is zeros; the counters only grow
         self.answer_at = 0  # where the child writes the last batch's actions
         self._views: dict[np.dtype, np.ndarray] = {}
+        self.words = self._view(I8)  # the region as int64 (the actions' view)
 
     @classmethod
     def create(cls, size: int = SIZE) -> Lane | None:
@@ -129,7 +134,7 @@ class Lane:
 
     def close(self) -> None:
         self._views.clear()
-        self.ctl = None
+        self.ctl = self.words = None
         try:
             self.map.close()
         except BufferError:  # someone still holds a view of it: the mapping goes when they let go
@@ -197,63 +202,71 @@ class Lane:
             view = self._views[dtype] = np.frombuffer(self.map, dtype=dtype, count=self.size // dtype.itemsize)
         return view
 
-    def write_batch(self, scalars: tuple[int, ...], n_tasks: int, blocks: list[tuple[str, np.dtype, list[np.ndarray]]],
+    def write_batch(self, scalars: tuple[int, ...], n_tasks: int, rows: list[np.ndarray], size: int,
                     arrays: list[tuple[str, np.ndarray]], names: dict[str, int]) -> bool:
-        """Write a batch: its header `scalars`, `blocks` (rows of one dtype, concatenated straight into the region)
-        and `arrays`; False (nothing announced) when it does not fit or holds a dtype the layout lacks."""
-        count = len(blocks) + len(arrays)
+        """Write a batch: its header `scalars`, then `rows` (1-D arrays of 8-byte items, `size` in all) back to back in
+        one float64 area (integers as their bits: the reader knows which rows are which from the scalars), then
+        `arrays`, each with its entry in the directory; False (nothing announced) when it does not fit or holds a
+        dtype or shape the layout lacks."""
+        count = len(arrays)
         at = _align(HEAD + FIXED.size + ENTRY.size * count)
         limit = self.size - 8 * n_tasks  # the actions follow the batch
-        entries: list[int] = []
-        for name, dtype, rows in blocks:
-            dtype = np.dtype(dtype)
-            k, n = len(rows), len(rows[0])
-            end = at + dtype.itemsize * k * n
-            if end > limit:
+        end = at + 8 * size
+        if end > limit:
+            return False
+        if rows:
+            start = at >> 3
+            try:
+                np.concatenate(rows, out=self._view(F8)[start:start + size], casting="unsafe")
+            except ValueError:  # rows of other lengths than `size` says: not for the lane
                 return False
-            start = at // dtype.itemsize
-            np.concatenate(rows, out=self._view(dtype)[start:start + k * n], casting="unsafe")
-            entries += (names[name], _DTYPE_CODE[dtype], 2, k, n, 0, at)
-            at = _align(end)
+        at = _align(end)
+        entries: list[int] = []
         for name, a in arrays:
             code = _DTYPE_CODE.get(a.dtype)
+            shape = a.shape
             end = at + a.nbytes
-            if code is None or a.ndim > 3 or end > limit:
+            if code is None or len(shape) > 3 or end > limit:
                 return False
-            start = at // a.dtype.itemsize
-            self._view(a.dtype)[start:start + a.size] = a.reshape(-1)
-            entries += (names[name], code, a.ndim, *(*a.shape, 0, 0, 0)[:3], at)
-            at = _align(end)
+            if end - at <= 4096:  # small: one bytes object is the cheapest copy
+                self.map[at:end] = a.tobytes()
+            else:
+                start = at // a.dtype.itemsize
+                self._view(a.dtype)[start:start + a.size] = a.reshape(-1)
+            entries += (names[name], code, len(shape), *(shape + (0, 0, 0))[:3], at)
+            at = (end + 63) & ~63
         _layout(count).pack_into(self.map, HEAD, *scalars, count, at, at, *entries)
         self.answer_at = at
         return True
 
-    def read_batch(self, names: tuple[str, ...]) -> tuple[tuple[int, ...], dict[str, np.ndarray]]:
-        """The batch the parent announced: its header scalars and its arrays, read-only, in memory of their own."""
-        count = FIXED.unpack_from(self.map, HEAD)[SCALARS]
-        head = _layout(count).unpack_from(self.map, HEAD)
-        answer, end = head[SCALARS + 1], head[SCALARS + 2]
-        data = self.map[HEAD:end]  # one copy: the scheduler's arrays outlive the region's next batch
+    def read_batch(self, names: tuple[str, ...]) -> tuple[tuple[int, ...], bytes, dict[str, np.ndarray]]:
+        """The batch the parent announced: its header scalars, its rows' area as bytes (from its start: the caller,
+        who knows the rows from the scalars, takes what it needs) and its named arrays, all in memory of their own
+        (one copy: a scheduler's arrays outlive the region's next batch; arrays made on bytes are read-only)."""
+        head = FIXED.unpack_from(self.map, HEAD)
+        count, answer, end = head[SCALARS:]
+        first = _align(HEAD + FIXED.size + ENTRY.size * count)
+        data = self.map[first:end]
         arrays = {}
-        for j in range(SCALARS + 3, SCALARS + 3 + 7 * count, 7):
-            name, code, ndim, d0, d1, d2, at = head[j:j + 7]
-            shape = (d0, d1, d2)[:ndim]
-            arrays[names[name]] = np.frombuffer(data, dtype=DTYPES[code], count=math.prod(shape), offset=at - HEAD).reshape(shape)
+        if count:
+            head = _layout(count).unpack_from(self.map, HEAD)
+            for j in range(SCALARS + 3, SCALARS + 3 + 7 * count, 7):
+                name, code, ndim, d0, d1, d2, at = head[j:j + 7]
+                shape = (d0, d1, d2)[:ndim]
+                arrays[names[name]] = np.frombuffer(data, dtype=DTYPES[code], count=math.prod(shape), offset=at - first).reshape(shape)
         self.answer_at = answer
-        return head[:SCALARS], arrays
+        return head[:SCALARS], data, arrays
 
     # ---- the actions (child writes, parent reads) ---------------------------------------------------------------
     def write_actions(self, actions: Any, n: int, used: int) -> bool:
         """The child's answer in the region: False (nothing written) unless it is n integers that fit int64."""
-        if not (isinstance(actions, np.ndarray) and actions.shape == (n,) and actions.dtype.kind in "iu" and actions.dtype.itemsize <= 8
-                and not (actions.dtype.kind == "u" and actions.dtype.itemsize == 8)):
+        if type(actions) is not np.ndarray or actions.shape != (n,) or actions.dtype not in ACTION_DTYPES or self.answer_at + 8 * n > self.size:
             return False
-        if self.answer_at + 8 * n > self.size:
-            return False
-        start = self.answer_at // 8
-        self._view(DTYPES[1])[start:start + n] = actions
-        self.ctl[ANS_N] = n
-        self.ctl[ANS_USED] = used
+        start = self.answer_at >> 3
+        self.words[start:start + n] = actions
+        ctl = self.ctl
+        ctl[ANS_N] = n
+        ctl[ANS_USED] = used
         return True
 
     def read_actions(self, n: int) -> tuple[np.ndarray | None, int]:
@@ -261,6 +274,6 @@ class Lane:
         checked) and its used-tables bits; None when it announced a number of actions other than n."""
         if int(self.ctl[ANS_N]) != n:
             return None, 0
-        start = self.answer_at // 8
-        actions = self._view(DTYPES[1])[start:start + n].copy()
+        start = self.answer_at >> 3
+        actions = self.words[start:start + n].copy()
         return actions, int(self.ctl[ANS_USED])
