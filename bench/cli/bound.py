@@ -39,6 +39,8 @@ def bound(
     episodes: int = typer.Option(1, "--episodes", "-n", help="evaluation episodes per seed"),
     exact: bool = typer.Option(True, "--exact/--no-exact", help="also solve the exact model (HiGHS; event model: branch and bound) where the instance is small enough"),
     time_limit: float = typer.Option(30.0, "--time-limit", help="seconds the solver may spend per episode"),
+    search: float = typer.Option(0.0, "--search", help="also search offline for a better assignment, from opt-ts's, for at most this many "
+                                 "seconds per episode (0: no search): an upper bound on the optimum beside the lower bound (docs/bounds.md)"),
     solver: str = typer.Option("auto", "--solver", help="exact model: auto (HiGHS MILP for slotted, branch and bound for event) or highs (HiGHS MILP for both; far slower on event)"),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the per-episode lower bounds as a bounds file (bounds.json beside a scenario's "
                                             "leaderboard results: the site shows each entry's gap to it)"),
@@ -66,6 +68,8 @@ def bound(
         fail(f"--time-limit = {time_limit} is not allowed; expected a number of seconds > 0")
     if requests is not None and requests < 1:
         fail(f"--requests = {requests} is not allowed; expected an integer >= 1")
+    if not (search >= 0 and search < float("inf")):
+        fail(f"--search = {search} is not allowed; expected a number of seconds >= 0 (0: no search)")
     if out_file is not None and (requests is not None or slots is not None):
         fail("--out is not allowed with --requests or --slots; expected whole episodes (a bounds file covers a scenario's episodes)")
 
@@ -82,7 +86,7 @@ def bound(
     show = err.is_terminal if progress is None else progress
     report_progress = (lambda label: err.print(f"bound: {label}", highlight=False)) if show else None
     report = guarded(lambda: bound_report(sc, chosen, episodes, exact=exact, time_limit_s=time_limit, use_cache=cache,
-                                          progress=report_progress, cut=requests, solver=solver))
+                                          progress=report_progress, cut=requests, solver=solver, search_s=search or None))
     if out_file is not None:
         from bench.experiments.bounds.files import write_bounds_file
 
@@ -140,6 +144,12 @@ def _optimum_text(optimum: Any, best: Any) -> str:
     return f"≤ {fmt(best, 4)}" if best is not None else "-"
 
 
+def _search_text(e: dict[str, Any]) -> str:
+    if e["search_s"] is None:
+        return "-"
+    return fmt(e["search_s"], 4) + ("" if e["search_converged"] else " (time)")
+
+
 def _gap_text(gap: Any) -> str:
     if gap is None:
         return "-"
@@ -154,19 +164,26 @@ def _print_report(r: dict[str, Any]) -> None:
         size = f"{r['slots']} slots, {r['servers']} servers, {r['tasks']:,} tasks"
     title = f"bounds on {r['scenario']} ({r['time_model']}) · seeds {r['seeds']} · {r['episodes']} episode(s) per seed · {size} · mean delay (s)"
     t = Table(title=title, title_justify="left", header_style="bold")
-    for col in ("seed", "episode", "tasks", "no-wait floor", "lower bound", "optimum", "gap", "solver", "opt-ts", "best built-in"):
+    searched = any(e["search_s"] is not None for e in r["per_episode"])
+    columns = ("seed", "episode", "tasks", "no-wait floor", "lower bound", "optimum", "gap", "solver", *(("search",) if searched else ()),
+               "opt-ts", "best built-in")
+    for col in columns:
         t.add_column(col, justify="left" if col in ("solver", "best built-in") else "right")
     for e in r["per_episode"]:
         t.add_row(str(e["seed"]), str(e["episode"]), f"{e['tasks']:,}", fmt(e["no_wait_floor_s"], 4), fmt(e["lower_bound_s"], 4),
-                  _optimum_text(e["optimum_s"], e["best_found_s"]), _gap_text(e["gap"]), _solver_text(e), fmt(e["opt_ts_s"], 4),
-                  f"{fmt(e['best_builtin_s'], 4)} ({e['best_builtin']})")
+                  _optimum_text(e["optimum_s"], e["best_found_s"]), _gap_text(e["gap"]), _solver_text(e),
+                  *((_search_text(e),) if searched else ()), fmt(e["opt_ts_s"], 4), f"{fmt(e['best_builtin_s'], 4)} ({e['best_builtin']})")
     t.add_row("all", "", f"{r['tasks']:,}", fmt(r["no_wait_floor_mean_delay_s"], 4), fmt(r["lower_bound_mean_delay_s"], 4),
               _optimum_text(r["optimum_mean_delay_s"], r["best_found_mean_delay_s"]), _gap_text(r["optimality_gap"]), "",
+              *((fmt(r["search_mean_delay_s"], 4) if r["search_mean_delay_s"] is not None else "-",) if searched else ()),
               fmt(r["opt_ts_mean_delay_s"], 4), f"{fmt(r['best_builtin_mean_delay_s'], 4)} ({r['best_builtin']})", style="bold")
     out.print(t)
     lines = [f"lower bound = {fmt(r['lower_bound_over_floor'], 1)} x the no-wait floor; opt-ts = {fmt(r['opt_ts_over_lower_bound'], 3)} x the lower bound"]
     if r["optimum_mean_delay_s"] is not None:
         lines.append(f"lower bound / optimum = {fmt(r['lower_bound_over_optimum'], 4)}; opt-ts / optimum = {fmt(r['opt_ts_over_optimum'], 4)}")
+    elif r["best_known_mean_delay_s"] is not None:
+        lines.append(f"the optimum lies in [{fmt(r['lower_bound_mean_delay_s'], 4)}, {fmt(r['best_known_mean_delay_s'], 4)}]: best known / lower bound = "
+                     f"{fmt(r['best_known_over_lower_bound'], 3)} (best known: per episode the best of the search, the exact model and the built-ins)")
     elif r["optimality_gap"] is not None:
         lines.append(f"optimum not proven: it lies in [{fmt(r['dual_bound_mean_delay_s'], 4)}, {fmt(r['best_found_mean_delay_s'], 4)}] (gap {100 * r['optimality_gap']:.1f}%)")
     if r.get("serving"):
@@ -180,6 +197,7 @@ def _print_report(r: dict[str, Any]) -> None:
         lines.append(f"exact model: {reasons[0]}")
     timing = r["timing"]
     lines.append(f"time: lower bound {fmt(timing['lower_bound_s'], 2)} s, exact {fmt(timing['exact_s'], 1)} s, "
+                 + (f"search {fmt(timing['search_s'], 1)} s, " if searched else "") +
                  f"{timing['cached_episodes']} episode(s) from the cache, {fmt(timing['wall_s'], 1)} s in all")
     for line in lines:
         out.print(line, highlight=False)

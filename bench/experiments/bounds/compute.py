@@ -33,7 +33,9 @@ from bench.core.errors import ConfigError
 from bench.core.io import write_json_atomic
 from bench.engine.system import System
 from bench.experiments.bounds import event as bound_event
+from bench.experiments.bounds import search as bound_search
 from bench.experiments.bounds import slotted as bound_slotted
+from bench.experiments.bounds.warm import opt_ts_actions
 from bench.scenarios import Scenario
 
 BOUND_VERSION = 2  # raise when a formulation changes what it computes: older cache files are then recomputed
@@ -65,29 +67,45 @@ class EpisodeBound:
     time_limit_s: float | None
     lower_bound_seconds: float
     exact_seconds: float
+    # offline local search from opt-ts's assignment (search.py): an upper bound on the optimum, charged by the engine;
+    # None where not asked for or where the instance has no search
+    search_s: float | None = None
+    search_converged: bool | None = None  # the search ended in a local optimum (else its time ran out)
+    search_time_limit_s: float | None = None
+    search_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def best_known_s(self) -> float | None:
+        """The best assignment known (the exact model's or the search's): the optimum is at most this."""
+        found = [v for v in (self.best_found_s, self.search_s) if v is not None]
+        return min(found) if found else None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EpisodeBound":
         """Rebuild from a cache file's record; ValueError on anything that does not check out."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        if set(data) != set(fields):
-            raise ValueError(f"fields {sorted(set(data) ^ set(fields))} missing or unknown")
+        optional = {name for name, f in fields.items() if f.default is not dataclasses.MISSING}  # records older than the search lack them
+        if not set(fields) - optional <= set(data) <= set(fields):
+            raise ValueError(f"fields {sorted((set(data) ^ set(fields)) - optional)} missing or unknown")
         for name in ("seed", "episode", "tasks"):
             if type(data[name]) is not int or data[name] < 0:
                 raise ValueError(f"{name} = {data[name]!r}")
         for name in ("lower_bound_s", "no_wait_floor_s", "srpt_bound_s", "parallel_bound_s", "lower_bound_seconds", "exact_seconds"):
             if not finite_number(data[name]) or data[name] < 0:
                 raise ValueError(f"{name} = {data[name]!r}")
-        for name in ("optimum_s", "best_found_s", "dual_bound_s", "gap", "time_limit_s"):
-            if data[name] is not None and not finite_number(data[name]):
+        for name in ("optimum_s", "best_found_s", "dual_bound_s", "gap", "time_limit_s", "search_s", "search_time_limit_s"):
+            if data.get(name) is not None and not finite_number(data[name]):
                 raise ValueError(f"{name} = {data[name]!r}")
+        converged = data.get("search_converged")
+        if not (converged is None or type(converged) is bool) or not finite_number(data.get("search_seconds", 0.0)):
+            raise ValueError("search_converged or search_seconds")
         if data["exact_status"] not in EXACT_STATUSES or type(data["warm_compute"]) is not bool or not isinstance(data["exact_reason"], str):
             raise ValueError("exact_status, warm_compute or exact_reason")
         b = cls(**data)
-        if b.lower_bound_s < b.no_wait_floor_s * (1 - 1e-12) or (b.best_found_s is not None and b.lower_bound_s > b.best_found_s * (1 + 1e-9)):
+        if b.lower_bound_s < b.no_wait_floor_s * (1 - 1e-12) or (b.best_known_s is not None and b.lower_bound_s > b.best_known_s * (1 + 1e-9)):
             raise ValueError("the bound is below the floor or above an assignment's delay")
         if b.optimum_s is not None and b.optimum_s != b.best_found_s:
             raise ValueError("the optimum is not the best assignment found")
@@ -113,10 +131,11 @@ def check_time_model(scenario: Scenario, cut: int | None = None) -> None:
 
 
 def episode_bound(system: System, episode: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-                  cut: int | None = None, solver: str = "auto") -> EpisodeBound:
+                  cut: int | None = None, solver: str = "auto", search_s: float | None = None) -> EpisodeBound:
     """Compute the lower bound and (with `exact`, when the model is small enough) the optimum of one episode, or
     with `cut` (event model) of its first requests: its leading whole windows holding at most `cut`, else the first
-    `cut` (bound_event.prefix_length)."""
+    `cut` (bound_event.prefix_length). With `search_s`, also an offline local search from opt-ts's assignment for at
+    most that many seconds (search.py): an upper bound on the optimum."""
     check_time_model(system.scenario, cut)
     if system.event:
         inst = bound_event.EventInstance.from_system(system, episode, max_tasks=cut)
@@ -133,6 +152,12 @@ def episode_bound(system: System, episode: int, *, exact: bool = True, time_limi
     lower = lb.mean_delay_s
     if r.objective_s is not None and lower > r.objective_s * (1 + 1e-9):
         raise RuntimeError(f"seed {system.seed} episode {episode}: lower bound {lower!r} above an assignment's delay {r.objective_s!r} (a bug)")
+    found = None
+    if search_s:
+        env = inst.env() if system.event else system.env()
+        found = bound_search.improve(inst, opt_ts_actions(env, inst.workload), search_s)
+        if found is not None and lower > found[1].mean_delay_s * (1 + 1e-9):
+            raise RuntimeError(f"seed {system.seed} episode {episode}: lower bound {lower!r} above the search's {found[1].mean_delay_s!r} (a bug)")
     return EpisodeBound(
         seed=system.seed, episode=episode, tasks=inst.n_tasks,
         lower_bound_s=lower, no_wait_floor_s=lb.floor_s, srpt_bound_s=lb.srpt_s, parallel_bound_s=lb.parallel_s,
@@ -140,6 +165,8 @@ def episode_bound(system: System, episode: int, *, exact: bool = True, time_limi
         exact_status=r.status, optimum_s=r.objective_s if r.optimal else None, best_found_s=r.objective_s,
         dual_bound_s=r.dual_bound_s, gap=r.gap, exact_reason=r.reason, time_limit_s=float(time_limit_s) if exact else None,
         lower_bound_seconds=lb.seconds, exact_seconds=r.seconds,
+        search_s=None if found is None else found[1].mean_delay_s, search_converged=None if found is None else found[1].converged,
+        search_time_limit_s=float(search_s) if search_s else None, search_seconds=0.0 if found is None else found[1].seconds,
     )
 
 
@@ -186,8 +213,11 @@ def write_cached(scenario_hash: str, bound: EpisodeBound, root: Path | None = No
     return write_json_atomic(path, record)
 
 
-def _satisfies(b: EpisodeBound, exact: bool, time_limit_s: float) -> bool:
-    """Whether a cached record answers a request: the bound always; the optimum if it was attempted at least as long."""
+def _satisfies(b: EpisodeBound, exact: bool, time_limit_s: float, search_s: float | None = None) -> bool:
+    """Whether a cached record answers a request: the bound always; the optimum if it was attempted at least as long;
+    the search if it ran at least as long (or converged)."""
+    if search_s and not (b.search_converged or (b.search_time_limit_s or 0.0) >= search_s):
+        return False
     if not exact or b.exact_status in ("optimal", "skipped"):
         return True
     return b.exact_status in ("time-limit", "no-solution") and b.time_limit_s is not None and b.time_limit_s >= time_limit_s
@@ -197,6 +227,7 @@ def _satisfies(b: EpisodeBound, exact: bool, time_limit_s: float) -> bool:
 def compute_bounds(
     scenario: Scenario, seeds: Sequence[int], episodes: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     use_cache: bool = True, root: Path | None = None, progress: Progress | None = None, cut: int | None = None, solver: str = "auto",
+    search_s: float | None = None,
 ) -> tuple[list[EpisodeBound], int]:
     """Bounds of evaluation episodes 0..episodes-1 of each seed (or, with `cut`, of their first requests), from the
     cache where it answers; (bounds, cached count)."""
@@ -207,6 +238,8 @@ def compute_bounds(
         raise ConfigError("--time-limit", time_limit_s, "a number of seconds > 0")
     if solver not in SOLVERS:
         raise ConfigError("--solver", solver, " or ".join(SOLVERS))
+    if search_s is not None and not (finite_number(search_s) and search_s >= 0):
+        raise ConfigError("--search", search_s, "a number of seconds >= 0 (0: no search)")
     h, model = scenario.hash, time_model(scenario)
     out: list[EpisodeBound] = []
     hits = 0
@@ -214,11 +247,11 @@ def compute_bounds(
         system = None
         for e in range(episodes):
             b = read_cached(h, seed, e, root, cut, model) if use_cache else None
-            if b is not None and _satisfies(b, exact, time_limit_s):
+            if b is not None and _satisfies(b, exact, time_limit_s, search_s):
                 hits += 1
             else:
                 system = system or System.build(scenario, seed)
-                b = episode_bound(system, e, exact=exact, time_limit_s=time_limit_s, cut=cut, solver=solver)
+                b = episode_bound(system, e, exact=exact, time_limit_s=time_limit_s, cut=cut, solver=solver, search_s=search_s)
                 write_cached(h, b, root, model=model, cut=cut)
             out.append(b)
             if progress:
@@ -297,12 +330,13 @@ def builtin_delays(scenario: Scenario, seeds: Sequence[int], episodes: int, cut:
 def bound_report(
     scenario: Scenario, seeds: Sequence[int], episodes: int, *, exact: bool = True, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     use_cache: bool = True, root: Path | None = None, progress: Progress | None = None, cut: int | None = None, solver: str = "auto",
+    search_s: float | None = None,
 ) -> dict[str, Any]:
     """Bounds per episode and overall, beside opt-ts and every rule-based built-in on the same episodes (or, with
     `cut`, on the same first requests of each episode)."""
     start = time.perf_counter()
     bounds, hits = compute_bounds(scenario, seeds, episodes, exact=exact, time_limit_s=time_limit_s, use_cache=use_cache, root=root,
-                                  progress=progress, cut=cut, solver=solver)
+                                  progress=progress, cut=cut, solver=solver, search_s=search_s)
     t_bounds = time.perf_counter() - start
     delays = builtin_delays(scenario, seeds, episodes, cut)
     means = {name: float(np.mean(list(d.values()))) for name, d in delays.items()}
@@ -319,6 +353,7 @@ def bound_report(
             **{k: v for k, v in b.to_dict().items() if k not in ("srpt_bound_s", "parallel_bound_s")},
             "srpt_bound_s": b.srpt_bound_s, "parallel_bound_s": b.parallel_bound_s,
             "opt_ts_s": delays["opt-ts"][key], "best_builtin": row_best, "best_builtin_s": delays[row_best][key],
+            "best_known_s": min(v for v in (b.best_known_s, delays[row_best][key]) if v is not None),
         })
 
     def mean(values):
@@ -331,6 +366,8 @@ def bound_report(
     dual = mean([b.dual_bound_s for b in bounds])
     gap = max(0.0, (best_found - dual) / best_found) if best_found and dual is not None else (0.0 if optimum is not None else None)
     opt_ts = means["opt-ts"]
+    searched = mean([b.search_s for b in bounds])
+    best_known = mean([e["best_known_s"] for e in per_episode])  # the best assignment known per episode: exact, search or a built-in
     return {
         "scenario": scenario.name,
         "scenario_hash": scenario.hash,
@@ -358,6 +395,10 @@ def bound_report(
         "lower_bound_over_floor": lower / floor if floor else None,
         "opt_ts_over_optimum": opt_ts / optimum if optimum else None,
         "opt_ts_over_lower_bound": opt_ts / lower if lower else None,
+        "search_mean_delay_s": searched,  # offline local search from opt-ts's assignment (None unless every episode has one)
+        "search_converged": all(b.search_converged for b in bounds) if searched is not None else None,
+        "best_known_mean_delay_s": best_known,
+        "best_known_over_lower_bound": best_known / lower if lower else None,  # the optimum lies in [bound, best known]
         "warm_compute": any(b.warm_compute for b in bounds),
         "exact_statuses": sorted({b.exact_status for b in bounds}),
         "time_limit_s": time_limit_s if exact else None,
@@ -366,6 +407,7 @@ def bound_report(
             "bounds_s": t_bounds,
             "lower_bound_s": float(sum(b.lower_bound_seconds for b in bounds)),
             "exact_s": float(sum(b.exact_seconds for b in bounds)),
+            "search_s": float(sum(b.search_seconds for b in bounds)),
             "cached_episodes": hits,
             "wall_s": time.perf_counter() - start,
         },
