@@ -57,6 +57,7 @@ class Entry:
     verified: bool = False  # every bundle has a passing verify record (leaderboard/verify.py): decision time re-measured
     committed: bool = False  # from the committed results (leaderboard/results), not from another results directory
     bound: float | None = None  # lower bound on the mean delay over this entry's own episodes (a bounds file, bench bound)
+    best_known: float | None = None  # the best assignment known for the same episodes (bench bound --search): the optimum lies between
     rank: Rank | None = None
     on_front: bool = False
     decision_vs_fastest: float | None = None

@@ -268,8 +268,16 @@ def bound_note(view: ScenarioView) -> str:
         return ""
     shown = f"{fmt(values[0])} s" if len(values) == 1 else f"{fmt(values[0])}–{fmt(values[-1])} s (entries cover different episodes)"
     missing = sum(e.bound is None for e in view.entries)
+    pairs = sorted({(round(e.bound, 3), round(e.best_known, 3)) for e in view.entries if e.bound is not None and e.best_known is not None})
+    above = ""
+    if pairs:
+        lo, hi = next((e.bound, e.best_known) for e in view.entries if e.bound is not None and e.best_known is not None)
+        above = (f" An offline search, knowing every arrival in advance, found assignments of {fmt(hi)} s on the same episodes "
+                 f"(<code>bench bound --search</code>): the optimum lies between {fmt(lo)} and {fmt(hi)} s, so the bound is within "
+                 f"{pct(hi / lo - 1)} of it. The search is not a policy: no scheduler that decides as requests arrive can be expected to reach it."
+                 if len(pairs) == 1 else " Entries cover different episodes; each entry's page gives the best known assignment of its own.")
     return (f'<p class="note">Lower bound on the mean delay (<code>bench bound</code>, docs/bounds.md): {shown}. No assignment of these '
-            "episodes' requests does better, so an entry's gap to it is an upper limit on its distance from the optimum."
+            "episodes' requests does better, so an entry's gap to it is an upper limit on its distance from the optimum." + above
             + (f" {missing} entr{'y' if missing == 1 else 'ies'} ran episodes the bounds file does not cover (–)." if missing else "") + "</p>")
 
 
@@ -395,9 +403,11 @@ def entry_body(e: Entry, view: ScenarioView | None) -> str:
             theirs = (ref.label, view.style(ref), [(int(s), float(v)) for s, v in ref_seeds.iter_rows()])
         chart = charts.figure_html(charts.seeds_chart(e.label, view.style(e), mine, theirs), f"seeds-{e.id}")
     metrics = (
-        "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>lower bound (s)</th><th>gap to bound</th><th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
+        "<table><thead><tr><th>mean delay (s)</th><th>95% CI</th><th>lower bound (s)</th><th>gap to bound</th>"
+        '<th title="the best assignment known for the same episodes (bench bound --search, offline): the optimum lies between the lower bound and it">best known (s)</th>'
+        "<th>p95 (s)</th><th>p99 (s)</th><th>mean slowdown</th><th>SLO attainment</th>"
         f"<th>decision (µs/task, {decided})</th><th class=\"l\">measured on</th></tr></thead><tbody>"
-        f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.bound)}</td><td>{pct(e.gap, sign=True)}</td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
+        f"<tr><td>{fmt(e.mean)}</td><td>{_ci(e.ci)} <span class=\"note\">over {e.over}</span></td><td>{fmt(e.bound)}</td><td>{pct(e.gap, sign=True)}</td><td>{fmt(e.best_known)}</td><td>{fmt(e.p95, 2)}</td><td>{fmt(e.p99, 2)}</td><td>{fmt(e.slowdown, 2)}</td>"
         f"<td>{pct(e.slo)}</td><td>{fmt(e.decision_us, 2)}</td><td class=\"l\">{esc('; '.join(e.cpus)) or '–'}</td></tr></tbody></table>"
     )
     prov_rows = []

@@ -66,14 +66,15 @@ def _column_mean(df: pl.DataFrame, column: str) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _bound(v: Validation, bounds: list[ScenarioBounds], episodes: pl.DataFrame) -> float | None:
-    """The mean lower bound over the entry's ranked episodes, from a bounds file of its scenario hash that covers all of them."""
+def _bound(v: Validation, bounds: list[ScenarioBounds], episodes: pl.DataFrame, of: str = "lower") -> float | None:
+    """The mean lower bound (or best known assignment, `of="best_known"`) over the entry's ranked episodes, from a
+    bounds file of its scenario hash that covers all of them."""
     r = v.result
     hashes = {b.manifest["scenario"]["hash"] for b in r.bundles}
     triples = list(episodes.select("seed", "episode", "tasks").iter_rows())
     for b in bounds:
         if hashes == {b.scenario_hash}:
-            value = b.mean_over(triples)
+            value = b.mean_over(triples, of)
             if value is not None:
                 return value
     return None
@@ -146,7 +147,8 @@ def _entry(v: Validation, independent: bool, records: Mapping[str, dict] | None 
         mean=mean, ci=mean_interval(eps, over), p95=_column_mean(eps, "p95_delay_s"), p99=_column_mean(eps, "p99_delay_s"),
         slowdown=_column_mean(eps, "mean_slowdown"), slo=_column_mean(eps, "slo_attainment"), parts=parts,
         decision_us=decision, cpus=cpus, verified=verified, committed=v.submission.committed is True, converged=s.converged_episode, train_episodes=s.train_episodes, curve=curve,
-        quantiles=v.delay_quantiles, bound=None if in_round else _bound(v, bounds or [], eps),  # a round's fresh seeds have no bound; the public seeds do
+        quantiles=v.delay_quantiles, bound=None if in_round else _bound(v, bounds or [], eps),
+        best_known=None if in_round else _bound(v, bounds or [], eps, "best_known"),  # a round's fresh seeds have no bound; the public seeds do
         round=round_id if in_round else None, ranked=matched, submitted_mean=submitted, measured=measured, unranked_why=why,
     )
 
@@ -413,7 +415,7 @@ def _leaderboard_rows(view: ScenarioView) -> list[dict]:
             "decision_us_per_task_reported": e.decision_us, "decision_cpu": "; ".join(e.cpus), "decision_vs_fastest_same_cpu": e.decision_vs_fastest,
             "converged_episode": e.converged, "train_episodes": e.train_episodes, "seeds": len(e.result.seeds),
             "vs_opt_ts": (e.mean / ref.mean - 1) if ref and ref.mean > 0 else None,
-            "lower_bound_s": e.bound, "gap_to_bound": e.gap,
+            "lower_bound_s": e.bound, "gap_to_bound": e.gap, "best_known_s": e.best_known,
             "ranked_on": f"ranking round {e.round}" if e.round else "verify's retraining" if e.measured else "submitted episodes",
             "submitted_mean_delay_s": e.submitted_mean,
             **{c: _column_mean(e.result.episodes, c) for c in ("mean_quality", "quality_floor_share", "goodput_per_s", "mean_batch_images")},

@@ -28,6 +28,33 @@ def test_round_trip_and_mean_over(tmp_path):
         write_bounds_file(tmp_path, "tiny", "abc", "slotted", _bounds())
 
 
+def test_the_best_known_assignment_rides_along_where_there_is_one(tmp_path):
+    records = [SimpleNamespace(**vars(r), best_known_s=r.lower_bound_s * 1.2 if r.episode else 2.5) for r in _bounds()]
+    b = read_bounds_file(write_bounds_file(tmp_path / "bounds.json", "tiny", "abc", "slotted", records))
+    assert b.best_known == {(0, 0): 2.5, (0, 1): pytest.approx(3.6), (0, 2): pytest.approx(4.8)}
+    assert b.mean_over([(0, 1, 11), (0, 2, 12)], "best_known") == pytest.approx(4.2)
+    assert b.mean_over([(0, 1, 11), (0, 2, 12)]) == pytest.approx(3.5)  # the lower bound, as before
+    plain = read_bounds_file(write_bounds_file(tmp_path / "plain.json", "tiny", "abc", "slotted", _bounds()))
+    assert plain.best_known == {} and plain.mean_over([(0, 1, 11)], "best_known") is None
+    assert "best_known_s" not in json.loads((tmp_path / "plain.json").read_text())["episodes"][0]
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["episodes"][1].update(best_known_s=2.5), r"episodes\[1\].best_known_s"),  # an assignment below the lower bound
+    (lambda d: d["episodes"][0].update(best_known_s=2.4), r"episodes\[0\].best_known_s"),  # below the proven optimum
+    (lambda d: d["episodes"][1].update(best_known_s=float("nan")), r"episodes\[1\].best_known_s"),
+    (lambda d: d["episodes"][1].update(best_known_s="4"), r"episodes\[1\].best_known_s"),
+    (lambda d: d["episodes"][1].update(best_known=4.0), r"episodes\[1\]"),  # an unknown field
+])
+def test_a_bad_best_known_is_refused_naming_the_field(tmp_path, change, field):
+    path = write_bounds_file(tmp_path / "bounds.json", "tiny", "abc", "slotted", _bounds())
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match=field):
+        read_bounds_file(path)
+
+
 @pytest.mark.parametrize("change, field", [
     (lambda d: d.update(kind="results"), "kind/version"),
     (lambda d: d.update(extra=1), "fields"),

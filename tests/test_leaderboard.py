@@ -201,7 +201,16 @@ def test_a_bound_is_read_from_the_scenario_folder_only_and_dropped_when_an_entry
     assert report.entries[0].gap is None and any("refuted by opt-ts" in p for p in report.bound_problems)
     (root / "tiny" / "bounds.json").write_text(record(0.5))
     report = build_site([root], tmp_path / "site3")
-    assert report.entries[0].gap == pytest.approx(1.0)
+    assert report.entries[0].gap == pytest.approx(1.0) and report.entries[0].best_known is None
+    with_search = json.loads(record(0.5))  # an offline search's assignment per episode: 0.6 x opt-ts's delay
+    for e, (d,) in zip(with_search["episodes"], rows.select("mean_delay_s").iter_rows()):
+        e["best_known_s"] = 0.6 * d
+    (root / "tiny" / "bounds.json").write_text(json.dumps(with_search))
+    report = build_site([root], tmp_path / "site4")
+    e = report.entries[0]
+    assert e.best_known == pytest.approx(0.6 * e.mean) and e.gap == pytest.approx(1.0)
+    page = (tmp_path / "site4" / "scenario-tiny.html").read_text()
+    assert "the optimum lies between" in page and "bound is within 20.0% of it" in page
 
 
 def _scripts(html: str) -> list[str]:

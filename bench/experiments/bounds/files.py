@@ -8,11 +8,15 @@ episode's task count agree with the entry's bundles.
 
     {"kind": "bounds", "version": 1, "scenario": "paper", "scenario_hash": "...", "time_model": "slotted",
      "episodes": [{"seed": 0, "episode": 0, "tasks": 29871, "lower_bound_s": 3.52, "no_wait_floor_s": 0.04,
-                   "optimum_s": null}, ...]}
+                   "optimum_s": null, "best_known_s": 3.95}, ...]}
+
+`best_known_s` (optional; `bench bound --search`) is the mean delay of the best assignment known for the episode (an
+offline search's, the exact model's or a built-in's): the optimum lies between the lower bound and it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ VERSION = 1
 MAX_BYTES = 4_000_000
 MAX_EPISODES = 20_000
 _EPISODE_FIELDS = ("seed", "episode", "tasks", "lower_bound_s", "no_wait_floor_s", "optimum_s")
+_OPTIONAL_FIELDS = ("best_known_s",)
 
 
 @dataclass(frozen=True)
@@ -41,22 +46,26 @@ class ScenarioBounds:
     lower: Mapping[tuple[int, int], float]
     tasks: Mapping[tuple[int, int], int]
     optimum: Mapping[tuple[int, int], float]
+    best_known: Mapping[tuple[int, int], float] = dataclasses.field(default_factory=dict)  # an assignment's mean delay per episode
 
-    def mean_over(self, episodes: Iterable[tuple[int, int, int]]) -> float | None:
-        """Mean lower bound over (seed, episode, tasks) triples; None unless every one is covered with that task count."""
+    def mean_over(self, episodes: Iterable[tuple[int, int, int]], of: str = "lower") -> float | None:
+        """Mean lower bound (or, `of="best_known"`, best known assignment) over (seed, episode, tasks) triples; None
+        unless every one is covered with that task count."""
+        per_episode = self.lower if of == "lower" else self.best_known
         values = []
         for seed, episode, tasks in episodes:
             key = (int(seed), int(episode))
-            if key not in self.lower or self.tasks[key] != int(tasks):
+            if key not in per_episode or self.tasks[key] != int(tasks):
                 return None
-            values.append(self.lower[key])
+            values.append(per_episode[key])
         return math.fsum(values) / len(values) if values else None
 
 
 def write_bounds_file(path: Path, scenario: str, scenario_hash: str, time_model: str, bounds: Iterable[Any]) -> Path:
     """Write EpisodeBound records (bench.experiments.bounds.compute) as a bounds file, atomically."""
     episodes = [{"seed": b.seed, "episode": b.episode, "tasks": b.tasks, "lower_bound_s": b.lower_bound_s,
-                 "no_wait_floor_s": b.no_wait_floor_s, "optimum_s": b.optimum_s} for b in bounds]
+                 "no_wait_floor_s": b.no_wait_floor_s, "optimum_s": b.optimum_s,
+                 **({"best_known_s": b.best_known_s} if getattr(b, "best_known_s", None) is not None else {})} for b in bounds]
     record = {"kind": KIND, "version": VERSION, "scenario": scenario, "scenario_hash": scenario_hash, "time_model": time_model,
               "episodes": sorted(episodes, key=lambda e: (e["seed"], e["episode"]))}
     path = check_bounds_out(path)
@@ -107,9 +116,10 @@ def read_bounds_file(path: Path) -> ScenarioBounds:
     lower: dict[tuple[int, int], float] = {}
     tasks: dict[tuple[int, int], int] = {}
     optimum: dict[tuple[int, int], float] = {}
+    best_known: dict[tuple[int, int], float] = {}
     for i, e in enumerate(eps):
-        if not isinstance(e, dict) or set(e) != set(_EPISODE_FIELDS):
-            raise bad(f"episodes[{i}]", e, f"a record with {', '.join(_EPISODE_FIELDS)}")
+        if not isinstance(e, dict) or not set(_EPISODE_FIELDS) <= set(e) <= {*_EPISODE_FIELDS, *_OPTIONAL_FIELDS}:
+            raise bad(f"episodes[{i}]", e, f"a record with {', '.join(_EPISODE_FIELDS)} (and optionally {', '.join(_OPTIONAL_FIELDS)})")
         for name in ("seed", "episode", "tasks"):
             if type(e[name]) is not int or not 0 <= e[name] < 2**63:
                 raise bad(f"episodes[{i}].{name}", e[name], "an integer >= 0")
@@ -120,10 +130,16 @@ def read_bounds_file(path: Path) -> ScenarioBounds:
             raise bad(f"episodes[{i}].lower_bound_s", e["lower_bound_s"], "a finite number at least the no-wait floor, which is >= 0")
         if e["optimum_s"] is not None and not (finite_number(e["optimum_s"]) and e["optimum_s"] >= e["lower_bound_s"] * (1 - 1e-9)):
             raise bad(f"episodes[{i}].optimum_s", e["optimum_s"], "null or a finite number at least the lower bound")
+        known = e.get("best_known_s")
+        if known is not None and not (finite_number(known) and known >= e["lower_bound_s"] * (1 - 1e-9)
+                                      and (e["optimum_s"] is None or known >= e["optimum_s"] * (1 - 1e-9))):
+            raise bad(f"episodes[{i}].best_known_s", known, "null or a finite number at least the lower bound and the optimum")
         lower[key], tasks[key] = float(e["lower_bound_s"]), e["tasks"]
         if e["optimum_s"] is not None:
             optimum[key] = float(e["optimum_s"])
-    return ScenarioBounds(data["scenario"], data["scenario_hash"], data["time_model"], lower, tasks, optimum)
+        if known is not None:
+            best_known[key] = float(known)
+    return ScenarioBounds(data["scenario"], data["scenario_hash"], data["time_model"], lower, tasks, optimum, best_known)
 
 
 def find_bounds(roots: Iterable[Path]) -> tuple[dict[str, list[ScenarioBounds]], list[str]]:
