@@ -23,6 +23,8 @@ def test_round_trip_and_mean_over(tmp_path):
     assert b.mean_over([(0, 0, 11)]) is None  # another workload: task counts differ
     assert b.mean_over([(0, 0, 10), (1, 0, 10)]) is None  # an episode the file does not cover
     assert b.optimum == {(0, 0): 2.5}
+    again = write_bounds_file(path, "tiny", "abc", "slotted", _bounds(2))  # an existing file is replaced (it was refused as "a file")
+    assert len(read_bounds_file(again).lower) == 2
     assert not list(path.parent.glob("*.tmp"))
     with pytest.raises(BenchError, match="not a directory"):
         write_bounds_file(tmp_path, "tiny", "abc", "slotted", _bounds())

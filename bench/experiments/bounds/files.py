@@ -81,7 +81,7 @@ def check_bounds_out(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise BenchError(f"--out = {str(path)!r} is not allowed; expected a file path (for example .../{FILE_NAME}), not a directory")
-    check_creatable(path, "--out")
+    check_creatable(path.parent if path.is_file() else path, "--out")  # an existing bounds file is replaced (atomically)
     return path
 
 
