@@ -54,8 +54,10 @@ def no_better_single_move(inst, actions):
                 assert inst.evaluate(moved) >= base - 2 * MIN_GAIN_S / inst.n_tasks, (i, b)
 
 
-CASES = ([("slotted", k) for k in range(6)] + [("masked", 0)]
-         + [("event", k, accounting) for k, accounting in enumerate(["paper", "physical", "paper", "physical"])])
+CASES = ([("slotted", k) for k in range(6)] + [("masked", 0)]  # event: queues (9 requests/s) and idle gaps between them (2/s)
+         + [("event", k, accounting, rate) for k, (accounting, rate) in enumerate([("paper", 9.0), ("physical", 9.0), ("paper", 9.0),
+                                                                                   ("physical", 9.0), ("paper", 2.0), ("physical", 2.0),
+                                                                                   ("paper", 3.0), ("physical", 3.0)])])
 
 
 def build(case):
@@ -64,8 +66,8 @@ def build(case):
         return slotted_instance(slotted_scenario(k, 3 + k % 2, 3, (1, 3)), seed=k % 3, episode=k % 4)
     if case[0] == "masked":
         return masked_instance()
-    k, accounting = case[1], case[2]
-    return event_instance(event_scenario(k, 3, 1, accounting, rate=9.0, slots=3), seed=k % 3)
+    k, accounting, rate = case[1], case[2], case[3]
+    return event_instance(event_scenario(k, 3, 1, accounting, rate=rate, slots=3), seed=k % 3)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -142,3 +144,30 @@ def test_cli_reports_the_optimum_between_the_bound_and_the_best_known(tmp_path, 
     assert text.exit_code == 0 and "best known / lower bound" in text.output and "search" in text.output
     bad = CliRunner().invoke(app, ["--scenario", "tiny", "--search", "-1"])
     assert bad.exit_code != 0 and "--search = -1" in bad.output
+
+
+@pytest.mark.parametrize("rate", [2.0, 4.0, 9.0])
+def test_the_closed_form_insertion_delay_equals_walking_the_list(rate):
+    """The delay an insertion adds to a server's later requests, from the prefix sums of its idle gaps, equals the
+    walk through them, for every request and server of random assignments (idle gaps of every size included)."""
+    from bench.experiments.bounds import search as sr
+
+    inst, _ = event_instance(event_scenario(1, 4, 1, "physical", rate=rate, slots=4), seed=1)
+    comp, ready = np.ascontiguousarray(inst.compute), np.ascontiguousarray(inst.ready)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(3):
+        a = rng.integers(0, inst.n_servers, inst.n_tasks)
+        done, nxt, prv, head, order, length, gaps, sums = sr._event_state(comp, ready, a)
+        for j in range(inst.n_tasks):
+            for y in range(inst.n_servers):
+                if y == a[j]:
+                    continue
+                q = sr._before(order, length, y, j)
+                prev = done[order[y, q]] if q >= 0 else -np.inf
+                c = max(ready[j, y], prev) + comp[j, y]
+                succ = order[y, q + 1] if q + 1 < length[y] else -1
+                walked = sr._chain(succ, done, nxt, ready, comp, y, c, False)
+                assert sr._inserted(order, length, gaps, sums, ready, done, y, q + 1, prev, c) == pytest.approx(walked, rel=1e-9, abs=1e-9)
+                checked += walked > 0
+    assert checked > 10  # insertions that delay someone were among them
