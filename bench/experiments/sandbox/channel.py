@@ -268,26 +268,14 @@ def _unpacked(batch: Batch, tables: Iterable[str], fields: int = ALL_FIELDS) -> 
     return arrays
 
 
-def _blocks_of(fields: int) -> list[tuple[str, Any, tuple[str, ...]]]:
-    """Each PACKED block's rows among `fields` (a block with none is left out)."""
-    blocks = _BLOCKS.get(fields)
-    if blocks is None:
-        blocks = [(block, dtype, kept) for block, (dtype, names) in PACKED.items() if (kept := tuple(n for n in names if fields & FIELD_BIT[n]))]
-        if len(_BLOCKS) < 256:  # the child chooses the sets (by what it reads): the cache stays small whatever it does
-            _BLOCKS[fields] = blocks
-    return blocks
-
-
-_BLOCKS: dict[int, list] = {}
-
-
-class _LaneRows:
-    """The PACKED fields among a set that a lane batch carries, in FIELDS order: the per-task floats, the per-task
-    integers (as their bits), the per-server floats, all 8 bytes an item, back to back in the lane's rows area."""
+class _Rows:
+    """The PACKED fields among a set, per block in FIELDS order: the per-task floats, the per-task integers, the
+    per-server floats. On the pipe each block is a stacked array (`kept`); in the lane they lie back to back in one
+    area, all 8 bytes an item (integers as their bits)."""
 
     def __init__(self, fields: int):
-        kept = [tuple(n for n in names if fields & FIELD_BIT[n]) for _, names in PACKED.values()]
-        self.task_f, self.task_i, self.server_f = kept
+        self.kept = tuple(tuple(n for n in names if fields & FIELD_BIT[n]) for _, names in PACKED.values())
+        self.task_f, self.task_i, self.server_f = self.kept
         names = (*self.task_f, *self.task_i, *self.server_f)
         self.ints = range(len(self.task_f), len(self.task_f) + len(self.task_i))
         self.k_task, self.k_server = len(self.task_f) + len(self.task_i), len(self.server_f)
@@ -316,24 +304,24 @@ class _LaneRows:
         return rows
 
 
-def _lane_rows(fields: int) -> _LaneRows:
-    rows = _LANE_ROWS.get(fields)
+def _rows_of(fields: int) -> _Rows:
+    rows = _ROWS.get(fields)
     if rows is None:
-        rows = _LaneRows(fields)
-        if len(_LANE_ROWS) < 256:  # bounded, as _BLOCKS
-            _LANE_ROWS[fields] = rows
+        rows = _Rows(fields)
+        if len(_ROWS) < 256:  # the child chooses the sets (by what it reads): the cache stays small whatever it does
+            _ROWS[fields] = rows
     return rows
 
 
-_LANE_ROWS: dict[int, _LaneRows] = {}
+_ROWS: dict[int, _Rows] = {}
 
 
 def lane_batch(lane: Lane, batch: Batch, tables: Iterable[str], fields: int | None) -> bool:
-    """The message of `batch_message`, written into the lane's region (the rows back to back, see _LaneRows), with
+    """The message of `batch_message`, written into the lane's region (the rows back to back, see _Rows), with
     only the `fields` named (None: all, the child tracking which its scheduler reads); False when it does not fit."""
     lo, hi = batch.task_range
     sent = ALL_FIELDS if fields is None else fields
-    plan = _lane_rows(sent)
+    plan = _rows_of(sent)
     b = batch.n_servers
     scalars = (int(batch.slot), int(lo), int(hi), int(bool(batch.physical)), int(bool(batch.has_mask)), b, sent, fields is None)
     return lane.write_batch(scalars, hi - lo, plan.rows(batch), plan.size(hi - lo, b), list(_unpacked(batch, tables, sent).items()), _LANE_CODE)
@@ -343,7 +331,7 @@ def read_lane_batch(lane: Lane) -> tuple[tuple[int, ...], dict[str, np.ndarray],
     """The child's side of `lane_batch`: the header scalars, the batch's own fields (those sent) and its other arrays."""
     scalars, data, arrays = lane.read_batch(LANE_NAMES)
     _, lo, hi, _, _, n_servers, fields, _ = scalars
-    return scalars, _lane_rows(fields & ALL_FIELDS).split(data, hi - lo, n_servers), arrays
+    return scalars, _rows_of(fields & ALL_FIELDS).split(data, hi - lo, n_servers), arrays
 
 
 def field_arrays(batch: Batch, name: str) -> dict[str, np.ndarray]:
@@ -413,8 +401,9 @@ class ReceivedBatch(Batch):
             scalars = (int(header["slot"]), int(header["lo"]), int(header["hi"]), bool(header["physical"]), bool(header["has_mask"]),
                        int(header["n_servers"]), fields, bool(header.get("track")))
             rows = {}
-            for block, _, names in _blocks_of(fields):
-                rows.update(zip(names, arrays[block]))  # rows of a C-ordered stack: contiguous, read-only views
+            for block, names in zip(PACKED, _rows_of(fields).kept):
+                if names:
+                    rows.update(zip(names, arrays[block]))  # rows of a C-ordered stack: contiguous, read-only views
         except KeyError as exc:
             raise ChannelError(f"a batch without {exc}") from None
         return cls(scalars, rows, arrays, fetch, formula)

@@ -234,7 +234,7 @@ class Lane:
                 start = at // a.dtype.itemsize
                 self._view(a.dtype)[start:start + a.size] = a.reshape(-1)
             entries += (names[name], code, len(shape), *(shape + (0, 0, 0))[:3], at)
-            at = (end + 63) & ~63
+            at = _align(end)
         _layout(count).pack_into(self.map, HEAD, *scalars, count, at, at, *entries)
         self.answer_at = at
         return True
