@@ -91,16 +91,18 @@ def test_masks_reach_the_agent_and_a_forbidden_action_does_what_was_asked():
         gymnasium.make(EVENT, scenario="edge-gpu", forbidden="ignore")
 
 
-def test_maskable_ppo_trains_on_edge_gpu_through_gymnasium_make():
+def test_maskable_ppo_trains_on_edge_gpu_through_gymnasium_make(tmp_path):
     """sb3-contrib's MaskablePPO reads the masks itself (action_masks through the wrappers) and never takes a
     forbidden action: the environment raises on one by default, so training a few thousand steps proves it."""
     import pytest
 
     sb3 = pytest.importorskip("sb3_contrib")
     from sb3_contrib.common.maskable.utils import get_action_masks
+    from stable_baselines3.common.logger import configure
 
     env = gymnasium.make(EVENT, scenario="edge-gpu")
     model = sb3.MaskablePPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    model.set_logger(configure(str(tmp_path), []))  # SB3's default logger makes a folder in the system's temp dir per run
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
     obs, _ = env.reset(seed=1)
