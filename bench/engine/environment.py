@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from numba import njit
 
 from bench.core.arrays import read_only_copy
 from bench.core.errors import BenchError, ConfigError, SchedulerError
@@ -167,26 +168,25 @@ class EnvironmentBase(ABC):
         if not 0 < n <= left:
             raise ConfigError("n", n, f"1..{left} (the {self.noun} left in {self.period} {self._period})")
 
-    def _start_times(self, index: np.ndarray) -> np.ndarray:
-        """When each of the placed tasks `index` starts its compute (absolute seconds)."""
+    def _start_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two per-task arrays whose sum is when each placed task starts its compute (absolute seconds; NaN: not
+        known yet). Valid for the tasks placed so far."""
         raise NotImplementedError
 
     def _queue_at(self, t: float, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """Per server, of the first `pos` tasks placed: how many have not started at time t, how many are in service.
         Those records never change once written, so a batch may ask after later steps. Asked in time order (as
-        schedulers do), only the tasks still in the system last time and those placed since are looked at."""
-        q = self._queue_view
-        if t >= q[0] and pos >= q[1]:
-            index = np.concatenate((q[2], np.arange(q[1], pos)))
-        else:  # an older batch asked late: look at every task placed before it
-            index = np.arange(pos)
-        start = self._start_times(index)
-        end = start + self._compute[index]
-        inside = (end > t) | np.isnan(end)  # NaN: held in an open batch (serving scenarios), not started yet
-        if t >= q[0] and pos >= q[1]:
-            self._queue_view = (t, pos, index[inside])
-        a, start = self._actions[index[inside]] % self.n_servers, start[inside]  # encoded decisions (serving) name their server modulo B
-        return np.bincount(a[start > t], minlength=self.n_servers), np.bincount(a[start <= t], minlength=self.n_servers)
+        schedulers do), only the tasks still in the system last time and those placed since are looked at (in an
+        overloaded episode that is thousands of tasks per question, hence the compiled loop)."""
+        seen_t, seen_pos, kept = self._queue_view
+        in_order = t >= seen_t and pos >= seen_pos
+        if not in_order:  # an older batch asked late: look at every task placed before it
+            kept, seen_pos = kept[:0], 0
+        base, offset = self._start_parts()
+        waiting, running, inside = _queue_counts(kept, seen_pos, pos, base, offset, self._compute, self._actions, self.n_servers, t)
+        if in_order:
+            self._queue_view = (t, pos, inside)
+        return waiting, running
 
     def _new_batch(self, n: int, backlog: np.ndarray, **extra) -> Batch:
         """The next n tasks for a scheduler, with copies of the servers' state (after `_check_batch`)."""
@@ -276,3 +276,26 @@ class EnvironmentBase(ABC):
         while not self.done:
             self.step(actions[self._pos : self._period_end()], who=who)
         return self.trace()
+
+
+@njit(cache=True, nogil=True)
+def _queue_counts(kept, lo, hi, base, offset, compute, actions, n_servers, t):  # pragma: no cover - compiled
+    """Of the tasks `kept` and lo..hi-1: per server, how many start after t (waiting) and how many started by t and end
+    after it (in service), and those still in the system at t (end after t, or start not known: held in an open batch,
+    counted in neither). A decision names its server modulo n_servers (encoded decisions of serving scenarios)."""
+    waiting = np.zeros(n_servers, np.int64)
+    running = np.zeros(n_servers, np.int64)
+    inside = np.empty(kept.shape[0] + hi - lo, np.int64)
+    m = 0
+    for j in range(inside.shape[0]):
+        i = kept[j] if j < kept.shape[0] else lo + j - kept.shape[0]
+        start = base[i] + offset[i]
+        end = start + compute[i]
+        if end > t or np.isnan(end):
+            inside[m] = i
+            m += 1
+            if start > t:
+                waiting[actions[i] % n_servers] += 1
+            elif start <= t:
+                running[actions[i] % n_servers] += 1
+    return waiting, running, inside[:m]

@@ -84,6 +84,7 @@ class EventEnv(EnvironmentBase):
         self._window_start_backlog = np.zeros(self.n_servers)
         self._period = -1  # no window yet: _enter_window records the first one's start
         self._start = np.zeros(workload.n_tasks)
+        self._zeros = np.zeros(workload.n_tasks)  # the second part of a start time (_start_parts): none here
         self._worker = np.zeros(workload.n_tasks, dtype=np.int64)
         self._per_worker = self.costs.stateful and int(self.gpus.max()) > 1  # residency per worker: charge one request at a time
         self._state = self.costs.new_state(self.n_servers * self._free.shape[1] if self._per_worker else None)
@@ -156,8 +157,8 @@ class EventEnv(EnvironmentBase):
         return self._new_batch(n, self._instant_backlog, free_at_s=read_only_copy(self._free) if spans else None, physical=self.physical,
                                worker_free_s=read_only(np.maximum(self._free - t, 0.0)), **extra)
 
-    def _start_times(self, index: np.ndarray) -> np.ndarray:
-        return self._start[index]
+    def _start_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._start, self._zeros
 
     def _begin_instant(self, t: float) -> None:
         if t != self._instant:

@@ -122,8 +122,8 @@ class SlottedEnv(EnvironmentBase):
         while self._period < wl.n_slots and wl.slot_offsets[self._period + 1] == wl.slot_offsets[self._period]:
             self._end_slot()
 
-    def _start_times(self, index: np.ndarray) -> np.ndarray:
-        return self.workload.arrival_s[index] + self._wait[index]  # the paper's accounting: the wait counts from the slot's start
+    def _start_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.workload.arrival_s, self._wait  # the paper's accounting: the wait counts from the slot's start
 
     def trace(self) -> EpisodeTrace:
         """The episode's per-task record; only after the last task has been placed. Its backlog_s holds the backlog
