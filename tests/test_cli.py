@@ -13,6 +13,9 @@ from bench.cli import app
 runner = CliRunner()
 
 
+COMMITTED_TINY_OPT_TS = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "tiny" / "opt-ts"
+
+
 def invoke(*args):
     return runner.invoke(app, list(args))
 
@@ -74,6 +77,24 @@ def test_bad_input_fails_with_one_line(args, fragment):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("error:") and fragment in lines[0]
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("command", [["run", "-s", "random", "--scenario", "tiny"], ["bound", "--scenario", "tiny", "--no-exact"],
+                                     ["reproduce-paper", "--out", "x"], ["leaderboard", "verify", str(COMMITTED_TINY_OPT_TS)]])
+@pytest.mark.parametrize("flag", ["--num-seeds", "--seeds"])
+def test_a_range_given_as_a_seed_count_is_refused_and_the_range_flag_named(command, flag):
+    """`--num-seeds 0-2` (or the old `--seeds 0-2`), meant as seeds 0..2, used to arrive as the count -2 ("--num-seeds = -2
+    is not allowed", a value nobody typed); a documented bounds command failed that way."""
+    if flag == "--seeds" and command[0] == "leaderboard":
+        flag = "--num-seeds"  # --seeds, the old name, exists where --num-seeds replaced it: not on verify
+    r = invoke(*command, flag, "0-2")
+    assert r.exit_code == 2, r.output
+    assert "'0-2' is not a count of seeds" in r.output and "--seed 0-2" in r.output and "-2 is not allowed" not in r.output
+
+
+def test_verify_refuses_zero_seeds():
+    r = invoke("leaderboard", "verify", str(COMMITTED_TINY_OPT_TS), "--num-seeds", "0")
+    assert r.exit_code == 2 and "--num-seeds = 0 is not allowed" in r.stderr  # it used to re-run every seed
 
 
 def test_list_scenario_and_check_scheduler():

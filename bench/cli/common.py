@@ -83,13 +83,22 @@ def flag_pairs(flag: str, values: Optional[List[str]]) -> list[str]:
     return [x for v in values or [] for x in (flag, v)]
 
 
-def num_seeds_option(help: str = "run seeds 0..N-1 (instead of --seed)") -> Any:
-    return typer.Option(None, "--num-seeds", help=help)
+def seed_count(value: Any) -> int:
+    """A count of seeds, digits only (the parser of --num-seeds): `--num-seeds 0-2`, meant as a range, would otherwise
+    arrive as the integer -2."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise typer.BadParameter(f"{value!r} is not a count of seeds (N runs seeds 0..N-1); a list or range of seeds is --seed 3,5 or --seed 0-2")
+    return int(text)
+
+
+def num_seeds_option(help: str = "run seeds 0..N-1 (instead of --seed)", default: int | None = None) -> Any:
+    return typer.Option(default, "--num-seeds", help=help, parser=seed_count)
 
 
 def legacy_seeds_option() -> Any:
     """`--seeds N`, the old name of `--num-seeds` (hidden; kept for one release)."""
-    return typer.Option(None, "--seeds", hidden=True)
+    return typer.Option(None, "--seeds", hidden=True, parser=seed_count)
 
 
 def pick_num_seeds(num_seeds: Optional[int], legacy: Optional[int]) -> Optional[int]:

@@ -147,7 +147,7 @@ def _print_gate(report) -> None:
 
 def reproduce_paper(
     out_dir: Path = typer.Option(..., "--out", "-o", help="directory for the cells' bundles and the reports"),
-    num_seeds: int = typer.Option(3, "--num-seeds", help="seeds 0..N-1 for every scheduler"),
+    num_seeds: int = num_seeds_option("seeds 0..N-1 for every scheduler", default=3),
     legacy_seeds: Optional[int] = legacy_seeds_option(),
     episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="evaluation episodes per seed (default: the scenario's)"),
     train_episodes: Optional[int] = typer.Option(None, "--train-episodes", help="training episodes per seed (default: the scenario's, 500 on paper)"),

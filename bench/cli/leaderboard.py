@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bench.cli.common import err, fail, guarded, out
+from bench.cli.common import num_seeds_option, err, fail, guarded, out
 
 
 def leaderboard_validate(
@@ -75,7 +75,7 @@ def leaderboard_populate(
 
 def leaderboard_verify(
     paths: List[Path] = typer.Argument(..., help="bundles, or directories of bundles (every bundle below is verified)"),
-    num_seeds: Optional[int] = typer.Option(None, "--num-seeds", help="re-run only the first N seeds of each bundle (default: all)"),
+    num_seeds: Optional[int] = num_seeds_option("re-run only the first N seeds of each bundle (default: all)"),
     episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="a quick check: evaluate only the first K evaluation episodes of each seed (learners still train in full); not with --record or --ranking-key-file"),
     tolerance: float = typer.Option(0.10, "--tolerance", help="learners: largest relative difference of the retrained mean delay from the claimed one"),
     record: Optional[Path] = typer.Option(None, "--record", help="write a verify record per bundle (JSON, named by its digest) into this directory"),
@@ -92,6 +92,8 @@ def leaderboard_verify(
         fail(f"--episodes = {episodes} is not allowed; expected an integer >= 1")
     if episodes is not None and (record is not None or ranking_key_file is not None):
         fail("--episodes is not allowed with --record or --ranking-key-file; expected a full verification for a record or a round")
+    if num_seeds is not None and num_seeds < 1:
+        fail(f"--num-seeds = {num_seeds} is not allowed; expected an integer >= 1 (leave it out to re-run every seed)")
     bundles = [d for p in paths for d in guarded(lambda p=p: find_bundle_dirs(p) if p.exists() else fail(f"{p}: no such file or directory"))]
     if not bundles:
         fail(f"no result bundles under {', '.join(map(str, paths))}")
