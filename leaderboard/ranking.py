@@ -217,10 +217,10 @@ def mean_interval(episodes: pl.DataFrame, over: Over, metric: str = "mean_delay_
     or per-seed means. A t interval of a few widely spread seeds reached below zero (dqn-ts on edge-gpu: [-13.8,
     243.3] s), which no delay can; a metric that is not positive everywhere keeps the t interval."""
     values = episodes.select("seed", "episode", pl.col(metric).cast(pl.Float64)).drop_nulls()
-    if over == "seeds":
-        values = values.group_by("seed").agg(pl.col(metric).mean())
+    if over == "seeds":  # sorted: group_by's order varies from process to process, and with it the sums' last bits
+        values = values.group_by("seed").agg(pl.col(metric).mean()).sort("seed")
     elif over == "windows":
-        values = values.group_by("episode").agg(pl.col(metric).mean())
+        values = values.group_by("episode").agg(pl.col(metric).mean()).sort("episode")
     v = values[metric].to_numpy()
     if not np.isfinite(v).all() or v.shape[0] < 2:
         return None

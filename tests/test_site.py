@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,22 @@ def test_delay_intervals_never_reach_below_zero_and_hold_the_mean():
     t_lo, t_hi = stats.t.interval(0.95, 399, loc=many["mean_delay_s"].mean(), scale=many["mean_delay_s"].std() / np.sqrt(400))
     lo, hi = mean_interval(many, "seeds")
     assert lo == pytest.approx(t_lo, rel=2e-3) and hi == pytest.approx(t_hi, rel=2e-3)
+
+
+def test_intervals_are_the_same_bits_in_every_process():
+    """Two builds of the same results gave intervals differing in the last bits: the per-seed (per-window) means came
+    out of polars' group_by in an order that changes with the process's hash seed, and summing them in another order
+    rounds differently. Each process gets its own hash seed; all must agree with the means taken in key order."""
+    code = (
+        "import numpy as np, polars as pl\n"
+        "from leaderboard.ranking import mean_interval\n"
+        "v = [1e8, 3.3e-7, 7.1, 2.9e-3, 4.4e4, 0.7, 9.9e5, 1.3e-5, 55.5, 0.031, 8e6, 2.2]\n"
+        "rows = [(s, e, v[s] * (1 + e / 7)) for s in range(len(v)) for e in range(3)]\n"
+        "df = pl.DataFrame(rows, schema=['seed', 'episode', 'mean_delay_s'], orient='row')\n"
+        "print(repr(mean_interval(df, 'seeds')), repr(mean_interval(df.rename({'seed': 'episode', 'episode': 'seed'}), 'windows')))\n"
+    )
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout for _ in range(4)}
+    assert len(outputs) == 1, outputs
 
 
 def test_episodes_are_independent_unless_something_is_drawn_per_seed():

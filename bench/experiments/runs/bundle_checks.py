@@ -153,7 +153,7 @@ def check_tables(manifest: dict[str, Any], episodes: pl.DataFrame, actions: pl.D
                           f"{len(expected)} (first differences: {odd})")
     counts = actions.group_by("seed", "episode").len()
     joined = episodes.select("seed", "episode", "tasks").join(counts, on=["seed", "episode"], how="left")
-    bad = joined.filter(pl.col("len").is_null() | (pl.col("len") != pl.col("tasks")))
+    bad = joined.filter(pl.col("len").is_null() | (pl.col("len") != pl.col("tasks"))).sort("seed", "episode")  # the first, always
     if bad.height or counts.height != episodes.height:
         row = bad.row(0, named=True) if bad.height else {"seed": "?", "episode": "?", "tasks": "?", "len": "?"}
         raise BundleError(f"{where}: actions.parquet has {row['len']} actions for seed {row['seed']} episode {row['episode']}, "

@@ -152,7 +152,7 @@ def compare(a: ResultSet, b: ResultSet, metrics: Iterable[str] = EPISODE_METRICS
         if over_seeds and len(seeds) > 1:
             ci, over = t_interval(np.array(list(per_seed.values()))), f"{len(seeds)} per-seed means"
         elif unit == "windows":  # every seed replays the same windows: a window is the unit
-            per_window = both.with_columns(diff.alias("_d")).group_by("episode").agg(pl.col("_d").mean())["_d"].to_numpy()
+            per_window = both.with_columns(diff.alias("_d")).group_by("episode").agg(pl.col("_d").mean()).sort("episode")["_d"].to_numpy()
             ci, over = t_interval(per_window), f"{per_window.shape[0]} windows (each the mean over {len(seeds)} seed(s))"
         else:
             why = " (one training seed)" if a.learns or b.learns else (" (one seed; per-seed draws not varied)" if over_seeds else "")
