@@ -66,6 +66,7 @@ def test_run_writes_bundle_and_table(tmp_path):
         (["run", "-s", "random", "--scenario", "tiny", "--no-save", "--out", "x"], "--no-save is not allowed"),
         (["run", "-s", "random", "--scenario", "tiny", "--param", "x=1"], "takes no parameters"),
         (["run", "-s", "random", "--scenario", "tiny", "--seed", "1", "--num-seeds", "2"], "not allowed together"),
+        (["run", "-s", "random", "--scenario", "tiny", "--seed", "0-999999999999"], "at most 100,000 seeds"),  # was a MemoryError
         (["run", "-s", "random", "--scenario", "tiny", "--device", "cuda"], "--device is not allowed with 'random'"),
         (["run", "-s", "lad-ts", "--scenario", "tiny", "--device", "tpu"], "lad-ts.device = 'tpu'"),
     ],
@@ -90,6 +91,14 @@ def test_a_range_given_as_a_seed_count_is_refused_and_the_range_flag_named(comma
     r = invoke(*command, flag, "0-2")
     assert r.exit_code == 2, r.output
     assert "'0-2' is not a count of seeds" in r.output and "--seed 0-2" in r.output and "-2 is not allowed" not in r.output
+
+
+@pytest.mark.parametrize("value, fragment", [("²", "'²' is not a count of seeds"),  # isdigit() but not int(): was "Value error"
+                                              ("99999999999999999999999", "expected at most 100,000"),  # was an OverflowError
+                                              ("100001", "expected at most 100,000")])
+def test_a_seed_count_is_ascii_digits_and_bounded(value, fragment):
+    r = invoke("run", "-s", "random", "--scenario", "tiny", "--num-seeds", value)
+    assert r.exit_code == 2 and fragment in r.output and "Traceback" not in r.output
 
 
 def test_verify_refuses_zero_seeds():

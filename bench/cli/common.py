@@ -42,6 +42,7 @@ def guarded(fn: Callable[[], Any]) -> Any:
 
 
 MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit integers in result files
+MAX_SEED_COUNT = 100_000  # --num-seeds: more runs than any machine finishes, yet a list the command can build
 
 
 def parse_seed_specs(specs: List[str]) -> list[int]:
@@ -52,12 +53,14 @@ def parse_seed_specs(specs: List[str]) -> list[int]:
             part = part.strip()
             low, dash, high = part.partition("-")
             try:
-                values = list(range(int(low), int(high) + 1)) if dash else [int(part)]
+                ends = (int(low), int(high)) if dash else (int(part), int(part))
             except ValueError:
                 fail(f"--seed = {spec!r} is not allowed; expected a seed (7), a list (0,3,5) or a range (10-19)")
-            if dash and int(high) < int(low):
+            if ends[1] < ends[0]:
                 fail(f"--seed = {spec!r} is not allowed; expected a range low-high with low <= high")
-            chosen += values
+            if len(chosen) + ends[1] - ends[0] + 1 > MAX_SEED_COUNT:
+                fail(f"--seed = {spec!r} is not allowed; expected at most {MAX_SEED_COUNT:,} seeds in all (each seed is a run)")
+            chosen += range(ends[0], ends[1] + 1)
     return chosen
 
 
@@ -87,8 +90,10 @@ def seed_count(value: Any) -> int:
     """A count of seeds, digits only (the parser of --num-seeds): `--num-seeds 0-2`, meant as a range, would otherwise
     arrive as the integer -2."""
     text = str(value).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise typer.BadParameter(f"{value!r} is not a count of seeds (N runs seeds 0..N-1); a list or range of seeds is --seed 3,5 or --seed 0-2")
+    if len(text) > 6 or int(text) > MAX_SEED_COUNT:
+        raise typer.BadParameter(f"{text} seeds is not allowed; expected at most {MAX_SEED_COUNT:,} (each seed is a run)")
     return int(text)
 
 
