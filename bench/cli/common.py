@@ -42,7 +42,7 @@ def guarded(fn: Callable[[], Any]) -> Any:
 
 
 MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit integers in result files
-MAX_SEED_COUNT = 100_000  # --num-seeds: more runs than any machine finishes, yet a list the command can build
+MAX_SEED_COUNT = 100_000  # seeds in one command: more runs than any machine finishes, yet a list it can build
 
 
 def parse_seed_specs(specs: List[str]) -> list[int]:
@@ -92,7 +92,7 @@ def seed_count(value: Any) -> int:
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()):
         raise typer.BadParameter(f"{value!r} is not a count of seeds (N runs seeds 0..N-1); a list or range of seeds is --seed 3,5 or --seed 0-2")
-    if len(text) > 6 or int(text) > MAX_SEED_COUNT:
+    if len(text.lstrip("0")) > 6 or int(text) > MAX_SEED_COUNT:  # the length first: int() refuses 4,300 digits
         raise typer.BadParameter(f"{text} seeds is not allowed; expected at most {MAX_SEED_COUNT:,} (each seed is a run)")
     return int(text)
 
