@@ -93,7 +93,8 @@ def seed_count(value: Any) -> int:
     if not (text.isascii() and text.isdigit()):
         raise typer.BadParameter(f"{value!r} is not a count of seeds (N runs seeds 0..N-1); a list or range of seeds is --seed 3,5 or --seed 0-2")
     if len(text.lstrip("0")) > 6 or int(text) > MAX_SEED_COUNT:  # the length first: int() refuses 4,300 digits
-        raise typer.BadParameter(f"{text} seeds is not allowed; expected at most {MAX_SEED_COUNT:,} (each seed is a run)")
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+        raise typer.BadParameter(f"{shown} seeds is not allowed; expected at most {MAX_SEED_COUNT:,} (each seed is a run)")
     return int(text)
 
 
