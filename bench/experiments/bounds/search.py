@@ -237,6 +237,33 @@ def _inserted(order, length, gaps, sums, ready, done, y, p1, free_before, free_a
 
 
 @njit(cache=True)
+def _unlink(j, x, prv, nxt, head):  # pragma: no cover - compiled
+    """Take request j out of server x's list; returns its successor there (-1: none)."""
+    p, nj = prv[j], nxt[j]
+    if p >= 0:
+        nxt[p] = nj
+    else:
+        head[x] = nj
+    if nj >= 0:
+        prv[nj] = p
+    return nj
+
+
+@njit(cache=True)
+def _link(j, after, y, prv, nxt, head):  # pragma: no cover - compiled
+    """Put request j into server y's list right after request `after` (-1: first); returns its successor (-1: none)."""
+    succ = nxt[after] if after >= 0 else head[y]
+    prv[j], nxt[j] = after, succ
+    if after >= 0:
+        nxt[after] = j
+    else:
+        head[y] = j
+    if succ >= 0:
+        prv[succ] = j
+    return succ
+
+
+@njit(cache=True)
 def _event_sweep(comp, extra, ready, allowed, a, done, nxt, prv, head, order, length, gaps, sums):  # pragma: no cover - compiled
     n, b = comp.shape
     moved = 0
@@ -259,22 +286,9 @@ def _event_sweep(comp, extra, ready, allowed, a, done, nxt, prv, head, order, le
             if d < best:
                 best, to, after = d, y, (order[y, q] if q >= 0 else -1)
         if to >= 0:
-            nj = nxt[j]
-            if p >= 0:
-                nxt[p] = nj
-            else:
-                head[x] = nj
-            if nj >= 0:
-                prv[nj] = p
+            nj = _unlink(j, x, prv, nxt, head)
             _chain(nj, done, nxt, ready, comp, x, free, True)
-            succ = nxt[after] if after >= 0 else head[to]
-            prv[j], nxt[j] = after, succ
-            if after >= 0:
-                nxt[after] = j
-            else:
-                head[to] = j
-            if succ >= 0:
-                prv[succ] = j
+            succ = _link(j, after, to, prv, nxt, head)
             a[j] = to
             done[j] = max(ready[j, to], done[after] if after >= 0 else -np.inf) + comp[j, to]
             _chain(succ, done, nxt, ready, comp, to, done[j], True)
